@@ -1,0 +1,51 @@
+"""zoo: a plugin-based model zoo for transfer learning.
+
+``import zoo`` is cheap: the public names below load their modules on first use, so listing
+models never imports torch.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+from zoo.__about__ import __version__
+from zoo.errors import PluginError, RegistryError, UnknownModelError, ZooError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from zoo.api import get_card, list_models, list_plugins, registry
+    from zoo.card import ComponentRef, CutPoint, FileSpec, InputSpec, ModelCard, Origin
+    from zoo.hookspecs import hookimpl
+    from zoo.registry import Registry
+    from zoo.schema import Field
+
+_LAZY = {
+    "registry": "zoo.api",
+    "list_models": "zoo.api",
+    "get_card": "zoo.api",
+    "list_plugins": "zoo.api",
+    "ModelCard": "zoo.card",
+    "InputSpec": "zoo.card",
+    "CutPoint": "zoo.card",
+    "FileSpec": "zoo.card",
+    "ComponentRef": "zoo.card",
+    "Origin": "zoo.card",
+    "Registry": "zoo.registry",
+    "Field": "zoo.schema",
+    "hookimpl": "zoo.hookspecs",
+}
+
+__all__ = ["__version__", "ZooError", "RegistryError", "UnknownModelError", "PluginError", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'zoo' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

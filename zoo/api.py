@@ -1,0 +1,47 @@
+"""The public functions behind the CLI; each returns plain data (cards, infos) for the caller to render."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from zoo.card import ModelCard
+from zoo.catalog import load_registry
+from zoo.plugins import PluginInfo, get_host
+from zoo.registry import Registry
+
+__all__ = ["registry", "list_models", "get_card", "list_plugins"]
+
+
+def registry(extra: Sequence[str | Path] = ()) -> Registry:
+    """The merged registry: built-in, plugins, ``$ZOO_HOME/registry.d``, ``$ZOO_REGISTRY``, ``extra``."""
+    return load_registry(extra)
+
+
+def list_models(
+    pattern: str | None = None,
+    *,
+    modality: str | None = None,
+    task: str | None = None,
+    source: str | None = None,
+    tag: str | None = None,
+    plugin: str | None = None,
+    max_params: int | str | None = None,
+    sort: str = "name",
+    registry_files: Sequence[str | Path] = (),
+) -> list[ModelCard]:
+    """Cards matching the filters (see :meth:`zoo.registry.Registry.select`), offline and fast."""
+    return registry(registry_files).select(
+        pattern, modality=modality, task=task, source=source, tag=tag, plugin=plugin,
+        max_params=max_params, sort=sort,
+    )
+
+
+def get_card(name: str, *, registry_files: Sequence[str | Path] = ()) -> ModelCard:
+    """The card of one model; an unknown name raises :class:`zoo.UnknownModelError` with suggestions."""
+    return registry(registry_files).card(name)
+
+
+def list_plugins() -> list[PluginInfo]:
+    """Every plugin zoo found: version, hooks, origin (built-in / entry point) and status."""
+    return get_host().plugins()

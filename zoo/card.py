@@ -1,0 +1,165 @@
+"""Model cards: what zoo knows about one backbone, as frozen plain data.
+
+A card is parsed from a registry table (see :mod:`zoo.registry`) and never changes afterwards.
+Fields are grouped the way a user reads them: identity, where the weights come from, what input
+the network expects, where to cut it, and the evidence behind it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal
+
+__all__ = ["ModelCard", "InputSpec", "CutPoint", "FileSpec", "ComponentRef", "Origin", "MODALITIES"]
+
+MODALITIES = ("image", "text", "audio")
+INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
+POOLINGS = ("mean", "cls", "max", "pooler", "avg", "token")
+TOKENIZER_KINDS = ("wordpiece", "sentencepiece", "bpe", "unigram", "char")
+
+OriginKind = Literal["builtin", "plugin", "user"]
+
+
+def frozen_map(mapping: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
+    """A read-only view of a copy, so a frozen card cannot be changed through its tables."""
+    return MappingProxyType(dict(mapping or {}))
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where an entry came from: the built-in file, a plugin, or a user file."""
+
+    kind: OriginKind
+    name: str  # "zoo", the plugin's name, or the user file's path
+    path: Path | None = None  # the file that declared the entry; relative paths resolve against it
+
+    def __str__(self) -> str:
+        if self.kind == "builtin":
+            return f"the built-in registry ({self.path})" if self.path else "the built-in registry"
+        if self.kind == "plugin":
+            return f"plugin {self.name!r}"
+        return f"user file {self.path or self.name}"
+
+    @property
+    def label(self) -> str:
+        """Short provenance for tables: 'builtin', the plugin name, or 'user'."""
+        return self.name if self.kind == "plugin" else self.kind
+
+
+@dataclass(frozen=True)
+class ComponentRef:
+    """A reference to a plugin component (a source or an adapter) plus its plugin-owned fields."""
+
+    type: str
+    options: Mapping[str, Any] = field(default_factory=frozen_map)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.options.get(key, default)
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    """A file the pull must produce, with what is known of its hash ahead of time."""
+
+    name: str
+    sha256: str | None = None  # the full hash, when known: it always wins
+    sha256_prefix: str | None = None  # e.g. torchvision's file names carry the first 8 hex digits
+    size: int | None = None
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What the network expects as input."""
+
+    # images
+    size: tuple[int, int] | None = None  # (height, width) after the center crop
+    resize: int | None = None  # shorter side before the crop
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    interpolation: str | None = None
+    # text
+    max_length: int | None = None
+    tokenizer: str | None = None  # tokenizer kind; its files come with the model's files
+    # audio
+    sample_rate: int | None = None
+
+
+@dataclass(frozen=True)
+class CutPoint:
+    """The recommended cut: the node whose output is the embedding, and its size."""
+
+    node: str
+    dim: int
+    pooling: str | None = None  # text: how token states become one vector
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """Everything zoo knows about one backbone."""
+
+    # identity
+    name: str
+    description: str
+    modality: str
+    task: str
+    license: str
+    params: int
+    # weights: where they come from and how they become a module
+    source: ComponentRef
+    adapter: ComponentRef
+    files: tuple[FileSpec, ...] = ()
+    # input
+    input: InputSpec = field(default_factory=InputSpec)
+    # cut point, head and stages (input -> output)
+    embedding: CutPoint = field(default_factory=lambda: CutPoint("", 0))
+    head: str | None = None
+    stages: tuple[str, ...] = ()
+    features: Mapping[str, int] = field(default_factory=frozen_map)
+    # evidence and provenance
+    metrics: Mapping[str, float] = field(default_factory=frozen_map)
+    tags: tuple[str, ...] = ()
+    homepage: str | None = None
+    paper: str | None = None
+    notes: str | None = None
+    replace: bool = False
+    origin: Origin = field(default_factory=lambda: Origin("builtin", "zoo"))
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.embedding.dim
+
+    def metric(self, key: str) -> float | None:
+        """A metric by full key ('imagenet-1k/acc@1') or by its name alone ('acc@1')."""
+        if key in self.metrics:
+            return self.metrics[key]
+        for full, value in self.metrics.items():
+            if full.split("/", 1)[-1] == key:
+                return value
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready data: the card as the registry would spell it, plus its origin."""
+        out = _plain(self)
+        out["origin"] = {"kind": self.origin.kind, "name": self.origin.name,
+                         "path": str(self.origin.path) if self.origin.path else None}
+        return out
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Origin):
+        return str(value)
+    if isinstance(value, ComponentRef):
+        return {"type": value.type, **{k: _plain(v) for k, v in value.options.items()}}
+    if hasattr(value, "__dataclass_fields__"):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)
+                if getattr(value, f.name) is not None}
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value

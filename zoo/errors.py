@@ -1,0 +1,41 @@
+"""The one exception hierarchy of zoo.
+
+Every error a user can cause is a :class:`ZooError`. Its message says what went wrong, where
+(file, model, key, row) and what to do next; the CLI prints it without a traceback and exits 1.
+Any other exception is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ZooError",
+    "RegistryError",
+    "UnknownModelError",
+    "PluginError",
+]
+
+
+class ZooError(Exception):
+    """Root of every user-facing zoo error."""
+
+    exit_code = 1
+
+
+class RegistryError(ZooError):
+    """A registry file or entry is invalid, or two entries collide."""
+
+
+class UnknownModelError(ZooError, LookupError):
+    """A model name is not in the registry; the message carries close matches."""
+
+    def __init__(self, name: str, suggestions: list[str] | tuple[str, ...] = ()) -> None:
+        self.name = name
+        self.suggestions = tuple(suggestions)
+        hint = f" Did you mean: {', '.join(self.suggestions)}?" if self.suggestions else ""
+        super().__init__(
+            f"no model named {name!r} in the registry.{hint} Run `zoo list` to see every model."
+        )
+
+
+class PluginError(ZooError):
+    """A plugin misbehaved: it gave an invalid contribution or collided with another plugin."""

@@ -1,0 +1,29 @@
+"""The hooks a zoo plugin can implement. Each receives a ``register`` callback: the core validates
+what a plugin gives, rejects duplicates naming both plugins, and records which plugin gave what."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("zoo")
+hookimpl = pluggy.HookimplMarker("zoo")
+
+
+@hookspec
+def register_sources(register: Callable[[Any], None]) -> None:
+    """Register sources, where a model's files come from: ``register(source)`` with an object
+    that has a ``name`` (the card's ``source.type``) and ``fields`` (a dict of ``zoo.Field``)."""
+
+
+@hookspec
+def register_adapters(register: Callable[[Any], None]) -> None:
+    """Register adapters, which turn fetched files into a backbone: ``register(adapter)`` with an
+    object that has a ``name`` (the card's ``adapter.type``) and ``fields`` (a dict of ``zoo.Field``)."""
+
+
+@hookspec
+def register_models(register: Callable[[Any], None]) -> None:
+    """Contribute registry entries: ``register(entries)`` with TOML text, a ``pathlib.Path`` to a
+    TOML file, or a dict of model name -> table; validated like the built-in registry.toml."""

@@ -1,0 +1,315 @@
+"""The plugin manager: entry-point discovery, strict loading, contributions with provenance.
+
+Built-in plugins (the top-level ``plugins/`` packages) and third-party ones take the same path:
+an entry point in the ``zoo`` group. A plugin that fails to import, misspells a hook or raises
+inside one is recorded as broken, warned about once, and skipped, so the CLI keeps working.
+
+Environment switches:
+- ``ZOO_DISABLE_PLUGINS=1`` (or ``all``, ``*``) loads no entry-point plugin; ``=a,b`` skips those.
+- ``ZOO_TRACE_PLUGINS=1`` prints every hook call and registration to stderr.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import traceback
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pluggy
+
+from zoo import hookspecs
+from zoo.errors import PluginError
+from zoo.schema import Field
+
+__all__ = ["PluginHost", "PluginInfo", "Contribution", "PluginWarning", "get_host", "reset_host"]
+
+GROUP = "zoo"
+_COMPONENT_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
+
+
+class PluginWarning(UserWarning):
+    """A plugin could not be loaded or misbehaved; zoo carries on without it."""
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """What `zoo plugins` shows about one plugin."""
+
+    name: str
+    version: str | None
+    distribution: str | None
+    origin: str  # "built-in", "entry point" or "registered" (in-process, e.g. by a test)
+    hooks: tuple[str, ...]
+    status: str  # "ok", "broken" or "disabled"
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "distribution": self.distribution,
+                "origin": self.origin, "hooks": list(self.hooks), "status": self.status,
+                "error": self.error}
+
+
+@dataclass(frozen=True)
+class Contribution:
+    """A component (source or adapter) or a batch of model entries, with the plugin that gave it."""
+
+    plugin: str
+    value: Any
+
+
+@dataclass
+class _Record:
+    name: str
+    distribution: str | None
+    version: str | None
+    origin: str
+    module: object | None = None
+    status: str = "ok"
+    error: str | None = None
+
+
+@dataclass
+class _Contributions:
+    sources: dict[str, Contribution] = field(default_factory=dict)
+    adapters: dict[str, Contribution] = field(default_factory=dict)
+    models: list[Contribution] = field(default_factory=list)
+
+
+def _disabled_names() -> tuple[bool, set[str]]:
+    value = os.environ.get("ZOO_DISABLE_PLUGINS", "").strip()
+    if value.lower() in ("1", "all", "*", "true", "yes"):
+        return True, set()
+    return False, {n.strip() for n in value.split(",") if n.strip()}
+
+
+def _tracing() -> bool:
+    return os.environ.get("ZOO_TRACE_PLUGINS", "").strip().lower() not in ("", "0", "false", "no")
+
+
+class PluginHost:
+    """Owns one pluggy manager and everything plugins contributed through it."""
+
+    def __init__(self, *, load_entrypoints: bool = True) -> None:
+        self.pm = pluggy.PluginManager(GROUP)
+        self.pm.add_hookspecs(hookspecs)
+        self._records: dict[str, _Record] = {}
+        self._contributions: _Contributions | None = None
+        self._trace = _tracing()
+        if self._trace:
+            self.pm.trace.root.setwriter(lambda text: sys.stderr.write(f"zoo trace: {text}"))
+            self.pm.enable_tracing()
+        if load_entrypoints:
+            self._load_entrypoints()
+
+    # ----------------------------------------------------------------- loading
+
+    def _load_entrypoints(self) -> None:
+        all_off, skip = _disabled_names()
+        for ep in sorted(metadata.entry_points(group=GROUP), key=lambda e: e.name):
+            dist = getattr(ep, "dist", None)
+            dist_name = dist.metadata["Name"] if dist is not None else None
+            origin = "built-in" if dist_name == "zoo" else "entry point"
+            version = dist.version if dist is not None else None
+            if ep.name in self._records:
+                previous = self._records[ep.name]
+                if previous.distribution == dist_name:
+                    continue  # the same distribution seen twice on sys.path
+                self._broken(_Record(ep.name, dist_name, version, origin),
+                             f"its name is already taken by the plugin from distribution "
+                             f"{previous.distribution!r}; uninstall one of the two")
+                continue
+            record = _Record(ep.name, dist_name, version, origin)
+            if all_off or ep.name in skip:
+                record.status = "disabled"
+                self._records[ep.name] = record
+                continue
+            try:
+                module = ep.load()
+            except Exception as exc:  # a broken plugin must not take zoo down
+                self._broken(record, f"failed to import: {type(exc).__name__}: {exc}")
+                continue
+            self._add(record, module)
+
+    def register(self, plugin: object, name: str | None = None) -> str:
+        """Register an in-process plugin (a module or object with hook implementations).
+
+        Tests and applications use this; it is checked exactly like an entry-point plugin.
+        Raises :class:`PluginError` when the plugin is invalid.
+        """
+        name = name or getattr(plugin, "__name__", None) or type(plugin).__name__
+        record = _Record(name, None, None, "registered")
+        self._add(record, plugin)
+        if record.status != "ok":
+            raise PluginError(f"plugin {name!r} {record.error}")
+        return name
+
+    def unregister(self, name: str) -> None:
+        record = self._records.pop(name, None)
+        if record is not None and self.pm.has_plugin(name):
+            self.pm.unregister(name=name)
+        self._contributions = None
+
+    def _add(self, record: _Record, module: object) -> None:
+        try:
+            self.pm.register(module, name=record.name)
+        except ValueError as exc:
+            self._broken(record, f"could not be registered: {exc}")
+            return
+        except pluggy.PluginValidationError as exc:
+            self._broken(record, f"has an invalid hook: {exc}")
+            return
+        try:
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            self.pm.unregister(name=record.name)
+            known = ", ".join(sorted(n for n in dir(self.pm.hook) if not n.startswith("_")))
+            self._broken(record, f"implements an unknown hook: {exc} (zoo's hooks: {known})")
+            return
+        record.module = module
+        self._records[record.name] = record
+        self._contributions = None
+
+    def mark_broken(self, name: str, error: str) -> None:
+        """Record that a plugin misbehaved (e.g. gave invalid entries); it is warned about and skipped."""
+        record = self._records.get(name)
+        if record is not None and record.status == "ok":
+            self._broken(record, error)
+            self._contributions = None
+
+    def _broken(self, record: _Record, error: str) -> None:
+        record.status = "broken"
+        record.error = error
+        self._records[record.name] = record
+        warnings.warn(
+            f"plugin {record.name!r} {error}; zoo continues without it "
+            f"(hide this with ZOO_DISABLE_PLUGINS={record.name})",
+            PluginWarning,
+            stacklevel=2,
+        )
+
+    # ----------------------------------------------------------------- contributions
+
+    def _collect(self) -> _Contributions:
+        if self._contributions is not None:
+            return self._contributions
+        got = _Contributions()
+        for hook_name, check in (("register_sources", _check_component("source")),
+                                 ("register_adapters", _check_component("adapter")),
+                                 ("register_models", _check_models)):
+            for impl in reversed(getattr(self.pm.hook, hook_name).get_hookimpls()):
+                record = self._records.get(impl.plugin_name)
+                if record is None or record.status != "ok":
+                    continue
+                given: list[Any] = []
+                try:
+                    impl.function(register=lambda value, _given=given, _check=check, _name=impl.plugin_name:
+                                  _given.append(_check(_name, value)))
+                except PluginError as exc:
+                    self._broken(record, f"gave an invalid contribution in {hook_name}: {exc}")
+                    continue
+                except Exception as exc:
+                    where = traceback.extract_tb(exc.__traceback__)[-1]
+                    self._broken(record, f"raised in {hook_name}: {type(exc).__name__}: {exc} "
+                                         f"({where.filename}:{where.lineno})")
+                    continue
+                if self._trace:
+                    sys.stderr.write(f"zoo trace: plugin {impl.plugin_name!r} {hook_name} -> "
+                                     f"{len(given)} registered\n")
+                self._store(got, hook_name, impl.plugin_name, given)
+        self._contributions = got
+        return got
+
+    @staticmethod
+    def _store(got: _Contributions, hook_name: str, plugin: str, given: list[Any]) -> None:
+        if hook_name == "register_models":
+            got.models.extend(Contribution(plugin, value) for value in given)
+            return
+        kind, table = ("source", got.sources) if hook_name == "register_sources" else ("adapter", got.adapters)
+        for component in given:
+            existing = table.get(component.name)
+            if existing is not None:
+                raise PluginError(
+                    f"{kind} type {component.name!r} is registered twice: by plugin "
+                    f"{existing.plugin!r} and by plugin {plugin!r}. Uninstall one of them, or "
+                    f"disable one with ZOO_DISABLE_PLUGINS={plugin}"
+                )
+            table[component.name] = Contribution(plugin, component)
+
+    def sources(self) -> Mapping[str, Contribution]:
+        """Source type name -> the registered source, with its plugin."""
+        return self._collect().sources
+
+    def adapters(self) -> Mapping[str, Contribution]:
+        """Adapter type name -> the registered adapter, with its plugin."""
+        return self._collect().adapters
+
+    def model_contributions(self) -> list[Contribution]:
+        """Model entries (TOML text, a Path, or a dict) with the plugin that gave each."""
+        return list(self._collect().models)
+
+    # ----------------------------------------------------------------- listing
+
+    def plugins(self) -> list[PluginInfo]:
+        """Every plugin seen, loaded or not, in name order."""
+        self._collect()  # a plugin that raises inside a hook shows as broken
+        infos = []
+        for record in sorted(self._records.values(), key=lambda r: r.name):
+            hooks: tuple[str, ...] = ()
+            if record.status == "ok" and self.pm.has_plugin(record.name):
+                plugin = self.pm.get_plugin(record.name)
+                hooks = tuple(sorted(c.name for c in self.pm.get_hookcallers(plugin) or []))
+            infos.append(PluginInfo(record.name, record.version, record.distribution,
+                                    record.origin, hooks, record.status, record.error))
+        return infos
+
+
+def _check_component(kind: str) -> Callable[[str, Any], Any]:
+    def check(plugin: str, component: Any) -> Any:
+        name = getattr(component, "name", None)
+        if not isinstance(name, str) or not _COMPONENT_NAME.match(name):
+            raise PluginError(
+                f"a {kind} needs a `name` of lowercase letters, digits, '-' or '_', got {name!r}"
+            )
+        fields = getattr(component, "fields", {})
+        if not isinstance(fields, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, Field) for k, v in fields.items()
+        ):
+            raise PluginError(f"{kind} {name!r}: `fields` must be a dict of name -> zoo.Field")
+        if "type" in fields:
+            raise PluginError(f"{kind} {name!r}: `type` is reserved and cannot be a declared field")
+        return component
+
+    return check
+
+
+def _check_models(plugin: str, value: Any) -> Any:
+    if isinstance(value, (str, Path)) or (isinstance(value, Mapping) and all(isinstance(k, str) for k in value)):
+        return value
+    raise PluginError(f"register_models takes TOML text, a pathlib.Path or a dict of name -> table, "
+                      f"got {type(value).__name__}")
+
+
+_HOST: PluginHost | None = None
+
+
+def get_host() -> PluginHost:
+    """The process-wide plugin host, created (and entry points loaded) on first use."""
+    global _HOST
+    if _HOST is None:
+        _HOST = PluginHost()
+    return _HOST
+
+
+def reset_host(host: PluginHost | None = None) -> PluginHost | None:
+    """Replace the process-wide host (tests use a fresh one); returns the previous one."""
+    global _HOST
+    previous, _HOST = _HOST, host
+    return previous
+

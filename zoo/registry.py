@@ -1,0 +1,387 @@
+"""The registry: parse and validate model tables, merge their sources, query and suggest.
+
+Stdlib only (tomllib): listing models never imports torch. Entries come from, in merge order,
+the built-in ``registry.toml``, plugins, and user files. A later origin may not silently take
+over a name: plugins and the built-in file never override each other, and a user file replaces
+an entry only when the entry says ``replace = true``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import re
+import tomllib
+from collections.abc import Iterable, Iterator, Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from zoo.card import (
+    INTERPOLATIONS,
+    MODALITIES,
+    POOLINGS,
+    TOKENIZER_KINDS,
+    ComponentRef,
+    CutPoint,
+    FileSpec,
+    InputSpec,
+    ModelCard,
+    Origin,
+    frozen_map,
+)
+from zoo.errors import RegistryError, UnknownModelError
+from zoo.schema import Location, TableReader
+
+__all__ = [
+    "Registry",
+    "builtin_registry_path",
+    "parse_registry_text",
+    "parse_registry_file",
+    "parse_models",
+    "merge_cards",
+    "parse_size",
+]
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/@+-]*$")
+_HEX = re.compile(r"^[0-9a-f]+$")
+
+
+def builtin_registry_path() -> Path:
+    """The registry.toml that ships with zoo.
+
+    A wheel packs it as ``zoo/registry.toml``; a source checkout (editable install) keeps it at the
+    top of the repository, one folder above the package.
+    """
+    packed = resources.files("zoo") / "registry.toml"
+    if packed.is_file():
+        return Path(str(packed))
+    return Path(__file__).resolve().parent.parent / "registry.toml"
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def parse_registry_file(path: Path, origin: Origin) -> list[ModelCard]:
+    """Read one registry file; every problem names the file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RegistryError(
+            f"{path}: registry file not found. Check the path given with --registry or ZOO_REGISTRY"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RegistryError(f"{path}: cannot read registry file: {exc}") from None
+    return parse_registry_text(text, origin, label=str(path))
+
+
+def parse_registry_text(text: str, origin: Origin, label: str | None = None) -> list[ModelCard]:
+    """Parse TOML text holding ``[models.NAME]`` tables."""
+    label = label or str(origin)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise RegistryError(f"{label}: invalid TOML: {exc}. Fix the syntax at that line") from None
+    for key in data:
+        if key != "models":
+            raise Location(label).error(
+                key, "unknown top-level key", "Entries go under [models.NAME] tables"
+            )
+    models = data.get("models", {})
+    if not isinstance(models, dict):
+        raise Location(label).error("models", "expected tables of the form [models.NAME]")
+    return parse_models(models, origin, label)
+
+
+def parse_models(models: Mapping[str, Any], origin: Origin, label: str | None = None) -> list[ModelCard]:
+    """Parse a mapping of model name -> table (the ``models`` table of a registry file)."""
+    label = label or str(origin)
+    return [parse_card(name, table, origin, Location(label, name)) for name, table in models.items()]
+
+
+def parse_card(name: str, table: Any, origin: Origin, location: Location) -> ModelCard:
+    """Validate one model table and build its card. Plugin-owned fields inside ``source`` and
+    ``adapter`` are kept as they are; the plugins' declared fields are checked by the catalog."""
+    if not _NAME.match(name):
+        raise location.error(
+            None, "invalid model name", "Use letters, digits and . _ / @ + - (no spaces)"
+        )
+    r = TableReader(table, location)
+    description = r.take("description", str, required=True)
+    modality = r.take("modality", str, required=True)
+    if modality not in MODALITIES:
+        raise location.error("modality", f"unknown modality {modality!r}", f"Use one of: {', '.join(MODALITIES)}")
+    task = r.take("task", str, required=True)
+    license_ = r.take("license", str, required=True)
+    params = r.take("params", int, required=True)
+    if params <= 0:
+        raise location.error("params", f"must be a positive parameter count, got {params}")
+
+    source = _component(r, "source")
+    adapter = _component(r, "adapter")
+    files = _files(r)
+    input_spec = _input(r, modality)
+    embedding = _cut_point(r, modality)
+
+    head = r.take("head", str)
+    stages = tuple(r.take("stages", list[str], required=True))
+    if not stages:
+        raise location.error("stages", "needs at least one stage", "List the backbone's stages from input to output")
+    repeated = sorted({s for s in stages if stages.count(s) > 1})
+    if repeated:
+        raise location.error("stages", f"stage names repeat: {', '.join(repeated)}", "Each stage must appear once")
+    if head is not None and head in stages:
+        raise location.error("head", f"the head {head!r} is also listed as a stage", "The head is replaced, not unfrozen")
+    features = r.take("features", dict[str, int], default={})
+    for node, dim in features.items():
+        if dim <= 0:
+            raise location.error(f"features.{node}", f"must be a positive channel count, got {dim}")
+    metrics = r.take("metrics", dict[str, float], default={})
+    for key in metrics:
+        dataset, _, metric = key.partition("/")
+        if not dataset or not metric:
+            raise location.error(
+                f"metrics.{key}", "metric keys name the dataset and the metric",
+                'Write them as "dataset/metric", e.g. "imagenet-1k/acc@1"',
+            )
+    tags = tuple(r.take("tags", list[str], default=[]))
+    homepage = r.take("homepage", str)
+    paper = r.take("paper", str)
+    notes = r.take("notes", str)
+    replace = r.take("replace", bool, default=False)
+    if replace and origin.kind != "user":
+        raise location.error(
+            "replace", f"only user registry files may replace entries, not {origin}",
+            "Give the entry another name",
+        )
+    r.finish()
+    return ModelCard(
+        name=name, description=description, modality=modality, task=task, license=license_,
+        params=params, source=source, adapter=adapter, files=files, input=input_spec,
+        embedding=embedding, head=head, stages=stages, features=frozen_map(features),
+        metrics=frozen_map({k: float(v) for k, v in metrics.items()}), tags=tags,
+        homepage=homepage, paper=paper, notes=notes, replace=replace, origin=origin,
+    )
+
+
+def _component(r: TableReader, key: str) -> ComponentRef:
+    table = r.table(key, required=True)
+    assert table is not None
+    kind = table.take("type", str, required=True)
+    return ComponentRef(type=kind, options=frozen_map(table.rest()))
+
+
+def _files(r: TableReader) -> tuple[FileSpec, ...]:
+    specs = []
+    for i, item in enumerate(r.take("files", list[dict], default=[])):
+        f = TableReader(item, r.location, f"files[{i}]")
+        name = f.take("name", str, required=True)
+        sha256 = f.take("sha256", str)
+        if sha256 is not None and not (len(sha256) == 64 and _HEX.match(sha256)):
+            raise r.location.error(f.key("sha256"), "expected 64 lowercase hex digits")
+        prefix = f.take("sha256_prefix", str)
+        if prefix is not None and not (len(prefix) >= 6 and _HEX.match(prefix)):
+            raise r.location.error(f.key("sha256_prefix"), "expected at least 6 lowercase hex digits")
+        if sha256 and prefix and not sha256.startswith(prefix):
+            raise r.location.error(f.key("sha256_prefix"), "does not match the full sha256")
+        size = f.take("size", int)
+        if size is not None and size < 0:
+            raise r.location.error(f.key("size"), "must not be negative")
+        f.finish()
+        specs.append(FileSpec(name=name, sha256=sha256, sha256_prefix=prefix, size=size))
+    names = [s.name for s in specs]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise r.location.error("files", f"file names repeat: {', '.join(repeated)}")
+    return tuple(specs)
+
+
+def _input(r: TableReader, modality: str) -> InputSpec:
+    t = r.table("input", required=True)
+    assert t is not None
+    loc = r.location
+    if modality == "image":
+        size = t.take("size", list[int], required=True)
+        if len(size) != 2 or min(size) <= 0:
+            raise loc.error(t.key("size"), f"expected [height, width] of positive integers, got {size}")
+        resize = t.take("resize", int)
+        if resize is not None and resize < min(size):
+            raise loc.error(t.key("resize"), f"resize {resize} is smaller than the crop {size}")
+        mean = t.take("mean", list[float], required=True)
+        std = t.take("std", list[float], required=True)
+        if len(mean) != len(std) or not mean:
+            raise loc.error(t.key("std"), f"mean has {len(mean)} values and std {len(std)}; they must match")
+        if any(s <= 0 for s in std):
+            raise loc.error(t.key("std"), "standard deviations must be positive")
+        interpolation = t.take("interpolation", str, default="bilinear")
+        if interpolation not in INTERPOLATIONS:
+            raise loc.error(t.key("interpolation"), f"unknown interpolation {interpolation!r}",
+                            f"Use one of: {', '.join(INTERPOLATIONS)}")
+        t.finish()
+        return InputSpec(size=(size[0], size[1]), resize=resize, mean=tuple(map(float, mean)),
+                         std=tuple(map(float, std)), interpolation=interpolation)
+    if modality == "text":
+        max_length = t.take("max_length", int, required=True)
+        if max_length <= 0:
+            raise loc.error(t.key("max_length"), "must be positive")
+        tokenizer = t.take("tokenizer", str, required=True)
+        if tokenizer not in TOKENIZER_KINDS:
+            raise loc.error(t.key("tokenizer"), f"unknown tokenizer kind {tokenizer!r}",
+                            f"Use one of: {', '.join(TOKENIZER_KINDS)}")
+        t.finish()
+        return InputSpec(max_length=max_length, tokenizer=tokenizer)
+    sample_rate = t.take("sample_rate", int, required=True)
+    if sample_rate <= 0:
+        raise loc.error(t.key("sample_rate"), "must be positive")
+    max_length = t.take("max_length", int)
+    t.finish()
+    return InputSpec(sample_rate=sample_rate, max_length=max_length)
+
+
+def _cut_point(r: TableReader, modality: str) -> CutPoint:
+    t = r.table("embedding", required=True)
+    assert t is not None
+    node = t.take("node", str, required=True)
+    if "dim" not in (t.rest()):
+        raise r.location.error(t.key("dim"), "the cut point has no dim",
+                               "Add `dim = N`, the size of the embedding at that node")
+    dim = t.take("dim", int, required=True)
+    if dim <= 0:
+        raise r.location.error(t.key("dim"), f"must be positive, got {dim}")
+    pooling = t.take("pooling", str, required=modality == "text")
+    if pooling is not None and pooling not in POOLINGS:
+        raise r.location.error(t.key("pooling"), f"unknown pooling {pooling!r}", f"Use one of: {', '.join(POOLINGS)}")
+    t.finish()
+    return CutPoint(node=node, dim=dim, pooling=pooling)
+
+
+# --------------------------------------------------------------------------- merging
+
+
+def merge_cards(cards: Iterable[ModelCard]) -> dict[str, ModelCard]:
+    """Merge cards in order. A name defined twice is an error naming both origins, unless the later
+    entry comes from a user file and says ``replace = true``."""
+    merged: dict[str, ModelCard] = {}
+    for card in cards:
+        existing = merged.get(card.name)
+        if existing is not None and not card.replace:
+            if card.origin.kind == "user":
+                hint = (f"To override it, add `replace = true` to [models.{_toml_key(card.name)}] "
+                        f"in {card.origin.path or card.origin.name}; otherwise rename your entry")
+            else:
+                hint = ("Uninstall one of them, or disable one with "
+                        "ZOO_DISABLE_PLUGINS=<plugin name>")
+            raise RegistryError(
+                f"model {card.name!r} is defined twice: by {existing.origin} and by {card.origin}. {hint}"
+            )
+        merged[card.name] = card
+    return merged
+
+
+def _toml_key(name: str) -> str:
+    return name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else f'"{name}"'
+
+
+# --------------------------------------------------------------------------- querying
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMbBgG]?)\s*$")
+_SCALE = {"": 1, "k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9}
+
+
+def parse_size(text: str) -> int:
+    """'30M' -> 30_000_000; accepts K, M, B (or G) suffixes and plain integers."""
+    match = _SIZE.match(str(text))
+    if not match:
+        raise RegistryError(f"cannot read parameter count {text!r}: write it like 30M, 1.5B or 25000000")
+    return int(float(match.group(1)) * _SCALE[match.group(2).lower()])
+
+
+class Registry(Mapping[str, ModelCard]):
+    """An immutable set of cards with the queries `zoo list` and `zoo show` need.
+
+    ``unavailable`` maps a model name to why it cannot be pulled or built right now (for example,
+    the plugin that provides its source type is disabled); such models are still listed.
+    """
+
+    def __init__(self, cards: Mapping[str, ModelCard], unavailable: Mapping[str, str] | None = None) -> None:
+        self._cards = dict(sorted(cards.items()))
+        self.unavailable: Mapping[str, str] = frozen_map(unavailable or {})
+
+    def __getitem__(self, name: str) -> ModelCard:
+        return self._cards[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._cards)
+
+    def __len__(self) -> int:
+        return len(self._cards)
+
+    def card(self, name: str) -> ModelCard:
+        """The card called ``name``; an unknown name raises with close matches."""
+        try:
+            return self._cards[name]
+        except KeyError:
+            raise UnknownModelError(name, self.suggest(name)) from None
+
+    def suggest(self, name: str, n: int = 3) -> list[str]:
+        """Close matches for a mistyped name: edit distance on full names and their last part."""
+        names = list(self._cards)
+        found = difflib.get_close_matches(name, names, n=n, cutoff=0.6)
+        short = {n_.rsplit("/", 1)[-1]: n_ for n_ in names}
+        for match in difflib.get_close_matches(name.rsplit("/", 1)[-1], list(short), n=n, cutoff=0.6):
+            if short[match] not in found:
+                found.append(short[match])
+        if not found:
+            found = [n_ for n_ in names if name.lower() in n_.lower()]
+        return found[:n]
+
+    def select(
+        self,
+        pattern: str | None = None,
+        *,
+        modality: str | None = None,
+        task: str | None = None,
+        source: str | None = None,
+        tag: str | None = None,
+        plugin: str | None = None,
+        max_params: int | str | None = None,
+        sort: str = "name",
+    ) -> list[ModelCard]:
+        """Cards matching every given filter, in a stable order.
+
+        ``pattern`` with shell wildcards matches names (fnmatch); without them it matches a
+        substring of the name or description, case-insensitively. ``sort`` is ``name``,
+        ``params`` (ascending) or a metric ("acc@1" or "imagenet-1k/acc@1", best first; models
+        without it last).
+        """
+        limit = parse_size(max_params) if isinstance(max_params, str) else max_params
+        chosen = [
+            c for c in self._cards.values()
+            if _matches(c, pattern)
+            and (modality is None or c.modality == modality)
+            and (task is None or c.task == task)
+            and (source is None or c.source.type == source)
+            and (tag is None or tag in c.tags)
+            and (plugin is None or c.origin.label == plugin or c.origin.name == plugin)
+            and (limit is None or c.params <= limit)
+        ]
+        if sort == "name":
+            return chosen
+        if sort == "params":
+            return sorted(chosen, key=lambda c: (c.params, c.name))
+        if not any(c.metric(sort) is not None for c in self._cards.values()):
+            known = sorted({k for c in self._cards.values() for k in c.metrics})
+            raise RegistryError(
+                f"cannot sort by {sort!r}: no model has that metric. "
+                f"Sort by name, params or one of: {', '.join(known) or '(no metrics known)'}"
+            )
+        return sorted(chosen, key=lambda c: (c.metric(sort) is None, -(c.metric(sort) or 0.0), c.name))
+
+
+def _matches(card: ModelCard, pattern: str | None) -> bool:
+    if not pattern:
+        return True
+    if any(ch in pattern for ch in "*?["):
+        return fnmatch.fnmatchcase(card.name.lower(), pattern.lower())
+    needle = pattern.lower()
+    return needle in card.name.lower() or needle in card.description.lower()

@@ -1,0 +1,84 @@
+"""Plain-text rendering for the CLI: aligned tables and a card as readable lines. No heavy imports."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from zoo.card import ModelCard
+
+__all__ = ["table", "format_params", "card_lines"]
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Left-aligned columns separated by two spaces, with a header rule."""
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(cell)) for w, cell in zip(widths, row)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip(),
+             "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    return "\n".join(lines)
+
+
+def format_params(count: int) -> str:
+    """25557032 -> '25.6M'."""
+    for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if count >= scale:
+            return f"{count / scale:.1f}{suffix}"
+    return str(count)
+
+
+def card_lines(card: ModelCard, unavailable: str | None = None) -> list[str]:
+    """The whole card, grouped as a user reads it."""
+    lines = [card.name, "=" * len(card.name), card.description, ""]
+
+    def row(label: str, value: object) -> None:
+        if value not in (None, "", (), {}):
+            lines.append(f"{label:<13}{value}")
+
+    row("modality", card.modality)
+    row("task", card.task)
+    row("params", f"{card.params:,} ({format_params(card.params)})")
+    row("license", card.license)
+    row("tags", ", ".join(card.tags))
+    row("homepage", card.homepage)
+    row("paper", card.paper)
+    row("origin", str(card.origin))
+    if unavailable:
+        row("UNAVAILABLE", unavailable)
+    lines.append("")
+    row("source", _component(card.source.type, card.source.options))
+    for spec in card.files:
+        digest = spec.sha256 or (f"{spec.sha256_prefix}… (prefix)" if spec.sha256_prefix else "unknown until pulled")
+        size = f", {spec.size:,} bytes" if spec.size is not None else ""
+        row("file", f"{spec.name}  sha256 {digest}{size}")
+    row("adapter", _component(card.adapter.type, card.adapter.options))
+    lines.append("")
+    spec = card.input
+    if card.modality == "image":
+        row("input", f"{spec.size[0]}x{spec.size[1]}" + (f" (resize {spec.resize})" if spec.resize else "")
+            + f", {spec.interpolation}")
+        row("mean / std", f"{list(spec.mean or ())} / {list(spec.std or ())}")
+    elif card.modality == "text":
+        row("input", f"max_length {spec.max_length}, {spec.tokenizer} tokenizer")
+    else:
+        row("input", f"{spec.sample_rate} Hz" + (f", max_length {spec.max_length}" if spec.max_length else ""))
+    cut = f"{card.embedding.node} -> {card.embedding.dim}-d"
+    if card.embedding.pooling:
+        cut += f" ({card.embedding.pooling} pooling)"
+    row("embedding", cut)
+    row("head", card.head or "(none: an encoder without a classifier)")
+    row("stages", " -> ".join(card.stages))
+    row("features", ", ".join(f"{k} ({v})" for k, v in card.features.items()))
+    if card.metrics:
+        lines.append("")
+        for key, value in card.metrics.items():
+            row("metric", f"{key} = {value:g}")
+    if card.notes:
+        lines += ["", f"notes        {card.notes}"]
+    return lines
+
+
+def _component(kind: str, options: object) -> str:
+    items = ", ".join(f"{k}={v}" for k, v in dict(options).items())  # type: ignore[call-overload]
+    return f"{kind} ({items})" if items else kind
