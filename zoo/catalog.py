@@ -44,7 +44,7 @@ def load_registry(
     """
     host = host or get_host()
     files = registry_files(extra) if user_files else [Path(p) for p in extra]
-    key = (id(host), tuple(files), os.environ.get("ZOO_HOME"), _mtimes(files))
+    key = (id(host), host.generation, tuple(files), os.environ.get("ZOO_HOME"), _mtimes(files))
     cached = _CACHE.get(key)
     if cached is not None:
         return cached

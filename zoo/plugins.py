@@ -101,6 +101,7 @@ class PluginHost:
         self.pm.add_hookspecs(hookspecs)
         self._records: dict[str, _Record] = {}
         self._contributions: _Contributions | None = None
+        self.generation = 0
         self._trace = _tracing()
         if self._trace:
             self.pm.trace.root.setwriter(lambda text: sys.stderr.write(f"zoo trace: {text}"))
@@ -144,44 +145,51 @@ class PluginHost:
         Raises :class:`PluginError` when the plugin is invalid.
         """
         name = name or getattr(plugin, "__name__", None) or type(plugin).__name__
-        record = _Record(name, None, None, "registered")
-        self._add(record, plugin)
-        if record.status != "ok":
-            raise PluginError(f"plugin {name!r} {record.error}")
+        self._add(_Record(name, None, None, "registered"), plugin, strict=True)
         return name
 
     def unregister(self, name: str) -> None:
         record = self._records.pop(name, None)
         if record is not None and self.pm.has_plugin(name):
             self.pm.unregister(name=name)
-        self._contributions = None
+        self._changed()
 
-    def _add(self, record: _Record, module: object) -> None:
+    def _changed(self) -> None:
+        """Forget collected contributions; ``generation`` lets caches see the change."""
+        self._contributions = None
+        self.generation += 1
+
+    def _add(self, record: _Record, module: object, *, strict: bool = False) -> None:
+        """Register with pluggy and check it; a failure marks the plugin broken (or raises if strict)."""
+        problem = None
         try:
             self.pm.register(module, name=record.name)
         except ValueError as exc:
-            self._broken(record, f"could not be registered: {exc}")
-            return
+            problem = f"could not be registered: {exc}"
         except pluggy.PluginValidationError as exc:
-            self._broken(record, f"has an invalid hook: {exc}")
-            return
-        try:
-            self.pm.check_pending()
-        except pluggy.PluginValidationError as exc:
-            self.pm.unregister(name=record.name)
-            known = ", ".join(sorted(n for n in dir(self.pm.hook) if not n.startswith("_")))
-            self._broken(record, f"implements an unknown hook: {exc} (zoo's hooks: {known})")
+            problem = f"has an invalid hook: {exc}"
+        else:
+            try:
+                self.pm.check_pending()
+            except pluggy.PluginValidationError as exc:
+                self.pm.unregister(name=record.name)
+                known = ", ".join(sorted(n for n in dir(self.pm.hook) if not n.startswith("_")))
+                problem = f"implements an unknown hook: {exc} (zoo's hooks: {known})"
+        if problem is not None:
+            if strict:
+                raise PluginError(f"plugin {record.name!r} {problem}")
+            self._broken(record, problem)
             return
         record.module = module
         self._records[record.name] = record
-        self._contributions = None
+        self._changed()
 
     def mark_broken(self, name: str, error: str) -> None:
         """Record that a plugin misbehaved (e.g. gave invalid entries); it is warned about and skipped."""
         record = self._records.get(name)
         if record is not None and record.status == "ok":
             self._broken(record, error)
-            self._contributions = None
+            self._changed()
 
     def _broken(self, record: _Record, error: str) -> None:
         record.status = "broken"

@@ -1,0 +1,90 @@
+"""Conventions every shipped registry entry keeps, checked against the installed libraries.
+
+Parametrized over the registry itself (timm's style): a new entry is tested the moment it is added.
+Building architectures and loading weights is tested with the sources and adapters.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+import re
+
+import pytest
+
+from zoo.catalog import load_registry
+from zoo.plugins import PluginHost
+
+REGISTRY = load_registry(host=PluginHost())
+CARDS = list(REGISTRY.values())
+BY_SOURCE = {kind: [c for c in CARDS if c.source.type == kind] for kind in {c.source.type for c in CARDS}}
+
+
+def ids(cards):
+    return [c.name for c in cards]
+
+
+@pytest.mark.parametrize("card", CARDS, ids=ids(CARDS))
+def test_common_fields(card):
+    assert card.name not in REGISTRY.unavailable, REGISTRY.unavailable.get(card.name)
+    assert card.description and "\n" not in card.description
+    assert card.license
+    for url in (card.homepage, card.paper):
+        assert url is None or url.startswith("https://")
+    assert card.embedding.dim > 0 and card.embedding.node
+    if card.modality == "image":
+        assert len(card.input.mean) == len(card.input.std) == 3
+        assert all(0 < s < 1 for s in card.input.std) and all(0 <= m < 1 for m in card.input.mean)
+        assert card.head, "image classifiers name the head a new one replaces"
+    if card.modality == "text":
+        assert card.embedding.pooling in ("mean", "cls", "pooler")
+        assert card.input.max_length and card.input.max_length <= 8192
+
+
+@pytest.mark.parametrize("card", BY_SOURCE.get("torchvision", []), ids=ids(BY_SOURCE.get("torchvision", [])))
+def test_torchvision_cards_match_the_installed_weight_enums(card):
+    torchvision = pytest.importorskip("torchvision")
+    from torchvision.transforms import InterpolationMode
+
+    weights = torchvision.models.get_weight(card.source.get("weights"))
+    assert card.source.get("url") == weights.url
+    assert card.params == weights.meta["num_params"]
+    metrics = weights.meta["_metrics"]["ImageNet-1K"]
+    assert card.metrics["imagenet-1k/acc@1"] == pytest.approx(metrics["acc@1"])
+    assert card.metrics["imagenet-1k/acc@5"] == pytest.approx(metrics["acc@5"])
+    transform = weights.transforms()
+    assert list(card.input.size) == list(transform.crop_size) * (2 // len(transform.crop_size))
+    assert card.input.resize == transform.resize_size[0]
+    assert card.input.mean == pytest.approx(transform.mean) and card.input.std == pytest.approx(transform.std)
+    assert InterpolationMode(card.input.interpolation) == transform.interpolation
+    (spec,) = card.files
+    assert spec.name == weights.url.rsplit("/", 1)[-1]
+    assert re.search(rf"-{spec.sha256_prefix}\.pth$", spec.name)
+    assert card.adapter.get("arch") == weights.__class__.__name__.split("_Weights")[0].lower()
+
+
+@pytest.mark.parametrize("card", BY_SOURCE.get("package", []), ids=ids(BY_SOURCE.get("package", [])))
+def test_package_cards_match_the_installed_files(card):
+    package = card.source.get("package")
+    pytest.importorskip(package, reason=f"pip install {card.source.get('distribution')}")
+    root = importlib.resources.files(package) / card.source.get("resource")
+    assert card.files, "offline entries pin every file they load"
+    for spec in card.files:
+        target = root if root.is_file() else root / spec.name
+        data = target.read_bytes()
+        assert hashlib.sha256(data).hexdigest() == spec.sha256, spec.name
+        assert len(data) == spec.size
+
+
+TIMM_CARDS = [c for c in CARDS if c.adapter.type == "timm" and c.source.type == "hf"]
+
+
+@pytest.mark.parametrize("card", TIMM_CARDS, ids=ids(TIMM_CARDS))
+def test_timm_cards_match_timms_pretrained_configs(card):
+    timm = pytest.importorskip("timm")
+    cfg = timm.models.get_pretrained_cfg(card.adapter.get("arch"))
+    assert card.source.get("repo") == f"timm/{card.adapter.get('arch')}"
+    assert tuple(cfg.input_size[1:]) == card.input.size
+    assert card.input.mean == pytest.approx(cfg.mean) and card.input.std == pytest.approx(cfg.std)
+    assert card.input.interpolation == cfg.interpolation
+    assert card.input.resize == round(card.input.size[0] / cfg.crop_pct)
