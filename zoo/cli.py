@@ -5,6 +5,7 @@ into a message; anything else is a bug and keeps its traceback."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -16,7 +17,7 @@ from zoo import api
 from zoo.__about__ import __version__
 from zoo.errors import ZooError
 from zoo.plugins import PluginWarning
-from zoo.render import card_lines, format_params, table
+from zoo.render import card_lines, format_bytes, format_params, table
 
 
 class _ZooGroup(click.Group):
@@ -33,9 +34,12 @@ class _ZooGroup(click.Group):
 @click.version_option(__version__, prog_name="zoo")
 @click.option("--registry", "registries", multiple=True, type=click.Path(dir_okay=False),
               help="Extra registry TOML file (repeatable); also ZOO_REGISTRY and $ZOO_HOME/registry.d/.")
+@click.option("--offline", is_flag=True, help="Never open a socket (same as ZOO_OFFLINE=1).")
 @click.pass_context
-def cli(ctx: click.Context, registries: tuple[str, ...]) -> None:
+def cli(ctx: click.Context, registries: tuple[str, ...], offline: bool) -> None:
     """zoo: pretrained backbones, cut at the right place, for transfer learning."""
+    if offline:
+        os.environ["ZOO_OFFLINE"] = "1"  # every layer (and huggingface_hub) reads it from here
     ctx.obj = {"registries": registries}
 
 
@@ -105,6 +109,78 @@ def plugins_cmd(as_json: bool) -> None:
     for info in infos:
         if info.error:
             click.echo(f"{info.name}: {info.error}", err=True)
+
+
+@cli.command("pull")
+@click.argument("names", nargs=-1, required=True)
+@click.option("--force", is_flag=True, help="Download again even when cached and intact.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_context
+def pull_cmd(ctx: click.Context, names: tuple[str, ...], force: bool, quiet: bool, as_json: bool) -> None:
+    """Pull models' files into the cache, verified. A cached model returns at once, offline."""
+    from zoo.pull import pull
+
+    records = [pull(name, force=force, quiet=quiet or as_json, registry_files=_registries(ctx)) for name in names]
+    if as_json:
+        _echo_json([r.to_dict() for r in records])
+        return
+    for record in records:
+        click.echo(f"{record.model}: {format_bytes(record.size)} in {record.root}"
+                   + (f" (revision {record.resolved})" if record.resolved else ""))
+        for item in record.files:
+            click.echo(f"  {item.name}  sha256 {item.sha256}  {format_bytes(item.size)}")
+
+
+@cli.group("cache")
+def cache_group() -> None:
+    """Inspect, verify and clean zoo's cache ($ZOO_HOME)."""
+
+
+@cache_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def cache_list_cmd(as_json: bool) -> None:
+    """Cached models with their sizes, and the total."""
+    from zoo.cache import Cache
+
+    cache = Cache()
+    entries = cache.entries()
+    if as_json:
+        _echo_json([e.to_dict() for e in entries])
+        return
+    rows = [[e.model, e.revision, e.source, str(e.files), format_bytes(e.size), e.pulled_at] for e in entries]
+    click.echo(table(["model", "revision", "source", "files", "size", "pulled"], rows))
+    click.echo(f"{len(entries)} cached, {format_bytes(sum(e.size for e in entries))} in {cache.root}")
+
+
+@cache_group.command("verify")
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def cache_verify_cmd(name: str | None, as_json: bool) -> None:
+    """Re-hash cached files against their pull records; exit 1 when any is corrupted."""
+    from zoo.cache import Cache
+
+    reports = Cache().verify(name)
+    if as_json:
+        _echo_json([r.to_dict() for r in reports])
+    else:
+        for report in reports:
+            status = "ok" if report.ok else "CORRUPTED"
+            click.echo(f"{report.model} ({report.revision}): {status}, {report.checked} files checked")
+            for problem in report.problems:
+                click.echo(f"  {problem}")
+    if any(not r.ok for r in reports):
+        raise click.ClickException("corrupted files found: run `zoo pull --force NAME` to fetch them again")
+
+
+@cache_group.command("rm")
+@click.argument("name")
+def cache_rm_cmd(name: str) -> None:
+    """Remove a model's files and pull records from zoo's cache."""
+    from zoo.cache import Cache
+
+    removed = Cache().remove(name)
+    click.echo(f"removed {len(removed)} cached revision(s) of {name}")
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001

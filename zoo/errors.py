@@ -12,6 +12,11 @@ __all__ = [
     "RegistryError",
     "UnknownModelError",
     "PluginError",
+    "PullError",
+    "OfflineError",
+    "IntegrityError",
+    "CacheError",
+    "LoadError",
 ]
 
 
@@ -39,3 +44,23 @@ class UnknownModelError(ZooError, LookupError):
 
 class PluginError(ZooError):
     """A plugin misbehaved: it gave an invalid contribution or collided with another plugin."""
+
+
+class PullError(ZooError):
+    """Files could not be brought into the cache (network, server or source problem)."""
+
+
+class OfflineError(PullError):
+    """Offline mode (ZOO_OFFLINE=1 / --offline) and the files are not cached; no socket was opened."""
+
+
+class IntegrityError(PullError):
+    """A file's bytes do not match the expected sha256 or size; nothing was kept."""
+
+
+class CacheError(ZooError):
+    """The cache cannot be written (unwritable, disk full) or holds corrupted files."""
+
+
+class LoadError(ZooError):
+    """Pulled files could not become a backbone (unsafe pickle, key mismatch, missing package)."""

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from zoo.card import ModelCard
 
-__all__ = ["table", "format_params", "card_lines"]
+__all__ = ["table", "format_params", "format_bytes", "card_lines"]
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -26,6 +26,16 @@ def format_params(count: int) -> str:
         if count >= scale:
             return f"{count / scale:.1f}{suffix}"
     return str(count)
+
+
+def format_bytes(count: int) -> str:
+    """97781392 -> '93.3 MiB'."""
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
 
 
 def card_lines(card: ModelCard, unavailable: str | None = None) -> list[str]:

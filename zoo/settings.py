@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["zoo_home", "user_registry_paths"]
+__all__ = ["zoo_home", "user_registry_paths", "offline"]
 
 
 def zoo_home() -> Path:
@@ -28,3 +28,8 @@ def user_registry_paths() -> list[Path]:
         if item.strip():
             paths.append(Path(item.strip()).expanduser())
     return paths
+
+
+def offline() -> bool:
+    """``ZOO_OFFLINE=1``: never open a socket; cached models load, uncached ones fail clearly."""
+    return os.environ.get("ZOO_OFFLINE", "").strip().lower() not in ("", "0", "false", "no")

@@ -1,0 +1,93 @@
+"""Pulling: a card's source brings its files into the cache, verified, with a pull record.
+
+Idempotent: a model whose record matches its card and whose files are intact returns at once,
+without any network request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from zoo.cache import Cache
+from zoo.card import ModelCard
+from zoo.catalog import load_registry
+from zoo.errors import IntegrityError, LoadError
+from zoo.fetched import Fetched
+from zoo.plugins import get_host
+from zoo.protocols import Source
+
+__all__ = ["pull", "cached", "source_of", "resolve_card"]
+
+
+def resolve_card(model: str | ModelCard, registry_files: Sequence[str | Path] = ()) -> ModelCard:
+    return model if isinstance(model, ModelCard) else load_registry(registry_files).card(model)
+
+
+def source_of(card: ModelCard) -> Source:
+    """The loaded source that serves this card, or an error saying which plugin is missing."""
+    provided = get_host().sources().get(card.source.type)
+    if provided is None:
+        raise LoadError(
+            f"model {card.name!r}: no loaded plugin provides source type {card.source.type!r}. "
+            f"Run `zoo plugins` to see which plugins are broken or disabled"
+        )
+    return provided.value
+
+
+def cached(card: ModelCard, cache: Cache | None = None) -> Fetched | None:
+    """The model's pull record when it matches the card and its files are intact; no network."""
+    cache = cache or Cache()
+    source = source_of(card)
+    record = cache.read_record(card.name, source.revision(card))
+    if record is None or record.locator != source.locator(card):
+        return None
+    problems = cache.check(record)
+    return None if problems else record
+
+
+def pull(
+    model: str | ModelCard,
+    *,
+    offline: bool | None = None,
+    quiet: bool = False,
+    force: bool = False,
+    cache: Cache | None = None,
+    registry_files: Sequence[str | Path] = (),
+) -> Fetched:
+    """Bring a model's files into the cache and return its pull record.
+
+    ``offline`` (default: ``ZOO_OFFLINE``) never opens a socket: cached models return, uncached
+    ones raise :class:`zoo.errors.OfflineError`. ``force`` pulls again even when cached.
+    """
+    card = resolve_card(model, registry_files)
+    cache = cache or Cache(offline=offline, quiet=quiet)
+    source = source_of(card)
+    revision = source.revision(card)
+    with cache.lock(cache.model_dir(card.name, revision) / "pull.json"):
+        if not force:
+            hit = cached(card, cache)
+            if hit is not None:
+                return hit
+        fetched = source.fetch(card, cache)
+        check_against_card(card, fetched)
+        cache.write_record(fetched)
+    return fetched
+
+
+def check_against_card(card: ModelCard, fetched: Fetched) -> None:
+    """Every file the card pins must be there with the card's hash and size."""
+    by_name = {f.name: f for f in fetched.files}
+    for spec in card.files:
+        got = by_name.get(spec.name)
+        where = f"model {card.name!r}, file {spec.name!r} from {fetched.locator}"
+        if got is None:
+            raise IntegrityError(f"{where}: the source did not deliver it (got: {', '.join(by_name) or 'nothing'}). "
+                                 "Check the card's files and the source's locator")
+        if spec.sha256 and got.sha256 != spec.sha256:
+            raise IntegrityError(f"{where}: sha256 is {got.sha256}, the card expects {spec.sha256}")
+        if spec.sha256_prefix and not got.sha256.startswith(spec.sha256_prefix):
+            raise IntegrityError(f"{where}: sha256 is {got.sha256}, the card expects it to start with "
+                                 f"{spec.sha256_prefix}")
+        if spec.size is not None and got.size != spec.size:
+            raise IntegrityError(f"{where}: size is {got.size} bytes, the card expects {spec.size}")
