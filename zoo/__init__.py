@@ -14,12 +14,18 @@ from zoo.errors import PluginError, RegistryError, UnknownModelError, ZooError
 
 if TYPE_CHECKING:  # pragma: no cover
     from zoo.api import get_card, list_models, list_plugins, registry
+    from zoo.backbone import Backbone
+    from zoo.loading import load
+    from zoo.pulling import pull
     from zoo.card import ComponentRef, CutPoint, FileSpec, InputSpec, ModelCard, Origin
     from zoo.hookspecs import hookimpl
     from zoo.registry import Registry
     from zoo.schema import Field
 
 _LAZY = {
+    "load": "zoo.loading",
+    "pull": "zoo.pulling",
+    "Backbone": "zoo.backbone",
     "registry": "zoo.api",
     "list_models": "zoo.api",
     "get_card": "zoo.api",

@@ -119,7 +119,7 @@ def plugins_cmd(as_json: bool) -> None:
 @click.pass_context
 def pull_cmd(ctx: click.Context, names: tuple[str, ...], force: bool, quiet: bool, as_json: bool) -> None:
     """Pull models' files into the cache, verified. A cached model returns at once, offline."""
-    from zoo.pull import pull
+    from zoo.pulling import pull
 
     records = [pull(name, force=force, quiet=quiet or as_json, registry_files=_registries(ctx)) for name in names]
     if as_json:

@@ -17,6 +17,7 @@ __all__ = [
     "IntegrityError",
     "CacheError",
     "LoadError",
+    "InputError",
 ]
 
 
@@ -64,3 +65,7 @@ class CacheError(ZooError):
 
 class LoadError(ZooError):
     """Pulled files could not become a backbone (unsafe pickle, key mismatch, missing package)."""
+
+
+class InputError(ZooError):
+    """Input data cannot be used: an unreadable image, a bad row, a wrong type; the message names it."""

@@ -11,20 +11,11 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from zoo import Field, hookimpl
-from zoo.schema import STATE_DICT_FIELDS
+from zoo import hookimpl
+
+from zoo_timm.adapter import TimmAdapter
 
 MODELS = Path(__file__).with_name("models.toml")
-
-
-class TimmAdapter:
-    """A timm architecture created by name without weights, then loaded from the pulled files."""
-
-    name = "timm"
-    fields = {
-        "arch": Field(str, required=True, help="timm model name, e.g. resnet50.a1_in1k"),
-        **STATE_DICT_FIELDS,
-    }
 
 
 def timm_available() -> bool:

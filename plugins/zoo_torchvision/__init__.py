@@ -8,6 +8,8 @@ from __future__ import annotations
 from zoo import Field, hookimpl
 from zoo.schema import STATE_DICT_FIELDS
 
+from zoo_torchvision.adapter import TorchvisionAdapter
+
 
 class TorchvisionSource:
     """The weights file of a torchvision weight enum, downloaded by zoo into its own cache."""
@@ -16,16 +18,6 @@ class TorchvisionSource:
     fields = {
         "weights": Field(str, required=True, help="weight enum member, e.g. ResNet50_Weights.IMAGENET1K_V2"),
         "url": Field(str, required=True, help="the enum's download URL; its file name carries a hash prefix"),
-    }
-
-
-class TorchvisionAdapter:
-    """A ``torchvision.models`` architecture built by name with ``weights=None``, then loaded."""
-
-    name = "torchvision"
-    fields = {
-        "arch": Field(str, required=True, help="builder name in torchvision.models, e.g. resnet50"),
-        **STATE_DICT_FIELDS,
     }
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from zoo.cache import Cache
+from zoo.cache import Cache  # noqa
 from zoo.card import ModelCard
 from zoo.catalog import load_registry
 from zoo.errors import IntegrityError, LoadError

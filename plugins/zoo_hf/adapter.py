@@ -1,0 +1,115 @@
+"""The `transformers` adapter: a transformers model class and its tokenizer from the pulled folder."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from contextlib import contextmanager
+
+from zoo import Field
+from zoo.card import ModelCard
+from zoo.errors import LoadError
+from zoo.fetched import Fetched
+
+
+def _user_trusts_remote_code() -> bool:
+    return os.environ.get("ZOO_TRUST_REMOTE_CODE", "").strip().lower() in ("1", "true", "yes")
+
+
+class TransformersAdapter:
+    """``transformers`` model class + tokenizer loaded from the pulled folder.
+
+    Repository code never runs unless both the card (``trust_remote_code = true``) and the user
+    (``ZOO_TRUST_REMOTE_CODE=1``) opt in.
+    """
+
+    name = "transformers"
+    fields = {
+        "arch": Field(str, required=True, help="transformers model class, e.g. BertModel"),
+        "trust_remote_code": Field(bool, help="the card's consent to run the repo's code; the user must opt in too"),
+    }
+
+    def _trust(self, card: ModelCard) -> bool:
+        wanted = bool(card.adapter.get("trust_remote_code", False))
+        if wanted and not _user_trusts_remote_code():
+            raise LoadError(f"model {card.name!r} runs code from its repository; review it, then set "
+                            f"ZOO_TRUST_REMOTE_CODE=1 to allow it")
+        return wanted
+
+    def build(self, card: ModelCard, fetched: Fetched | None):
+        import transformers
+
+        arch = card.adapter.get("arch")
+        cls = getattr(transformers, arch, None)
+        if cls is None:
+            raise LoadError(f"model {card.name!r}: transformers {transformers.__version__} has no class "
+                            f"{arch!r}; fix the card's adapter.arch")
+        if fetched is None:
+            raise LoadError(f"model {card.name!r}: a transformers architecture is described by its config.json; "
+                            f"pull the model first (`zoo pull {card.name}`)")
+        trust = self._trust(card)
+        try:
+            with _quiet_transformers():
+                network = cls.from_pretrained(str(fetched.root), local_files_only=True, trust_remote_code=trust)
+        except (OSError, ValueError) as exc:
+            raise LoadError(f"model {card.name!r}: transformers cannot load {fetched.root}: {exc}") from None
+        return network.eval()
+
+    def extractor(self, card: ModelCard, model, nodes: Sequence[str]):
+        return _hidden_states(model, card, nodes)
+
+    def tokenizer(self, card: ModelCard, fetched: Fetched):
+        from transformers import AutoTokenizer
+
+        try:
+            return AutoTokenizer.from_pretrained(str(fetched.root), local_files_only=True,
+                                                 trust_remote_code=self._trust(card))
+        except (OSError, ValueError) as exc:
+            raise LoadError(f"model {card.name!r}: no usable tokenizer in {fetched.root}: {exc}") from None
+
+
+@contextmanager
+def _quiet_transformers():
+    """transformers draws a progress bar per load; zoo loads are quick and say nothing."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
+def _hidden_states(model, card: ModelCard, nodes: Sequence[str]):
+    """A module returning ``{node: tensor}``: ``last_hidden_state``, ``pooler_output``, or a stage's output."""
+    import torch.nn as nn
+
+    positions = {name: i for i, name in enumerate(card.stages)}
+    unknown = [n for n in nodes if n not in positions and n not in ("last_hidden_state", "pooler_output")]
+    if unknown:
+        raise LoadError(f"model {card.name!r}: unknown nodes {', '.join(unknown)}; use last_hidden_state, "
+                        f"pooler_output or a stage: {', '.join(card.stages)}")
+
+    class HiddenStates(nn.Module):
+        stage_prefix = "model."
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+            self.nodes = tuple(nodes)
+
+        def forward(self, input_ids, attention_mask=None, token_type_ids=None):
+            extra = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
+            out = self.model(input_ids=input_ids, attention_mask=attention_mask,
+                             output_hidden_states=any(n in positions for n in self.nodes), **extra)
+            result = {}
+            for node in self.nodes:
+                if node in positions:
+                    result[node] = out.hidden_states[positions[node]]
+                else:
+                    result[node] = getattr(out, node)
+            return result
+
+    return HiddenStates()

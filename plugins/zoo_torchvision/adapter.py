@@ -1,0 +1,48 @@
+"""The `torchvision` adapter: an architecture from ``torchvision.models`` by name, then its weights."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from zoo import Field
+from zoo.card import ModelCard
+from zoo.errors import LoadError
+from zoo.fetched import Fetched
+from zoo.schema import STATE_DICT_FIELDS
+from zoo.statedict import load_into, weights_file
+
+
+class TorchvisionAdapter:
+    """A ``torchvision.models`` architecture built by name with ``weights=None``, then loaded."""
+
+    name = "torchvision"
+    fields = {
+        "arch": Field(str, required=True, help="builder name in torchvision.models, e.g. resnet50"),
+        **STATE_DICT_FIELDS,
+    }
+
+    def build(self, card: ModelCard, fetched: Fetched | None):
+        import torchvision
+
+        arch = card.adapter.get("arch")
+        try:
+            network = torchvision.models.get_model(arch, weights=None)
+        except ValueError:
+            raise LoadError(f"model {card.name!r}: torchvision has no architecture {arch!r} "
+                            f"(torchvision {torchvision.__version__}); fix the card's adapter.arch") from None
+        if fetched is not None:
+            load_into(network, weights_file(fetched), model=card.name, options=card.adapter.options)
+        return network.eval()
+
+    def extractor(self, card: ModelCard, model, nodes: Sequence[str]):
+        from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
+
+        try:
+            return create_feature_extractor(model, return_nodes={n: n for n in nodes})
+        except ValueError as exc:
+            _, eval_nodes = get_graph_node_names(model)
+            raise LoadError(f"model {card.name!r}: cannot cut at {', '.join(nodes)}: {exc}. "
+                            f"Nodes of this network include: {', '.join(eval_nodes[-8:])}") from None
+
+    def tokenizer(self, card: ModelCard, fetched: Fetched):
+        return None

@@ -1,0 +1,145 @@
+"""The Backbone: a pretrained network cut at its card's cut point.
+
+Its forward returns the embedding (or named intermediate features, or the original logits with
+``head="pretrained"``); ``stages`` groups its parameters from input to output so that training
+can freeze it and unfreeze the top stages one by one; ``preprocess`` turns PIL images or texts
+into the tensors it expects, exactly as the card says.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from zoo.card import ModelCard
+from zoo.errors import InputError, LoadError
+from zoo.preprocess import image_batch
+
+__all__ = ["Backbone", "pool_tokens"]
+
+
+def pool_tokens(states: torch.Tensor, attention_mask: torch.Tensor, how: str) -> torch.Tensor:
+    """One vector per text from token states: mean over real tokens, the first token, or max."""
+    if how == "cls":
+        return states[:, 0]
+    mask = attention_mask.unsqueeze(-1).to(states.dtype)
+    if how == "max":
+        return states.masked_fill(mask == 0, torch.finfo(states.dtype).min).max(dim=1).values
+    return (states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+
+
+class Backbone(nn.Module):
+    """A network cut at ``card.embedding``; build it with :func:`zoo.load`."""
+
+    def __init__(
+        self,
+        card: ModelCard,
+        body: nn.Module,
+        *,
+        features: Sequence[str] | None = None,
+        head: nn.Module | None = None,
+        tokenizer: Any = None,
+    ) -> None:
+        super().__init__()
+        self.card = card
+        self.body = body
+        self.head = head
+        self.tokenizer = tokenizer
+        self.features = tuple(features) if features else None
+        self.feature_dim = card.embedding.dim
+
+    # ----------------------------------------------------------------- forward
+
+    def forward(self, *inputs: torch.Tensor, **named: torch.Tensor) -> Any:
+        """Images: a float NCHW batch. Text: ``input_ids`` and ``attention_mask`` (from :meth:`preprocess`)."""
+        outputs = self.body(*inputs, **named)
+        if self.features is not None:
+            return {name: outputs[name] for name in self.features}
+        embedding = outputs[self.card.embedding.node]
+        if self.card.modality == "text":
+            pooling = self.card.embedding.pooling or "mean"
+            if pooling != "pooler":
+                mask = named.get("attention_mask")
+                if mask is None:
+                    mask = inputs[1] if len(inputs) > 1 else torch.ones(embedding.shape[:2], device=embedding.device)
+                embedding = pool_tokens(embedding, mask, pooling)
+        embedding = embedding.flatten(1)
+        return self.head(embedding) if self.head is not None else embedding
+
+    # ----------------------------------------------------------------- inputs
+
+    def preprocess(self, items: Sequence[Any]) -> Any:
+        """PIL images / paths / arrays -> an NCHW tensor; texts -> a dict of token tensors."""
+        if self.card.modality == "image":
+            return torch.from_numpy(image_batch(items, self.card.input))
+        if self.card.modality == "text":
+            if isinstance(items, str) or not all(isinstance(t, str) for t in items):
+                raise InputError(f"model {self.card.name!r} takes a list of strings")
+            encoded = self.tokenizer(list(items), padding=True, truncation=True,
+                                     max_length=self.card.input.max_length, return_tensors="pt")
+            return {k: encoded[k] for k in ("input_ids", "attention_mask")}
+        raise InputError(f"model {self.card.name!r}: {self.card.modality} inputs are not supported yet")
+
+    @torch.no_grad()
+    def embed(self, items: Sequence[Any]) -> torch.Tensor:
+        """Preprocess and run in eval mode: embeddings (or logits / features) for a list of inputs."""
+        device = next(self.parameters()).device
+        batch = self.preprocess(items)
+        was_training = self.training
+        self.eval()
+        try:
+            if isinstance(batch, dict):
+                return self(**{k: v.to(device) for k, v in batch.items()})
+            return self(batch.to(device))
+        finally:
+            self.train(was_training)
+
+    # ----------------------------------------------------------------- stages
+
+    def stages(self) -> list[tuple[str, list[nn.Parameter]]]:
+        """Parameter groups from input to output, named after the card's stages.
+
+        Parameters outside every named stage (a ViT's class token and position embedding, for
+        instance) belong to the input side, so they join the first stage. Stages the cut left out
+        (features taken before them) are skipped.
+        """
+        groups: list[tuple[str, list[nn.Parameter]]] = []
+        seen: set[int] = set()
+        for name in self.card.stages:
+            try:
+                module = self.body.get_submodule(_body_path(self.body, name))
+            except AttributeError:
+                continue
+            params = [p for p in module.parameters() if id(p) not in seen]
+            seen.update(id(p) for p in params)
+            groups.append((name, params))
+        if not groups:
+            raise LoadError(f"model {self.card.name!r}: none of the card's stages ({', '.join(self.card.stages)}) "
+                            f"exist in the network; fix the card's `stages`")
+        rest = [p for p in self.body.parameters() if id(p) not in seen]
+        groups[0] = (groups[0][0], rest + groups[0][1])
+        return groups
+
+    def freeze(self) -> Backbone:
+        """No gradients for the body; BatchNorm statistics are kept by :meth:`train` staying False."""
+        for p in self.body.parameters():
+            p.requires_grad_(False)
+        return self
+
+    def unfreeze(self, top: int | str = "all") -> list[str]:
+        """Let the top ``top`` stages (or all) learn; returns their names, output side first."""
+        groups = self.stages()
+        chosen = groups if top == "all" else groups[len(groups) - int(top):] if int(top) > 0 else []
+        for _, params in chosen:
+            for p in params:
+                p.requires_grad_(True)
+        return [name for name, _ in reversed(chosen)]
+
+
+def _body_path(body: nn.Module, name: str) -> str:
+    """Stage names are the original network's module paths; wrappers may nest it under ``model``."""
+    prefix = getattr(body, "stage_prefix", "")
+    return f"{prefix}{name}"

@@ -1,0 +1,86 @@
+"""``zoo.load``: from a name to a Backbone cut at its recommended point, weights verified."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from zoo.backbone import Backbone
+from zoo.card import ModelCard
+from zoo.errors import LoadError
+from zoo.fetched import Fetched
+from zoo.plugins import get_host
+from zoo.protocols import Adapter
+from zoo.pulling import pull, resolve_card
+
+__all__ = ["load", "adapter_of", "assemble"]
+
+
+def adapter_of(card: ModelCard) -> Adapter:
+    """The loaded adapter for this card, or an error saying which plugin is missing."""
+    provided = get_host().adapters().get(card.adapter.type)
+    if provided is None:
+        raise LoadError(f"model {card.name!r}: no loaded plugin provides adapter type {card.adapter.type!r}. "
+                        f"Run `zoo plugins` to see which plugins are broken or disabled")
+    return provided.value
+
+
+def load(
+    model: str | ModelCard,
+    *,
+    features: Sequence[str] | None = None,
+    head: str | None = None,
+    pretrained: bool = True,
+    device: Any = None,
+    offline: bool | None = None,
+    registry_files: Sequence[str | Path] = (),
+) -> Backbone:
+    """A :class:`~zoo.backbone.Backbone` for ``model``, in eval mode.
+
+    - default: forward returns the embedding at the card's cut point (``backbone.feature_dim``);
+    - ``features=[...]``: forward returns ``{name: tensor}`` for named intermediate features
+      (the card's ``features`` or ``stages``);
+    - ``head="pretrained"``: the original classifier is kept, so forward returns its logits;
+    - ``pretrained=False``: the same architecture with random weights (nothing is downloaded
+      where the architecture is known without files; transformers models need their config
+      and so cannot).
+
+    The files are pulled (verified, cached) first; offline, a cached model loads and an uncached
+    one raises :class:`zoo.errors.OfflineError`.
+    """
+    card = resolve_card(model, registry_files)
+    adapter = adapter_of(card)
+    fetched = pull(card, offline=offline) if pretrained else None
+    network = adapter.build(card, fetched)
+    backbone = assemble(card, network, adapter, fetched, features=features, head=head)
+    return backbone.to(device) if device is not None else backbone
+
+
+def assemble(
+    card: ModelCard,
+    network: Any,
+    adapter: Adapter,
+    fetched: Fetched | None,
+    *,
+    features: Sequence[str] | None = None,
+    head: str | None = None,
+) -> Backbone:
+    """Cut a built network at the card's cut point (or at the requested features)."""
+    if features:
+        known = set(card.features) | set(card.stages) | {card.embedding.node}
+        unknown = [f for f in features if f not in known]
+        if unknown:
+            raise LoadError(f"model {card.name!r}: unknown features {', '.join(unknown)}; "
+                            f"choose from {', '.join(list(card.features) or card.stages)}")
+    if head not in (None, "pretrained"):
+        raise LoadError(f"head must be None or 'pretrained', not {head!r}: new heads come with `zoo finetune`")
+    head_module = None
+    if head == "pretrained":
+        if not card.head:
+            raise LoadError(f"model {card.name!r} has no pretrained head (it is an encoder)")
+        head_module = network.get_submodule(card.head)
+    body = adapter.extractor(card, network, list(features) if features else [card.embedding.node])
+    tokenizer = adapter.tokenizer(card, fetched) if card.modality == "text" and fetched is not None else None
+    backbone = Backbone(card, body, features=features, head=head_module, tokenizer=tokenizer)
+    return backbone.eval()
