@@ -94,6 +94,7 @@ def test_plugins_command():
     data = {p["name"]: p for p in json.loads(invoke("plugins", "--json").output)}
     assert data["zoo_hf"]["hooks"] == ["register_adapters", "register_sources"]
     assert data["zoo_hf"]["origin"] == "built-in" and data["zoo_hf"]["status"] == "ok"
+    assert data["zoo.data.formats"]["hooks"] == ["register_dataset_formats"]
 
 
 def test_real_subprocess_user_error_has_no_traceback():

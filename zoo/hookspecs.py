@@ -27,3 +27,9 @@ def register_adapters(register: Callable[[Any], None]) -> None:
 def register_models(register: Callable[[Any], None]) -> None:
     """Contribute registry entries: ``register(entries)`` with TOML text, a ``pathlib.Path`` to a
     TOML file, or a dict of model name -> table; validated like the built-in registry.toml."""
+
+
+@hookspec
+def register_dataset_formats(register: Callable[[Any], None]) -> None:
+    """Register dataset formats for ``zoo finetune --data``: ``register(fmt)`` with an object that has
+    a ``name``, ``detect(path) -> bool`` and ``load(path, modality) -> zoo.data.Dataset``."""

@@ -11,6 +11,7 @@ Environment switches:
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import sys
@@ -25,6 +26,7 @@ from typing import Any
 import pluggy
 
 from zoo import hookspecs
+from zoo.__about__ import __version__
 from zoo.errors import PluginError
 from zoo.schema import Field
 
@@ -75,10 +77,21 @@ class _Record:
     error: str | None = None
 
 
+#: Hooks that register named components, with the word for one component in messages.
+COMPONENT_HOOKS = {
+    "register_sources": "source",
+    "register_adapters": "adapter",
+    "register_dataset_formats": "dataset format",
+}
+
+#: zoo's own plugins inside the core package (datasette's DEFAULT_PLUGINS): always loaded.
+DEFAULT_PLUGINS = ("zoo.data.formats",)
+
+
 @dataclass
 class _Contributions:
-    sources: dict[str, Contribution] = field(default_factory=dict)
-    adapters: dict[str, Contribution] = field(default_factory=dict)
+    components: dict[str, dict[str, Contribution]] = field(
+        default_factory=lambda: {hook: {} for hook in COMPONENT_HOOKS})
     models: list[Contribution] = field(default_factory=list)
 
 
@@ -106,6 +119,9 @@ class PluginHost:
         if self._trace:
             self.pm.trace.root.setwriter(lambda text: sys.stderr.write(f"zoo trace: {text}"))
             self.pm.enable_tracing()
+        for module_name in DEFAULT_PLUGINS:  # light modules: heavy imports stay inside their hooks
+            self._add(_Record(module_name, "zoo", __version__, "built-in"), importlib.import_module(module_name),
+                      strict=True)
         if load_entrypoints:
             self._load_entrypoints()
 
@@ -208,9 +224,8 @@ class PluginHost:
         if self._contributions is not None:
             return self._contributions
         got = _Contributions()
-        for hook_name, check in (("register_sources", _check_component("source")),
-                                 ("register_adapters", _check_component("adapter")),
-                                 ("register_models", _check_models)):
+        checks = [(hook, _check_component(kind)) for hook, kind in COMPONENT_HOOKS.items()]
+        for hook_name, check in [*checks, ("register_models", _check_models)]:
             for impl in reversed(getattr(self.pm.hook, hook_name).get_hookimpls()):
                 record = self._records.get(impl.plugin_name)
                 if record is None or record.status != "ok":
@@ -239,7 +254,7 @@ class PluginHost:
         if hook_name == "register_models":
             got.models.extend(Contribution(plugin, value) for value in given)
             return
-        kind, table = ("source", got.sources) if hook_name == "register_sources" else ("adapter", got.adapters)
+        kind, table = COMPONENT_HOOKS[hook_name], got.components[hook_name]
         for component in given:
             existing = table.get(component.name)
             if existing is not None:
@@ -250,13 +265,21 @@ class PluginHost:
                 )
             table[component.name] = Contribution(plugin, component)
 
+    def components(self, hook_name: str) -> Mapping[str, Contribution]:
+        """Name -> registered component (with its plugin) for one of :data:`COMPONENT_HOOKS`."""
+        return self._collect().components[hook_name]
+
     def sources(self) -> Mapping[str, Contribution]:
         """Source type name -> the registered source, with its plugin."""
-        return self._collect().sources
+        return self.components("register_sources")
 
     def adapters(self) -> Mapping[str, Contribution]:
         """Adapter type name -> the registered adapter, with its plugin."""
-        return self._collect().adapters
+        return self.components("register_adapters")
+
+    def dataset_formats(self) -> Mapping[str, Contribution]:
+        """Dataset format name -> the registered format, with its plugin."""
+        return self.components("register_dataset_formats")
 
     def model_contributions(self) -> list[Contribution]:
         """Model entries (TOML text, a Path, or a dict) with the plugin that gave each."""
