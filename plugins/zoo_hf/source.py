@@ -61,7 +61,7 @@ class HubSource:
         repo, revision = self.locator(card), self.revision(card)
         allow, ignore = _patterns(card, "allow"), _patterns(card, "ignore")
         offline = ("ZOO_OFFLINE=1 / --offline" if cache.offline
-                   else "HF_HUB_OFFLINE=1" if constants.is_offline_mode() else None)
+                   else "HF_HUB_OFFLINE=1" if constants.HF_HUB_OFFLINE else None)
         where = f"model {card.name!r} (Hugging Face repo {repo!r}, revision {revision!r})"
         try:
             folder = snapshot_download(
@@ -175,7 +175,7 @@ def _translate(exc: Exception, card: ModelCard, where: str, *, offline: str | No
     if offline and isinstance(exc, hf.LocalEntryNotFoundError):
         return OfflineError(
             f"{where} is not in the Hugging Face cache ({constants.HF_HUB_CACHE})"
-            + (" or only partly" if isinstance(exc, hf.IncompleteSnapshotError) else "")
+            + (" or only partly" if isinstance(exc, getattr(hf, "IncompleteSnapshotError", ())) else "")
             + f" and offline mode is on ({offline}). Run `zoo pull {card.name}` with network access first, "
             "or turn offline mode off"
         )
