@@ -1,0 +1,286 @@
+"""zoo.download against a real HTTP server on 127.0.0.1: resume, restarts, integrity, errors, locks."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import pytest
+from httpserver import FileServer, http_server, sha256  # noqa: F401  (http_server is a fixture)
+
+from zoo.download import download, sha256_file
+from zoo.errors import CacheError, IntegrityError, OfflineError, PullError
+
+BODY = os.urandom(96 * 1024 + 123)  # several chunks, an odd size
+HALF = len(BODY) // 2
+
+
+def leftovers(folder: Path) -> list[str]:
+    """Anything but lock files: temps or files that should not be there."""
+    return sorted(p.name for p in folder.iterdir() if not p.name.endswith(".lock"))
+
+
+def test_a_plain_download_lands_verified_with_its_hash_size_and_mtime(http_server, tmp_path):
+    http_server.add("/w.bin", BODY)
+    dest = tmp_path / "cache" / "w.bin"
+    got = download(http_server.url("/w.bin"), dest, sha256=sha256(BODY), size=len(BODY), quiet=True)
+    assert dest.read_bytes() == BODY
+    assert (got.name, got.path, got.sha256, got.size) == ("w.bin", dest, sha256(BODY), len(BODY))
+    assert got.mtime_ns == dest.stat().st_mtime_ns
+    assert leftovers(dest.parent) == ["w.bin"]
+    assert http_server.count("/w.bin") == 1
+    assert http_server.requests("/w.bin")[0].range is None
+
+
+def test_a_dropped_connection_resumes_with_a_range_request(http_server, tmp_path):
+    http_server.add("/w.bin", BODY, cut_after=HALF, cut_times=1)
+    dest = tmp_path / "w.bin"
+    got = download(http_server.url("/w.bin"), dest, sha256=sha256(BODY), quiet=True)
+    assert dest.read_bytes() == BODY and got.sha256 == sha256(BODY)
+    first, second = http_server.requests("/w.bin")
+    assert first.range is None
+    assert second.range == f"bytes={HALF}-"
+
+
+def test_a_connection_that_keeps_dropping_still_finishes_while_it_makes_progress(http_server, tmp_path):
+    http_server.add("/w.bin", BODY, cut_after=len(BODY) // 8, cut_times=None)
+    dest = tmp_path / "w.bin"
+    download(http_server.url("/w.bin"), dest, quiet=True, retries=2)  # progress resets the retry budget
+    assert dest.read_bytes() == BODY
+    assert http_server.count("/w.bin") >= 8
+
+
+def test_a_server_that_ignores_range_restarts_cleanly_without_doubled_bytes(http_server, tmp_path):
+    http_server.add("/w.bin", BODY, ranges=False, cut_after=HALF, cut_times=1)
+    dest = tmp_path / "w.bin"
+    got = download(http_server.url("/w.bin"), dest, quiet=True)  # no hash given: size and hash must still be exact
+    assert dest.read_bytes() == BODY
+    assert (got.size, got.sha256) == (len(BODY), sha256(BODY))
+    assert http_server.requests("/w.bin")[1].range == f"bytes={HALF}-"
+
+
+def test_a_wrong_hash_keeps_nothing_and_names_url_expected_and_actual(http_server, tmp_path):
+    http_server.add("/w.bin", BODY, wrong_bytes=True)
+    url = http_server.url("/w.bin")
+    with pytest.raises(IntegrityError) as caught:
+        download(url, tmp_path / "w.bin", sha256=sha256(BODY), quiet=True)
+    message = str(caught.value)
+    served = bytearray(BODY)
+    served[HALF] ^= 0xFF
+    assert url in message and sha256(BODY) in message and sha256(bytes(served)) in message
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("check", [{"sha256_prefix": "00000000"}, {"size": len(BODY) + 1}])
+def test_a_wrong_prefix_or_size_keeps_nothing(http_server, tmp_path, check):
+    http_server.add("/w.bin", BODY)
+    with pytest.raises(IntegrityError, match="expected"):
+        download(http_server.url("/w.bin"), tmp_path / "w.bin", quiet=True, **check)
+    assert leftovers(tmp_path) == []
+
+
+def test_a_short_body_is_an_error_never_a_cached_file(http_server, tmp_path):
+    http_server.add("/w.bin", BODY, ranges=False, declared_length=len(BODY) + 1000)
+    url = http_server.url("/w.bin")
+    with pytest.raises(PullError, match=f"{len(BODY)} of {len(BODY) + 1000} bytes") as caught:
+        download(url, tmp_path / "w.bin", quiet=True, retries=2)
+    assert url in str(caught.value)
+    assert http_server.count("/w.bin") == 3
+    assert leftovers(tmp_path) == []
+
+
+def test_a_short_body_then_a_smaller_range_answer_is_still_an_error(http_server, tmp_path):
+    # The server lies in Content-Length, then says 416 "bytes */N" to the resume: not a complete file.
+    http_server.add("/w.bin", BODY, declared_length=len(BODY) + 1000)
+    with pytest.raises(PullError, match="bytes"):
+        download(http_server.url("/w.bin"), tmp_path / "w.bin", quiet=True, retries=2)
+    assert leftovers(tmp_path) == []
+
+
+def test_an_html_page_never_lands(http_server, tmp_path):
+    http_server.add("/w.bin", content_type="text/html")
+    with pytest.raises(PullError, match="HTML page instead of the file") as caught:
+        download(http_server.url("/w.bin"), tmp_path / "w.bin", quiet=True)
+    assert http_server.url("/w.bin") in str(caught.value)
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("status", [404, 500])
+def test_an_error_status_names_url_and_status_and_is_not_retried(http_server, tmp_path, status):
+    http_server.add("/w.bin", status=status)
+    url = http_server.url("/w.bin")
+    with pytest.raises(PullError, match=f"HTTP {status}") as caught:
+        download(url, tmp_path / "w.bin", quiet=True)
+    assert url in str(caught.value)
+    assert http_server.count("/w.bin") == 1
+    assert leftovers(tmp_path) == []
+
+
+def test_a_transient_status_is_retried(http_server, tmp_path):
+    http_server.add("/w.bin", status=503)
+    with pytest.raises(PullError, match="HTTP 503"):
+        download(http_server.url("/w.bin"), tmp_path / "w.bin", quiet=True, retries=1)
+    assert http_server.count("/w.bin") == 2
+
+
+def test_redirects_are_followed(http_server, tmp_path):
+    http_server.add("/old.bin", redirect="/new.bin")
+    http_server.add("/new.bin", BODY)
+    got = download(http_server.url("/old.bin"), tmp_path / "w.bin", sha256=sha256(BODY), quiet=True)
+    assert got.path.read_bytes() == BODY
+    assert [r.path for r in http_server.requests()] == ["/old.bin", "/new.bin"]
+
+
+def test_a_stalled_server_times_out_then_the_retry_resumes(http_server, tmp_path):
+    http_server.add("/w.bin", BODY, stall_after=HALF, stall_seconds=5, stall_times=1)
+    dest = tmp_path / "w.bin"
+    download(http_server.url("/w.bin"), dest, sha256=sha256(BODY), quiet=True, timeout=0.3)
+    assert dest.read_bytes() == BODY
+    assert http_server.requests("/w.bin")[1].range == f"bytes={HALF}-"
+
+
+def test_zoo_http_timeout_sets_the_default_timeout(http_server, tmp_path, monkeypatch):
+    monkeypatch.setenv("ZOO_HTTP_TIMEOUT", "0.3")
+    http_server.add("/w.bin", BODY, stall_after=0, stall_seconds=5, stall_times=None)
+    with pytest.raises(PullError, match="timed out"):
+        download(http_server.url("/w.bin"), tmp_path / "w.bin", quiet=True, retries=1)
+    assert leftovers(tmp_path) == []
+
+
+def test_offline_opens_no_socket_and_says_how_to_pull(http_server, tmp_path):
+    http_server.add("/w.bin", BODY)
+    url = http_server.url("/w.bin")
+    with pytest.raises(OfflineError) as caught:
+        download(url, tmp_path / "w.bin", offline=True)
+    message = str(caught.value)
+    assert url in message and "not cached" in message and "ZOO_OFFLINE" in message
+    assert http_server.count() == 0
+    assert not (tmp_path / "w.bin").exists()
+
+
+def test_a_verified_file_already_there_is_reused_without_a_request_even_offline(http_server, tmp_path):
+    http_server.add("/w.bin", BODY)
+    dest = tmp_path / "w.bin"
+    download(http_server.url("/w.bin"), dest, sha256=sha256(BODY), quiet=True)
+    for offline in (False, True):
+        got = download(http_server.url("/w.bin"), dest, sha256=sha256(BODY), offline=offline)
+        assert got.sha256 == sha256(BODY)
+    assert http_server.count() == 1
+
+
+def test_a_damaged_file_or_one_with_nothing_to_verify_against_is_downloaded_again(http_server, tmp_path):
+    http_server.add("/w.bin", BODY)
+    dest = tmp_path / "w.bin"
+    dest.write_bytes(b"damaged")
+    download(http_server.url("/w.bin"), dest, sha256=sha256(BODY), quiet=True)
+    assert dest.read_bytes() == BODY
+    dest.write_bytes(b"damaged")
+    download(http_server.url("/w.bin"), dest, quiet=True)  # no hash: never trust what is there
+    assert dest.read_bytes() == BODY
+    assert http_server.count() == 2
+
+
+def test_temps_of_dead_processes_are_cleaned_and_live_ones_kept(http_server, tmp_path):
+    http_server.add("/w.bin", BODY)
+    dead = tmp_path / ".w.bin.999999999.abcd1234.part"
+    alive = tmp_path / f".w.bin.{os.getppid()}.abcd1234.part"
+    dead.write_bytes(b"x")
+    alive.write_bytes(b"x")
+    download(http_server.url("/w.bin"), tmp_path / "w.bin", quiet=True)
+    assert not dead.exists() and alive.exists()
+
+
+def test_two_threads_downloading_one_file_share_one_download(http_server, tmp_path):
+    http_server.add("/w.bin", BODY, delay_per_chunk=0.02)
+    dest = tmp_path / "w.bin"
+    results, errors = [], []
+
+    def pull() -> None:
+        try:
+            results.append(download(http_server.url("/w.bin"), dest, sha256=sha256(BODY), quiet=True))
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=pull) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors
+    assert [r.sha256 for r in results] == [sha256(BODY)] * 2
+    assert http_server.count("/w.bin") == 1
+    assert leftovers(tmp_path) == ["w.bin"]
+
+
+def test_an_unwritable_destination_is_a_cache_error_with_what_to_do(http_server, tmp_path):
+    http_server.add("/w.bin", BODY)
+    blocker = tmp_path / "home"
+    blocker.write_text("a file where a folder should be")
+    with pytest.raises(CacheError, match="ZOO_HOME") as caught:
+        download(http_server.url("/w.bin"), blocker / "models" / "w.bin", quiet=True)
+    assert str(blocker) in str(caught.value)
+    assert http_server.count() == 0
+
+
+def test_a_stopped_server_is_a_pull_error_after_retries(tmp_path):
+    server = FileServer()
+    url = server.url("/w.bin")
+    server.stop()
+    with pytest.raises(PullError, match="cannot reach the server") as caught:
+        download(url, tmp_path / "w.bin", quiet=True, retries=1, timeout=1)
+    assert url in str(caught.value)
+    assert leftovers(tmp_path) == []
+
+
+def test_sha256_file_hashes_in_chunks(tmp_path):
+    path = tmp_path / "f"
+    data = os.urandom(3 * 1024 * 1024 + 5)
+    path.write_bytes(data)
+    assert sha256_file(path) == (sha256(data), len(data))
+
+
+def test_only_http_urls_are_downloaded(tmp_path):
+    source = tmp_path / "w.bin"
+    source.write_bytes(b"x")
+    with pytest.raises(PullError, match="only http"):
+        download(source.as_uri(), tmp_path / "copy.bin")
+
+
+def run_in_terminal(code: str) -> str:
+    """Run Python code with stderr on a pseudo-terminal (100 columns); return what it showed."""
+    import fcntl
+    import pty
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.DEVNULL, stdout=slave, stderr=slave)
+    os.close(slave)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the terminal closed
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(master)
+    assert proc.wait(30) == 0, shown
+    return shown.decode("utf-8", "replace")
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_a_progress_bar_shows_on_a_terminal_unless_quiet(http_server, tmp_path, quiet):
+    http_server.add("/w.bin", BODY, chunk_size=4096, delay_per_chunk=0.005)
+    code = (f"from pathlib import Path; from zoo.download import download; "
+            f"download({http_server.url('/w.bin')!r}, Path({str(tmp_path / 'w.bin')!r}), quiet={quiet})")
+    shown = run_in_terminal(code)
+    if quiet:
+        assert shown.strip() == ""
+    else:
+        assert "w.bin:" in shown and "%|" in shown and "B/s" in shown

@@ -1,0 +1,423 @@
+"""Downloading one file over HTTP(S): resumable, hashed while streaming, verified, atomic.
+
+Stdlib HTTP (urllib) and filelock only: no torch, no requests. What a caller can rely on:
+
+- A file at its final path is always complete and verified. Bytes stream into a temp file with a
+  unique name in the destination's folder (``.{name}.{pid}.{random}.part``), are fsynced, checked
+  against the expected sha256 / prefix / size, and only then renamed over the destination with
+  ``os.replace``. Any failure removes the temp; a previous file at the destination stays untouched.
+- Resume: a dropped connection, a timeout or a short body is retried (``retries`` times, short
+  backoff) with ``Range: bytes=N-``, continuing the running hash. A server that answers 200 to a
+  range request (it ignores Range, or the file changed: ``If-Range``) restarts the temp from zero.
+  A retry that made progress past everything received before does not count against ``retries``.
+- One download per file at a time: a lock at ``dest + ".lock"`` makes a second process wait. When
+  it gets the lock it reuses the file already at ``dest`` only if the caller gave a full sha256 and
+  a fresh re-hash matches it; with nothing to verify against it downloads again, because that file
+  may be the corrupted one a ``--force`` pull is meant to replace. (Pulls take their own lock and
+  find the pull record first, so concurrent pulls of one model download it once.) Correctness does
+  not rest on the lock: the unique temp and the atomic rename are enough.
+- ``offline=True`` never opens a socket: a verified file already at ``dest`` (full sha256 given)
+  is returned, anything else raises :class:`zoo.errors.OfflineError`.
+
+``ZOO_HTTP_TIMEOUT`` (seconds, default 30) sets the connect and read timeout when the caller
+passes none.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import re
+import secrets
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from http.client import HTTPException, HTTPResponse
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import urlsplit
+
+from zoo.__about__ import __version__
+from zoo.errors import CacheError, IntegrityError, OfflineError, PullError
+from zoo.fetched import FetchedFile
+
+__all__ = ["download", "sha256_file", "http_timeout"]
+
+CHUNK = 1 << 16
+DEFAULT_TIMEOUT = 30.0
+_RETRY_STATUSES = frozenset({408, 429, 502, 503, 504})  # transient by definition; 500 and 4xx are final
+_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
+_UNSATISFIED_RANGE = re.compile(r"bytes\s+\*/(\d+)")
+
+
+def http_timeout() -> float:
+    """``$ZOO_HTTP_TIMEOUT`` in seconds (connect and each read), else 30."""
+    value = os.environ.get("ZOO_HTTP_TIMEOUT", "").strip()
+    try:
+        return float(value) if value else DEFAULT_TIMEOUT
+    except ValueError:
+        raise PullError(f"ZOO_HTTP_TIMEOUT={value!r} is not a number of seconds; set it to e.g. 30") from None
+
+
+def sha256_file(path: Path) -> tuple[str, int]:
+    """The sha256 (hex) and size of a file, read in chunks."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def download(
+    url: str,
+    dest: Path,
+    *,
+    sha256: str | None = None,
+    sha256_prefix: str | None = None,
+    size: int | None = None,
+    name: str | None = None,
+    offline: bool = False,
+    quiet: bool = False,
+    timeout: float | None = None,
+    retries: int = 5,
+) -> FetchedFile:
+    """Download ``url`` to ``dest``, verified, and describe the file (see the module docstring).
+
+    Raises :class:`OfflineError` (offline and not there), :class:`PullError` (HTTP error status,
+    an HTML page, the connection kept failing), :class:`IntegrityError` (hash or size mismatch)
+    or :class:`CacheError` (the folder cannot be written: disk full, read-only, not a folder).
+    """
+    dest = Path(dest)
+    label = name or dest.name
+    if urlsplit(url).scheme not in ("http", "https"):
+        raise PullError(f"cannot download {url!r}: only http(s) URLs are supported. "
+                        "For a file on disk use the `local` source")
+    if offline:
+        reused = _reuse(dest, label, sha256, sha256_prefix, size)
+        if reused is not None:
+            return reused
+        raise OfflineError(
+            f"{label} is not cached ({dest}) and offline mode forbids downloading it from {url}. "
+            "Pull it once with network access (drop ZOO_OFFLINE / --offline), then it loads offline"
+        )
+    _make_folder(dest.parent)
+    import filelock
+
+    lock = filelock.FileLock(str(dest) + ".lock")
+    try:
+        lock.acquire()
+    except OSError as exc:  # the lock file itself could not be created or locked
+        raise _disk_error(exc, Path(lock.lock_file)) from None
+    try:
+        reused = _reuse(dest, label, sha256, sha256_prefix, size)
+        if reused is not None:
+            return reused
+        _remove_stale_temps(dest)
+        transfer = _Transfer(url, dest, quiet=quiet, retries=retries,
+                             timeout=http_timeout() if timeout is None else timeout)
+        digest, got = transfer.run(sha256=sha256, sha256_prefix=sha256_prefix, size=size)
+    finally:
+        lock.release()
+    return FetchedFile(name=label, path=dest, sha256=digest, size=got, mtime_ns=dest.stat().st_mtime_ns)
+
+
+def _reuse(dest: Path, label: str, sha256: str | None, prefix: str | None, size: int | None) -> FetchedFile | None:
+    """The file already at ``dest`` when a full sha256 vouches for it (re-hashed now), else None."""
+    if not sha256 or not dest.is_file():
+        return None
+    try:
+        stat = dest.stat()
+        digest, got = sha256_file(dest)
+    except OSError:
+        return None
+    if digest != sha256 or (prefix and not digest.startswith(prefix)) or (size is not None and got != size):
+        return None
+    return FetchedFile(name=label, path=dest, sha256=digest, size=got, mtime_ns=stat.st_mtime_ns)
+
+
+def _make_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _disk_error(exc, folder) from None
+
+
+def _remove_stale_temps(dest: Path) -> None:
+    """Temps of this file left by processes that died (kill -9, power loss); called under the lock."""
+    for temp in dest.parent.glob(f".{glob_escape(dest.name)}.*.part"):
+        pid = temp.name[len(dest.name) + 2 :].split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            try:
+                temp.unlink()
+            except OSError:
+                pass
+
+
+def glob_escape(text: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", text)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _disk_error(exc: OSError, path: Path) -> CacheError:
+    """A local file problem as a CacheError that says where and what to do."""
+    code = exc.errno
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        what, hint = "the disk is full", "free some space, or set ZOO_HOME to a folder on a bigger disk"
+    elif code == errno.EFBIG:
+        what, hint = "the file is larger than this process may write (file size limit)", \
+            "raise the limit (ulimit -f), or free space / set ZOO_HOME to another disk"
+    elif code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        what, hint = "it is not writable", "set ZOO_HOME to a writable folder"
+    elif code in (errno.ENOTDIR, errno.EEXIST):
+        what, hint = "a file is in the way where a folder should be", \
+            "remove that file, or set ZOO_HOME to a writable folder"
+    else:
+        what, hint = exc.strerror or str(exc), "check the folder, or set ZOO_HOME to a writable folder"
+    return CacheError(f"cannot write {path}: {what} ({exc.strerror or exc}). Nothing was cached; {hint}")
+
+
+class _Retry(Exception):
+    """A transient failure: retry (with Range when something was received)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class _Transfer:
+    """One download: the temp file, the running hash, and the request loop."""
+
+    def __init__(self, url: str, dest: Path, *, quiet: bool, retries: int, timeout: float) -> None:
+        self.url = url
+        self.dest = dest
+        self.quiet = quiet
+        self.retries = retries
+        self.timeout = timeout
+        self.temp = dest.parent / f".{dest.name}.{os.getpid()}.{secrets.token_hex(4)}.part"
+        self.hash = hashlib.sha256()
+        self.received = 0
+        self.total: int | None = None
+        self.validator: str | None = None  # ETag / Last-Modified of the first answer, for If-Range
+        self.bar: Any = None
+
+    def run(self, *, sha256: str | None, sha256_prefix: str | None, size: int | None) -> tuple[str, int]:
+        try:
+            # Unbuffered: a write error (EFBIG, ENOSPC) surfaces at write, never again at close.
+            out = self._local(lambda: open(self.temp, "xb", buffering=0), temp=True)
+            with out:
+                self._loop(out)
+                self._local(lambda: os.fsync(out.fileno()), temp=True)
+            digest = self.hash.hexdigest()
+            self._verify(digest, sha256, sha256_prefix, size)
+            self._local(lambda: os.replace(self.temp, self.dest), temp=False)
+            _fsync_folder(self.dest.parent)
+            return digest, self.received
+        finally:
+            if self.bar is not None:
+                self.bar.close()
+            try:
+                self.temp.unlink()
+            except OSError:  # renamed already, or the folder went away
+                pass
+
+    def _loop(self, out: IO[bytes]) -> None:
+        attempt = 0
+        best = 0
+        while True:
+            try:
+                self._request(out)
+                return
+            except _Retry as exc:
+                if self.received > best:  # real progress: this failure is not one of the allowed ones
+                    best = self.received
+                    attempt = 0
+                attempt += 1
+                if attempt > self.retries:
+                    got = f"{self.received} of {self.total} bytes" if self.total else f"{self.received} bytes"
+                    raise PullError(
+                        f"could not download {self.url}: {exc.reason} (gave up after {self.retries} retries, "
+                        f"had {got}; nothing was cached). Check the network or the server, then pull again"
+                    ) from None
+                where = f" from byte {self.received}" if self.received else ""
+                self._note(f"{exc.reason}; retrying{where} (retry {attempt} of {self.retries})")
+                time.sleep(min(0.1 * 2 ** (attempt - 1), 2.0))  # 0.1, 0.2, 0.4 ... seconds
+
+    def _request(self, out: IO[bytes]) -> None:
+        headers = {"User-Agent": f"zoo/{__version__}", "Accept-Encoding": "identity"}
+        if self.received:
+            headers["Range"] = f"bytes={self.received}-"
+            if self.validator:
+                headers["If-Range"] = self.validator
+        request = urllib.request.Request(self.url, headers=headers)
+        try:
+            response = urllib.request.urlopen(request, timeout=self.timeout)
+        except urllib.error.HTTPError as exc:
+            exc.close()
+            self._http_error(exc.code, exc.reason, exc.headers.get("Content-Range"), out)
+            return
+        except (urllib.error.URLError, OSError, HTTPException) as exc:
+            raise _Retry(f"cannot reach the server ({_reason(exc)})") from None
+        with response:
+            self._receive(response, out)
+
+    def _http_error(self, code: int, reason: str, content_range: str | None, out: IO[bytes]) -> None:
+        if code == 416 and self.received:
+            match = _UNSATISFIED_RANGE.match(content_range or "")
+            size = int(match.group(1)) if match else None
+            if size == self.received and self.total in (None, size):
+                self.total = size  # everything was there already
+                return
+            self._restart(out)  # the file changed or our part is bogus: start over
+            raise _Retry("the server refused to resume (HTTP 416)")
+        if code in _RETRY_STATUSES:
+            raise _Retry(f"the server answered HTTP {code} {reason}")
+        raise PullError(f"download of {self.url} failed: the server answered HTTP {code} {reason}. "
+                        "Check that the URL is right and that you may access it; nothing was cached")
+
+    def _receive(self, response: HTTPResponse, out: IO[bytes]) -> None:
+        status = response.status
+        content_type = (response.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if content_type == "text/html" and not self.dest.name.lower().endswith((".html", ".htm")):
+            raise PullError(
+                f"download of {self.url}: the server returned an HTML page instead of the file "
+                f"(HTTP {status}, Content-Type text/html); it is probably a login, error or mirror page. "
+                "Check the URL in a browser; nothing was cached"
+            )
+        if status == 206 and self.received:
+            match = _CONTENT_RANGE.match(response.headers.get("Content-Range") or "")
+            whole = int(match.group(3)) if match and match.group(3) != "*" else None
+            if not match or int(match.group(1)) != self.received or self.total not in (None, whole):
+                self._restart(out)  # a wrong offset, or the file changed size under us
+                raise _Retry("the server resumed at the wrong offset or with a different file")
+            self.total = whole
+        else:
+            if self.received:  # a 200 to a range request: the server ignores Range (or the file changed)
+                self._restart(out)
+            length = response.headers.get("Content-Length")
+            self.total = int(length) if length and length.isdigit() else None
+            self.validator = _validator(response.headers)
+        self._start_bar()
+        # read1: whatever arrived, at most one recv; read(n) would block for n bytes and lose
+        # what it had buffered when the timeout strikes.
+        read = getattr(response, "read1", response.read)
+        while True:
+            try:
+                chunk = read(CHUNK)
+            except (OSError, HTTPException) as exc:  # timeouts, resets, IncompleteRead (chunked)
+                raise _Retry(f"the connection broke ({_reason(exc)})") from None
+            if not chunk:
+                break
+            self._local(lambda: _write_all(out, chunk), temp=True)
+            self.hash.update(chunk)
+            self.received += len(chunk)
+            if self.bar is not None:
+                self.bar.update(len(chunk))
+        if self.total is not None and self.received < self.total:
+            raise _Retry(f"the server sent {self.received} of {self.total} bytes and closed the connection")
+
+    def _restart(self, out: IO[bytes]) -> None:
+        """Back to zero: empty temp, fresh hash (so no byte is counted twice)."""
+        self._local(lambda: (out.seek(0), out.truncate()), temp=True)
+        self.hash = hashlib.sha256()
+        self.received = 0
+        if self.bar is not None:
+            self.bar.reset(total=self.total)
+
+    def _verify(self, digest: str, sha256: str | None, prefix: str | None, size: int | None) -> None:
+        where = f"download of {self.url} to {self.dest}"
+        after = "; the file was not kept. Check the card's hash, or the server sends a different file"
+        if self.total is not None and self.received != self.total:
+            raise IntegrityError(f"{where}: the server announced {self.total} bytes and sent {self.received}{after}")
+        if size is not None and self.received != size:
+            raise IntegrityError(f"{where}: expected {size} bytes, got {self.received} (sha256 {digest}){after}")
+        if sha256 and digest != sha256.lower():
+            raise IntegrityError(f"{where}: expected sha256 {sha256.lower()}, got sha256 {digest}{after}")
+        if prefix and not digest.startswith(prefix.lower()):
+            raise IntegrityError(f"{where}: expected a sha256 starting with {prefix.lower()}, "
+                                 f"got sha256 {digest}{after}")
+
+    def _local(self, action: Callable[[], Any], *, temp: bool) -> Any:
+        """Run a local file operation; its OSError (disk full, EFBIG, read-only) is a CacheError
+        naming the temp file (``temp``) or the destination."""
+        try:
+            return action()
+        except OSError as exc:
+            raise _disk_error(exc, self.temp if temp else self.dest) from None
+
+    def _start_bar(self) -> None:
+        if self.quiet or not sys.stderr.isatty():
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=self.total, initial=self.received, unit="B", unit_scale=True,
+                            unit_divisor=1024, desc=self.dest.name, file=sys.stderr, leave=False)
+        elif self.bar.total != self.total:
+            self.bar.total = self.total
+            self.bar.refresh()
+
+    def _note(self, message: str) -> None:
+        if self.quiet:
+            return
+        text = f"zoo: {self.dest.name}: {message}"
+        if self.bar is not None:
+            self.bar.write(text, file=sys.stderr)
+        else:
+            print(text, file=sys.stderr)
+
+
+def _write_all(out: IO[bytes], data: bytes) -> None:
+    """Raw writes may be partial (e.g. right at a file size limit); the next one then raises."""
+    view = memoryview(data)
+    while view:
+        written = out.write(view)
+        view = view[written or 0 :]
+        if not written:
+            raise OSError(errno.EIO, "write returned 0 bytes")
+
+
+def _validator(headers: Any) -> str | None:
+    """A strong ETag or a Last-Modified date, so a resume of a changed file restarts (If-Range)."""
+    etag = headers.get("ETag")
+    if etag and not etag.startswith("W/"):
+        return etag
+    return headers.get("Last-Modified")
+
+
+def _reason(exc: BaseException) -> str:
+    inner = getattr(exc, "reason", None)
+    if isinstance(inner, BaseException):
+        exc = inner
+    if isinstance(exc, TimeoutError) or "timed out" in str(exc):
+        return "timed out"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename durable (best effort: not every platform can open a folder)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
