@@ -149,7 +149,7 @@ def _make_folder(folder: Path) -> None:
 
 def _remove_stale_temps(dest: Path) -> None:
     """Temps of this file left by processes that died (kill -9, power loss); called under the lock."""
-    for temp in dest.parent.glob(f".{glob_escape(dest.name)}.*.part"):
+    for temp in dest.parent.glob(f".{_glob_escape(dest.name)}.*.part"):
         pid = temp.name[len(dest.name) + 2 :].split(".", 1)[0]
         if pid.isdigit() and not _alive(int(pid)):
             try:
@@ -158,7 +158,7 @@ def _remove_stale_temps(dest: Path) -> None:
                 pass
 
 
-def glob_escape(text: str) -> str:
+def _glob_escape(text: str) -> str:
     return re.sub(r"([*?\[])", r"[\1]", text)
 
 

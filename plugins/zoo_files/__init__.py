@@ -6,17 +6,11 @@ Written exactly as a third-party plugin: it touches zoo only through its public 
 
 from __future__ import annotations
 
-from zoo import Field, hookimpl
+from zoo import hookimpl
 
 from zoo_files.local import LocalSource
 from zoo_files.package import PackageSource
-
-
-class UrlSource:
-    """Any http(s) URL, downloaded and verified against the card's sha256."""
-
-    name = "url"
-    fields = {"url": Field(str, required=True, help="http(s) URL of the weights file")}
+from zoo_files.url import UrlSource
 
 
 @hookimpl

@@ -5,20 +5,11 @@ Written exactly as a third-party plugin: it touches zoo only through its public 
 
 from __future__ import annotations
 
-from zoo import Field, hookimpl
+from zoo import hookimpl
 from zoo.schema import STATE_DICT_FIELDS
 
 from zoo_torchvision.adapter import TorchvisionAdapter
-
-
-class TorchvisionSource:
-    """The weights file of a torchvision weight enum, downloaded by zoo into its own cache."""
-
-    name = "torchvision"
-    fields = {
-        "weights": Field(str, required=True, help="weight enum member, e.g. ResNet50_Weights.IMAGENET1K_V2"),
-        "url": Field(str, required=True, help="the enum's download URL; its file name carries a hash prefix"),
-    }
+from zoo_torchvision.source import TorchvisionSource
 
 
 @hookimpl
