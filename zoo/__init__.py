@@ -10,11 +10,24 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 from zoo.__about__ import __version__
-from zoo.errors import PluginError, RegistryError, UnknownModelError, ZooError
+from zoo.errors import (
+    CacheError,
+    InputError,
+    IntegrityError,
+    LoadError,
+    OfflineError,
+    PluginError,
+    PullError,
+    RegistryError,
+    UnknownModelError,
+    ZooError,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from zoo.api import get_card, list_models, list_plugins, registry
     from zoo.backbone import Backbone
+    from zoo.fetched import Fetched, FetchedFile
+    from zoo.train import Run, finetune, open_run
     from zoo.loading import load
     from zoo.pulling import pull
     from zoo.card import ComponentRef, CutPoint, FileSpec, InputSpec, ModelCard, Origin
@@ -23,6 +36,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from zoo.schema import Field
 
 _LAZY = {
+    "finetune": "zoo.train",
+    "open_run": "zoo.train",
+    "Run": "zoo.train",
+    "Fetched": "zoo.fetched",
+    "FetchedFile": "zoo.fetched",
     "load": "zoo.loading",
     "pull": "zoo.pulling",
     "Backbone": "zoo.backbone",
@@ -41,7 +59,10 @@ _LAZY = {
     "hookimpl": "zoo.hookspecs",
 }
 
-__all__ = ["__version__", "ZooError", "RegistryError", "UnknownModelError", "PluginError", *_LAZY]
+__all__ = [
+    "__version__", "ZooError", "RegistryError", "UnknownModelError", "PluginError", "PullError",
+    "OfflineError", "IntegrityError", "CacheError", "LoadError", "InputError", *_LAZY,
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -1,0 +1,133 @@
+"""From examples to batches: preprocessing (and light augmentation) in DataLoader workers.
+
+Randomness is a pure function of (seed, epoch, index): the sampler hands each worker the seed for
+each example, so shuffling and augmentation are identical whether a run goes straight through or
+is killed and resumed, and whatever the number of workers.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from zoo.backbone import Backbone
+from zoo.preprocess import image_array, open_image
+
+__all__ = ["derive_seed", "make_loader", "default_workers"]
+
+
+def derive_seed(*parts: int) -> int:
+    """A 63-bit seed from integers, stable across processes (no Python hash randomisation)."""
+    return int(np.random.SeedSequence([abs(int(p)) for p in parts]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def default_workers() -> int:
+    """Loader processes: leave the model most cores, but keep one decoding ahead of it."""
+    cores = os.cpu_count() or 1
+    return 0 if cores <= 1 else min(8, max(1, cores // 2))
+
+
+class _SeededOrder(Sampler):
+    """Yields ``(index, per-example seed)``, shuffled by the epoch's seed when asked to."""
+
+    def __init__(self, size: int, seed: int | None, shuffle: bool) -> None:
+        self.size, self.seed, self.shuffle = size, seed, shuffle
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        order = np.arange(self.size)
+        if self.shuffle:
+            np.random.default_rng(self.seed).shuffle(order)
+        for index in order.tolist():
+            yield index, (derive_seed(self.seed, index) if self.seed is not None else -1)
+
+    def __len__(self) -> int:
+        return self.size
+
+
+def augment(image, rng: np.random.Generator):  # noqa: ANN001 - a PIL image
+    """Light, label-preserving augmentation: a random crop of 70-100% of the area, a small aspect
+    change and a mild brightness/contrast jitter. No flips: digits and text in images are not
+    mirror-symmetric."""
+    from PIL import ImageEnhance
+
+    width, height = image.size
+    area = width * height * rng.uniform(0.7, 1.0)
+    aspect = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
+    crop_w = int(round(min(width, np.sqrt(area * aspect))))
+    crop_h = int(round(min(height, np.sqrt(area / aspect))))
+    left = int(rng.integers(0, width - crop_w + 1))
+    top = int(rng.integers(0, height - crop_h + 1))
+    image = image.crop((left, top, left + crop_w, top + crop_h))
+    image = ImageEnhance.Brightness(image).enhance(rng.uniform(0.85, 1.15))
+    return ImageEnhance.Contrast(image).enhance(rng.uniform(0.85, 1.15))
+
+
+class _Images(torch.utils.data.Dataset):
+    def __init__(self, items: Sequence[Any], labels: Sequence[int], spec, augmenting: bool) -> None:  # noqa: ANN001
+        self.items, self.labels, self.spec, self.augmenting = items, labels, spec, augmenting
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, int]:
+        index, seed = key
+        image = open_image(self.items[index])
+        if self.augmenting and seed >= 0:
+            image = augment(image, np.random.default_rng(seed))
+        return torch.from_numpy(image_array(image, self.spec)), self.labels[index]
+
+
+class _Texts(torch.utils.data.Dataset):
+    def __init__(self, items: Sequence[str], labels: Sequence[int]) -> None:
+        self.items, self.labels = items, labels
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[str, int]:
+        return self.items[key[0]], self.labels[key[0]]
+
+
+class _Tokenize:
+    """Collate texts into padded token tensors (picklable, for worker processes)."""
+
+    def __init__(self, tokenizer: Any, max_length: int) -> None:
+        self.tokenizer, self.max_length = tokenizer, max_length
+
+    def __call__(self, batch: list[tuple[str, int]]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        texts, labels = zip(*batch)
+        encoded = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
+                                 return_tensors="pt")
+        inputs = {k: encoded[k] for k in ("input_ids", "attention_mask")}
+        return inputs, torch.tensor(labels, dtype=torch.long)
+
+
+def make_loader(
+    backbone: Backbone,
+    items: Sequence[Any],
+    labels: Sequence[int],
+    *,
+    batch_size: int,
+    seed: int | None = None,
+    shuffle: bool = False,
+    augmenting: bool = False,
+    workers: int | None = None,
+) -> DataLoader:
+    """Batches of ``(inputs, labels)``; inputs are an NCHW tensor or a dict of token tensors."""
+    card = backbone.card
+    workers = default_workers() if workers is None else workers
+    sampler = _SeededOrder(len(items), seed, shuffle)
+    if card.modality == "text":
+        dataset = _Texts(items, labels)
+        collate = _Tokenize(backbone.tokenizer, card.input.max_length or 512)
+        workers = 0  # fast tokenizers are already parallel; forking them only adds overhead
+    else:
+        dataset = _Images(items, labels, card.input, augmenting)
+        collate = None
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
+                      collate_fn=collate, persistent_workers=False, pin_memory=torch.cuda.is_available())

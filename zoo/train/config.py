@@ -1,0 +1,66 @@
+"""The resolved configuration of a fine-tuning run (written to the run folder as config.json)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from zoo.errors import ZooError
+
+__all__ = ["FinetuneConfig"]
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Every knob of ``zoo finetune``; the defaults are the recipe (see README: measured on digits)."""
+
+    # what
+    model: str
+    data: str
+    val: str | None = None
+    test: str | None = None
+    val_split: float = 0.2
+    per_class: int | None = None
+    skip_bad: bool = False
+    # stage 1: a new head on cached embeddings of the frozen backbone
+    head: str = "linear"
+    hidden: int = 512
+    dropout: float = 0.2
+    head_lr: float = 3e-3
+    head_epochs: int = 300
+    patience: int = 20
+    label_smoothing: float = 0.1
+    weight_decay: float = 1e-4
+    # stage 2: gradual unfreezing from the top, one stage at a time
+    unfreeze: int | str = 0
+    unfreeze_epochs: int = 6
+    unfreeze_patience: int = 2
+    backbone_lr: float = 1e-4
+    lr_decay: float = 0.5  # each stage further from the output learns this much slower
+    augment: bool = True
+    # how
+    batch_size: int = 32
+    seed: int = 0
+    device: str | None = None
+    workers: int | None = None
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.val_split < 1.0:
+            raise ZooError(f"--val-split must be between 0 and 1, got {self.val_split}")
+        if self.per_class is not None and self.per_class < 1:
+            raise ZooError(f"--per-class must be at least 1, got {self.per_class}")
+        if isinstance(self.unfreeze, str) and self.unfreeze != "all":
+            raise ZooError(f"--unfreeze takes a number of stages or 'all', got {self.unfreeze!r}")
+        if isinstance(self.unfreeze, int) and self.unfreeze < 0:
+            raise ZooError(f"--unfreeze must not be negative, got {self.unfreeze}")
+        for name in ("head_lr", "backbone_lr", "batch_size", "head_epochs"):
+            if getattr(self, name) <= 0:
+                raise ZooError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FinetuneConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})

@@ -1,0 +1,372 @@
+"""The transfer-learning recipe: a new head on cached embeddings, then gradual unfreezing.
+
+Phases run in order: phase 0 trains the head on the frozen backbone's cached embeddings; phase
+k >= 1 unfreezes the top k stages (one more each phase) with small, discriminative learning rates.
+Every epoch is validated and checkpointed atomically; each phase stops early when validation stops
+improving; the best epoch over all phases is restored at the end, so unfreezing can never leave a
+result worse (on validation) than the head alone. Randomness is a function of (seed, phase, epoch),
+so a killed run resumed from its last checkpoint ends exactly where a straight run would.
+
+The loop keeps model, data and bookkeeping apart (``_Phase`` steps a model over batches), so a
+distributed wrapper can take over the model and the sampler without rewriting it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from zoo.backbone import Backbone
+from zoo.errors import ZooError
+from zoo.train.batches import derive_seed, make_loader
+from zoo.atomic import atomic_write_bytes
+from zoo.train.checkpoints import Checkpoints
+from zoo.train.config import FinetuneConfig
+from zoo.train.features import cached_embeddings, embed_items
+from zoo.train.heads import make_head
+
+__all__ = ["Classifier", "Trainer", "Diverged"]
+
+_CHECKPOINT_VERSION = 1
+
+
+class Diverged(Exception):
+    """The loss became NaN or infinite."""
+
+
+class Classifier(nn.Module):
+    """Backbone + new head: images or tokens in, class logits out."""
+
+    def __init__(self, backbone: Backbone, head: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+
+    def forward(self, *inputs: torch.Tensor, **named: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(*inputs, **named))
+
+
+def _freeze_batchnorm(module: nn.Module) -> None:
+    """BatchNorm keeps its pretrained statistics: a few dozen images per batch would ruin them."""
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+
+
+@dataclass
+class Score:
+    """Validation result of one epoch; better = higher accuracy, then lower loss."""
+
+    acc: float
+    loss: float
+
+    def beats(self, other: Score | None) -> bool:
+        if other is None:
+            return True
+        if abs(self.acc - other.acc) > 1e-9:
+            return self.acc > other.acc
+        return self.loss < other.loss - 1e-6
+
+
+class Trainer:
+    """Runs the recipe for one run folder; :func:`zoo.finetune` is the public entry point."""
+
+    def __init__(self, config: FinetuneConfig, run_dir: Path, splits: Any, backbone: Backbone,
+                 fetched: Any, *, device: torch.device, log: Callable[[str], None] = print,
+                 progress: bool = True) -> None:
+        self.config = config
+        self.dir = run_dir
+        self.splits = splits
+        self.device = device
+        self.log = log
+        self.progress = progress and sys.stderr.isatty()
+        self.fetched = fetched
+        self.classes = list(splits.train.classes)
+        torch.manual_seed(config.seed)
+        head = make_head(config.head, backbone.feature_dim, len(self.classes), hidden=config.hidden,
+                         dropout=config.dropout)
+        self.model = Classifier(backbone, head).to(device)
+        self.backbone = backbone
+        self.pretrained = {k: v.detach().clone() for k, v in backbone.body.state_dict().items()}
+        self.stages = backbone.stages()
+        self.checkpoints = Checkpoints(run_dir / "checkpoints")
+        self.metrics_path = run_dir / "metrics.jsonl"
+        self.features: dict[str, torch.Tensor] = {}
+        self.feature_records: dict[str, Any] = {}
+        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+
+    # ----------------------------------------------------------------- phases
+
+    def n_phases(self) -> int:
+        unfreeze = self.config.unfreeze
+        top = len(self.stages) if unfreeze == "all" else min(int(unfreeze), len(self.stages))
+        return 1 + top
+
+    def unfrozen(self, phase: int) -> list[tuple[str, list[nn.Parameter]]]:
+        """The stages that learn in a phase, output side first."""
+        return list(reversed(self.stages[len(self.stages) - phase:])) if phase > 0 else []
+
+    def optimizer(self, phase: int) -> torch.optim.Optimizer:
+        c = self.config
+        self.backbone.freeze()
+        if phase == 0:
+            return torch.optim.AdamW(self.model.head.parameters(), lr=c.head_lr, weight_decay=c.weight_decay)
+        groups = [{"params": list(self.model.head.parameters()), "lr": c.backbone_lr * 10, "name": "head"}]
+        for depth, (name, params) in enumerate(self.unfrozen(phase)):
+            for p in params:
+                p.requires_grad_(True)
+            if params:
+                groups.append({"params": params, "lr": c.backbone_lr * c.lr_decay ** depth, "name": name})
+        return torch.optim.AdamW(groups, weight_decay=c.weight_decay)
+
+    # ----------------------------------------------------------------- state
+
+    def _trained_body(self, phase: int) -> dict[str, torch.Tensor]:
+        names = {id(p) for _, params in self.unfrozen(phase) for p in params}
+        return {k: v.detach().cpu().clone() for k, v in self.backbone.body.named_parameters() if id(v) in names}
+
+    def restore(self, checkpoint: dict[str, Any]) -> None:
+        """Pretrained body, then the checkpoint's trained stages and head."""
+        body = self.backbone.body
+        body.load_state_dict(self.pretrained)
+        missing = body.load_state_dict(checkpoint["body"], strict=False).unexpected_keys
+        if missing:
+            raise ZooError(f"checkpoint does not fit the backbone (unexpected {', '.join(missing[:3])}); "
+                           f"was the run made with another model?")
+        self.model.head.load_state_dict(checkpoint["head"])
+
+    def save(self, epoch: int, phase: int, phase_epoch: int, optimizer: torch.optim.Optimizer,
+             loop: dict[str, Any]) -> None:
+        self.checkpoints.save(epoch, {
+            "version": _CHECKPOINT_VERSION, "epoch": epoch, "phase": phase, "phase_epoch": phase_epoch,
+            "head": {k: v.detach().cpu() for k, v in self.model.head.state_dict().items()},
+            "body": self._trained_body(phase), "optimizer": optimizer.state_dict(), "loop": loop,
+        })
+
+    # ----------------------------------------------------------------- data
+
+    def embeddings(self, name: str, dataset: Any) -> torch.Tensor:
+        if name not in self.features:
+            bar = _bar(self.progress, len(dataset), f"embedding {name}")
+            self.features[name], self.feature_records[name] = cached_embeddings(
+                self.backbone, self.fetched, dataset, batch_size=max(self.config.batch_size, 64),
+                device=self.device, workers=self.config.workers, progress=bar)
+            if bar is not None:
+                bar.close()
+            record = self.feature_records[name]
+            self.log(f"  {name}: {len(dataset)} embeddings {'from the cache' if record['hit'] else 'computed'} "
+                     f"in {record['seconds']:.1f}s")
+        return self.features[name]
+
+    @staticmethod
+    def _labels(dataset: Any) -> torch.Tensor:
+        return torch.tensor([e.label for e in dataset.examples], dtype=torch.long)
+
+    # ----------------------------------------------------------------- epochs
+
+    def _step(self, optimizer: torch.optim.Optimizer, logits: torch.Tensor, labels: torch.Tensor) -> float:
+        loss = self.loss_fn(logits.float(), labels)
+        if not torch.isfinite(loss):
+            raise Diverged()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return float(loss)
+
+    def train_epoch(self, phase: int, phase_epoch: int, optimizer: torch.optim.Optimizer) -> tuple[float, float]:
+        seed = derive_seed(self.config.seed, phase, phase_epoch)
+        torch.manual_seed(seed)
+        total_loss, correct, count = 0.0, 0, 0
+        if phase == 0:
+            x, y = self.embeddings("train", self.splits.train), self._labels(self.splits.train)
+            order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
+            self.model.head.train()
+            for start in range(0, len(x), self.config.batch_size):
+                index = order[start:start + self.config.batch_size]
+                logits = self.model.head(x[index].to(self.device))
+                labels = y[index].to(self.device)
+                total_loss += self._step(optimizer, logits, labels) * len(index)
+                correct += int((logits.argmax(1) == labels).sum())
+                count += len(index)
+            return total_loss / count, correct / count
+        self.model.train()
+        _freeze_batchnorm(self.model.backbone)
+        items = [e.item for e in self.splits.train.examples]
+        loader = make_loader(self.backbone, items, self._labels(self.splits.train).tolist(),
+                             batch_size=self.config.batch_size, seed=seed, shuffle=True,
+                             augmenting=self.config.augment, workers=self.config.workers)
+        bar = _bar(self.progress, len(items), f"phase {phase} epoch {phase_epoch}")
+        for inputs, labels in loader:
+            labels = labels.to(self.device)
+            with _autocast(self.device):
+                logits = self._forward(inputs)
+            total_loss += self._step(optimizer, logits, labels) * len(labels)
+            correct += int((logits.argmax(1) == labels).sum())
+            count += len(labels)
+            if bar is not None:
+                bar.update(len(labels))
+        if bar is not None:
+            bar.close()
+        return total_loss / count, correct / count
+
+    def _forward(self, inputs: Any) -> torch.Tensor:
+        if isinstance(inputs, dict):
+            return self.model(**{k: v.to(self.device) for k, v in inputs.items()})
+        return self.model(inputs.to(self.device, non_blocking=True))
+
+    @torch.no_grad()
+    def logits(self, name: str, dataset: Any, phase: int) -> torch.Tensor:
+        """Class logits for a whole set: from cached embeddings while the backbone is untouched."""
+        self.model.eval()
+        if phase == 0:
+            return self.model.head(self.embeddings(name, dataset).to(self.device)).float().cpu()
+        items = [e.item for e in dataset.examples]
+        embedded = embed_items(self.backbone, items, self._labels(dataset).tolist(),
+                               batch_size=max(self.config.batch_size, 64), device=self.device,
+                               workers=self.config.workers)
+        return self.model.head(embedded.to(self.device)).float().cpu()
+
+    def validate(self, phase: int) -> Score:
+        logits = self.logits("val", self.splits.val, phase)
+        labels = self._labels(self.splits.val)
+        loss = float(nn.functional.cross_entropy(logits, labels))
+        return Score(acc=float((logits.argmax(1) == labels).float().mean()), loss=loss)
+
+    # ----------------------------------------------------------------- the loop
+
+    def fit(self, resume: bool = False) -> dict[str, Any]:
+        """Run (or continue) every phase; returns the loop state with the best epoch."""
+        loop: dict[str, Any] = {"best": None, "phase_done": -1, "stopped": None, "bad": 0, "improved": False}
+        start_phase, start_epoch, epoch, optimizer_state = 0, 0, 0, None
+        if resume:
+            latest = self.checkpoints.latest()
+            if latest is not None:
+                epoch, checkpoint = latest
+                self.restore(checkpoint)
+                loop = checkpoint["loop"]
+                start_phase, start_epoch = checkpoint["phase"], checkpoint["phase_epoch"] + 1
+                optimizer_state = checkpoint["optimizer"]
+                _truncate_jsonl(self.metrics_path, epoch)
+                self.log(f"resuming after epoch {epoch} (phase {start_phase}, epoch {start_epoch - 1})")
+        else:
+            self.metrics_path.unlink(missing_ok=True)
+        if start_phase == 0:  # computed (or read from the cache) before any seeded epoch
+            self.embeddings("train", self.splits.train)
+            self.embeddings("val", self.splits.val)
+        for phase in range(start_phase, self.n_phases()):
+            if loop["stopped"] is not None or phase <= loop["phase_done"]:
+                continue
+            limit = self.config.head_epochs if phase == 0 else self.config.unfreeze_epochs
+            patience = self.config.patience if phase == 0 else self.config.unfreeze_patience
+            if phase > 0 and optimizer_state is None:
+                self._restore_best(loop)  # each phase starts from the best model so far
+            names = [n for n, _ in self.unfrozen(phase)]
+            self.log(f"phase {phase}: " + ("head on cached embeddings" if phase == 0
+                                           else f"unfreezing {', '.join(names)}"))
+            optimizer = self.optimizer(phase)
+            if optimizer_state is not None:
+                optimizer.load_state_dict(optimizer_state)
+                optimizer_state = None
+            first = start_epoch if phase == start_phase else 0
+            if first == 0:
+                loop["improved"] = False
+            for phase_epoch in range(first, limit):
+                if first > 0 and phase_epoch == first and loop["bad"] >= patience:
+                    break
+                started = time.perf_counter()
+                try:
+                    train_loss, train_acc = self.train_epoch(phase, phase_epoch, optimizer)
+                except Diverged:
+                    loop["stopped"] = f"loss became NaN or infinite in phase {phase}, epoch {phase_epoch}"
+                    self.log(f"stopping: {loop['stopped']}; keeping the best checkpoint")
+                    break
+                score = self.validate(phase)
+                epoch += 1
+                best = loop["best"]
+                is_best = score.beats(Score(**best["score"]) if best else None)
+                if is_best:
+                    loop["best"] = {"epoch": epoch, "phase": phase, "score": score.__dict__}
+                    loop["bad"] = 0
+                    loop["improved"] = True
+                else:
+                    loop["bad"] += 1
+                row = {"epoch": epoch, "stage": "head" if phase == 0 else f"unfreeze-{phase}", "phase": phase,
+                       "phase_epoch": phase_epoch, "train_loss": train_loss, "train_acc": train_acc,
+                       "val_loss": score.loss, "val_acc": score.acc, "seconds": time.perf_counter() - started,
+                       "best": is_best}
+                self.save(epoch, phase, phase_epoch, optimizer, loop)
+                if is_best:
+                    self.checkpoints.mark_best(epoch, {"phase": phase, **score.__dict__})
+                _append_jsonl(self.metrics_path, row)
+                if phase == 0 and not is_best and phase_epoch % 25 != 0:
+                    pass  # the head's epochs are many and quick: print the improvements and every 25th
+                else:
+                    self.log(_epoch_line(row))
+                if loop["bad"] >= patience:
+                    break
+            loop["phase_done"] = phase
+            loop["bad"] = 0
+            if loop["stopped"] is not None:
+                break
+            if phase > 0 and not loop["improved"]:
+                self.log(f"phase {phase} did not beat epoch {loop['best']['epoch']}: no further unfreezing")
+                loop["stopped"] = f"phase {phase} did not improve validation"
+                break
+        self._restore_best(loop)
+        return loop
+
+    def _restore_best(self, loop: dict[str, Any]) -> None:
+        if loop.get("best"):
+            self.restore(self.checkpoints.load(loop["best"]["epoch"]))
+
+
+def _autocast(device: torch.device):
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast("cpu", enabled=False)
+
+
+def _bar(enabled: bool, total: int, description: str):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=description, unit="img", leave=False, file=sys.stderr)
+
+
+def _epoch_line(row: dict[str, Any]) -> str:
+    mark = "  *best" if row["best"] else ""
+    return (f"  epoch {row['epoch']:>3} ({row['stage']}): train loss {row['train_loss']:.3f} "
+            f"acc {row['train_acc']:.3f} | val loss {row['val_loss']:.3f} acc {row['val_acc']:.3f} "
+            f"| {row['seconds']:.1f}s{mark}")
+
+
+def _append_jsonl(path: Path, row: dict[str, Any]) -> None:
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(row) + "\n")
+        handle.flush()
+
+
+def _truncate_jsonl(path: Path, epoch: int) -> None:
+    """Drop rows after ``epoch`` (written after the last complete checkpoint of a killed run)."""
+    if not path.is_file():
+        return
+    rows = [line for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip() and _row_epoch(line) is not None and _row_epoch(line) <= epoch]
+    atomic_write_bytes(path, ("\n".join(rows) + "\n").encode() if rows else b"")
+
+
+def _row_epoch(line: str) -> int | None:
+    try:
+        return int(json.loads(line)["epoch"])
+    except (ValueError, KeyError, TypeError):
+        return None  # a torn last line of a killed run
+
