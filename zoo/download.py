@@ -135,7 +135,8 @@ def _reuse(dest: Path, label: str, sha256: str | None, prefix: str | None, size:
         digest, got = sha256_file(dest)
     except OSError:
         return None
-    if digest != sha256 or (prefix and not digest.startswith(prefix)) or (size is not None and got != size):
+    if digest != sha256.lower() or (prefix and not digest.startswith(prefix.lower())) \
+            or (size is not None and got != size):
         return None
     return FetchedFile(name=label, path=dest, sha256=digest, size=got, mtime_ns=stat.st_mtime_ns)
 
