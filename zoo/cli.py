@@ -132,6 +132,67 @@ def pull_cmd(ctx: click.Context, names: tuple[str, ...], force: bool, quiet: boo
             click.echo(f"  {item.name}  sha256 {item.sha256}  {format_bytes(item.size)}")
 
 
+def _default(name: str) -> Any:
+    """The recipe's default for one option: FinetuneConfig is the one place that defines it."""
+    from dataclasses import fields
+
+    from zoo.train.config import FinetuneConfig  # light: no torch
+
+    return next(f.default for f in fields(FinetuneConfig) if f.name == name)
+
+
+def _unfreeze(value: str) -> int | str:
+    if value == "all":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise click.BadParameter("a number of stages, or 'all'") from None
+
+
+@cli.command("finetune")
+@click.argument("model", required=False)
+@click.option("--data", help="Image folder, CSV/JSONL manifest, or 'digits' (the offline demo).")
+@click.option("--val", help="Explicit validation set (same formats); default: a stratified split.")
+@click.option("--test", help="Explicit test set.")
+@click.option("--out", type=click.Path(file_okay=False), help="Run folder (default: runs/MODEL-TIME).")
+@click.option("--resume", type=click.Path(exists=True, file_okay=False),
+              help="Continue a killed run from its last complete checkpoint.")
+@click.option("--per-class", type=int, help="Use N labelled examples per class (train+val); the rest is the test set.")
+@click.option("--val-split", type=float, default=_default("val_split"), show_default=True)
+@click.option("--head", type=click.Choice(["linear", "mlp"]), default=_default("head"), show_default=True)
+@click.option("--hidden", type=int, default=_default("hidden"), show_default=True, help="Hidden size of the mlp head.")
+@click.option("--dropout", type=float, default=_default("dropout"), show_default=True)
+@click.option("--unfreeze", default=str(_default("unfreeze")), show_default=True,
+              help="Stages to unfreeze from the top after the head, one by one (a number or 'all').")
+@click.option("--epochs", "head_epochs", type=int, default=_default("head_epochs"), show_default=True, help="Max head epochs.")
+@click.option("--unfreeze-epochs", type=int, default=_default("unfreeze_epochs"), show_default=True, help="Max epochs per unfrozen stage.")
+@click.option("--lr", "head_lr", type=float, default=_default("head_lr"), show_default=True, help="Head learning rate.")
+@click.option("--backbone-lr", type=float, default=_default("backbone_lr"), show_default=True, help="Top stage's learning rate.")
+@click.option("--batch-size", type=int, default=_default("batch_size"), show_default=True)
+@click.option("--seed", type=int, default=_default("seed"), show_default=True)
+@click.option("--device", help="cpu, cuda, cuda:1... (default: CUDA when present).")
+@click.option("--workers", type=int, help="Data-loading processes (default: half the cores).")
+@click.option("--no-augment", is_flag=True, help="No augmentation while the backbone learns.")
+@click.option("--skip-bad", is_flag=True, help="Skip unreadable or mislabelled inputs (listed in the run folder).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars or epoch lines.")
+@click.option("--json", "as_json", is_flag=True, help="Print the final metrics as JSON.")
+def finetune_cmd(model: str | None, data: str | None, resume: str | None, out: str | None, unfreeze: str,
+                 no_augment: bool, quiet: bool, as_json: bool, **options: Any) -> None:
+    """Fine-tune MODEL on labelled data: a new head, then optional gradual unfreezing."""
+    from zoo.train import finetune
+
+    if resume is None and (model is None or data is None):
+        raise click.UsageError("give MODEL and --data (or --resume RUN_DIR)")
+    options = {k: v for k, v in options.items() if v is not None}
+    run = finetune(model, data, out=out, resume=resume, unfreeze=_unfreeze(unfreeze), augment=not no_augment,
+                   progress=not quiet, log=(lambda text: None) if quiet or as_json else None, **options)
+    if as_json:
+        _echo_json({"run": str(run.dir), "best": run.best, **run.metrics})
+    else:
+        click.echo(run.summary())
+
+
 @cli.group("cache")
 def cache_group() -> None:
     """Inspect, verify and clean zoo's cache ($ZOO_HOME)."""
