@@ -17,14 +17,13 @@ Stdlib and filelock only (no torch): ``zoo pull`` and ``zoo cache`` stay fast.
 from __future__ import annotations
 
 import json
-import os
-import secrets
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoo import settings
+from zoo.atomic import atomic_write_json
 from zoo.errors import CacheError
 from zoo.fetched import Fetched, FetchedFile
 
@@ -151,21 +150,9 @@ class Cache:
     def write_record(self, fetched: Fetched) -> Path:
         """Write the pull record atomically (temp, fsync, rename): readers see old or new, never half."""
         path = self.record_path(fetched.model, fetched.revision)
-        data = {"format": RECORD_FORMAT, **fetched.to_dict()}
-        temp = path.parent / f".{RECORD_NAME}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(temp, "w", encoding="utf-8") as handle:
-                json.dump(data, handle, indent=2, ensure_ascii=False)
-                handle.write("\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temp, path)
+            atomic_write_json(path, {"format": RECORD_FORMAT, **fetched.to_dict()})
         except OSError as exc:
-            try:
-                temp.unlink()
-            except OSError:
-                pass
             raise CacheError(f"cannot write the pull record {path}: {exc.strerror or exc}. "
                              "Free some space or set ZOO_HOME to a writable folder, then pull again") from None
         return path

@@ -39,7 +39,7 @@ class _ZooGroup(click.Group):
 def cli(ctx: click.Context, registries: tuple[str, ...], offline: bool) -> None:
     """zoo: pretrained backbones, cut at the right place, for transfer learning."""
     if offline:
-        os.environ["ZOO_OFFLINE"] = "1"  # every layer (and huggingface_hub) reads it from here
+        os.environ["ZOO_OFFLINE"] = "1"  # every zoo layer reads it; the hf source turns it into local_files_only
     ctx.obj = {"registries": registries}
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from zoo.cache import Cache  # noqa
 from zoo.card import ModelCard
 from zoo.catalog import load_registry
-from zoo.errors import IntegrityError, LoadError
+from zoo.errors import IntegrityError, LoadError, PullError
 from zoo.fetched import Fetched
 from zoo.plugins import get_host
 from zoo.protocols import Source
@@ -63,13 +63,22 @@ def pull(
     card = resolve_card(model, registry_files)
     cache = cache or Cache(offline=offline, quiet=quiet)
     source = source_of(card)
+    if not force:
+        hit = cached(card, cache)  # records are written atomically: no lock needed to read one
+        if hit is not None:
+            return hit
     revision = source.revision(card)
     with cache.lock(cache.model_dir(card.name, revision) / "pull.json"):
         if not force:
-            hit = cached(card, cache)
+            hit = cached(card, cache)  # another process may have pulled it while we waited
             if hit is not None:
                 return hit
-        fetched = source.fetch(card, cache)
+        try:
+            fetched = source.fetch(card, cache)
+        except PullError as exc:
+            if card.name in str(exc):
+                raise
+            raise type(exc)(f"model {card.name!r}: {exc}") from None
         check_against_card(card, fetched)
         cache.write_record(fetched)
     return fetched
