@@ -102,26 +102,33 @@ class Backbone(nn.Module):
     def stages(self) -> list[tuple[str, list[nn.Parameter]]]:
         """Parameter groups from input to output, named after the card's stages.
 
-        Parameters outside every named stage (a ViT's class token and position embedding, for
-        instance) belong to the input side, so they join the first stage. Stages the cut left out
-        (features taken before them) are skipped.
+        A parameter outside every named stage joins the stage registered just before it (a
+        ResNet's ``bn1`` joins ``conv1``, an EfficientNet's final ``bn2`` joins ``conv_head``), or
+        the first stage when it comes before all of them (a ViT's class token). Stages the cut
+        left out (features taken before them) are skipped.
         """
-        groups: list[tuple[str, list[nn.Parameter]]] = []
-        seen: set[int] = set()
+        owner: dict[int, int] = {}
+        present: list[str] = []
         for name in self.card.stages:
             try:
                 module = self.body.get_submodule(_body_path(self.body, name))
             except AttributeError:
                 continue
-            params = [p for p in module.parameters() if id(p) not in seen]
-            seen.update(id(p) for p in params)
-            groups.append((name, params))
-        if not groups:
+            present.append(name)
+            for p in module.parameters():
+                owner.setdefault(id(p), len(present) - 1)
+        if not present:
             raise LoadError(f"model {self.card.name!r}: none of the card's stages ({', '.join(self.card.stages)}) "
                             f"exist in the network; fix the card's `stages`")
-        rest = [p for p in self.body.parameters() if id(p) not in seen]
-        groups[0] = (groups[0][0], rest + groups[0][1])
-        return groups
+        groups: list[list[nn.Parameter]] = [[] for _ in present]
+        current, seen = 0, set()
+        for p in self.body.parameters():  # registration order runs from input to output
+            if id(p) in seen:
+                continue
+            seen.add(id(p))
+            current = owner.get(id(p), current)
+            groups[current].append(p)
+        return list(zip(present, groups))
 
     def freeze(self) -> Backbone:
         """No gradients for the body; BatchNorm statistics are kept by :meth:`train` staying False."""

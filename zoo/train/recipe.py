@@ -179,7 +179,7 @@ class Trainer:
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        return float(loss)
+        return loss.item()
 
     def train_epoch(self, phase: int, phase_epoch: int, optimizer: torch.optim.Optimizer) -> tuple[float, float]:
         seed = derive_seed(self.config.seed, phase, phase_epoch)
@@ -244,7 +244,7 @@ class Trainer:
 
     def fit(self, resume: bool = False) -> dict[str, Any]:
         """Run (or continue) every phase; returns the loop state with the best epoch."""
-        loop: dict[str, Any] = {"best": None, "phase_done": -1, "stopped": None, "bad": 0, "improved": False}
+        loop: dict[str, Any] = {"best": None, "phase_done": -1, "stopped": None, "bad": 0}
         start_phase, start_epoch, epoch, optimizer_state = 0, 0, 0, None
         if resume:
             latest = self.checkpoints.latest()
@@ -276,8 +276,6 @@ class Trainer:
                 optimizer.load_state_dict(optimizer_state)
                 optimizer_state = None
             first = start_epoch if phase == start_phase else 0
-            if first == 0:
-                loop["improved"] = False
             for phase_epoch in range(first, limit):
                 if first > 0 and phase_epoch == first and loop["bad"] >= patience:
                     break
@@ -295,7 +293,6 @@ class Trainer:
                 if is_best:
                     loop["best"] = {"epoch": epoch, "phase": phase, "score": score.__dict__}
                     loop["bad"] = 0
-                    loop["improved"] = True
                 else:
                     loop["bad"] += 1
                 row = {"epoch": epoch, "stage": "head" if phase == 0 else f"unfreeze-{phase}", "phase": phase,
@@ -306,20 +303,22 @@ class Trainer:
                 if is_best:
                     self.checkpoints.mark_best(epoch, {"phase": phase, **score.__dict__})
                 _append_jsonl(self.metrics_path, row)
-                if phase == 0 and not is_best and phase_epoch % 25 != 0:
-                    pass  # the head's epochs are many and quick: print the improvements and every 25th
-                else:
-                    self.log(_epoch_line(row))
+                last = loop["bad"] >= patience or phase_epoch == limit - 1
+                if phase > 0 or last or phase_epoch % 10 == 0:
+                    self.log(_epoch_line(row))  # the head's epochs are many and take milliseconds
                 if loop["bad"] >= patience:
                     break
             loop["phase_done"] = phase
             loop["bad"] = 0
+            if loop["best"]:
+                b = loop["best"]
+                self.log(f"  best so far: epoch {b['epoch']} (phase {b['phase']}), val acc {b['score']['acc']:.3f} "
+                         f"loss {b['score']['loss']:.3f}")
             if loop["stopped"] is not None:
                 break
-            if phase > 0 and not loop["improved"]:
-                self.log(f"phase {phase} did not beat epoch {loop['best']['epoch']}: no further unfreezing")
-                loop["stopped"] = f"phase {phase} did not improve validation"
-                break
+        if loop["best"] is None:
+            raise ZooError(f"training stopped before any epoch completed ({loop['stopped']}); "
+                           f"lower the learning rate (--lr) and run again")
         self._restore_best(loop)
         return loop
 

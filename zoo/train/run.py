@@ -175,9 +175,7 @@ def finetune(
     loop = trainer.fit(resume=resume is not None)
     _finish(trainer, loop, run_dir)
     say(f"done in {time.perf_counter() - started:.0f}s")
-    run = open_run(run_dir)
-    say(run.summary())
-    return run
+    return open_run(run_dir)
 
 
 def _finish(trainer: Any, loop: dict[str, Any], run_dir: Path) -> None:
