@@ -1,0 +1,162 @@
+"""Train / validation / test sets for ``zoo finetune``: explicit files, or a seeded stratified split.
+
+Rules (the training code and its report rely on them):
+
+- The label space is the training data's classes (sorted names); ``val`` and ``test`` data are
+  read into it, and a label outside it is a problem.
+- Problems in any set raise one :class:`InputError` listing them, unless ``skip_bad``: then the bad
+  rows and files are left out and returned in ``Splits.skipped``.
+- After that, a training class without a usable example, or fewer than two classes, is an error:
+  zoo never trains silently on less than was asked.
+- Automatic split: per class of n examples, ``round(n * val_split)`` go to validation, but at least
+  one and at most n - 1; a class with a single example goes to training only (it is learned, not
+  validated; ``summary()`` shows its 0).
+- ``per_class=N`` simulates a small labelled set: per class, N examples for training and
+  validation together (split as above inside the N; all N train when ``val`` is given) and every
+  other example is the test set (None when none is left; dropped instead when ``test`` is given).
+  A class with fewer than N examples is an error.
+- Which examples go where depends only on the seed and the data: each class draws from its own
+  ``numpy`` generator seeded with ``(seed, sha256(class name))``, so adding a class or examples of
+  another class does not reshuffle this one, and Python's hash randomisation plays no part.
+  Within a set, examples keep the order of the data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from zoo.data.checks import problems_error
+from zoo.data.dataset import Dataset, Problem
+from zoo.data.opening import _open, check_modality
+from zoo.errors import InputError
+
+__all__ = ["Splits", "make_splits", "n_val"]
+
+
+@dataclass(frozen=True)
+class Splits:
+    """The sets of one fine-tuning run, sharing one label space (``train.classes``)."""
+
+    train: Dataset
+    val: Dataset
+    test: Dataset | None
+    skipped: tuple[Problem, ...] = ()  # what skip_bad left out, all sets
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.train.classes
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready: the classes, each set's size and per-class counts, and how many were skipped."""
+
+        def part(dataset: Dataset | None) -> dict[str, Any] | None:
+            if dataset is None:
+                return None
+            return {"size": len(dataset), "per_class": dataset.counts()}
+
+        return {"classes": list(self.classes), "train": part(self.train), "val": part(self.val),
+                "test": part(self.test), "skipped": len(self.skipped)}
+
+
+def n_val(n: int, val_split: float) -> int:
+    """Validation examples for a class of ``n``: round half up, at least 1 and at most n - 1 (0 if n < 2)."""
+    if n < 2:
+        return 0
+    return min(n - 1, max(1, math.floor(n * val_split + 0.5)))
+
+
+def make_splits(data: str | Path, *, modality: str, val: str | Path | None = None,
+                test: str | Path | None = None, val_split: float = 0.2, per_class: int | None = None,
+                seed: int = 0, skip_bad: bool = False, format: str | None = None) -> Splits:
+    """Read ``data`` (and ``val`` / ``test`` when given) and make the sets; see the module's rules.
+
+    ``format`` names the dataset format for all three instead of detecting it.
+    """
+    check_modality(modality)
+    _check_arguments(val, val_split, per_class, seed)
+    pool = _open(data, modality=modality, classes=None, format=format)
+    extra = {role: _open(path, modality=modality, classes=pool.classes, format=format,
+                         known_as="the training classes")
+             for role, path in (("val", val), ("test", test)) if path is not None}
+    problems = (*pool.problems, *(p for dataset in extra.values() for p in dataset.problems))
+    if problems and not skip_bad:
+        raise problems_error(problems)
+    _require_classes(pool, data, len(pool.problems))
+    for role, dataset in extra.items():
+        if not len(dataset):
+            raise InputError(f"the {'validation' if role == 'val' else 'test'} data {str(dataset.name)!r} "
+                             f"has no usable example{_after(len(dataset.problems))}; fix it or leave it out")
+
+    train, chosen_val, rest = _select(pool, val_split, per_class, seed, split_val="val" not in extra, data=data)
+    val_set = extra.get("val") or pool.subset(chosen_val, f"{pool.name} [val]")
+    if not len(val_set):
+        how = f"per_class={per_class} leaves" if per_class is not None else "every class has one example, leaving"
+        raise InputError(f"{data}: {how} no validation example; give more examples per class or "
+                         f"validation data (--val)")
+    test_set = extra.get("test")
+    if test_set is None and per_class is not None and rest:
+        test_set = pool.subset(rest, f"{pool.name} [test]")
+    return Splits(pool.subset(train, f"{pool.name} [train]"), val_set, test_set, problems)
+
+
+def _check_arguments(val: object, val_split: float, per_class: int | None, seed: int) -> None:
+    if val is None and not 0 < val_split < 1:
+        raise InputError(f"val_split must be between 0 and 1 (exclusive), got {val_split!r}; or give "
+                         f"validation data (--val)")
+    if per_class is not None and (isinstance(per_class, bool) or not isinstance(per_class, int)
+                                  or per_class < 1):
+        raise InputError(f"per_class must be a whole number of at least 1, got {per_class!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise InputError(f"seed must be a whole number of at least 0, got {seed!r}")
+
+
+def _after(skipped: int) -> str:
+    return f" after skipping {skipped} bad {'one' if skipped == 1 else 'ones'}" if skipped else ""
+
+
+def _require_classes(pool: Dataset, data: str | Path, skipped: int) -> None:
+    empty = [name for name, count in pool.counts().items() if count == 0]
+    if empty:
+        names = ", ".join(repr(name) for name in empty)
+        raise InputError(f"{data}: class{'es' if len(empty) > 1 else ''} {names} "
+                         f"{'have' if len(empty) > 1 else 'has'} no usable example{_after(skipped)}; "
+                         f"add examples or remove the class")
+    if len(pool.classes) < 2:
+        found = ", ".join(repr(name) for name in pool.classes) or "none"
+        raise InputError(f"{data}: {len(pool.classes)} class{'' if len(pool.classes) == 1 else 'es'} "
+                         f"found ({found}){_after(skipped)}; training needs at least two classes")
+
+
+def _select(pool: Dataset, val_split: float, per_class: int | None, seed: int, *, split_val: bool,
+            data: str | Path) -> tuple[list[int], list[int], list[int]]:
+    """Indices into ``pool`` for (train, val, rest), each in data order."""
+    import numpy as np
+
+    by_class: list[list[int]] = [[] for _ in pool.classes]
+    for i, example in enumerate(pool.examples):
+        by_class[example.label].append(i)
+    train: list[int] = []
+    val: list[int] = []
+    rest: list[int] = []
+    for name, indices in zip(pool.classes, by_class):
+        if per_class is not None and len(indices) < per_class:
+            raise InputError(f"{data}: per_class={per_class}, but class {name!r} has only "
+                             f"{len(indices)} example{'' if len(indices) == 1 else 's'}; lower "
+                             f"--per-class or add examples")
+        rng = np.random.default_rng([seed, _class_key(name)])
+        order = [indices[i] for i in rng.permutation(len(indices))]
+        chosen, others = (order, []) if per_class is None else (order[:per_class], order[per_class:])
+        k = n_val(len(chosen), val_split) if split_val else 0
+        val += chosen[:k]
+        train += chosen[k:]
+        rest += others
+    return sorted(train), sorted(val), sorted(rest)
+
+
+def _class_key(name: str) -> int:
+    """A stable 64-bit number for a class name (Python's ``hash`` changes per process)."""
+    return int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:8], "little")
