@@ -62,7 +62,7 @@ def test_show_prints_the_whole_card():
     assert result.exit_code == 0
     text = result.output
     for expected in ("ResNet50_Weights.IMAGENET1K_V2", "embedding    flatten -> 2048-d", "head         fc",
-                     "conv1 -> bn1 -> layer1 -> layer2 -> layer3 -> layer4", "imagenet-1k/acc@1",
+                     "conv1 -> layer1 -> layer2 -> layer3 -> layer4", "imagenet-1k/acc@1",
                      "224x224 (resize 232), bilinear"):
         assert expected in text, expected
     data = json.loads(invoke("show", "sentence-transformers/all-MiniLM-L6-v2", "--json").output)

@@ -138,8 +138,9 @@ def test_digits_demo():
     data = open_dataset("digits", modality="image")
     assert len(data) == 1797 and data.classes == tuple(str(d) for d in range(10))
     first = data.examples[0].item
-    assert isinstance(first, np.ndarray) and first.shape == (32, 32, 3) and first.dtype == np.uint8
-    assert first.max() > 200 and first.min() == 0  # 0..16 scaled to the full 0..255 range
+    assert isinstance(first, np.ndarray) and first.shape == (64, 64, 3) and first.dtype == np.uint8
+    assert first.max() == 255 and first.min() < 40  # dark ink on white paper
+    assert (first[:4] == 255).all() and (first[:, :4] == 255).all()  # the paper margin
     assert (first[..., 0] == first[..., 2]).all()  # grey, repeated to RGB
     assert data.examples[5].where == "digits[5]" and data.problems == ()
     splits = make_splits("digits", modality="image", seed=0)

@@ -63,17 +63,18 @@ def _freeze_batchnorm(module: nn.Module) -> None:
 
 @dataclass
 class Score:
-    """Validation result of one epoch; better = higher accuracy, then lower loss."""
+    """Validation result of one epoch; better = lower validation loss.
+
+    Loss, not accuracy: with a few labels per class the validation set is tiny and its accuracy
+    moves in coarse steps, while the loss ranks epochs smoothly. On digits with 10 labels per class
+    (6 seeds) choosing by loss gave 0.832 mean / 0.812 worst test accuracy against 0.816 / 0.768 when
+    choosing by accuracy first (measured in bench/finetune_digits.py)."""
 
     acc: float
     loss: float
 
     def beats(self, other: Score | None) -> bool:
-        if other is None:
-            return True
-        if abs(self.acc - other.acc) > 1e-9:
-            return self.acc > other.acc
-        return self.loss < other.loss - 1e-6
+        return other is None or self.loss < other.loss - 1e-6
 
 
 class Trainer:
