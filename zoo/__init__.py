@@ -6,8 +6,7 @@ models never imports torch.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from zoo.__about__ import __version__
 from zoo.errors import (
@@ -22,6 +21,8 @@ from zoo.errors import (
     UnknownModelError,
     ZooError,
 )
+
+from zoo.lazy import lazy_exports
 
 if TYPE_CHECKING:  # pragma: no cover
     from zoo.api import get_card, list_models, list_plugins, registry
@@ -65,14 +66,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'zoo' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
