@@ -76,7 +76,7 @@ def pull(
         try:
             fetched = source.fetch(card, cache)
         except PullError as exc:
-            if card.name in str(exc):
+            if str(exc).startswith(f"model {card.name!r}"):
                 raise
             raise type(exc)(f"model {card.name!r}: {exc}") from None
         check_against_card(card, fetched)
