@@ -67,10 +67,18 @@ class CacheEntry:
         return {**asdict(self), "folder": str(self.folder)}
 
 
-def safe_name(name: str, what: str = "name") -> str:
-    """A model or revision name as one folder name: '/' becomes '--'; escapes are refused."""
+def _inside_parts(name: str) -> list[str] | None:
+    """The '/'-separated parts of a relative name, or None when it could leave its folder."""
     parts = name.split("/")
     if not name or any(p in ("", ".", "..") for p in parts) or "\\" in name or "\0" in name:
+        return None
+    return parts
+
+
+def safe_name(name: str, what: str = "name") -> str:
+    """A model or revision name as one folder name: '/' becomes '--'; escapes are refused."""
+    parts = _inside_parts(name)
+    if parts is None:
         raise CacheError(
             f"{what} {name!r} cannot name a cache folder: it is empty, absolute, or has '.', '..' or "
             "empty parts that would leave zoo's cache. Use a plain name such as 'org/model'"
@@ -101,8 +109,8 @@ class Cache:
 
     def file_path(self, model: str, revision: str, name: str) -> Path:
         """Where a source puts one file of a model (``name`` is '/'-separated, inside the folder)."""
-        parts = name.split("/")
-        if not name or any(p in ("", ".", "..") for p in parts) or "\\" in name or "\0" in name:
+        parts = _inside_parts(name)
+        if parts is None:
             raise CacheError(f"model {model!r}: file name {name!r} would leave the model's cache folder; "
                              "fix the card's files (a relative name such as 'weights/model.pt')")
         return self.model_dir(model, revision).joinpath(*parts)
