@@ -29,6 +29,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from zoo.backbone import Backbone
     from zoo.fetched import Fetched, FetchedFile
     from zoo.train import Run, finetune, open_run
+    from zoo.export import ExportResult, export
+    from zoo.runtime import OnnxModel, open_model, predict
+    from zoo.benchmark import BenchResult, bench
     from zoo.loading import load
     from zoo.pulling import pull
     from zoo.card import ComponentRef, CutPoint, FileSpec, InputSpec, ModelCard, Origin
@@ -40,6 +43,13 @@ _LAZY = {
     "finetune": "zoo.train",
     "open_run": "zoo.train",
     "Run": "zoo.train",
+    "export": "zoo.export",
+    "ExportResult": "zoo.export",
+    "predict": "zoo.runtime",
+    "open_model": "zoo.runtime",
+    "OnnxModel": "zoo.runtime",
+    "bench": "zoo.benchmark",
+    "BenchResult": "zoo.benchmark",
     "Fetched": "zoo.fetched",
     "FetchedFile": "zoo.fetched",
     "load": "zoo.loading",

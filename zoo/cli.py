@@ -244,6 +244,108 @@ def cache_rm_cmd(name: str) -> None:
     click.echo(f"removed {len(removed)} cached revision(s) of {name}")
 
 
+@cli.command("export")
+@click.argument("source")
+@click.option("-o", "--out", type=click.Path(), help="ONNX file to write (default: RUN/model.onnx, or ./MODEL.onnx).")
+@click.option("--quantize", type=click.Choice(["int8"]), help="Static int8 (QDQ), calibrated on the run's training data.")
+@click.option("--max-drop", type=float, default=1.0, show_default=True,
+              help="Refuse int8 when it loses more accuracy points than this on the validation set.")
+@click.option("--calibration", "calibrate_method", type=click.Choice(["percentile", "minmax", "entropy"]),
+              default="percentile", show_default=True, help="How int8 activation ranges are chosen.")
+@click.option("--atol", type=float, default=1e-4, show_default=True, help="Validation: absolute tolerance.")
+@click.option("--rtol", type=float, default=1e-3, show_default=True, help="Validation: relative tolerance.")
+@click.option("--samples", type=int, default=16, show_default=True, help="Inputs to validate on.")
+@click.option("--opset", type=int, default=18, show_default=True)
+@click.option("--random-weights", is_flag=True, help="A model's architecture with random weights (tests, benchmarks).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result and metadata as JSON.")
+@click.pass_context
+def export_cmd(ctx: click.Context, source: str, out: str | None, quantize: str | None, calibrate_method: str,
+               random_weights: bool, quiet: bool, as_json: bool, **options: Any) -> None:
+    """Export a fine-tuned RUN folder (probabilities) or a MODEL's embedding to validated ONNX."""
+    from zoo.export import QuantSettings, export
+
+    result = export(source, out, quantize=quantize, pretrained=not random_weights,
+                    settings=QuantSettings(calibrate_method=calibrate_method), registry_files=_registries(ctx),
+                    log=(lambda text: None) if quiet or as_json else None, **options)
+    if as_json:
+        _echo_json(result.to_dict())
+    else:
+        click.echo("\n".join(result.summary()))
+
+
+@cli.command("predict")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("inputs", nargs=-1)
+@click.option("--file", "texts_file", type=click.Path(dir_okay=False), help="Texts to classify, one per line.")
+@click.option("--top-k", "-k", type=int, default=5, show_default=True, help="Labels per input.")
+@click.option("--provider", help="cpu, cuda, tensorrt or an onnxruntime provider name (default: best available).")
+@click.option("--out", type=click.Path(dir_okay=False), help="Embedding models: save the embeddings as .npy.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def predict_cmd(model: str, inputs: tuple[str, ...], texts_file: str | None, top_k: int, provider: str | None,
+                out: str | None, as_json: bool) -> None:
+    """Run an exported MODEL on images (files, folders, globs) or texts, with onnxruntime only."""
+    from zoo.runtime import predict, read_texts
+
+    items = list(inputs) + (read_texts(texts_file) if texts_file else [])
+    result = predict(model, items, top_k=top_k, provider=provider)
+    if out is not None:
+        if result.embeddings is None:
+            raise click.UsageError("--out saves embeddings; this model is a classifier (use --json)")
+        import numpy as np
+
+        np.save(out, result.embeddings)
+    if as_json:
+        _echo_json(result.to_dict())
+    elif result.embeddings is not None:
+        for name, row in zip(result.inputs, result.embeddings):
+            head = " ".join(f"{v:+.4f}" for v in row[:6])
+            click.echo(f"{name}\t[{head} ... ] ({len(row)} dims)")
+        if out is not None:
+            click.echo(f"saved {result.embeddings.shape[0]}x{result.embeddings.shape[1]} embeddings to {out}")
+    else:
+        rows = [[p.input if i == 0 else "", label, f"{prob:.4f}"]
+                for p in result.predictions for i, (label, prob) in enumerate(p.top)]
+        click.echo(table(["input", "label", "probability"], rows))
+
+
+@cli.command("bench")
+@click.argument("source")
+@click.option("--batch", type=int, default=16, show_default=True, help="Batch size for throughput.")
+@click.option("--runs", type=int, default=30, show_default=True, help="Timed rounds at batch 1.")
+@click.option("--threads", type=int, help="Threads for PyTorch and onnxruntime alike (default: all cores).")
+@click.option("--no-int8", is_flag=True, help="Skip the int8 model.")
+@click.option("--random-weights", is_flag=True, help="A model's architecture with random weights (speed only).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def bench_cmd(source: str, batch: int, runs: int, threads: int | None, no_int8: bool, random_weights: bool,
+              as_json: bool) -> None:
+    """PyTorch eager vs onnxruntime fp32 vs int8 on a RUN or MODEL: latency and throughput."""
+    from zoo.benchmark import bench
+
+    result = bench(source, batch=batch, runs=runs, threads=threads, int8=not no_int8,
+                   pretrained=not random_weights, log=(lambda text: None) if as_json else None)
+    if as_json:
+        _echo_json(result.to_dict())
+        return
+    rows = [[r.backend, f"{r.latency_ms:.1f}", f"{r.p90_ms:.1f}", f"{r.speedup:.2f}x", f"{r.throughput:.1f}",
+             f"{r.throughput_ratio:.2f}x"] for r in result.rows]
+    click.echo(f"{result.model} on {result.machine}, {result.threads} threads")
+    click.echo(table(["backend", "b1 median ms", "b1 p90 ms", "b1 vs torch", f"b{result.batch} items/s",
+                      f"b{result.batch} vs torch"], rows))
+    if len(result.rows) == 3:
+        fp32, int8 = result.rows[1], result.rows[2]
+        click.echo(f"int8 vs fp32: {fp32.latency_ms / int8.latency_ms:.2f}x at batch 1, "
+                   f"{int8.throughput / fp32.throughput:.2f}x at batch {result.batch}")
+    evaluation = (result.int8 or {}).get("evaluation", {})
+    if "fp32_accuracy" in evaluation:
+        click.echo(f"int8 accuracy on {evaluation['set']}: {evaluation['fp32_accuracy']:.3f} -> "
+                   f"{evaluation['int8_accuracy']:.3f} ({evaluation['drop_points']:+.1f} points drop)")
+    elif evaluation:
+        click.echo(f"int8 vs fp32 outputs: cosine similarity mean {evaluation['cosine_mean']:.4f}")
+    for note in result.notes:
+        click.echo(f"note: {note}")
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
     if issubclass(category, PluginWarning):
         sys.stderr.write(f"zoo: warning: {message}\n")

@@ -1,0 +1,171 @@
+"""``zoo bench``: PyTorch eager vs onnxruntime fp32 vs onnxruntime int8, measured side by side.
+
+One call exports the model (validated, as ``zoo export`` does) and quantizes it in a temporary
+folder, then times the three on the same inputs and threads: latency at batch 1 (median and 90th
+percentile) and throughput at a larger batch. Measurements are interleaved (one call of each
+backend per round), so a machine whose load changes during the run slows all three alike instead
+of whichever happened to run last.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["bench", "BenchResult", "BenchRow"]
+
+
+@dataclass(frozen=True)
+class BenchRow:
+    """One backend's numbers."""
+
+    backend: str
+    latency_ms: float  # median at batch 1
+    p90_ms: float
+    throughput: float  # items per second at the large batch
+    speedup: float = 1.0  # batch-1 latency of PyTorch / this
+    throughput_ratio: float = 1.0  # this throughput / PyTorch's
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    """What :func:`bench` measured, and on what."""
+
+    model: str
+    batch: int
+    threads: int
+    runs: int
+    rows: tuple[BenchRow, ...]
+    machine: str
+    int8: dict[str, Any] | None = None  # fp32 vs int8 evidence from the quantization step
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def row(self, backend: str) -> BenchRow:
+        return next(r for r in self.rows if r.backend == backend)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "rows": [asdict(r) for r in self.rows]}
+
+
+def _machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} logical cores"
+
+
+def _percentile(values: Sequence[float], q: float) -> float:
+    import numpy as np
+
+    return float(np.percentile(np.asarray(values), q))
+
+
+def bench(
+    source: str | Path,
+    *,
+    batch: int = 16,
+    runs: int = 30,
+    throughput_runs: int = 5,
+    warmup: int = 3,
+    threads: int | None = None,
+    pretrained: bool = True,
+    int8: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> BenchResult:
+    """Time PyTorch eager, onnxruntime fp32 and onnxruntime int8 on a run or a registry model.
+
+    ``threads`` (default: the logical cores) is given to PyTorch and to onnxruntime alike.
+    ``pretrained=False`` builds the architecture with random weights (speed does not depend on
+    the weights; the int8 accuracy does).
+    """
+    import numpy as np
+    import torch
+
+    from zoo.errors import ZooError
+    from zoo.export.exporting import build_fp32, build_int8
+    from zoo.export.prepare import prepare
+    from zoo.runtime import open_model
+
+    say = log or (lambda text: print(text, file=sys.stderr, flush=True))
+    if batch < 1 or runs < 1 or throughput_runs < 1:
+        raise ZooError("--batch, --runs and the throughput runs must be at least 1")
+    threads = threads or os.cpu_count() or 1
+    prepared = prepare(source, pretrained=pretrained, samples=max(8, min(batch, 16)), calibration=64)
+    work = Path(tempfile.mkdtemp(prefix=".zoo-bench."))
+    try:
+        fp32 = build_fp32(prepared, work / "fp32", "model.onnx", say=say)
+        models = {"onnxruntime fp32": open_model(fp32.path, provider="cpu", threads=threads)}
+        quantization = None
+        if int8:
+            built = build_int8(prepared, fp32, work / "int8", max_drop=None, say=say)
+            quantization = built.info.quantization
+            models["onnxruntime int8"] = open_model(built.path, provider="cpu", threads=threads)
+        encode = models["onnxruntime fp32"].encode
+        small = encode(prepared.samples[:1])
+        large = encode([prepared.samples[i % len(prepared.samples)] for i in range(batch)])
+        previous = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        module = prepared.module.eval()
+
+        def eager(feeds: dict[str, Any]) -> Callable[[], Any]:
+            tensors = [torch.from_numpy(feeds[n]) for n in prepared.input_names]
+
+            def call() -> Any:
+                with torch.inference_mode():
+                    return module(*tensors)
+            return call
+
+        def ort(model: Any, feeds: dict[str, Any]) -> Callable[[], Any]:
+            return lambda: model.run(feeds)
+
+        calls = {"pytorch eager": (eager(small), eager(large))}
+        calls.update({name: (ort(m, small), ort(m, large)) for name, m in models.items()})
+        try:
+            say(f"timing {', '.join(calls)}: batch 1 x {runs} rounds, batch {batch} x {throughput_runs}, "
+                f"{threads} threads")
+            latency = _interleaved({k: v[0] for k, v in calls.items()}, runs, warmup)
+            bulk = _interleaved({k: v[1] for k, v in calls.items()}, throughput_runs, 1)
+        finally:
+            torch.set_num_threads(previous)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    base_latency = float(np.median(latency["pytorch eager"]))
+    base_throughput = batch / float(np.median(bulk["pytorch eager"]))
+    rows = []
+    for name in calls:
+        median = float(np.median(latency[name]))
+        throughput = batch / float(np.median(bulk[name]))
+        rows.append(BenchRow(name, median * 1000, _percentile(latency[name], 90) * 1000, throughput,
+                             base_latency / median, throughput / base_throughput))
+    notes = list(prepared.notes)
+    if not pretrained:
+        notes.append("random weights: speed is representative, int8 accuracy is not")
+    return BenchResult(model=prepared.source.get("run") or prepared.card.name, batch=batch, threads=threads,
+                       runs=runs, rows=tuple(rows), machine=_machine(), int8=quantization, notes=tuple(notes))
+
+
+def _interleaved(calls: dict[str, Callable[[], Any]], rounds: int, warmup: int) -> dict[str, list[float]]:
+    """Seconds per call, one call of each backend per round after ``warmup`` untimed rounds."""
+    for _ in range(warmup):
+        for call in calls.values():
+            call()
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            call()
+            times[name].append(time.perf_counter() - start)
+    return times

@@ -1,0 +1,285 @@
+"""``zoo.export``: a run or a backbone to one validated ONNX file (fp32, or int8 checked against fp32).
+
+Everything happens in a temporary folder beside the output; the files move into place only when
+every check passed, sidecars first (external data, tokenizer) and the graph last, each atomically.
+A failed or refused export leaves no file behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from zoo.__about__ import __version__
+from zoo.errors import ZooError
+from zoo.export.metadata import ModelInfo
+from zoo.export.onnxfile import EXTERNAL_DATA_THRESHOLD, OPSET
+from zoo.export.quantization import TEXT_OP_TYPES, QuantSettings
+from zoo.export.validation import ATOL, RTOL
+
+__all__ = ["export", "ExportResult", "Built", "build_fp32", "build_int8", "default_output"]
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What :func:`export` wrote and the evidence behind it."""
+
+    path: Path
+    files: tuple[Path, ...]  # the graph, then its sidecars (external data, tokenizer)
+    info: ModelInfo
+    seconds: float
+    notes: tuple[str, ...] = ()
+
+    @property
+    def size(self) -> int:
+        return sum(f.stat().st_size for f in self.files if f.exists())
+
+    def summary(self) -> list[str]:
+        """Human-readable lines: what was exported, how it was validated, int8's evidence."""
+        from zoo.render import format_bytes
+
+        info, source = self.info, self.info.source
+        what = (f"run {source['run']} ({info.model} + {source.get('head', '')} head, {len(info.labels)} classes)"
+                if "run" in source else f"{info.model} ({info.kind})")
+        lines = [f"exported {what} -> {self.path} ({format_bytes(self.size)}, {info.precision}) in {self.seconds:.0f}s"]
+        v = info.validation
+        lines.append(f"validated against PyTorch on {v['samples']} samples ({v['inputs']}), batches "
+                     f"{'+'.join(str(b) for b in v['batches'])}: max abs diff {v['max_abs_diff']:.2g}, "
+                     f"max rel diff {v['max_rel_diff']:.2g} (atol {v['atol']:g}, rtol {v['rtol']:g})")
+        q = info.quantization
+        if q:
+            e = q["evaluation"]
+            if "fp32_accuracy" in e:
+                lines.append(f"int8 on {e['samples']} samples ({e['set']}): accuracy {e['fp32_accuracy']:.3f} (fp32) -> "
+                             f"{e['int8_accuracy']:.3f} (int8), drop {e['drop_points']:.1f} points (max "
+                             f"{q['max_drop']:g}), top-1 agreement {e['top1_agreement']:.3f}")
+            else:
+                lines.append(f"int8 on {e['samples']} samples ({e['set']}): cosine similarity to fp32 mean "
+                             f"{e['cosine_mean']:.4f}, min {e['cosine_min']:.4f} (no labels: no accuracy check)")
+        if len(self.files) > 1:
+            lines.append("files: " + ", ".join(f.name for f in self.files) + " (keep them together)")
+        lines += [f"note: {n}" for n in self.notes]
+        return lines
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": str(self.path), "files": [str(f) for f in self.files], "size": self.size,
+                "seconds": round(self.seconds, 2), "notes": list(self.notes), **self.info.to_dict()}
+
+
+@dataclass(frozen=True)
+class Built:
+    """One validated model in a work folder."""
+
+    path: Path
+    info: ModelInfo
+
+
+def default_output(prepared: Any, quantize: str | None) -> Path:
+    """A run exports into its folder (``model.onnx``); a backbone into the current folder (``NAME.onnx``)."""
+    suffix = ".int8.onnx" if quantize else ".onnx"
+    if "run" in prepared.source:
+        return Path(prepared.source["run"]) / f"model{suffix}"
+    return Path(prepared.name + suffix)
+
+
+def _output(out: str | Path | None, prepared: Any, quantize: str | None) -> Path:
+    if out is None:
+        return default_output(prepared, quantize)
+    path = Path(out)
+    if path.is_dir():
+        return path / ("model.int8.onnx" if quantize else "model.onnx")
+    if path.suffix.lower() != ".onnx":
+        raise ZooError(f"{path}: the output file should end in .onnx (e.g. -o model.onnx)")
+    return path
+
+
+def _encoder(info: ModelInfo, folder: Path, where: str) -> Any:
+    from zoo.runtime import Preprocessor
+
+    return Preprocessor(info, folder, where=where)
+
+
+def build_fp32(prepared: Any, folder: Path, name: str, *, atol: float = ATOL, rtol: float = RTOL,
+               opset: int = OPSET, threshold: int = EXTERNAL_DATA_THRESHOLD,
+               say: Callable[[str], None] = lambda _: None) -> Built:
+    """Trace, save with metadata, check, and validate against PyTorch: ``folder/name`` (+ sidecars)."""
+    import onnx
+
+    from zoo.export.onnxfile import save, trace, write_metadata
+    from zoo.export.prepare import sha256_file
+    from zoo.export.validation import validate
+    from zoo.runtime import open_model
+
+    folder.mkdir(parents=True, exist_ok=True)
+    preprocessing = dict(prepared.preprocessing)
+    if prepared.tokenizer is not None:
+        tokenizer_file = folder / (Path(name).stem + ".tokenizer.json")
+        prepared.tokenizer.save(str(tokenizer_file))
+        preprocessing.update(tokenizer=tokenizer_file.name, tokenizer_sha256=sha256_file(tokenizer_file))
+    info = ModelInfo(kind=prepared.kind, modality=prepared.modality, inputs=prepared.input_names,
+                     output=prepared.output_name, labels=prepared.labels, preprocessing=preprocessing,
+                     source=prepared.source, weights=prepared.weights, version=__version__)
+    encode = _encoder(info, folder, name)
+    if prepared.reference_encode is not None:
+        _check_tokenizer(prepared, encode)
+    say(f"tracing {info.model} to ONNX (opset {opset})")
+    raw = folder / "traced" / name
+    raw.parent.mkdir()
+    trace(prepared.module, encode(prepared.samples[:2]), prepared.input_names, prepared.output_name, raw,
+          modality=prepared.modality, opset=opset)
+    path = folder / name
+    save(onnx.load(str(raw)), path, info, threshold=threshold)
+    shutil.rmtree(raw.parent)
+    say(f"validating onnxruntime against PyTorch on {len(prepared.samples)} samples ({prepared.samples_from})")
+    model = open_model(path, provider="cpu")
+    validation = validate(model.session, prepared.module, model.encode, prepared.samples, prepared.input_names,
+                          atol=atol, rtol=rtol, inputs=prepared.samples_from)
+    info = replace(info, validation=validation.to_dict())
+    write_metadata(path, info)
+    return Built(path, info)
+
+
+def _check_tokenizer(prepared: Any, encode: Any) -> None:
+    """The tokenizer file must give the trained model's tokens, or predictions would silently drift."""
+    import numpy as np
+
+    texts = [s for s in prepared.samples if isinstance(s, str)]
+    if not texts:
+        return
+    ours, theirs = encode(texts), prepared.reference_encode(texts)
+    for key in ("input_ids", "attention_mask"):
+        if ours[key].shape != theirs[key].shape or not np.array_equal(ours[key], theirs[key]):
+            raise ZooError(f"model {prepared.card.name!r}: its tokenizer.json does not reproduce the model's tokenizer "
+                           f"({key} differ on the samples); this tokenizer cannot be exported for the runtime")
+
+
+def build_int8(prepared: Any, fp32: Built, folder: Path, *, max_drop: float | None = 1.0,
+               settings: QuantSettings = QuantSettings(), say: Callable[[str], None] = lambda _: None) -> Built:
+    """Quantize a validated fp32 model, compare it with fp32, refuse it beyond ``max_drop`` points."""
+    from zoo.export.onnxfile import check, data_files, write_metadata
+    from zoo.export.quantization import calibration_batches, compare_int8, quantize_int8
+    from zoo.runtime import open_model
+
+    if not prepared.calibration:
+        raise ZooError("int8 quantization needs calibration samples from the run's training data, which cannot "
+                       "be read; restore the run's data, or export without --quantize")
+    if settings.op_types is None and prepared.modality == "text":
+        settings = replace(settings, op_types=TEXT_OP_TYPES)
+    folder.mkdir(parents=True, exist_ok=True)
+    for sidecar in fp32.path.parent.glob(Path(fp32.path.name).stem + ".tokenizer.json"):
+        shutil.copy2(sidecar, folder / sidecar.name)
+    path = folder / fp32.path.name
+    encode = _encoder(fp32.info, fp32.path.parent, fp32.path.name)
+    say(f"quantizing to int8 (static QDQ), calibrated on {len(prepared.calibration)} samples "
+        f"({prepared.calibration_from})")
+    batches = calibration_batches(prepared.calibration, encode, settings.batch,
+                                  pad_id=int(fp32.info.preprocessing.get("pad_id", 0)))
+    quantize_int8(fp32.path, path, batches,
+                  settings=settings, external_data=bool(data_files(fp32.path)))
+    check(path)
+    items, labels = prepared.evaluation or (prepared.samples, None)
+    where = prepared.evaluation_from if prepared.evaluation else prepared.samples_from
+    say(f"comparing fp32 and int8 on {len(items)} samples ({where})")
+    fp32_out = open_model(fp32.path, provider="cpu").outputs(items)
+    int8_out = open_model(path, provider="cpu").outputs(items)
+    evaluation = {"set": where, **compare_int8(fp32_out, int8_out, labels)}
+    record = {**settings.to_dict(), "calibration": {"samples": len(prepared.calibration),
+                                                    "from": prepared.calibration_from},
+              "evaluation": evaluation, "max_drop": max_drop}
+    drop = evaluation.get("drop_points")
+    if drop is not None and max_drop is not None and drop > max_drop + 1e-9:
+        raise ZooError(f"int8 loses {drop:.1f} points of accuracy on {where} ({evaluation['fp32_accuracy']:.3f} fp32 "
+                       f"-> {evaluation['int8_accuracy']:.3f} int8, {evaluation['samples']} samples), more than "
+                       f"--max-drop {max_drop:g}; nothing was written. Export fp32 (without --quantize), or accept "
+                       f"the loss with a larger --max-drop")
+    info = replace(fp32.info, quantization=record)
+    write_metadata(path, info)
+    return Built(path, info)
+
+
+def _place(built: Built, out: Path) -> tuple[Path, ...]:
+    """Sidecars first, the graph last, each by an atomic rename-over: readers never see half a model."""
+    from zoo.atomic import atomic_write
+    from zoo.export.onnxfile import data_files
+
+    umask = os.umask(0)
+    os.umask(umask)
+
+    def copy(source: Path, target: Path) -> Path:
+        with source.open("rb") as handle:
+            atomic_write(target, lambda out_handle: shutil.copyfileobj(handle, out_handle, 1 << 22))
+        target.chmod(0o666 & ~umask)  # a model to share, not a private temp file (mkstemp's 0600)
+        return target
+
+    sidecars = data_files(built.path)
+    tokenizer = built.info.preprocessing.get("tokenizer")
+    if tokenizer:
+        sidecars.append(built.path.parent / tokenizer)
+    placed = [copy(s, out.parent / s.name) for s in sidecars]
+    stale = out.with_name(out.name + ".data")
+    if stale.exists() and stale not in placed:
+        stale.unlink()  # an earlier export of this name used external data; this one does not
+    return (copy(built.path, out), *placed)
+
+
+def export(
+    source: str | Path,
+    out: str | Path | None = None,
+    *,
+    quantize: str | None = None,
+    max_drop: float = 1.0,
+    atol: float = ATOL,
+    rtol: float = RTOL,
+    opset: int = OPSET,
+    pretrained: bool = True,
+    samples: int = 16,
+    calibration: int = 128,
+    settings: QuantSettings = QuantSettings(),
+    external_data_threshold: int = EXTERNAL_DATA_THRESHOLD,
+    registry_files: Sequence[str | Path] = (),
+    log: Callable[[str], None] | None = None,
+) -> ExportResult:
+    """Export a fine-tuned run folder, or a registry model's embedding, to a validated ONNX file.
+
+    - A run gives probabilities over its labels; a model name gives its embedding
+      (``pretrained=False``: random weights, for tests and speed benchmarks).
+    - onnxruntime's outputs are compared with PyTorch's on ``samples`` real inputs (the run's
+      data, or inputs generated from the card's spec); beyond ``atol``/``rtol`` the export fails.
+    - ``quantize="int8"``: static QDQ quantization calibrated on up to ``calibration`` training
+      samples, then fp32 vs int8 accuracy on the validation set; more than ``max_drop`` points
+      lost refuses the export.
+    - ``out`` defaults to ``RUN/model.onnx`` for a run and ``./NAME.onnx`` for a model; weights
+      over ``external_data_threshold`` bytes go to ``OUT.data`` beside it.
+    """
+    from zoo.export.prepare import prepare
+
+    started = time.perf_counter()
+    say = log or (lambda text: print(text, file=sys.stderr, flush=True))
+    if quantize not in (None, "int8"):
+        raise ZooError(f"unknown quantization {quantize!r}: the only one is 'int8'")
+    if max_drop < 0:
+        raise ZooError(f"--max-drop is a number of accuracy points that int8 may lose (>= 0), not {max_drop}")
+    if samples < 1:
+        raise ZooError(f"validation needs at least one sample, not {samples}")
+    prepared = prepare(source, pretrained=pretrained, samples=samples, calibration=calibration,
+                       registry_files=registry_files)
+    path = _output(out, prepared, quantize)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        built = build_fp32(prepared, work / "fp32", path.name, atol=atol, rtol=rtol, opset=opset,
+                           threshold=external_data_threshold, say=say)
+        if quantize:
+            built = build_int8(prepared, built, work / "int8", max_drop=max_drop, settings=settings, say=say)
+        files = _place(built, path)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return ExportResult(path=path, files=files, info=built.info, seconds=time.perf_counter() - started,
+                        notes=tuple(prepared.notes))

@@ -1,0 +1,269 @@
+"""What to export: a fine-tuned run or a registry backbone, as one eval-mode module plus its samples.
+
+:func:`prepare` gathers everything the later steps need and nothing else touches PyTorch's side:
+the graph module (probabilities out for a run, the embedding for a backbone), its input and
+output names, the metadata that tells the runtime how to preprocess and read it, and the samples
+for validation (the run's own data, or inputs generated from the card's spec), int8 calibration
+(the run's training set) and the fp32-vs-int8 check (the run's validation set).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zoo.errors import InputError, ZooError
+
+__all__ = ["Prepared", "prepare", "generated_items", "graph_module", "sha256_file"]
+
+#: A few sentences of varied length and topic: the text inputs of a bare text backbone.
+SENTENCES = (
+    "The quick brown fox jumps over the lazy dog.",
+    "Interest rates rose again this quarter, and markets fell sharply.",
+    "Bake the bread for forty minutes until golden.",
+    "Hello!",
+    "The striker scored twice in the final minutes of the championship match, to the delight of the fans.",
+    "A small model zoo for transfer learning exports its models to ONNX.",
+    "Rain is expected tomorrow in the north; the south stays dry and warm.",
+    "Which planet is closest to the sun?",
+    "She read the letter twice, folded it carefully and put it back in the drawer without a word.",
+    "Tokyo",
+    "Add two cups of flour, one egg and a pinch of salt.",
+    "The committee will publish its report on energy prices next week.",
+)
+
+
+@dataclass
+class Prepared:
+    """One exportable model and its data; ``items`` are images (paths/arrays) or texts."""
+
+    module: Any  # torch.nn.Module in eval mode: inputs in the order of ``input_names``
+    card: Any  # ModelCard
+    kind: str  # "classifier" | "embedding"
+    input_names: tuple[str, ...]
+    output_name: str
+    labels: tuple[str, ...]
+    preprocessing: dict[str, Any]
+    source: dict[str, Any]
+    weights: dict[str, Any]
+    samples: list[Any]  # validation inputs
+    samples_from: str
+    calibration: list[Any]
+    calibration_from: str
+    evaluation: tuple[list[Any], list[int]] | None  # labelled validation set (runs)
+    evaluation_from: str
+    tokenizer: Any = None  # tokenizers.Tokenizer to write beside a text model
+    reference_encode: Callable[[Sequence[str]], dict[str, Any]] | None = None  # the trained model's tokenizer
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def modality(self) -> str:
+        return self.card.modality
+
+    @property
+    def name(self) -> str:
+        """A file-name-friendly name: the run folder's or the model's."""
+        return self.source.get("run_name") or self.card.name.replace("/", "--")
+
+
+def graph_module(network: Any, modality: str, probabilities: bool) -> Any:
+    """``network`` wrapped for tracing, in eval mode (a wrapper left in train mode would switch the
+    network back to training, dropout included, when the exporter restores modes)."""
+    return _graph_class()(network, modality, probabilities).eval()
+
+
+@functools.cache
+def _graph_class() -> type:
+    import torch
+    from torch import nn
+
+    class Graph(nn.Module):
+        """Images: ``pixel_values``; text: ``input_ids``, ``attention_mask``; softmax for classifiers."""
+
+        def __init__(self, network: nn.Module, modality: str, probabilities: bool) -> None:
+            super().__init__()
+            self.network = network
+            self.modality = modality
+            self.probabilities = probabilities
+
+        def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+            if self.modality == "text":
+                out = self.network(input_ids=inputs[0], attention_mask=inputs[1])
+            else:
+                out = self.network(inputs[0])
+            return out.softmax(dim=-1) if self.probabilities else out
+
+    return Graph
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def generated_items(card: Any, count: int, seed: int = 0) -> list[Any]:
+    """Inputs made from the card's spec when there is no data: smooth random pictures, or sentences."""
+    import numpy as np
+
+    if card.modality == "text":
+        return [SENTENCES[i % len(SENTENCES)] for i in range(count)]
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    height, width = card.input.size or (224, 224)
+    items = []
+    for _ in range(count):
+        # low-resolution colour noise up-sampled: blobs and edges, with natural-image-like statistics
+        small = rng.integers(0, 256, size=(rng.integers(4, 17), rng.integers(4, 17), 3), dtype=np.uint8)
+        picture = Image.fromarray(small).resize((width + width // 7, height + height // 7), Image.Resampling.BICUBIC)
+        items.append(np.asarray(picture))
+    return items
+
+
+def prepare(source: str | Path, *, pretrained: bool = True, samples: int = 16, calibration: int = 128,
+            registry_files: Sequence[str | Path] = ()) -> Prepared:
+    """A run folder (with ``config.json``) or a registry model name, ready to export."""
+    path = Path(source)
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ZooError(f"{path}: a folder, but not a zoo run (no config.json); give a run folder made by "
+                           f"`zoo finetune`, or a model name from `zoo list`")
+        return _prepare_run(path, samples=samples, calibration=calibration)
+    return _prepare_model(str(source), pretrained=pretrained, samples=samples, calibration=calibration,
+                          registry_files=registry_files)
+
+
+def _image_preprocessing(card: Any) -> dict[str, Any]:
+    spec = card.input
+    return {"size": list(spec.size or (224, 224)), "resize": spec.resize or min(spec.size or (224, 224)),
+            "mean": list(spec.mean or (0.0, 0.0, 0.0)), "std": list(spec.std or (1.0, 1.0, 1.0)),
+            "interpolation": spec.interpolation or "bilinear"}
+
+
+def _text_tokenizer(card: Any, tokenizer: Any) -> tuple[Any, dict[str, Any]]:
+    """The ``tokenizers.Tokenizer`` behind a transformers tokenizer, set to truncate and pad like training."""
+    from tokenizers import Tokenizer
+
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        raise ZooError(f"model {card.name!r}: its tokenizer has no `tokenizers` version (tokenizer.json), which "
+                       f"the torch-free runtime needs; choose a model with a fast tokenizer")
+    copy = Tokenizer.from_str(backend.to_str())
+    max_length = int(card.input.max_length or getattr(tokenizer, "model_max_length", 512))
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pad_token = tokenizer.pad_token or "[PAD]"
+    copy.enable_truncation(max_length)
+    copy.enable_padding(pad_id=pad_id, pad_token=pad_token)
+    return copy, {"max_length": max_length, "pad_id": pad_id, "pad_token": pad_token}
+
+
+def _reference_encoder(backbone: Any) -> Callable[[Sequence[str]], dict[str, Any]]:
+    def encode(texts: Sequence[str]) -> dict[str, Any]:
+        batch = backbone.preprocess(list(texts))
+        return {k: v.numpy() for k, v in batch.items()}
+
+    return encode
+
+
+def _finish(prepared_module: Any, card: Any, backbone: Any, probabilities: bool, **fields: Any) -> Prepared:
+    module = graph_module(prepared_module, card.modality, probabilities)
+    if card.modality == "image":
+        names: tuple[str, ...] = ("pixel_values",)
+        preprocessing = _image_preprocessing(card)
+        tokenizer = reference = None
+    elif card.modality == "text":
+        names = ("input_ids", "attention_mask")
+        if backbone.tokenizer is None:
+            raise ZooError(f"model {card.name!r}: no tokenizer was loaded (pretrained=False?); text models export "
+                           f"with their pulled files")
+        tokenizer, preprocessing = _text_tokenizer(card, backbone.tokenizer)
+        reference = _reference_encoder(backbone)
+    else:
+        raise ZooError(f"model {card.name!r}: exporting {card.modality} models is not supported yet")
+    return Prepared(module=module, card=card, input_names=names, preprocessing=preprocessing, tokenizer=tokenizer,
+                    reference_encode=reference, **fields)
+
+
+def _prepare_model(name: str, *, pretrained: bool, samples: int, calibration: int,
+                   registry_files: Sequence[str | Path]) -> Prepared:
+    from zoo.loading import load
+    from zoo.pulling import pull, resolve_card
+
+    card = resolve_card(name, registry_files)
+    backbone = load(card, pretrained=pretrained)
+    if pretrained:
+        fetched = pull(card, quiet=True)
+        weights = {"source": fetched.locator, "revision": fetched.resolved or fetched.revision,
+                   "sha256": {f.name: f.sha256 for f in fetched.files}}
+    else:
+        weights = {"random": True, "note": "random weights (pretrained=False): for tests and speed benchmarks only"}
+    spec = "generated from the card's input spec" if card.modality == "image" else "built-in sentences"
+    return _finish(backbone, card, backbone, probabilities=False, kind="embedding", output_name="embedding",
+                   labels=(), source={"model": card.name, "modality": card.modality, "task": card.task},
+                   weights=weights, samples=generated_items(card, samples, seed=1), samples_from=spec,
+                   calibration=generated_items(card, min(calibration, 32), seed=2), calibration_from=spec,
+                   evaluation=None, evaluation_from="")
+
+
+def _prepare_run(folder: Path, *, samples: int, calibration: int) -> Prepared:
+    import json
+
+    from zoo.data import make_splits
+    from zoo.pulling import resolve_card
+    from zoo.train import open_run
+    from zoo.train.config import FinetuneConfig
+
+    run = open_run(folder)
+    config = FinetuneConfig.from_dict(run.config)
+    final = folder / "checkpoints" / "final.pt"
+    if not final.is_file():
+        raise ZooError(f"{folder}: the run has no checkpoints/final.pt (did it finish?); finish it with "
+                       f"`zoo finetune --resume {folder}`")
+    card = resolve_card(config.model)
+    saved = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    weights = {**saved.get("weights", {}), "checkpoint": "checkpoints/final.pt", "checkpoint_sha256": sha256_file(final)}
+    classifier = run.load_model()
+    notes: list[str] = []
+    try:
+        splits = make_splits(config.data, modality=card.modality, val=config.val, test=config.test,
+                             val_split=config.val_split, per_class=config.per_class, seed=config.seed,
+                             skip_bad=config.skip_bad)
+    except InputError as exc:
+        splits = None
+        notes.append(f"the run's data cannot be read ({exc}); validated on generated inputs instead")
+    if splits is not None and tuple(splits.classes) != tuple(run.classes):
+        raise ZooError(f"{folder}: the run's data now has classes {list(splits.classes)[:5]}..., not the "
+                       f"{len(run.classes)} the model was trained on; restore the data or fine-tune again")
+    if splits is not None:
+        val = [e.item for e in splits.val.examples]
+        train = [e.item for e in splits.train.examples]
+        pool = val + train
+        picked = pool[:samples]
+        evaluation = (val, [e.label for e in splits.val.examples]) if val else None
+        fields = dict(samples=picked, samples_from=f"the run's data ({min(len(val), samples)} val, "
+                                                   f"{len(picked) - min(len(val), samples)} train)",
+                      calibration=_spread(train, calibration), calibration_from="the run's training set",
+                      evaluation=evaluation, evaluation_from="the run's validation set")
+    else:
+        fields = dict(samples=generated_items(card, samples, seed=1), samples_from="generated (no run data)",
+                      calibration=[], calibration_from="", evaluation=None, evaluation_from="")
+    source = {"model": card.name, "modality": card.modality, "task": "classification",
+              "run": str(folder.resolve()), "run_name": folder.resolve().name, "head": config.head}
+    return _finish(classifier, card, classifier.backbone, probabilities=True, kind="classifier",
+                   output_name="probabilities", labels=tuple(run.classes), source=source, weights=weights,
+                   notes=notes, **fields)
+
+
+def _spread(items: list[Any], count: int) -> list[Any]:
+    """Up to ``count`` items spread evenly over the list (classes are often stored in runs)."""
+    if len(items) <= count:
+        return list(items)
+    step = len(items) / count
+    return [items[int(i * step)] for i in range(count)]

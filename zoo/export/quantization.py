@@ -1,0 +1,134 @@
+"""int8: static QDQ quantization calibrated on real samples, then checked against fp32.
+
+Settings (measured on this project's 2-core x86 CPU, see README "Export"): weights int8 per
+channel (symmetric), activations uint8 (asymmetric, the u8s8 kernels onnxruntime runs fastest on
+x86), every operator type onnxruntime can quantize (quantizing only Conv/Gemm/MatMul left
+float islands between them: resnet50 ran 1.6x slower), and percentile calibration (99.999th
+percentile of each activation over the run's training samples: on the digits fine-tune of
+efficientnet_lite0 it kept 94% of test predictions unchanged against 90% for MinMax, at twice
+the calibration time; MinMax, entropy and uint8/int8 activation variants are in the README). The graph is optimized first
+(``quant_pre_process``: shape inference and fusions), so BatchNorm is folded into the weights
+before their ranges are measured.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import contextmanager, redirect_stdout
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from zoo.errors import ZooError
+
+__all__ = ["quantize_int8", "QuantSettings", "compare_int8", "calibration_batches", "TEXT_OP_TYPES"]
+
+#: Transformers quantize their matrix products only: the additive attention mask holds huge
+#: negative values that no int8 range can share with real activations.
+TEXT_OP_TYPES = ("MatMul", "Gemm")
+
+
+@dataclass(frozen=True)
+class QuantSettings:
+    per_channel: bool = True
+    calibrate_method: str = "percentile"  # percentile | minmax | entropy
+    op_types: tuple[str, ...] | None = None  # None: images every type onnxruntime can quantize, text TEXT_OP_TYPES
+    batch: int = 8
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": "QDQ", "weights": f"int8 {'per-channel' if self.per_channel else 'per-tensor'} symmetric",
+                "activations": "uint8 asymmetric", "calibration_method": self.calibrate_method,
+                "op_types": list(self.op_types) if self.op_types else "all supported"}
+
+
+def calibration_batches(items: Sequence[Any], encode: Callable[[Sequence[Any]], dict[str, Any]],
+                        batch: int = 8, pad_id: int = 0) -> list[dict[str, Any]]:
+    """The calibration feeds: ``items`` encoded in equal batches (the last one filled from the
+    start) and token batches padded to one length (masked, so the model's outputs do not change):
+    histogram calibrators need every feed to have the same shape."""
+    import numpy as np
+
+    batch = max(1, min(batch, len(items)))
+    items = list(items) + list(items[:(-len(items)) % batch])  # whole batches: one shape for every feed
+    feeds = [encode(items[start:start + batch]) for start in range(0, len(items), batch)]
+    if feeds and "input_ids" in feeds[0]:
+        length = max(f["input_ids"].shape[1] for f in feeds)
+        for f in feeds:
+            extra = ((0, 0), (0, length - f["input_ids"].shape[1]))
+            f["input_ids"] = np.pad(f["input_ids"], extra, constant_values=pad_id)
+            f["attention_mask"] = np.pad(f["attention_mask"], extra, constant_values=0)
+    return feeds
+
+
+@contextmanager
+def _quiet() -> Any:
+    """onnxruntime's quantizer logs a warning per tensor through the root logger, and its histogram
+    calibrators print progress to stdout (which belongs to the CLI's results)."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with open(os.devnull, "w") as sink, redirect_stdout(sink):
+            yield
+    finally:
+        root.setLevel(level)
+
+
+def quantize_int8(fp32: Path, out: Path, batches: Iterable[dict[str, Any]], *,
+                  settings: QuantSettings = QuantSettings(), external_data: bool = False) -> Path:
+    """Write the int8 QDQ version of ``fp32`` to ``out``, calibrated on ``batches`` of feeds."""
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.feeds = iter(batches)
+            self.count = 0
+
+        def get_next(self) -> dict[str, Any] | None:
+            feeds = next(self.feeds, None)
+            self.count += feeds is not None
+            return feeds
+
+    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+               "percentile": CalibrationMethod.Percentile}
+    optimized = out.with_name(out.stem + ".pre.onnx")
+    reader = Reader()
+    with _quiet():
+        # ONNX's own shape inference only: onnxruntime's symbolic one gives up on BERT's masks and
+        # then dumps its partial model into the current directory.
+        quant_pre_process(str(fp32), str(optimized), skip_symbolic_shape=True, save_as_external_data=external_data,
+                          all_tensors_to_one_file=True, external_data_location=optimized.name + ".data")
+        quantize_static(str(optimized), str(out), reader, quant_format=QuantFormat.QDQ,
+                        op_types_to_quantize=list(settings.op_types) if settings.op_types else None,
+                        per_channel=settings.per_channel, activation_type=QuantType.QUInt8,
+                        weight_type=QuantType.QInt8, calibrate_method=methods[settings.calibrate_method],
+                        use_external_data_format=external_data)
+    if reader.count == 0:
+        raise ZooError("int8 calibration got no samples; quantization needs the run's training data")
+    for leftover in out.parent.glob(optimized.name + "*"):
+        leftover.unlink()
+    return out
+
+
+def compare_int8(fp32_outputs: Any, int8_outputs: Any, labels: Sequence[int] | None) -> dict[str, Any]:
+    """fp32 vs int8 on the same inputs: accuracies and their drop in points (with labels), the share
+    of inputs whose top-1 class is unchanged, and the cosine similarity of the outputs."""
+    import numpy as np
+
+    a = np.asarray(fp32_outputs, dtype=np.float64)
+    b = np.asarray(int8_outputs, dtype=np.float64)
+    cosine = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
+    result: dict[str, Any] = {"samples": int(a.shape[0]), "cosine_mean": round(float(cosine.mean()), 6),
+                              "cosine_min": round(float(cosine.min()), 6)}
+    if labels is not None:
+        truth = np.asarray(labels)
+        fp32_acc = float((a.argmax(1) == truth).mean())
+        int8_acc = float((b.argmax(1) == truth).mean())
+        result.update(fp32_accuracy=round(fp32_acc, 6), int8_accuracy=round(int8_acc, 6),
+                      drop_points=round(100 * (fp32_acc - int8_acc), 4),
+                      top1_agreement=round(float((a.argmax(1) == b.argmax(1)).mean()), 6))
+    return result

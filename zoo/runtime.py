@@ -1,0 +1,323 @@
+"""Run an exported model with onnxruntime alone: no PyTorch, no transformers.
+
+The ONNX file's zoo metadata (:mod:`zoo.export.metadata`) says how to preprocess the inputs
+(the same numpy/PIL code the training used, or the tokenizer file written beside the model) and
+how to read the output (class labels, or embeddings). This module imports onnxruntime, numpy,
+PIL and tokenizers, and never torch: a slim deployment installs ``zoo`` without using PyTorch.
+
+Execution providers: TensorRT, then CUDA, when onnxruntime-gpu is installed and a GPU is present,
+otherwise the CPU; ``provider=`` picks one by name (``cpu``, ``cuda``, ``tensorrt`` or the full
+onnxruntime name).
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from zoo.errors import InputError
+from zoo.export.metadata import ModelInfo
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+
+__all__ = ["OnnxModel", "Preprocessor", "Prediction", "Predictions", "open_model", "predict", "choose_providers",
+           "expand_images", "read_texts", "IMAGE_SUFFIXES"]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+
+_PROVIDER_NAMES = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+    "trt": "TensorrtExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider",
+    "coreml": "CoreMLExecutionProvider",
+    "directml": "DmlExecutionProvider",
+    "dml": "DmlExecutionProvider",
+}
+_GPU_FIRST = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+
+
+# --------------------------------------------------------------------------- providers
+
+def _gpu_present() -> bool:
+    """An NVIDIA GPU this process may use, seen without CUDA libraries (onnxruntime lists
+    providers it was built with, not devices)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and visible.strip() in ("", "-1"):
+        return False
+    return any(Path(p).exists() for p in ("/dev/nvidiactl", "/proc/driver/nvidia/version")) or os.name == "nt"
+
+
+def choose_providers(requested: str | None = None) -> list[str]:
+    """The providers to ask onnxruntime for, best first, always ending with the CPU."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    if requested:
+        name = _PROVIDER_NAMES.get(requested.lower(), requested)
+        if name not in available:
+            hint = (" install the gpu extra (`pip install 'zoo[gpu]'`, onnxruntime-gpu in place of onnxruntime)"
+                    if name in _GPU_FIRST else "")
+            raise InputError(f"execution provider {requested!r} is not available in this onnxruntime "
+                             f"(available: {', '.join(available)});{hint or ' choose one of those'}")
+        return [name] if name == "CPUExecutionProvider" else [name, "CPUExecutionProvider"]
+    chosen = [p for p in _GPU_FIRST if p in available] if _gpu_present() else []
+    return [*chosen, "CPUExecutionProvider"]
+
+
+# --------------------------------------------------------------------------- the model
+
+@dataclass(frozen=True)
+class Prediction:
+    """Top-k classes for one input, best first."""
+
+    input: str
+    top: tuple[tuple[str, float], ...]
+
+    @property
+    def label(self) -> str:
+        return self.top[0][0]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"input": self.input, "predictions": [{"label": l, "probability": p} for l, p in self.top]}
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """What :func:`predict` returns: top-k per input for a classifier, a matrix for an embedding model."""
+
+    model: str
+    info: ModelInfo
+    providers: tuple[str, ...]
+    inputs: tuple[str, ...]
+    predictions: tuple[Prediction, ...] = ()
+    embeddings: np.ndarray | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"model": self.model, "kind": self.info.kind, "precision": self.info.precision,
+                               "providers": list(self.providers)}
+        if self.embeddings is not None:
+            out["embeddings"] = [{"input": i, "embedding": [float(v) for v in row]}
+                                 for i, row in zip(self.inputs, self.embeddings)]
+        else:
+            out["predictions"] = [p.to_dict() for p in self.predictions]
+        return out
+
+
+class Preprocessor:
+    """Inputs as a zoo graph takes them, from its metadata alone: images (paths, PIL images,
+    arrays) or texts (strings). ``folder`` holds the model's tokenizer file."""
+
+    def __init__(self, info: ModelInfo, folder: Path, where: str = "the model") -> None:
+        self.info = info
+        self.folder = folder
+        self.where = where
+        self._tokenizer: Any = None
+
+    def __call__(self, items: Sequence[Any]) -> dict[str, np.ndarray]:
+        if isinstance(items, (str, bytes)) or not len(items):
+            raise InputError(f"{self.where}: give a non-empty list of inputs")
+        if self.info.modality == "image":
+            return {self.info.inputs[0]: self._images(items)}
+        if self.info.modality == "text":
+            return self._texts(items)
+        raise InputError(f"{self.where}: {self.info.modality} inputs are not supported by this zoo")
+
+    def _images(self, items: Sequence[Any]) -> np.ndarray:
+        from zoo.card import InputSpec
+        from zoo.preprocess import image_batch
+
+        p = self.info.preprocessing
+        spec = InputSpec(size=tuple(p["size"]), resize=p.get("resize"), mean=tuple(p["mean"]), std=tuple(p["std"]),
+                         interpolation=p.get("interpolation"))
+        try:
+            return image_batch(items, spec)
+        except InputError as exc:
+            raise InputError(f"{exc} ({self.where} takes images)") from None
+
+    def _texts(self, items: Sequence[Any]) -> dict[str, np.ndarray]:
+        import numpy as np
+
+        bad = next((item for item in items if not isinstance(item, str)), None)
+        if bad is not None:
+            raise InputError(f"{self.where} takes texts, not a {type(bad).__name__}")
+        encodings = self.tokenizer.encode_batch(list(items))
+        ids = np.asarray([e.ids for e in encodings], dtype=np.int64)
+        mask = np.asarray([e.attention_mask for e in encodings], dtype=np.int64)
+        return {"input_ids": ids, "attention_mask": mask}
+
+    @property
+    def tokenizer(self) -> Any:
+        """The ``tokenizers.Tokenizer`` written beside the model, checked against its recorded hash."""
+        if self._tokenizer is None:
+            from tokenizers import Tokenizer
+
+            p = self.info.preprocessing
+            path = self.folder / p["tokenizer"]
+            if not path.is_file():
+                raise InputError(f"{self.where}: its tokenizer {path.name} is missing; keep it beside the model "
+                                 f"(zoo export writes both)")
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            if p.get("tokenizer_sha256") and digest != p["tokenizer_sha256"]:
+                raise InputError(f"{path}: not the tokenizer {self.where} was exported with (sha256 {digest[:12]}, "
+                                 f"expected {p['tokenizer_sha256'][:12]}); export the model again")
+            try:
+                tokenizer = Tokenizer.from_file(str(path))
+            except Exception as exc:  # tokenizers raises plain Exception for a bad file
+                raise InputError(f"{path}: not a readable tokenizer ({exc}); export the model again") from None
+            tokenizer.enable_truncation(int(p["max_length"]))
+            tokenizer.enable_padding(pad_id=int(p.get("pad_id", 0)), pad_token=p.get("pad_token", "[PAD]"))
+            self._tokenizer = tokenizer
+        return self._tokenizer
+
+
+class OnnxModel:
+    """An exported zoo model in an onnxruntime session; build it with :func:`open_model`."""
+
+    def __init__(self, path: Path, session: Any, info: ModelInfo) -> None:
+        self.path = path
+        self.session = session
+        self.info = info
+        self.encode = Preprocessor(info, path.parent, where=path.name)
+        names = [i.name for i in session.get_inputs()]
+        if list(info.inputs) != names:
+            raise InputError(f"{path}: its metadata names inputs {list(info.inputs)} but the graph takes {names}; "
+                             f"export it again")
+
+    @property
+    def providers(self) -> tuple[str, ...]:
+        """The providers the session really uses (onnxruntime drops the ones that failed to start)."""
+        return tuple(self.session.get_providers())
+
+    # ----------------------------------------------------------------- running
+
+    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        """One batch of encoded inputs through the graph: probabilities or embeddings."""
+        return self.session.run([self.info.output], feeds)[0]
+
+    def outputs(self, items: Sequence[Any], batch_size: int = 32) -> np.ndarray:
+        """Preprocess and run ``items`` in batches."""
+        import numpy as np
+
+        parts = [self.run(self.encode(items[i:i + batch_size])) for i in range(0, len(items), batch_size)]
+        if not parts:
+            raise InputError(f"{self.path.name}: no inputs given")
+        return np.concatenate(parts)
+
+    def predict(self, items: Sequence[Any], top_k: int = 5, names: Sequence[str] | None = None) -> list[Prediction]:
+        """Top-k labels with probabilities for each input (classifiers only)."""
+        import numpy as np
+
+        if self.info.kind != "classifier":
+            raise InputError(f"{self.path.name} is an embedding model (no labels): use embed()")
+        probabilities = self.outputs(items)
+        k = max(1, min(top_k, probabilities.shape[1]))
+        names = list(names) if names is not None else [_describe(item) for item in items]
+        result = []
+        for name, row in zip(names, probabilities):
+            best = np.argsort(-row, kind="stable")[:k]
+            result.append(Prediction(name, tuple((self.info.labels[i], float(row[i])) for i in best)))
+        return result
+
+    def embed(self, items: Sequence[Any]) -> np.ndarray:
+        """One row per input: embeddings (or, for a classifier, its probabilities)."""
+        return self.outputs(items)
+
+
+def open_model(path: str | Path, *, provider: str | None = None, threads: int | None = None) -> OnnxModel:
+    """An :class:`OnnxModel` for an ONNX file exported by zoo; bad files are an InputError."""
+    import onnxruntime as ort
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such model file" + ("" if not path.is_dir() else " (it is a folder)"))
+    with path.open("rb") as handle:
+        head = handle.read(2)
+    if path.stat().st_size < 16 or head[:1] != b"\x08":  # an ONNX file starts with ir_version (field 1)
+        raise InputError(f"{path}: not an ONNX model file; export one with `zoo export`")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3  # errors only: no provider chatter on stdout
+    if threads:
+        options.intra_op_num_threads = threads
+    try:
+        session = ort.InferenceSession(str(path), sess_options=options, providers=choose_providers(provider))
+    except InputError:
+        raise
+    except Exception as exc:  # onnxruntime raises its own classes (InvalidProtobuf, Fail, ...) for bad files
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{path}: onnxruntime cannot load it ({first[:300]}); the file is damaged, truncated "
+                         f"or not an ONNX model: export it again with `zoo export`") from None
+    props = session.get_modelmeta().custom_metadata_map
+    return OnnxModel(path, session, ModelInfo.from_props(props, where=str(path)))
+
+
+# --------------------------------------------------------------------------- inputs
+
+def expand_images(arguments: Sequence[str | Path]) -> list[Path]:
+    """Image files from files, folders (recursively, image suffixes only) and glob patterns, in order."""
+    found: list[Path] = []
+    for argument in arguments:
+        path = Path(argument)
+        if path.is_file():
+            found.append(path)
+        elif path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not files:
+                raise InputError(f"{path}: no image files in this folder ({', '.join(IMAGE_SUFFIXES[:4])}...)")
+            found += files
+        elif glob.has_magic(str(argument)):
+            files = sorted(Path(p) for p in glob.glob(str(argument), recursive=True) if Path(p).is_file())
+            if not files:
+                raise InputError(f"{argument}: the pattern matches no files")
+            found += files
+        else:
+            raise InputError(f"{argument}: no such image file, folder or pattern (this model takes images)")
+    return found
+
+
+def read_texts(path: str | Path) -> list[str]:
+    """Texts from a UTF-8 file, one per line; blank lines are skipped."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such text file") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 text (give one text per line)") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read it ({exc.strerror})") from None
+    return [line for line in lines if line.strip()]
+
+
+def _describe(item: Any) -> str:
+    if isinstance(item, (str, Path)):
+        return str(item)
+    return f"<{type(item).__name__}>"
+
+
+def predict(model: str | Path | OnnxModel, inputs: Sequence[Any], *, top_k: int = 5,
+            provider: str | None = None) -> Predictions:
+    """Run an exported model on images (paths, folders, globs, arrays) or texts.
+
+    Classifiers give top-k labels with probabilities; embedding models give one row per input.
+    """
+    onnx_model = model if isinstance(model, OnnxModel) else open_model(model, provider=provider)
+    if not inputs:
+        raise InputError("no inputs given: pass images (files, folders, globs) or texts")
+    items: list[Any] = list(inputs)
+    if onnx_model.info.modality == "image":
+        items = [p for part in items for p in (expand_images([part]) if isinstance(part, (str, Path)) else [part])]
+    names = tuple(_describe(item) for item in items)
+    base = {"model": str(onnx_model.path), "info": onnx_model.info, "providers": onnx_model.providers,
+            "inputs": names}
+    if onnx_model.info.kind == "classifier":
+        return Predictions(**base, predictions=tuple(onnx_model.predict(items, top_k=top_k, names=names)))
+    return Predictions(**base, embeddings=onnx_model.embed(items))
