@@ -339,7 +339,7 @@ def bench_cmd(source: str, batch: int, runs: int, threads: int | None, no_int8: 
     evaluation = (result.int8 or {}).get("evaluation", {})
     if "fp32_accuracy" in evaluation:
         click.echo(f"int8 accuracy on {evaluation['set']}: {evaluation['fp32_accuracy']:.3f} -> "
-                   f"{evaluation['int8_accuracy']:.3f} ({evaluation['drop_points']:+.1f} points drop)")
+                   f"{evaluation['int8_accuracy']:.3f} (drop {evaluation['drop_points']:.1f} points)")
     elif evaluation:
         click.echo(f"int8 vs fp32 outputs: cosine similarity mean {evaluation['cosine_mean']:.4f}")
     for note in result.notes:
