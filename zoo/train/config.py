@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from zoo.errors import ZooError
@@ -32,7 +32,9 @@ class FinetuneConfig:
     label_smoothing: float = 0.1
     weight_decay: float = 1e-4
     # stage 2: gradual unfreezing from the top, one stage at a time
-    unfreeze: int | str = 0
+    # "auto": 0 for images, "all" for text. On digits (10 labels/class) unfreezing lost test accuracy
+    # (0.80 -> 0.68..0.79); on BBC News (20/class) MiniLM gained (0.890 -> 0.898 with all layers).
+    unfreeze: int | str = "auto"
     unfreeze_epochs: int = 6
     unfreeze_patience: int = 2
     backbone_lr: float = 1e-4
@@ -49,13 +51,19 @@ class FinetuneConfig:
             raise ZooError(f"--val-split must be between 0 and 1, got {self.val_split}")
         if self.per_class is not None and self.per_class < 1:
             raise ZooError(f"--per-class must be at least 1, got {self.per_class}")
-        if isinstance(self.unfreeze, str) and self.unfreeze != "all":
-            raise ZooError(f"--unfreeze takes a number of stages or 'all', got {self.unfreeze!r}")
+        if isinstance(self.unfreeze, str) and self.unfreeze not in ("all", "auto"):
+            raise ZooError(f"--unfreeze takes a number of stages, 'all' or 'auto', got {self.unfreeze!r}")
         if isinstance(self.unfreeze, int) and self.unfreeze < 0:
             raise ZooError(f"--unfreeze must not be negative, got {self.unfreeze}")
         for name in ("head_lr", "backbone_lr", "batch_size", "head_epochs"):
             if getattr(self, name) <= 0:
                 raise ZooError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+
+    def resolved(self, modality: str) -> FinetuneConfig:
+        """The configuration with ``unfreeze="auto"`` decided for the model's modality."""
+        if self.unfreeze != "auto":
+            return self
+        return replace(self, unfreeze="all" if modality == "text" else 0)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

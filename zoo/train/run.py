@@ -149,6 +149,7 @@ def finetune(
                            f"or continue it with --resume {run_dir}")
 
     card = resolve_card(config.model)
+    config = config.resolved(card.modality)
     started = time.perf_counter()
     splits = make_splits(config.data, modality=card.modality, val=config.val, test=config.test,
                          val_split=config.val_split, per_class=config.per_class, seed=config.seed,
