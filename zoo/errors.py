@@ -18,6 +18,8 @@ __all__ = [
     "CacheError",
     "LoadError",
     "InputError",
+    "ExportError",
+    "ValidationError",
 ]
 
 
@@ -69,3 +71,17 @@ class LoadError(ZooError):
 
 class InputError(ZooError):
     """Input data cannot be used: an unreadable image, a bad row, a wrong type; the message names it."""
+
+
+class ExportError(ZooError):
+    """A model could not be exported, or its export was refused (e.g. int8 lost too much accuracy)."""
+
+
+class ValidationError(ExportError):
+    """onnxruntime's outputs differ from PyTorch's beyond the tolerance; nothing was written.
+
+    ``validation`` holds the comparison (max absolute and relative differences, batches)."""
+
+    def __init__(self, message: str, validation: object = None) -> None:
+        super().__init__(message)
+        self.validation = validation

@@ -13,20 +13,12 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from zoo.errors import ZooError
+from zoo.errors import ValidationError, ZooError
 
 __all__ = ["Validation", "ValidationError", "compare", "validate", "ATOL", "RTOL"]
 
 ATOL = 1e-4
 RTOL = 1e-3
-
-
-class ValidationError(ZooError):
-    """onnxruntime's outputs differ from PyTorch's beyond the tolerance; nothing was written."""
-
-    def __init__(self, message: str, validation: Validation) -> None:
-        super().__init__(message)
-        self.validation = validation
 
 
 @dataclass(frozen=True)
