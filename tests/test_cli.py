@@ -105,7 +105,9 @@ def test_real_subprocess_user_error_has_no_traceback():
     assert run_zoo("--version").stdout.startswith("zoo, version ")
 
 
-@pytest.mark.parametrize("args", [["list"], ["show", "resnet50"], ["plugins"], ["--help"], ["list", "--help"]])
+@pytest.mark.parametrize("args", [["list"], ["show", "resnet50"], ["plugins"], ["--help"], ["list", "--help"],
+                                  ["finetune", "--help"], ["export", "--help"], ["predict", "--help"],
+                                  ["bench", "--help"]])
 def test_listing_never_imports_heavy_libraries(args):
     code = (
         "import sys, zoo.cli\n"
