@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from zoo.hookspecs import hookimpl
     from zoo.registry import Registry
     from zoo.schema import Field
+    from zoo.embed import FewShot, Searcher, VectorStore, delete_items, embed_dataset, fewshot, load_fewshot, search
 
 _LAZY = {
     "finetune": "zoo.train",
@@ -68,6 +69,14 @@ _LAZY = {
     "Registry": "zoo.registry",
     "Field": "zoo.schema",
     "hookimpl": "zoo.hookspecs",
+    "embed_dataset": "zoo.embed",
+    "delete_items": "zoo.embed",
+    "search": "zoo.embed",
+    "Searcher": "zoo.embed",
+    "VectorStore": "zoo.embed",
+    "fewshot": "zoo.embed",
+    "FewShot": "zoo.embed",
+    "load_fewshot": "zoo.embed",
 }
 
 __all__ = [

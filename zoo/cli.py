@@ -245,6 +245,127 @@ def cache_rm_cmd(name: str) -> None:
     click.echo(f"removed {len(removed)} cached revision(s) of {name}")
 
 
+@cli.command("embed")
+@click.argument("args", nargs=-1, metavar="MODEL DATA | --delete ID_OR_PATH...")
+@click.option("--db", required=True, type=click.Path(file_okay=False),
+              help="The vector database folder (LanceDB), created when missing.")
+@click.option("--table", help="Table name (default: the model's name; each table holds one model's vectors).")
+@click.option("--delete", is_flag=True,
+              help="Remove the items named by the arguments (ids, file or folder paths, texts) from --table, "
+                   "or from every table; they are never added again.")
+@click.option("--index/--no-index", default=None,
+              help="Build the ANN index now / never (default: once the table has 5,000 rows).")
+@click.option("--skip-bad", is_flag=True, help="Skip unreadable images and bad rows (listed) instead of failing.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--device", help="cpu, cuda, cuda:1... (default: CUDA when present).")
+@click.option("--workers", type=int, help="Data-loading processes (default: half the cores).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_context
+def embed_cmd(ctx: click.Context, args: tuple[str, ...], db: str, table: str | None, delete: bool,
+              index: bool | None, skip_bad: bool, batch_size: int, device: str | None, workers: int | None,
+              quiet: bool, as_json: bool) -> None:
+    """Store embeddings of DATA made by MODEL in a vector database; only new items are embedded.
+
+    DATA: class folders, a CSV/JSONL manifest, 'digits', a folder of images, one image, or a .txt
+    file with one text per line. With --delete, the arguments are the items to remove.
+    """
+    from zoo.embed import delete_items, embed_dataset
+
+    if delete:
+        if not args:
+            raise click.UsageError("give the ids, paths or texts to delete after --delete")
+        removal = delete_items(db, list(args), table=table)
+        _echo_json(removal.to_dict()) if as_json else click.echo(removal.summary())
+        if removal.not_found:
+            raise click.ClickException(f"nothing matched {', '.join(map(repr, removal.not_found))}: give ids from "
+                                       f"`zoo search`, file or folder paths, or texts exactly as stored")
+        return
+    if len(args) != 2:
+        raise click.UsageError("give MODEL and DATA (or --delete ID_OR_PATH...)")
+    report = embed_dataset(args[0], args[1], db=db, table=table, skip_bad=skip_bad, index=index,
+                           batch_size=batch_size, device=device, workers=workers,
+                           progress=not (quiet or as_json), registry_files=_registries(ctx))
+    _echo_json(report.to_dict()) if as_json else click.echo(report.summary())
+
+
+@cli.command("search")
+@click.argument("query")
+@click.option("--db", required=True, type=click.Path(file_okay=False), help="The vector database folder.")
+@click.option("--table", help="Table to search (default: the database's only table).")
+@click.option("-k", "k", type=click.IntRange(min=1), default=10, show_default=True, help="How many results.")
+@click.option("--exact", is_flag=True, help="Scan every row, even when the table has an ANN index.")
+@click.option("--device", help="cpu, cuda, cuda:1... (default: CPU).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def search_cmd(query: str, db: str, table: str | None, k: int, exact: bool, device: str | None,
+               as_json: bool) -> None:
+    """Nearest stored items to QUERY: an image file for an image table, a text for a text table."""
+    from zoo.embed import search
+    from zoo.render import table as table_text  # the name `table` is the option here
+
+    result = search(db, query, table=table, k=k, exact=exact, device=device)
+    if as_json:
+        _echo_json(result.to_dict())
+        return
+    rows = [[str(h.rank), f"{h.score:.4f}", h.label or "-", h.id, _short(h.source)] for h in result.hits]
+    click.echo(table_text(["rank", "score", "label", "id", "source"], rows))
+    click.echo(f"{len(result.hits)} of table {result.table!r} ({result.model}), {result.method}, "
+               f"{result.seconds * 1000:.0f} ms")
+
+
+@cli.command("fewshot")
+@click.argument("model")
+@click.argument("inputs", nargs=-1)
+@click.option("--support", help="Labelled examples (class folders, CSV/JSONL manifest, digits): builds the classifier.")
+@click.option("--out", type=click.Path(file_okay=False), help="Where to save it (default: fewshot/MODEL-TIME).")
+@click.option("--predict", is_flag=True, help="Classify the INPUTS after it: image files or folders, or texts.")
+@click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--skip-bad", is_flag=True, help="Skip unreadable or bad support examples.")
+@click.option("--device", help="cpu, cuda, cuda:1... for embedding the support set.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_context
+def fewshot_cmd(ctx: click.Context, model: str, inputs: tuple[str, ...], support: str | None, out: str | None,
+                predict: bool, top_k: int, skip_bad: bool, device: str | None, as_json: bool) -> None:
+    """A nearest-centroid classifier from a few labelled examples per class, without training.
+
+    MODEL is a model name (with --support) or a saved classifier folder (to --predict with it).
+    """
+    from zoo.embed.prototypes import default_folder, expand_inputs, fewshot, load_fewshot
+    from zoo.render import table as table_text
+
+    if inputs and not predict:
+        raise click.UsageError("put --predict before the inputs to classify")
+    if predict and not inputs:
+        raise click.UsageError("give the inputs to classify after --predict")
+    if support is not None:
+        classifier = fewshot(model, support, skip_bad=skip_bad, device=device, progress=not as_json,
+                             registry_files=_registries(ctx))
+        classifier.save(out or default_folder(classifier.model))
+    elif os.path.isdir(model):
+        classifier = load_fewshot(model)
+    else:
+        raise click.UsageError(f"give --support DATA to build a classifier for {model!r}, or the folder of a "
+                               f"saved classifier")
+    predictions = classifier.predict(expand_inputs(inputs, classifier.modality), top_k=top_k) if predict else []
+    if as_json:
+        _echo_json({"classifier": str(classifier.path), "model": classifier.model, "classes": list(classifier.classes),
+                    "support": dict(zip(classifier.classes, classifier.counts)),
+                    "predictions": [p.to_dict() for p in predictions]})
+        return
+    if support is not None:
+        click.echo(f"saved a few-shot classifier to {classifier.path}: {len(classifier.classes)} classes from "
+                   f"{sum(classifier.counts)} examples ({classifier.model})")
+    if predictions:
+        rows = [[_short(p.input), p.label, f"{p.top[0][1]:.3f}",
+                 ", ".join(f"{label} {prob:.3f}" for label, prob in p.top[1:]) or "-"] for p in predictions]
+        click.echo(table_text(["input", "label", "probability", "next"], rows))
+
+
+def _short(text: str, width: int = 70) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
 @cli.command("export")
 @click.argument("source")
 @click.option("-o", "--out", type=click.Path(), help="ONNX file to write (default: RUN/model.onnx, or ./MODEL.onnx).")

@@ -1,0 +1,142 @@
+"""zoo fewshot: prototype classifiers on digits and texts, saved, reloaded, as a torch module, and the CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import run_zoo
+
+from zoo.data import make_splits
+from zoo.embed import FewShot, fewshot, load_fewshot
+from zoo.errors import InputError, ZooError
+
+IMAGE_MODEL = "efficientnet_lite0"
+TEXT_MODEL = "all-minilm-l6-v2-offline"
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory) -> tuple[Path, list[np.ndarray], list[str]]:
+    """3 labelled digits per class as PNG class folders (zoo's own per_class split), and 4 test
+    images per class from the rest of that split."""
+    from PIL import Image
+
+    splits = make_splits("digits", modality="image", per_class=3, seed=0)
+    root = tmp_path_factory.mktemp("support")
+    for n, example in enumerate(splits.train.examples + splits.val.examples):
+        folder = root / splits.classes[example.label]
+        folder.mkdir(exist_ok=True)
+        Image.fromarray(example.item).save(folder / f"{n}.png")
+    taken: dict[int, int] = {}
+    images, labels = [], []
+    for example in splits.test.examples:
+        if taken.get(example.label, 0) < 4:
+            taken[example.label] = taken.get(example.label, 0) + 1
+            images.append(example.item)
+            labels.append(splits.classes[example.label])
+    return root, images, labels
+
+
+def test_digits_accuracy_is_well_above_chance_and_survives_a_reload(digits, tmp_path):
+    support, images, labels = digits
+    classifier = fewshot(IMAGE_MODEL, support, workers=0)
+    assert classifier.classes == tuple(str(d) for d in range(10)) and classifier.counts == (3,) * 10
+    assert np.allclose(np.linalg.norm(classifier.prototypes, axis=1), 1.0, atol=1e-5)
+
+    predictions = classifier.predict(images, top_k=3)
+    accuracy = np.mean([p.label == truth for p, truth in zip(predictions, labels)])
+    assert accuracy >= 0.5, accuracy  # chance is 0.1
+    assert all(len(p.top) == 3 and p.top[0][1] >= p.top[1][1] >= p.top[2][1] for p in predictions)
+
+    folder = classifier.save(tmp_path / "clf")
+    assert {p.name for p in folder.iterdir()} == {"fewshot.json", "labels.json", "prototypes.npy"}
+    assert json.loads((folder / "labels.json").read_text()) == list(classifier.classes)
+    reloaded = load_fewshot(folder)
+    again = reloaded.predict(images[:3], top_k=3)
+    for before, after in zip(predictions[:3], again):
+        assert before.label == after.label
+        assert before.top[0][1] == pytest.approx(after.top[0][1], abs=1e-4)
+
+    # the same classifier as one torch module: backbone + a head whose weights are the prototypes
+    module = reloaded.to_module()
+    batch = reloaded.backbone.preprocess(images[:3])
+    with torch.no_grad():
+        probabilities = module(batch).softmax(dim=-1).numpy()
+    expected = reloaded.probabilities(reloaded.embed(images[:3]))
+    assert np.allclose(probabilities, expected, atol=1e-4)
+
+
+def test_text_fewshot_and_model_checks(tmp_path):
+    rows = [("The striker scored twice in the final minutes", "sport"), ("The team won the championship match", "sport"),
+            ("Simmer the tomato sauce for twenty minutes", "cooking"), ("Whisk the eggs with sugar", "cooking"),
+            ("The central bank raised interest rates", "finance"), ("Shares fell after the earnings report", "finance")]
+    path = tmp_path / "support.csv"
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows([("text", "label"), *rows])
+    classifier = fewshot(TEXT_MODEL, path)
+    queries = ["The goalkeeper saved a penalty in extra time", "Roast the chicken with garlic and rosemary",
+               "Bond yields climbed as inflation rose"]
+    assert [p.label for p in classifier.predict(queries)] == ["sport", "cooking", "finance"]
+    with pytest.raises(InputError, match="takes texts"):
+        classifier.predict([np.zeros((8, 8, 3), np.uint8)])
+
+    folder = classifier.save(tmp_path / "clf")
+    meta = json.loads((folder / "fewshot.json").read_text())
+    assert (meta["model"], meta["dim"], meta["input"]["max_length"]) == (TEXT_MODEL, 384, 256)
+    meta["embedder"] = "0" * 32  # as if the model's weights had changed since
+    (folder / "fewshot.json").write_text(json.dumps(meta))
+    with pytest.raises(ZooError, match="build it again"):
+        load_fewshot(folder).predict(queries[:1])
+    with pytest.raises(InputError, match="not a few-shot classifier folder"):
+        load_fewshot(tmp_path)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "keep.txt").write_text("mine")
+    with pytest.raises(ZooError, match="choose another --out"):
+        classifier.save(tmp_path / "other")
+
+
+def test_one_class_is_refused(tmp_path):
+    (tmp_path / "only").mkdir()
+    from PIL import Image
+
+    Image.new("RGB", (32, 32), "white").save(tmp_path / "only" / "a.png")
+    with pytest.raises(InputError, match="at least two"):
+        fewshot(IMAGE_MODEL, tmp_path)
+    with pytest.raises(InputError, match="no support example for class 'b'"):
+        FewShot.from_embeddings(np.ones((2, 4)), [0, 0], ["a", "b"], model="m", revision="r", embedder="e",
+                                modality="image", input={})
+
+
+def test_cli_build_save_and_predict(digits, tmp_path):
+    support, images, labels = digits
+    from PIL import Image
+
+    small = tmp_path / "support"  # two classes, two examples each: the CLI, not the accuracy, is tested here
+    for name in ("0", "1"):
+        (small / name).mkdir(parents=True)
+        for path in sorted((support / name).iterdir())[:2]:
+            (small / name / path.name).write_bytes(path.read_bytes())
+    queries = tmp_path / "queries"
+    queries.mkdir()
+    for digit in ("0", "1"):  # a test image of each class
+        Image.fromarray(images[labels.index(digit)]).save(queries / f"{digit}.png")
+    out = tmp_path / "clf"
+    first = queries / "0.png"
+    built = run_zoo("fewshot", IMAGE_MODEL, "--support", str(small), "--out", str(out), "--predict", str(first), "--json")
+    assert built.returncode == 0, built.stderr
+    report = json.loads(built.stdout)
+    assert report["classifier"] == str(out) and report["support"] == {"0": 2, "1": 2}
+    assert report["predictions"][0]["input"] == str(first)
+    assert [p["label"] for p in report["predictions"][0]["predictions"]] == ["0", "1"]
+
+    reused = run_zoo("fewshot", str(out), "--predict", str(queries))  # a folder stands for its images
+    assert reused.returncode == 0, reused.stderr
+    lines = reused.stdout.splitlines()
+    assert lines[0].split() == ["input", "label", "probability", "next"] and len(lines) == 2 + 2
+
+    wrong = run_zoo("fewshot", IMAGE_MODEL, "--predict", str(first))
+    assert wrong.returncode == 2 and "give --support DATA" in wrong.stderr

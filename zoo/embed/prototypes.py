@@ -1,0 +1,303 @@
+"""``zoo fewshot``: a nearest-centroid (prototype) classifier on a backbone's embeddings, no training.
+
+Each class's prototype is the mean of its support examples' L2-normalised embeddings, normalised
+again; an input goes to the class whose prototype has the highest cosine similarity. Probabilities
+are ``softmax(SCALE * cosine)``: they rank classes, they are not calibrated.
+
+A saved classifier is a small folder::
+
+    fewshot.json     model, revision, embedder identity, input spec, classes, support counts and
+                     data (path and content fingerprint), scale
+    labels.json      class names, in the order of the outputs (as in a zoo finetune run)
+    prototypes.npy   (classes, dim) float32, one unit-length row per class
+
+As a torch module (:meth:`FewShot.to_module`) it is the backbone followed by a bias-free linear
+layer whose weights are the prototypes, scaled by SCALE after normalising the embedding: logits
+whose softmax are the probabilities above, ready for ONNX export.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from zoo.errors import InputError, ZooError
+
+__all__ = ["FewShot", "Prediction", "fewshot", "load_fewshot", "expand_inputs", "default_folder", "SCALE"]
+
+#: Softmax temperature on cosine similarities (as in cosine-classifier few-shot work: 10 to 30).
+SCALE = 10.0
+_KIND = "zoo-fewshot"
+_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Top classes for one input, best first (the shape of ``zoo predict``'s predictions)."""
+
+    input: str
+    top: tuple[tuple[str, float], ...]
+
+    @property
+    def label(self) -> str:
+        return self.top[0][0]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"input": self.input, "predictions": [{"label": l, "probability": p} for l, p in self.top]}
+
+
+class FewShot:
+    """A prototype classifier; build it with :func:`fewshot`, reload it with :func:`load_fewshot`."""
+
+    def __init__(self, *, model: str, revision: str, embedder: str, modality: str, input: dict[str, Any],
+                 classes: Sequence[str], prototypes: Any, counts: Sequence[int], scale: float = SCALE,
+                 support: dict[str, Any] | None = None, path: Path | None = None) -> None:
+        import numpy as np
+
+        self.model, self.revision, self.embedder, self.modality = model, revision, embedder, modality
+        self.input = dict(input)
+        self.classes = tuple(classes)
+        self.prototypes = np.asarray(prototypes, dtype=np.float32)
+        self.counts = tuple(int(c) for c in counts)
+        self.scale = float(scale)
+        self.support = dict(support or {})  # where the examples came from: {"data", "fingerprint"}
+        self.path = path
+        self._backbone: Any = None
+        if self.prototypes.shape[0] != len(self.classes):
+            raise ZooError(f"{len(self.classes)} classes but {self.prototypes.shape[0]} prototypes")
+
+    def __repr__(self) -> str:
+        return f"<FewShot {self.model}: {len(self.classes)} classes from {sum(self.counts)} examples>"
+
+    # ----------------------------------------------------------------- building
+
+    @classmethod
+    def from_embeddings(cls, embeddings: Any, labels: Sequence[int], classes: Sequence[str], **info: Any) -> FewShot:
+        """Prototypes from support embeddings (rows) and their class indices."""
+        import numpy as np
+
+        from zoo.embed.ingest import normalize
+
+        vectors = normalize(embeddings)
+        labels = np.asarray(labels)
+        counts = [int((labels == c).sum()) for c in range(len(classes))]
+        empty = [classes[c] for c, n in enumerate(counts) if n == 0]
+        if empty:
+            raise InputError(f"no support example for class{'es' if len(empty) > 1 else ''} "
+                             f"{', '.join(map(repr, empty))}; give at least one per class")
+        means = np.stack([vectors[labels == c].mean(axis=0) for c in range(len(classes))])
+        return cls(classes=classes, prototypes=normalize(means), counts=counts, **info)
+
+    # ----------------------------------------------------------------- predicting
+
+    def logits(self, embeddings: Any) -> Any:
+        """``SCALE * cosine`` to each prototype, for rows of (unnormalised) embeddings."""
+        from zoo.embed.ingest import normalize
+
+        return self.scale * (normalize(embeddings) @ self.prototypes.T)
+
+    def probabilities(self, embeddings: Any) -> Any:
+        import numpy as np
+
+        logits = self.logits(embeddings)
+        logits = logits - logits.max(axis=1, keepdims=True)
+        weights = np.exp(logits)
+        return weights / weights.sum(axis=1, keepdims=True)
+
+    @property
+    def backbone(self) -> Any:
+        """The model, loaded on first use and checked to be the one the prototypes came from."""
+        if self._backbone is None:
+            from zoo.embed.ingest import embedder_identity
+            from zoo.loading import load
+            from zoo.pulling import pull, resolve_card
+
+            card = resolve_card(self.model)
+            fetched = pull(card, quiet=True)
+            if embedder_identity(card, fetched) != self.embedder:
+                where = f" at {self.path}" if self.path else ""
+                raise ZooError(f"the few-shot classifier{where} was built with {self.model} revision {self.revision}, "
+                               f"but the model now has other weights, cut point or preprocessing; build it again "
+                               f"with `zoo fewshot {self.model} --support DATA`")
+            self._backbone = load(card)
+        return self._backbone
+
+    def embed(self, items: Sequence[Any], batch_size: int = 32) -> Any:
+        import numpy as np
+
+        chunks = [self.backbone.embed(list(items[i:i + batch_size])).float().cpu().numpy()
+                  for i in range(0, len(items), batch_size)]
+        return np.concatenate(chunks) if chunks else np.zeros((0, self.prototypes.shape[1]), np.float32)
+
+    def predict(self, items: Sequence[Any], *, top_k: int = 3, batch_size: int = 32) -> list[Prediction]:
+        """Top ``top_k`` classes with probabilities for images (paths, arrays, PIL) or texts."""
+        if isinstance(items, (str, Path)):
+            raise InputError("predict takes a list of inputs")
+        if not len(items):
+            return []
+        for item in items:
+            if self.modality == "image" and isinstance(item, (str, Path)) and not Path(item).is_file():
+                raise InputError(f"{item}: no such image file")
+            if self.modality == "text" and not isinstance(item, str):
+                raise InputError(f"the classifier takes texts ({self.model}), not a {type(item).__name__}")
+        probabilities = self.probabilities(self.embed(items, batch_size))
+        k = max(1, min(top_k, len(self.classes)))
+        out = []
+        for item, row in zip(items, probabilities):
+            order = row.argsort()[::-1][:k]
+            out.append(Prediction(_describe(item), tuple((self.classes[i], round(float(row[i]), 6)) for i in order)))
+        return out
+
+    # ----------------------------------------------------------------- saving
+
+    def to_dict(self) -> dict[str, Any]:
+        from zoo.__about__ import __version__
+
+        return {"kind": _KIND, "version": _VERSION, "model": self.model, "revision": self.revision,
+                "embedder": self.embedder, "modality": self.modality, "input": self.input,
+                "dim": int(self.prototypes.shape[1]), "classes": list(self.classes), "counts": list(self.counts),
+                "scale": self.scale, "metric": "cosine", "support": self.support, "zoo_version": __version__}
+
+    def save(self, folder: str | Path) -> Path:
+        """Write the folder (files replaced atomically); refuses a non-empty folder that is not one."""
+        import io
+
+        import numpy as np
+
+        from zoo.atomic import atomic_write_bytes, atomic_write_json
+
+        folder = Path(folder)
+        if folder.exists() and any(folder.iterdir()) and not (folder / "fewshot.json").is_file():
+            raise ZooError(f"{folder}: the folder exists, is not empty and holds no few-shot classifier; "
+                           f"choose another --out")
+        buffer = io.BytesIO()
+        np.save(buffer, self.prototypes, allow_pickle=False)
+        atomic_write_bytes(folder / "prototypes.npy", buffer.getvalue())
+        atomic_write_json(folder / "labels.json", list(self.classes))
+        atomic_write_json(folder / "fewshot.json", self.to_dict())  # last: its presence means complete
+        self.path = folder
+        return folder
+
+    def to_module(self) -> Any:
+        """backbone + prototype head as one eval-mode torch module: inputs as the backbone takes them,
+        ``SCALE * cosine`` logits out (softmax gives :meth:`probabilities`)."""
+        from zoo.train.recipe import Classifier
+
+        return Classifier(self.backbone, _prototype_head(self.prototypes, self.scale)).eval()
+
+
+def _prototype_head(prototypes: Any, scale: float) -> Any:
+    import torch
+    from torch import nn
+
+    class PrototypeHead(nn.Module):
+        """Cosine similarity to each prototype, times ``scale``."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = nn.Linear(prototypes.shape[1], prototypes.shape[0], bias=False)
+            with torch.no_grad():
+                self.linear.weight.copy_(torch.from_numpy(prototypes))
+            self.scale = scale
+
+        def forward(self, embedding: torch.Tensor) -> torch.Tensor:
+            return self.scale * self.linear(nn.functional.normalize(embedding, dim=-1))
+
+    return PrototypeHead()
+
+
+def _describe(item: Any) -> str:
+    if isinstance(item, (str, Path)):
+        return str(item)
+    shape = getattr(item, "shape", None)
+    return f"{type(item).__name__}{list(shape) if shape is not None else ''}"
+
+
+def fewshot(model: str, support: str | Path, *, skip_bad: bool = False, batch_size: int = 64,
+            device: str | None = None, workers: int | None = None, progress: bool = False,
+            registry_files: Sequence[str | Path] = ()) -> FewShot:
+    """A prototype classifier for ``model`` from labelled ``support`` data (any dataset zoo reads:
+    class folders, CSV/JSONL manifests, digits), a handful of examples per class. The support
+    embeddings go through zoo finetune's feature cache."""
+    import torch
+
+    from zoo.data import open_dataset
+    from zoo.data.checks import problems_error
+    from zoo.embed.ingest import embedder_identity
+    from zoo.embed.store import forking_loaders
+    from zoo.loading import load
+    from zoo.pulling import pull, resolve_card
+    from zoo.train.features import cached_embeddings
+
+    card = resolve_card(model, registry_files)
+    dataset = open_dataset(support, modality=card.modality)
+    if dataset.problems and not skip_bad:
+        raise problems_error(dataset.problems)
+    if len(dataset.classes) < 2:
+        raise InputError(f"{support}: {len(dataset.classes)} class found; a classifier needs at least two")
+    fetched = pull(card, quiet=not progress)
+    chosen = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    backbone = load(card, device=chosen)
+    with forking_loaders():
+        embeddings, _ = cached_embeddings(backbone, fetched, dataset, batch_size=batch_size, device=chosen,
+                                          workers=workers)
+    classifier = FewShot.from_embeddings(
+        embeddings.numpy(), dataset.labels, dataset.classes, model=card.name,
+        revision=fetched.resolved or fetched.revision, embedder=embedder_identity(card, fetched),
+        modality=card.modality, input={k: v for k, v in asdict(card.input).items() if v is not None},
+        support={"data": str(support) if str(support) == "digits" else str(Path(support).resolve()),
+                 "fingerprint": dataset.fingerprint()})
+    classifier._backbone = backbone.cpu() if chosen.type != "cpu" else backbone
+    return classifier
+
+
+def load_fewshot(folder: str | Path) -> FewShot:
+    """A classifier saved by :meth:`FewShot.save` (the model loads when it first predicts)."""
+    import numpy as np
+
+    folder = Path(folder)
+    meta_path = folder / "fewshot.json"
+    if not meta_path.is_file():
+        raise InputError(f"{folder}: not a few-shot classifier folder (no fewshot.json); build one with "
+                         f"`zoo fewshot MODEL --support DATA --out {folder}`")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        prototypes = np.load(folder / "prototypes.npy", allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise ZooError(f"{folder}: the few-shot classifier is damaged ({exc}); build it again") from None
+    if meta.get("kind") != _KIND or meta.get("version") != _VERSION:
+        raise ZooError(f"{folder}: fewshot.json is kind {meta.get('kind')!r} version {meta.get('version')!r}; "
+                       f"this zoo reads {_KIND!r} version {_VERSION}")
+    return FewShot(model=meta["model"], revision=meta["revision"], embedder=meta["embedder"],
+                   modality=meta["modality"], input=meta["input"], classes=meta["classes"], prototypes=prototypes,
+                   counts=meta["counts"], scale=meta["scale"], support=meta.get("support"), path=folder)
+
+
+def expand_inputs(inputs: Sequence[str], modality: str) -> list[str]:
+    """Command-line inputs as items: for images, a folder stands for the image files inside it."""
+    if modality != "image":
+        return list(inputs)
+    from zoo.data.formats import IMAGE_EXTENSIONS
+
+    items: list[str] = []
+    for given in inputs:
+        path = Path(given)
+        if path.is_dir():
+            found = sorted(str(p) for p in path.iterdir()
+                           if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS)
+            if not found:
+                raise InputError(f"{given}: a folder without images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
+            items += found
+        else:
+            items.append(given)
+    return items
+
+
+def default_folder(model: str) -> Path:
+    """Where ``zoo fewshot`` saves without --out: fewshot/MODEL-TIME."""
+    return Path("fewshot") / f"{model.replace('/', '--')}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
