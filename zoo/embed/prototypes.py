@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from zoo.errors import InputError, ZooError
+from zoo.runtime import Prediction  # the same shape as `zoo predict` predictions: one class
 
 __all__ = ["FewShot", "Prediction", "fewshot", "load_fewshot", "expand_inputs", "default_folder", "SCALE"]
 
@@ -33,21 +34,6 @@ __all__ = ["FewShot", "Prediction", "fewshot", "load_fewshot", "expand_inputs", 
 SCALE = 10.0
 _KIND = "zoo-fewshot"
 _VERSION = 1
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """Top classes for one input, best first (the shape of ``zoo predict``'s predictions)."""
-
-    input: str
-    top: tuple[tuple[str, float], ...]
-
-    @property
-    def label(self) -> str:
-        return self.top[0][0]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"input": self.input, "predictions": [{"label": l, "probability": p} for l, p in self.top]}
 
 
 class FewShot:
