@@ -300,10 +300,12 @@ class Trainer:
                        "phase_epoch": phase_epoch, "train_loss": train_loss, "train_acc": train_acc,
                        "val_loss": score.loss, "val_acc": score.acc, "seconds": time.perf_counter() - started,
                        "best": is_best}
+                # The row goes first: a run killed before the checkpoint lands resumes from the one
+                # before, and the resume drops rows past it, so the history never loses an epoch.
+                _append_jsonl(self.metrics_path, row)
                 self.save(epoch, phase, phase_epoch, optimizer, loop)
                 if is_best:
                     self.checkpoints.mark_best(epoch, {"phase": phase, **score.__dict__})
-                _append_jsonl(self.metrics_path, row)
                 last = loop["bad"] >= patience or phase_epoch == limit - 1
                 if phase > 0 or last or phase_epoch % 10 == 0:
                     self.log(_epoch_line(row))  # the head's epochs are many and take milliseconds
