@@ -23,12 +23,12 @@ the ~2,000 left), side by side:
   trains on the train texts only (it has no use for validation) and predicts the test set at the
   end. Texts are truncated to 256 tokens, like zoo's card for the model. Needs `accelerate`.
 
-    python bench/finetune_text.py [--seeds 1] [--words 64] [--test-per-class 100] [--methods tfidf zoo-0 ...]
+    python bench/finetune_text.py [--seeds 3] [--words 64] [--test-per-class 100] [--methods tfidf zoo-0 ...]
 
-Cost on 2 shared CPU cores (load ~4): one seed takes ~12 minutes (zoo unfreeze=6 ~6 min, the HF
-Trainer ~3 min), so the default is one seed; `--seeds 3` takes ~35 minutes. The length cut and the
-smaller test set are what keep it there: whole articles took ~19 minutes for one seed with only
-100 test texts.
+Cost on 2 CPU cores: the three default seeds took 12 minutes on a mostly idle machine (zoo
+unfreeze=6 is half of it) and 36 minutes while other jobs kept the load at 4-6. The length cut and
+the smaller test set are what keep it there: whole articles took ~19 minutes for one seed with only
+100 test texts on the busy machine.
 
 Prints one line per run, then a table per method: mean and min test accuracy and macro-F1, mean
 wall seconds. Wall times are indicative only when other processes share the CPUs.
@@ -167,6 +167,7 @@ def run_hf_trainer(split: Split, folder: Path) -> Result:
     import torch
     from transformers import (AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments,
                               set_seed)
+    from transformers.trainer_callback import PrinterCallback
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()  # the new head's "MISSING" load report is expected
@@ -194,6 +195,7 @@ def run_hf_trainer(split: Split, folder: Path) -> Result:
     args = TrainingArguments(output_dir=str(folder / "hf-trainer"), report_to="none", seed=split.seed,
                              disable_tqdm=True)
     trainer = Trainer(model=model, args=args, train_dataset=Encoded(split.train), processing_class=tokenizer)
+    trainer.remove_callback(PrinterCallback)  # with progress bars off it prints the training log instead
     trainer.train()
     logits = trainer.predict(Encoded(split.test)).predictions
     predicted = [classes[i] for i in np.asarray(logits).argmax(-1)]
@@ -220,7 +222,7 @@ LABELS = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=1, help="how many seeds (0, 1, ...)")
+    parser.add_argument("--seeds", type=int, default=3, help="how many seeds (0, 1, ...)")
     parser.add_argument("--train", type=int, default=16, help="training texts per class")
     parser.add_argument("--val", type=int, default=4, help="validation texts per class")
     parser.add_argument("--test-per-class", type=int, default=100, help="test texts per class; 0 for all the rest")
