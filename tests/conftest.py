@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -17,18 +18,67 @@ REPO = Path(__file__).resolve().parent.parent
 _ZOO_ENV = ("ZOO_HOME", "ZOO_REGISTRY", "ZOO_DISABLE_PLUGINS", "ZOO_TRACE_PLUGINS", "ZOO_OFFLINE")
 
 
+@contextmanager
+def isolated_zoo(patch: pytest.MonkeyPatch, home: Path):
+    """A fresh ZOO_HOME, no user registry or plugin switches, a fresh plugin host and registry cache."""
+    for name in _ZOO_ENV:
+        patch.delenv(name, raising=False)
+    patch.setenv("ZOO_HOME", str(home))
+    previous = plugins.reset_host(None)
+    catalog.clear_cache()
+    try:
+        yield home
+    finally:
+        plugins.reset_host(previous)
+        catalog.clear_cache()
+
+
 @pytest.fixture(autouse=True)
 def zoo_env(tmp_path_factory, monkeypatch):
     """Isolate each test from the user's cache, registry files and plugin state."""
-    for name in _ZOO_ENV:
-        monkeypatch.delenv(name, raising=False)
-    home = tmp_path_factory.mktemp("zoo_home")
-    monkeypatch.setenv("ZOO_HOME", str(home))
-    previous = plugins.reset_host(None)
-    catalog.clear_cache()
-    yield home
-    plugins.reset_host(previous)
-    catalog.clear_cache()
+    with isolated_zoo(monkeypatch, tmp_path_factory.mktemp("zoo_home")) as home:
+        yield home
+
+
+TOPICS = {
+    "sport": ["The striker scored twice in the final minutes", "The team won the championship match",
+              "She ran the marathon in record time", "The coach praised the goalkeeper",
+              "Fans cheered as the tennis final began", "The cyclist won the mountain stage"],
+    "cooking": ["Simmer the tomato sauce for twenty minutes", "Whisk the eggs with sugar and butter",
+                "Bake the bread until the crust is golden", "Chop the onions and fry them in oil",
+                "Season the soup with salt and pepper", "Knead the dough and let it rise"],
+    "finance": ["The central bank raised interest rates", "Shares fell after the earnings report",
+                "Investors moved money into government bonds", "The company announced a stock buyback",
+                "Inflation slowed for the third month", "The currency weakened against the dollar"],
+}
+
+
+def write_topics_csv(path: Path) -> Path:
+    """Three topics of six short texts each, as a real `text,label` CSV."""
+    import csv
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "label"])
+        writer.writerows((text, label) for label, texts in TOPICS.items() for text in texts)
+    return path
+
+
+def write_digit_folder(root: Path, *, dark_ink: bool) -> Path:
+    """Digits 0, 1 and 7 of scikit-learn (8 each) as real 32x32 PNG files: root/digit-N/<n>.png."""
+    import numpy as np
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    for label in (0, 1, 7):
+        folder = root / f"digit-{label}"
+        folder.mkdir(parents=True)
+        for n, index in enumerate(np.flatnonzero(digits.target == label)[:8]):
+            ink = (digits.images[index] * 255 / 16).astype(np.uint8)
+            Image.fromarray(255 - ink if dark_ink else ink).resize((32, 32)).convert("RGB").save(folder / f"{n}.png")
+    return root
 
 
 def write(path: Path, text: str) -> Path:

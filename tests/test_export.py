@@ -8,7 +8,6 @@ per module; bare backbones use random weights where only the arithmetic matters.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import shutil
@@ -17,26 +16,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import run_zoo
+from conftest import isolated_zoo, run_zoo, write_digit_folder, write_topics_csv
 
 import zoo
-from zoo import catalog, plugins
 from zoo.errors import UnknownModelError, ZooError
 from zoo.export import ValidationError, read_info
 
 IMAGE_MODEL = "efficientnet_lite0"
 TEXT_MODEL = "all-minilm-l6-v2-offline"
-TOPICS = {
-    "sport": ["The striker scored twice in the final minutes", "The team won the championship match",
-              "She ran the marathon in record time", "The coach praised the goalkeeper",
-              "Fans cheered as the tennis final began", "The cyclist won the mountain stage"],
-    "cooking": ["Simmer the tomato sauce for twenty minutes", "Whisk the eggs with sugar and butter",
-                "Bake the bread until the crust is golden", "Chop the onions and fry them in oil",
-                "Season the soup with salt and pepper", "Knead the dough and let it rise"],
-    "finance": ["The central bank raised interest rates", "Shares fell after the earnings report",
-                "Investors moved money into government bonds", "The company announced a stock buyback",
-                "Inflation slowed for the third month", "The currency weakened against the dollar"],
-}
 QUICK = {"val_split": 0.25, "head_epochs": 20, "patience": 10, "progress": False, "log": lambda _: None}
 QUIET = {"log": lambda _: None}
 
@@ -44,31 +31,13 @@ QUIET = {"log": lambda _: None}
 @pytest.fixture(scope="module")
 def module_home(tmp_path_factory):
     """Module-scoped fixtures run before the per-test zoo_env: give them their own isolated ZOO_HOME."""
-    with pytest.MonkeyPatch.context() as patch:
-        for name in ("ZOO_REGISTRY", "ZOO_DISABLE_PLUGINS", "ZOO_OFFLINE"):
-            patch.delenv(name, raising=False)
-        patch.setenv("ZOO_HOME", str(tmp_path_factory.mktemp("export_home")))
-        previous = plugins.reset_host(None)
-        catalog.clear_cache()
+    with pytest.MonkeyPatch.context() as patch, isolated_zoo(patch, tmp_path_factory.mktemp("export_home")):
         yield
-        plugins.reset_host(previous)
-        catalog.clear_cache()
 
 
 @pytest.fixture(scope="module")
 def digit_folder(tmp_path_factory) -> Path:
-    from PIL import Image
-    from sklearn.datasets import load_digits
-
-    root = tmp_path_factory.mktemp("digits")
-    digits = load_digits()
-    for label in (0, 1, 7):
-        folder = root / f"digit-{label}"
-        folder.mkdir()
-        for n, index in enumerate(np.flatnonzero(digits.target == label)[:8]):
-            ink = (digits.images[index] * 255 / 16).astype(np.uint8)
-            Image.fromarray(255 - ink).resize((32, 32)).convert("RGB").save(folder / f"{n}.png")
-    return root
+    return write_digit_folder(tmp_path_factory.mktemp("digits"), dark_ink=True)
 
 
 @pytest.fixture(scope="module")
@@ -78,11 +47,7 @@ def image_run(module_home, digit_folder, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def text_run(module_home, tmp_path_factory):
-    path = tmp_path_factory.mktemp("text") / "topics.csv"
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["text", "label"])
-        writer.writerows((text, label) for label, texts in TOPICS.items() for text in texts)
+    path = write_topics_csv(tmp_path_factory.mktemp("text") / "topics.csv")
     return zoo.finetune(TEXT_MODEL, str(path), out=tmp_path_factory.mktemp("runs") / "topics", **QUICK)
 
 

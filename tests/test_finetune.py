@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import signal
@@ -11,10 +10,9 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from conftest import run_zoo
+from conftest import run_zoo, write_digit_folder, write_topics_csv
 
 import zoo
 from zoo.errors import ZooError
@@ -25,43 +23,12 @@ TEXT_MODEL = "all-minilm-l6-v2-offline"
 
 @pytest.fixture(scope="module")
 def digit_folder(tmp_path_factory) -> Path:
-    """Three classes of scikit-learn digits as real PNG files: root/<class>/<n>.png."""
-    from PIL import Image
-    from sklearn.datasets import load_digits
-
-    root = tmp_path_factory.mktemp("digits")
-    digits = load_digits()
-    for label in (0, 1, 7):
-        folder = root / f"digit-{label}"
-        folder.mkdir()
-        for n, index in enumerate(np.flatnonzero(digits.target == label)[:8]):
-            pixels = (digits.images[index] * 255 / 16).astype(np.uint8)
-            Image.fromarray(pixels).resize((32, 32)).convert("RGB").save(folder / f"{n}.png")
-    return root
+    return write_digit_folder(tmp_path_factory.mktemp("digits"), dark_ink=False)
 
 
 @pytest.fixture(scope="module")
 def text_csv(tmp_path_factory) -> Path:
-    rows = []
-    topics = {
-        "sport": ["The striker scored twice in the final minutes", "The team won the championship match",
-                  "She ran the marathon in record time", "The coach praised the goalkeeper",
-                  "Fans cheered as the tennis final began", "The cyclist won the mountain stage"],
-        "cooking": ["Simmer the tomato sauce for twenty minutes", "Whisk the eggs with sugar and butter",
-                    "Bake the bread until the crust is golden", "Chop the onions and fry them in oil",
-                    "Season the soup with salt and pepper", "Knead the dough and let it rise"],
-        "finance": ["The central bank raised interest rates", "Shares fell after the earnings report",
-                    "Investors moved money into government bonds", "The company announced a stock buyback",
-                    "Inflation slowed for the third month", "The currency weakened against the dollar"],
-    }
-    for label, texts in topics.items():
-        rows += [(text, label) for text in texts]
-    path = tmp_path_factory.mktemp("text") / "topics.csv"
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["text", "label"])
-        writer.writerows(rows)
-    return path
+    return write_topics_csv(tmp_path_factory.mktemp("text") / "topics.csv")
 
 
 def quick(**options):
