@@ -141,7 +141,8 @@ def test_int8_beyond_max_drop_is_refused_and_leaves_nothing(text_run, tmp_path, 
     monkeypatch.setattr(quantization, "quantize_int8", losing_quantizer)
     out = tmp_path / "refused.onnx"
     with pytest.raises(ZooError, match=r"int8 loses [0-9.]+ points of accuracy on the run's validation set .* more "
-                                       r"than --max-drop 1; nothing was written"):
+                                       r"than --max-drop 1; with 6 samples one changed answer is 16.7 points.*; "
+                                       r"nothing was written"):
         zoo.export(text_run.dir, out, quantize="int8", **QUIET)
     assert list(tmp_path.iterdir()) == []
 
@@ -214,7 +215,7 @@ def test_every_offline_architecture_exports_within_tolerance(card, tmp_path):
 def test_export_errors_say_what_to_do(tmp_path, image_run):
     with pytest.raises(UnknownModelError, match="resnet5"):
         zoo.export("resnet5", tmp_path / "x.onnx", **QUIET)
-    with pytest.raises(ZooError, match="not a zoo run"):
+    with pytest.raises(ZooError, match="neither a zoo run .no config.json. nor a few-shot classifier"):
         zoo.export(tmp_path, tmp_path / "x.onnx", **QUIET)
     with pytest.raises(ZooError, match="only one is 'int8'"):
         zoo.export(image_run.dir, tmp_path / "x.onnx", quantize="int4", **QUIET)

@@ -140,3 +140,46 @@ def test_cli_build_save_and_predict(digits, tmp_path):
 
     wrong = run_zoo("fewshot", IMAGE_MODEL, "--predict", str(first))
     assert wrong.returncode == 2 and "give --support DATA" in wrong.stderr
+
+    # exported like a fine-tuned run: the prototypes become the head, predictions match the classifier's
+    exported = run_zoo("export", str(out), "--json")
+    assert exported.returncode == 0, exported.stderr
+    record = json.loads(exported.stdout)
+    assert record["path"] == str(out.resolve() / "model.onnx") and record["labels"] == ["0", "1"]
+    assert record["source"]["fewshot"] == str(out.resolve()) and record["source"]["head"] == "prototypes"
+    assert record["weights"]["prototypes_sha256"] and record["validation"]["passed"]
+    assert record["validation"]["inputs"] == "the support set"
+    predicted = run_zoo("predict", record["path"], str(queries), "--json")
+    assert predicted.returncode == 0, predicted.stderr
+    onnx_top = {Path(p["input"]).name: p["predictions"] for p in json.loads(predicted.stdout)["predictions"]}
+    expected = {Path(p.input).name: p for p in load_fewshot(out).predict(sorted(str(q) for q in queries.iterdir()))}
+    assert onnx_top.keys() == expected.keys()
+    for name, top in onnx_top.items():
+        assert top[0]["label"] == expected[name].label
+        assert top[0]["probability"] == pytest.approx(expected[name].top[0][1], abs=1e-4)
+
+
+def test_text_fewshot_exports_int8_checked_on_its_support_set(tmp_path):
+    from zoo.export import export, read_info
+    from zoo.runtime import predict
+
+    rows = [("The striker scored twice in the final minutes", "sport"), ("The team won the championship match", "sport"),
+            ("The goalkeeper saved a penalty", "sport"), ("Simmer the tomato sauce for twenty minutes", "cooking"),
+            ("Whisk the eggs with sugar", "cooking"), ("Roast the chicken with garlic", "cooking")]
+    data = tmp_path / "support.csv"
+    with data.open("w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows([("text", "label"), *rows])
+    folder = fewshot(TEXT_MODEL, data).save(tmp_path / "clf")
+    result = export(folder, quantize="int8", max_drop=100, log=lambda _: None)
+    assert result.path == folder.resolve() / "model.int8.onnx"
+    assert {p.name for p in result.files} == {"model.int8.onnx", "model.int8.tokenizer.json"}
+    q = read_info(result.path).quantization
+    assert q["calibration"] == {"samples": 6, "from": "the support set"}
+    assert q["evaluation"]["set"] == "the support set" and q["evaluation"]["samples"] == 6
+    queries = ["The referee blew the final whistle", "Bake the bread until golden"]
+    onnx_labels = [p.label for p in predict(result.path, queries).predictions]
+    assert onnx_labels == [p.label for p in load_fewshot(folder).predict(queries)] == ["sport", "cooking"]
+
+    (folder / "fewshot.json").unlink()  # neither a run nor a few-shot folder any more
+    with pytest.raises(ZooError, match="neither a zoo run"):
+        export(folder, log=lambda _: None)

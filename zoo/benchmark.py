@@ -2,9 +2,15 @@
 
 One call exports the model (validated, as ``zoo export`` does) and quantizes it in a temporary
 folder, then times the three on the same inputs and threads: latency at batch 1 (median and 90th
-percentile) and throughput at a larger batch. Measurements are interleaved (one call of each
-backend per round), so a machine whose load changes during the run slows all three alike instead
-of whichever happened to run last.
+percentile) and throughput at a larger batch.
+
+Measurements alternate between the backends in short blocks (one untimed call, then a few timed
+ones), so a machine whose load changes during the run slows all three alike instead of whichever
+ran last. Blocks rather than single calls: a runtime's worker threads keep spinning for a while
+after a call returns (PyTorch's OpenMP pool, onnxruntime's own), and steal a core from whichever
+backend runs next. Alternating every call measured that contention instead of the backends: at 2
+threads on a 2-core machine, resnet50 eager took 129 ms per image alternating each call and 62 ms
+in blocks.
 """
 
 from __future__ import annotations
@@ -137,7 +143,7 @@ def bench(
             say(f"timing {', '.join(calls)}: batch 1 x {runs} rounds, batch {batch} x {throughput_runs}, "
                 f"{threads} threads")
             latency = _interleaved({k: v[0] for k, v in calls.items()}, runs, warmup)
-            bulk = _interleaved({k: v[1] for k, v in calls.items()}, throughput_runs, 1)
+            bulk = _interleaved({k: v[1] for k, v in calls.items()}, throughput_runs, 1, block=2)
         finally:
             torch.set_num_threads(previous)
     finally:
@@ -153,19 +159,23 @@ def bench(
     notes = list(prepared.notes)
     if not pretrained:
         notes.append("random weights: speed is representative, int8 accuracy is not")
-    return BenchResult(model=prepared.source.get("run") or prepared.card.name, batch=batch, threads=threads,
+    return BenchResult(model=str(prepared.home or prepared.card.name), batch=batch, threads=threads,
                        runs=runs, rows=tuple(rows), machine=_machine(), int8=quantization, notes=tuple(notes))
 
 
-def _interleaved(calls: dict[str, Callable[[], Any]], rounds: int, warmup: int) -> dict[str, list[float]]:
-    """Seconds per call, one call of each backend per round after ``warmup`` untimed rounds."""
-    for _ in range(warmup):
-        for call in calls.values():
+def _interleaved(calls: dict[str, Callable[[], Any]], runs: int, warmup: int, block: int = 5) -> dict[str, list[float]]:
+    """Seconds per call: ``runs`` timed calls of each backend, in blocks of up to ``block`` that
+    alternate between backends, each block after one untimed call (the previous backend's threads
+    wind down during it); ``warmup`` untimed calls of each backend first."""
+    for call in calls.values():
+        for _ in range(warmup):
             call()
     times: dict[str, list[float]] = {name: [] for name in calls}
-    for _ in range(rounds):
+    while any(len(t) < runs for t in times.values()):
         for name, call in calls.items():
-            start = time.perf_counter()
             call()
-            times[name].append(time.perf_counter() - start)
+            for _ in range(min(block, runs - len(times[name]))):
+                start = time.perf_counter()
+                call()
+                times[name].append(time.perf_counter() - start)
     return times

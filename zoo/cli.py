@@ -368,10 +368,11 @@ def _short(text: str, width: int = 70) -> str:
 
 @cli.command("export")
 @click.argument("source")
-@click.option("-o", "--out", type=click.Path(), help="ONNX file to write (default: RUN/model.onnx, or ./MODEL.onnx).")
-@click.option("--quantize", type=click.Choice(["int8"]), help="Static int8 (QDQ), calibrated on the run's training data.")
+@click.option("-o", "--out", type=click.Path(), help="ONNX file to write (default: FOLDER/model.onnx for a run or few-shot folder, or ./MODEL.onnx).")
+@click.option("--quantize", type=click.Choice(["int8"]), help="Static int8 (QDQ), calibrated on the run's training data (a few-shot folder: its support set).")
 @click.option("--max-drop", type=float, default=1.0, show_default=True,
-              help="Refuse int8 when it loses more accuracy points than this on the validation set.")
+              help="Refuse int8 when it loses more accuracy points than this on the run's held-out data (validation "
+                   "and test sets).")
 @click.option("--calibration", "calibrate_method", type=click.Choice(["percentile", "minmax", "entropy"]),
               default="percentile", show_default=True, help="How int8 activation ranges are chosen.")
 @click.option("--atol", type=float, default=1e-4, show_default=True, help="Validation: absolute tolerance.")
@@ -384,7 +385,8 @@ def _short(text: str, width: int = 70) -> str:
 @click.pass_context
 def export_cmd(ctx: click.Context, source: str, out: str | None, quantize: str | None, calibrate_method: str,
                random_weights: bool, quiet: bool, as_json: bool, **options: Any) -> None:
-    """Export a fine-tuned RUN folder (probabilities) or a MODEL's embedding to validated ONNX."""
+    """Export a fine-tuned RUN folder or a few-shot folder (probabilities), or a MODEL's embedding, to
+    validated ONNX."""
     from zoo.export import QuantSettings, export
 
     result = export(source, out, quantize=quantize, pretrained=not random_weights,

@@ -2,6 +2,7 @@
 
 - :mod:`zoo.export.prepare`: what to export (the module, its samples, its metadata);
 - :mod:`zoo.export.onnxfile`: tracing, metadata, external data, ``onnx.checker``;
+- :mod:`zoo.export.static_dims`: shape arithmetic on fixed dimensions folded into constants;
 - :mod:`zoo.export.validation`: onnxruntime against PyTorch, part of every export;
 - :mod:`zoo.export.quantization`: static QDQ int8 and its fp32-vs-int8 check;
 - :mod:`zoo.export.metadata`: the metadata layout, shared with the torch-free :mod:`zoo.runtime`.

@@ -46,8 +46,9 @@ class ExportResult:
         from zoo.render import format_bytes
 
         info, source = self.info, self.info.source
-        what = (f"run {source['run']} ({info.model} + {source.get('head', '')} head, {len(info.labels)} classes)"
-                if "run" in source else f"{info.model} ({info.kind})")
+        folder = source.get("run") or source.get("fewshot")
+        what = (f"{'run' if 'run' in source else 'few-shot classifier'} {folder} ({info.model} + "
+                f"{source.get('head', '')} head, {len(info.labels)} classes)" if folder else f"{info.model} ({info.kind})")
         lines = [f"exported {what} -> {self.path} ({format_bytes(self.size)}, {info.precision}) in {self.seconds:.0f}s"]
         v = info.validation
         lines.append(f"validated against PyTorch on {v['samples']} samples ({v['inputs']}), batches "
@@ -82,10 +83,11 @@ class Built:
 
 
 def default_output(prepared: Any, quantize: str | None) -> Path:
-    """A run exports into its folder (``model.onnx``); a backbone into the current folder (``NAME.onnx``)."""
+    """A run or few-shot classifier exports into its folder (``model.onnx``); a backbone into the
+    current folder (``NAME.onnx``)."""
     suffix = ".int8.onnx" if quantize else ".onnx"
-    if "run" in prepared.source:
-        return Path(prepared.source["run"]) / f"model{suffix}"
+    if prepared.home is not None:
+        return prepared.home / f"model{suffix}"
     return Path(prepared.name + suffix)
 
 
@@ -114,6 +116,7 @@ def build_fp32(prepared: Any, folder: Path, name: str, *, atol: float = ATOL, rt
 
     from zoo.export.onnxfile import save, trace, write_metadata
     from zoo.export.prepare import sha256_file
+    from zoo.export.static_dims import fold_static_dims
     from zoo.export.validation import validate
     from zoo.runtime import open_model
 
@@ -135,7 +138,9 @@ def build_fp32(prepared: Any, folder: Path, name: str, *, atol: float = ATOL, rt
     trace(prepared.module, encode(prepared.samples[:2]), prepared.input_names, prepared.output_name, raw,
           modality=prepared.modality, opset=opset)
     path = folder / name
-    save(onnx.load(str(raw)), path, info, threshold=threshold)
+    graph = onnx.load(str(raw))
+    fold_static_dims(graph)
+    save(graph, path, info, threshold=threshold)
     shutil.rmtree(raw.parent)
     say(f"validating onnxruntime against PyTorch on {len(prepared.samples)} samples ({prepared.samples_from})")
     model = open_model(path, provider="cpu")
@@ -195,10 +200,13 @@ def build_int8(prepared: Any, fp32: Built, folder: Path, *, max_drop: float | No
               "evaluation": evaluation, "max_drop": max_drop}
     drop = evaluation.get("drop_points")
     if drop is not None and max_drop is not None and drop > max_drop + 1e-9:
+        count = evaluation["samples"]
+        coarse = (f"; with {count} samples one changed answer is {100 / count:.1f} points, so a test set "
+                  f"(`zoo finetune --test DATA`) would measure the drop more finely") if count < 100 else ""
         raise ZooError(f"int8 loses {drop:.1f} points of accuracy on {where} ({evaluation['fp32_accuracy']:.3f} fp32 "
-                       f"-> {evaluation['int8_accuracy']:.3f} int8, {evaluation['samples']} samples), more than "
-                       f"--max-drop {max_drop:g}; nothing was written. Export fp32 (without --quantize), or accept "
-                       f"the loss with a larger --max-drop")
+                       f"-> {evaluation['int8_accuracy']:.3f} int8, {count} samples), more than "
+                       f"--max-drop {max_drop:g}{coarse}; nothing was written. Export fp32 (without --quantize), or "
+                       f"accept the loss with a larger --max-drop")
     info = replace(fp32.info, quantization=record)
     write_metadata(path, info)
     return Built(path, info)
@@ -246,16 +254,17 @@ def export(
     registry_files: Sequence[str | Path] = (),
     log: Callable[[str], None] | None = None,
 ) -> ExportResult:
-    """Export a fine-tuned run folder, or a registry model's embedding, to a validated ONNX file.
+    """Export a fine-tuned run folder, a few-shot classifier folder, or a registry model's embedding,
+    to a validated ONNX file.
 
-    - A run gives probabilities over its labels; a model name gives its embedding
+    - A run or a few-shot classifier gives probabilities over its labels; a model name gives its embedding
       (``pretrained=False``: random weights, for tests and speed benchmarks).
     - onnxruntime's outputs are compared with PyTorch's on ``samples`` real inputs (the run's
       data, or inputs generated from the card's spec); beyond ``atol``/``rtol`` the export fails.
     - ``quantize="int8"``: static QDQ quantization calibrated on up to ``calibration`` training
       samples, then fp32 vs int8 accuracy on the validation set; more than ``max_drop`` points
       lost refuses the export.
-    - ``out`` defaults to ``RUN/model.onnx`` for a run and ``./NAME.onnx`` for a model; weights
+    - ``out`` defaults to ``FOLDER/model.onnx`` for a run or few-shot classifier and ``./NAME.onnx`` for a model; weights
       over ``external_data_threshold`` bytes go to ``OUT.data`` beside it.
     """
     from zoo.export.prepare import prepare

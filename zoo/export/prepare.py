@@ -1,10 +1,14 @@
-"""What to export: a fine-tuned run or a registry backbone, as one eval-mode module plus its samples.
+"""What to export: a fine-tuned run, a few-shot classifier or a registry backbone, as one eval-mode
+module plus its samples.
 
 :func:`prepare` gathers everything the later steps need and nothing else touches PyTorch's side:
 the graph module (probabilities out for a run, the embedding for a backbone), its input and
 output names, the metadata that tells the runtime how to preprocess and read it, and the samples
 for validation (the run's own data, or inputs generated from the card's spec), int8 calibration
-(the run's training set) and the fp32-vs-int8 check (the run's validation set).
+(the run's training set) and the fp32-vs-int8 check (the run's held-out data: validation and
+test sets, never trained or calibrated on). A few-shot
+folder (``zoo fewshot --out``) exports like a run: its prototypes are the head, its support set
+gives the samples, the calibration and the check.
 """
 
 from __future__ import annotations
@@ -19,6 +23,11 @@ from typing import Any
 from zoo.errors import InputError, ZooError
 
 __all__ = ["Prepared", "prepare", "generated_items", "graph_module", "sha256_file"]
+
+#: The fp32-vs-int8 check runs on at most this many held-out examples (validation, then test):
+#: enough to resolve a 1-point drop (20 validation images resolve 5 points: one changed answer),
+#: bounded so that a large test set does not make the export slow.
+EVALUATION_LIMIT = 2000
 
 #: A few sentences of varied length and topic: the text inputs of a bare text backbone.
 SENTENCES = (
@@ -59,6 +68,7 @@ class Prepared:
     tokenizer: Any = None  # tokenizers.Tokenizer to write beside a text model
     reference_encode: Callable[[Sequence[str]], dict[str, Any]] | None = None  # the trained model's tokenizer
     notes: list[str] = field(default_factory=list)
+    home: Path | None = None  # the run or few-shot folder: exports default into it
 
     @property
     def modality(self) -> str:
@@ -66,8 +76,8 @@ class Prepared:
 
     @property
     def name(self) -> str:
-        """A file-name-friendly name: the run folder's or the model's."""
-        return self.source.get("run_name") or self.card.name.replace("/", "--")
+        """A file-name-friendly name: the run's or few-shot folder's, or the model's."""
+        return self.home.name if self.home else self.card.name.replace("/", "--")
 
 
 def graph_module(network: Any, modality: str, probabilities: bool) -> Any:
@@ -129,12 +139,16 @@ def generated_items(card: Any, count: int, seed: int = 0) -> list[Any]:
 
 def prepare(source: str | Path, *, pretrained: bool = True, samples: int = 16, calibration: int = 128,
             registry_files: Sequence[str | Path] = ()) -> Prepared:
-    """A run folder (with ``config.json``) or a registry model name, ready to export."""
+    """A run folder (with ``config.json``), a few-shot folder (with ``fewshot.json``) or a registry
+    model name, ready to export."""
     path = Path(source)
     if path.is_dir():
+        if (path / "fewshot.json").is_file():
+            return _prepare_fewshot(path, samples=samples, calibration=calibration)
         if not (path / "config.json").is_file():
-            raise ZooError(f"{path}: a folder, but not a zoo run (no config.json); give a run folder made by "
-                           f"`zoo finetune`, or a model name from `zoo list`")
+            raise ZooError(f"{path}: a folder, but neither a zoo run (no config.json) nor a few-shot classifier (no "
+                           f"fewshot.json); give a folder made by `zoo finetune` or `zoo fewshot --out`, or a model "
+                           f"name from `zoo list`")
         return _prepare_run(path, samples=samples, calibration=calibration)
     return _prepare_model(str(source), pretrained=pretrained, samples=samples, calibration=calibration,
                           registry_files=registry_files)
@@ -246,19 +260,70 @@ def _prepare_run(folder: Path, *, samples: int, calibration: int) -> Prepared:
         train = [e.item for e in splits.train.examples]
         pool = val + train
         picked = pool[:samples]
-        evaluation = (val, [e.label for e in splits.val.examples]) if val else None
+        held_out = list(splits.val.examples) + list(splits.test.examples if splits.test is not None else ())
+        checked = _spread(held_out, EVALUATION_LIMIT)
+        evaluation = ([e.item for e in checked], [e.label for e in checked]) if checked else None
+        where = "the run's validation and test sets" if splits.test is not None and len(splits.test) else \
+            "the run's validation set"
+        if len(checked) < len(held_out):
+            where += f" (an even spread of {len(checked)} of {len(held_out)})"
         fields = dict(samples=picked, samples_from=f"the run's data ({min(len(val), samples)} val, "
                                                    f"{len(picked) - min(len(val), samples)} train)",
                       calibration=_spread(train, calibration), calibration_from="the run's training set",
-                      evaluation=evaluation, evaluation_from="the run's validation set")
+                      evaluation=evaluation, evaluation_from=where)
     else:
         fields = dict(samples=generated_items(card, samples, seed=1), samples_from="generated (no run data)",
                       calibration=[], calibration_from="", evaluation=None, evaluation_from="")
     source = {"model": card.name, "modality": card.modality, "task": "classification",
-              "run": str(folder.resolve()), "run_name": folder.resolve().name, "head": config.head}
+              "run": str(folder.resolve()), "head": config.head}
     return _finish(classifier, card, classifier.backbone, probabilities=True, kind="classifier",
                    output_name="probabilities", labels=tuple(run.classes), source=source, weights=weights,
-                   notes=notes, **fields)
+                   notes=notes, home=folder.resolve(), **fields)
+
+
+def _prepare_fewshot(folder: Path, *, samples: int, calibration: int) -> Prepared:
+    """A few-shot classifier: its backbone + prototype head; the support set is its only labelled data,
+    so it gives the validation samples, the int8 calibration and the fp32-vs-int8 check alike."""
+    from zoo.data import open_dataset
+    from zoo.embed.prototypes import load_fewshot
+    from zoo.pulling import pull, resolve_card
+
+    classifier = load_fewshot(folder)
+    card = resolve_card(classifier.model)
+    module = classifier.to_module()  # checks the model still has the weights the prototypes came from
+    fetched = pull(card, quiet=True)
+    weights = {"source": fetched.locator, "revision": fetched.resolved or fetched.revision,
+               "sha256": {f.name: f.sha256 for f in fetched.files},
+               "prototypes": "prototypes.npy", "prototypes_sha256": sha256_file(folder / "prototypes.npy")}
+    notes: list[str] = []
+    data = classifier.support.get("data")
+    dataset = None
+    if data:
+        try:
+            dataset = open_dataset(data, modality=card.modality)
+        except InputError as exc:
+            notes.append(f"the support data cannot be read ({exc}); validated on generated inputs instead")
+    if dataset is not None and tuple(dataset.classes) != classifier.classes:
+        notes.append(f"the support data {data} now has other classes; validated on generated inputs instead")
+        dataset = None
+    if dataset is not None and dataset.problems:
+        notes.append(f"{len(dataset.problems)} unreadable support item(s) left out of validation")
+    if dataset is not None and dataset.fingerprint() != classifier.support.get("fingerprint"):
+        notes.append(f"the support data {data} changed since the classifier was built; its current contents "
+                     f"were used for validation and the int8 check")
+    if dataset is not None:
+        items, labels = [e.item for e in dataset.examples], list(dataset.labels)
+        fields = dict(samples=_spread(items, samples), samples_from="the support set",
+                      calibration=_spread(items, calibration), calibration_from="the support set",
+                      evaluation=(items, labels), evaluation_from="the support set")
+    else:
+        fields = dict(samples=generated_items(card, samples, seed=1), samples_from="generated (no support data)",
+                      calibration=[], calibration_from="", evaluation=None, evaluation_from="")
+    source = {"model": card.name, "modality": card.modality, "task": "classification",
+              "fewshot": str(folder.resolve()), "head": "prototypes"}
+    return _finish(module, card, classifier.backbone, probabilities=True, kind="classifier",
+                   output_name="probabilities", labels=classifier.classes, source=source, weights=weights,
+                   notes=notes, home=folder.resolve(), **fields)
 
 
 def _spread(items: list[Any], count: int) -> list[Any]:

@@ -9,6 +9,11 @@ efficientnet_lite0 it kept 94% of test predictions unchanged against 90% for Min
 the calibration time; MinMax, entropy and uint8/int8 activation variants are in the README). The graph is optimized first
 (``quant_pre_process``: shape inference and fusions), so BatchNorm is folded into the weights
 before their ranges are measured.
+
+A classifier's head (the new layers after the backbone) and its softmax stay fp32: they cost
+nothing next to the backbone, and a uint8 softmax would give probabilities in steps of 1/255, with
+ties for the top class. On the digits fine-tune of efficientnet_lite0 (1,697 test images) int8
+lost 0.29 accuracy points with the head in fp32 against 0.41 with it quantized.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from typing import Any
 
 from zoo.errors import ZooError
 
-__all__ = ["quantize_int8", "QuantSettings", "compare_int8", "calibration_batches", "TEXT_OP_TYPES"]
+__all__ = ["quantize_int8", "QuantSettings", "compare_int8", "calibration_batches", "head_nodes", "TEXT_OP_TYPES"]
 
 #: Transformers quantize their matrix products only: the additive attention mask holds huge
 #: negative values that no int8 range can share with real activations.
@@ -40,7 +45,8 @@ class QuantSettings:
     def to_dict(self) -> dict[str, Any]:
         return {"format": "QDQ", "weights": f"int8 {'per-channel' if self.per_channel else 'per-tensor'} symmetric",
                 "activations": "uint8 asymmetric", "calibration_method": self.calibrate_method,
-                "op_types": list(self.op_types) if self.op_types else "all supported"}
+                "op_types": list(self.op_types) if self.op_types else "all supported",
+                "kept_fp32": "the classifier head and its softmax"}
 
 
 def calibration_batches(items: Sequence[Any], encode: Callable[[Sequence[Any]], dict[str, Any]],
@@ -103,6 +109,7 @@ def quantize_int8(fp32: Path, out: Path, batches: Iterable[dict[str, Any]], *,
         quant_pre_process(str(fp32), str(optimized), skip_symbolic_shape=True, save_as_external_data=external_data,
                           all_tensors_to_one_file=True, external_data_location=optimized.name + ".data")
         quantize_static(str(optimized), str(out), reader, quant_format=QuantFormat.QDQ,
+                        nodes_to_exclude=head_nodes(optimized),
                         op_types_to_quantize=list(settings.op_types) if settings.op_types else None,
                         per_channel=settings.per_channel, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8, calibrate_method=methods[settings.calibrate_method],
@@ -112,6 +119,18 @@ def quantize_int8(fp32: Path, out: Path, batches: Iterable[dict[str, Any]], *,
     for leftover in out.parent.glob(optimized.name + "*"):
         leftover.unlink()
     return out
+
+
+#: Node names of the new head in a traced classifier (``Graph.network`` is backbone + ``head``).
+HEAD_PREFIX = "/network/head/"
+
+
+def head_nodes(path: Path) -> list[str]:
+    """The nodes that stay fp32: the classifier head's and the final softmax."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    return [n.name for n in graph.node if n.name.startswith(HEAD_PREFIX) or n.op_type == "Softmax"]
 
 
 def compare_int8(fp32_outputs: Any, int8_outputs: Any, labels: Sequence[int] | None) -> dict[str, Any]:

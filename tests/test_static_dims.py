@@ -1,0 +1,81 @@
+"""Shape reads of fixed dimensions fold into constants; dynamic ones (the batch) stay run-time reads."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from torch import nn
+
+from zoo.export.static_dims import fold_static_dims
+
+timm_layers = pytest.importorskip("timm.layers")
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the TorchScript exporter's notice
+
+
+class TfSameNet(nn.Module):
+    """Two TensorFlow-"same" convolutions (padding computed from the input at run time, as in
+    tf_efficientnet_*), then a flatten that reads the batch size."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first = timm_layers.Conv2dSame(3, 8, 3, stride=2)
+        self.second = timm_layers.Conv2dSame(8, 4, 5, stride=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.second(torch.relu(self.first(x)))
+        return y.reshape(x.shape[0], -1)
+
+
+def _export(tmp_path, dynamic: dict[int, str] | None = None) -> onnx.ModelProto:
+    path = tmp_path / "net.onnx"
+    torch.onnx.export(TfSameNet().eval(), (torch.randn(2, 3, 37, 30),), str(path), dynamo=False, opset_version=18,
+                      input_names=["x"], output_names=["y"],
+                      dynamic_axes={"x": dynamic or {0: "batch"}, "y": {0: "batch"}})
+    return onnx.load(str(path))
+
+
+def _run(model: onnx.ModelProto, x: np.ndarray, level: str = "ORT_DISABLE_ALL") -> np.ndarray:
+    options = ort.SessionOptions()
+    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return session.run(None, {"x": x})[0]
+
+
+def test_tf_same_padding_becomes_constant_and_outputs_do_not_change(tmp_path):
+    original = _export(tmp_path)
+    before = Counter(n.op_type for n in original.graph.node)
+    assert before["Shape"] >= 4 and before["Pad"] == 2 and before["Ceil"] >= 4  # run-time padding arithmetic
+
+    folded = onnx.ModelProto()
+    folded.CopyFrom(original)
+    count = fold_static_dims(folded)
+    onnx.checker.check_model(folded, full_check=True)
+    after = Counter(n.op_type for n in folded.graph.node)
+    assert count > 0 and after["Ceil"] == 0 and after["Pad"] == 2
+    pads = {n.input[1] for n in folded.graph.node if n.op_type == "Pad"}
+    assert pads <= {i.name for i in folded.graph.initializer}  # now constants onnxruntime can fuse into Conv
+    assert after["Shape"] == 1  # the batch size read by reshape stays dynamic
+
+    for batch in (1, 3):  # the batch axis is still free
+        x = np.random.default_rng(batch).standard_normal((batch, 3, 37, 30)).astype(np.float32)
+        expected = _run(original, x)
+        assert np.array_equal(_run(folded, x), expected)
+        assert np.allclose(_run(folded, x, "ORT_ENABLE_ALL"), expected, atol=1e-5)
+
+
+def test_dynamic_dimensions_stay_run_time_reads(tmp_path):
+    original = _export(tmp_path, {0: "batch", 2: "height", 3: "width"})  # the padding depends on the input now
+    folded = onnx.ModelProto()
+    folded.CopyFrom(original)
+    fold_static_dims(folded)  # only the pads vectors' own lengths (always 4) are fixed here
+    count = Counter(n.op_type for n in folded.graph.node)
+    assert count["Ceil"] == Counter(n.op_type for n in original.graph.node)["Ceil"]
+    assert {n.input[0] for n in folded.graph.node if n.op_type == "Shape"} >= {"x", "/Relu_output_0"}
+    for size in ((37, 30), (16, 21)):
+        x = np.random.default_rng(0).standard_normal((2, 3, *size)).astype(np.float32)
+        assert np.array_equal(_run(folded, x), _run(original, x))
