@@ -226,6 +226,15 @@ def test_export_errors_say_what_to_do(tmp_path, image_run):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_folder_named_like_a_model_is_the_model(tmp_path, monkeypatch):
+    from zoo.export.prepare import prepare
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / IMAGE_MODEL).mkdir()  # neither a run nor a few-shot folder: the name means the model
+    prepared = prepare(IMAGE_MODEL, pretrained=False, samples=1)
+    assert prepared.card.name == IMAGE_MODEL and prepared.kind == "embedding" and prepared.home is None
+
+
 # --------------------------------------------------------------------------- CLI
 
 def test_cli_int8_export_records_its_check_then_predicts(text_run, tmp_path):

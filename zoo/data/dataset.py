@@ -19,7 +19,7 @@ from zoo.errors import InputError
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
-__all__ = ["Example", "Problem", "Dataset", "Item", "MODALITIES"]
+__all__ = ["Example", "Problem", "Dataset", "Item", "MODALITIES", "content_digest"]
 
 #: An image file path, an HxWx3 uint8 image array, or a text (in the text modality).
 Item = Union[str, Path, "np.ndarray"]
@@ -123,7 +123,7 @@ class Dataset:
         digest.update(len(self.examples).to_bytes(8, "little"))
         for example in self.examples:
             digest.update(example.label.to_bytes(8, "little", signed=True))
-            digest.update(_content_digest(example, self.modality))
+            digest.update(content_digest(example, self.modality))
         value = digest.hexdigest()
         object.__setattr__(self, "_fingerprint", value)  # frozen: a cache, not a field
         return value
@@ -139,8 +139,9 @@ def _is_array(item: object) -> bool:
     return not isinstance(item, (str, Path)) and hasattr(item, "__array_interface__")
 
 
-def _content_digest(example: Example, modality: str) -> bytes:
-    """A tag byte and the sha256 of one example's content."""
+def content_digest(example: Example, modality: str) -> bytes:
+    """A tag byte and the sha256 of one example's content: what :meth:`Dataset.fingerprint` is made
+    of, and what ``zoo embed`` identifies rows by (equal content, equal digest, wherever it lives)."""
     item = example.item
     if modality == "text" and isinstance(item, str):
         return b"t" + hashlib.sha256(item.encode("utf-8")).digest()

@@ -169,9 +169,9 @@ def _source(example: Any, modality: str) -> str:
 
 
 def _content(example: Any, modality: str) -> str:
-    from zoo.data.dataset import _content_digest  # the digest Dataset.fingerprint() is made of
+    from zoo.data.dataset import content_digest  # the digest Dataset.fingerprint() is made of
 
-    digest = _content_digest(example, modality)
+    digest = content_digest(example, modality)
     return digest[:1].decode() + digest[1:].hex()
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zoo.errors import InputError, ZooError
+from zoo.errors import InputError, UnknownModelError, ZooError
 
 __all__ = ["Prepared", "prepare", "generated_items", "graph_module", "sha256_file"]
 
@@ -142,14 +142,18 @@ def prepare(source: str | Path, *, pretrained: bool = True, samples: int = 16, c
     """A run folder (with ``config.json``), a few-shot folder (with ``fewshot.json``) or a registry
     model name, ready to export."""
     path = Path(source)
-    if path.is_dir():
-        if (path / "fewshot.json").is_file():
-            return _prepare_fewshot(path, samples=samples, calibration=calibration)
-        if not (path / "config.json").is_file():
+    if (path / "fewshot.json").is_file():
+        return _prepare_fewshot(path, samples=samples, calibration=calibration)
+    if (path / "config.json").is_file():
+        return _prepare_run(path, samples=samples, calibration=calibration)
+    if path.is_dir():  # a model's name can also be a folder's: the model, if there is one by that name
+        try:
+            return _prepare_model(str(source), pretrained=pretrained, samples=samples, calibration=calibration,
+                                  registry_files=registry_files)
+        except UnknownModelError:
             raise ZooError(f"{path}: a folder, but neither a zoo run (no config.json) nor a few-shot classifier (no "
                            f"fewshot.json); give a folder made by `zoo finetune` or `zoo fewshot --out`, or a model "
-                           f"name from `zoo list`")
-        return _prepare_run(path, samples=samples, calibration=calibration)
+                           f"name from `zoo list`") from None
     return _prepare_model(str(source), pretrained=pretrained, samples=samples, calibration=calibration,
                           registry_files=registry_files)
 

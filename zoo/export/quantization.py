@@ -5,8 +5,9 @@ channel (symmetric), activations uint8 (asymmetric, the u8s8 kernels onnxruntime
 x86), every operator type onnxruntime can quantize (quantizing only Conv/Gemm/MatMul left
 float islands between them: resnet50 ran 1.6x slower), and percentile calibration (99.999th
 percentile of each activation over the run's training samples: on the digits fine-tune of
-efficientnet_lite0 it kept 94% of test predictions unchanged against 90% for MinMax, at twice
-the calibration time; MinMax, entropy and uint8/int8 activation variants are in the README). The graph is optimized first
+efficientnet_lite0, 1,697 test images, it lost 0.29 accuracy points and kept 96.5% of the
+predictions, against 1.00 point and 95.2% for MinMax and for entropy, at twice MinMax's
+calibration time; excluding the stem and last convolutions too did not help). The graph is optimized first
 (``quant_pre_process``: shape inference and fusions), so BatchNorm is folded into the weights
 before their ranges are measured.
 
