@@ -110,6 +110,14 @@ def test_text_run_with_unfreezing(text_csv, tmp_path):
     assert run.val_accuracy >= 2 / 3
 
 
+def test_auto_unfreezing_is_decided_by_modality():
+    from zoo.train.config import FinetuneConfig
+
+    config = FinetuneConfig(model="m", data="d")  # unfreeze="auto", as measured in bench/
+    assert config.resolved("image").unfreeze == 0 and config.resolved("text").unfreeze == 2
+    assert FinetuneConfig(model="m", data="d", unfreeze="all").resolved("text").unfreeze == "all"
+
+
 def _final_weights(folder: Path) -> dict[str, torch.Tensor]:
     final = torch.load(folder / "checkpoints" / "final.pt", weights_only=True)
     return {**{f"head.{k}": v for k, v in final["head"].items()}, **{f"body.{k}": v for k, v in final["body"].items()}}

@@ -4,13 +4,14 @@ One call exports the model (validated, as ``zoo export`` does) and quantizes it 
 folder, then times the three on the same inputs and threads: latency at batch 1 (median and 90th
 percentile) and throughput at a larger batch.
 
-Measurements alternate between the backends in short blocks (one untimed call, then a few timed
-ones), so a machine whose load changes during the run slows all three alike instead of whichever
-ran last. Blocks rather than single calls: a runtime's worker threads keep spinning for a while
-after a call returns (PyTorch's OpenMP pool, onnxruntime's own), and steal a core from whichever
-backend runs next. Alternating every call measured that contention instead of the backends: at 2
-threads on a 2-core machine, resnet50 eager took 129 ms per image alternating each call and 62 ms
-in blocks.
+Measurements alternate between the backends in short blocks (a 0.1 s pause and one untimed call,
+then a few timed ones), so a machine whose load changes during the run slows all three alike
+instead of whichever ran last. Blocks and pauses rather than single calls: a runtime's worker
+threads keep spinning for a while after a call returns (PyTorch's OpenMP pool, onnxruntime's
+own) and steal a core from whichever backend runs next. Alternating every call measured that
+contention instead of the backends: at 2 threads on a 2-core machine, resnet50 eager took 129 ms
+per image alternating each call and 62 ms in blocks; the digits run's int8 model took 8.2 ms in
+blocks without the pause and 3.0 ms with it (2.7 ms alone).
 """
 
 from __future__ import annotations
@@ -163,16 +164,21 @@ def bench(
                        runs=runs, rows=tuple(rows), machine=_machine(), int8=quantization, notes=tuple(notes))
 
 
+#: Pause before each block: the previous backend's spinning worker threads go to sleep meanwhile.
+SETTLE_SECONDS = 0.1
+
+
 def _interleaved(calls: dict[str, Callable[[], Any]], runs: int, warmup: int, block: int = 5) -> dict[str, list[float]]:
     """Seconds per call: ``runs`` timed calls of each backend, in blocks of up to ``block`` that
-    alternate between backends, each block after one untimed call (the previous backend's threads
-    wind down during it); ``warmup`` untimed calls of each backend first."""
+    alternate between backends, each block after a short pause and one untimed call (the previous
+    backend's threads wind down meanwhile); ``warmup`` untimed calls of each backend first."""
     for call in calls.values():
         for _ in range(warmup):
             call()
     times: dict[str, list[float]] = {name: [] for name in calls}
     while any(len(t) < runs for t in times.values()):
         for name, call in calls.items():
+            time.sleep(SETTLE_SECONDS)
             call()
             for _ in range(min(block, runs - len(times[name]))):
                 start = time.perf_counter()
