@@ -79,3 +79,24 @@ def test_dynamic_dimensions_stay_run_time_reads(tmp_path):
     for size in ((37, 30), (16, 21)):
         x = np.random.default_rng(0).standard_normal((2, 3, *size)).astype(np.float32)
         assert np.array_equal(_run(folded, x), _run(original, x))
+
+
+def test_large_constant_results_are_not_folded():
+    from onnx import TensorProto, helper
+
+    shape = helper.make_tensor("shape", TensorProto.INT64, [4], [1, 64, 64, 64])  # 262,144 elements
+    graph = helper.make_graph(
+        [helper.make_node("Shape", ["x"], ["s"]),
+         helper.make_node("ConstantOfShape", ["shape"], ["big"]),
+         helper.make_node("Mul", ["x", "big"], ["y"])],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64, 64, 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64, 64, 64]),
+         helper.make_tensor_value_info("s", TensorProto.INT64, [4])], initializer=[shape])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    assert fold_static_dims(model) == 1  # the fully fixed Shape(x) became a constant
+    assert [n.op_type for n in model.graph.node] == ["ConstantOfShape", "Mul"]  # the big tensor was not made
+    onnx.checker.check_model(model, full_check=True)
+    x = np.ones((1, 64, 64, 64), np.float32)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    y, s = session.run(None, {"x": x})
+    assert s.tolist() == [1, 64, 64, 64] and not y.any()

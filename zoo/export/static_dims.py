@@ -109,7 +109,7 @@ def _fold_constants(model: Any, known: dict[str, Any]) -> int:
         if (node.op_type not in _FOLDABLE or node.domain not in ("", "ai.onnx") or len(node.output) != 1
                 or node.output[0] in known or not all(i == "" or i in known for i in node.input)):
             continue
-        if any(known[i].size > _MAX_FOLDED_ELEMENTS for i in node.input if i):
+        if any(known[i].size > _MAX_FOLDED_ELEMENTS for i in node.input if i) or _grows(node, known):
             continue
         single = helper.make_model(helper.make_graph([node], "fold", [], [helper.make_empty_tensor_value_info(
             node.output[0])]), opset_imports=model.opset_import)
@@ -126,6 +126,20 @@ def _fold_constants(model: Any, known: dict[str, Any]) -> int:
         graph.node.remove(node)
         folded += 1
     return folded
+
+
+def _grows(node: Any, known: dict[str, Any]) -> bool:
+    """Whether an operator that makes a tensor of a requested size would make a big one: checked
+    before evaluating, so folding never allocates a large tensor only to throw it away."""
+    import numpy as np
+
+    if node.op_type in ("ConstantOfShape", "Expand"):
+        shape = known[node.input[-1] if node.op_type == "Expand" else node.input[0]]
+        return int(np.prod(np.maximum(np.asarray(shape, dtype=np.int64), 1))) > _MAX_FOLDED_ELEMENTS
+    if node.op_type == "Range":
+        start, limit, delta = (float(np.asarray(known[i]).reshape(-1)[0]) for i in node.input)
+        return delta == 0 or (limit - start) / delta > _MAX_FOLDED_ELEMENTS
+    return False
 
 
 def fold_static_dims(model: Any, rounds: int = 50) -> int:
