@@ -147,6 +147,40 @@ def test_int8_beyond_max_drop_is_refused_and_leaves_nothing(text_run, tmp_path, 
     assert list(tmp_path.iterdir()) == []
 
 
+def test_int8_is_checked_on_all_held_out_data_and_keeps_the_head_fp32(text_run, tmp_path):
+    import csv
+
+    import onnx
+
+    from zoo.export.prepare import prepare
+
+    test_csv = tmp_path / "test.csv"
+    with test_csv.open("w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows([("text", "label"), ("Fry the onions in butter", "cooking"),
+                                      ("The league title went to the visitors", "sport"),
+                                      ("Inflation slowed in the spring", "finance"), ("Knead the dough", "cooking")])
+    options = {k: v for k, v in QUICK.items() if k != "val_split"}
+    run = zoo.finetune(TEXT_MODEL, text_run.config["data"], test=str(test_csv), out=tmp_path / "run",
+                       val_split=0.25, **options)
+    prepared = prepare(run.dir, evaluation=100)
+    items, labels = prepared.evaluation
+    assert prepared.evaluation_from == "the run's validation and test sets" and len(items) == 6 + 4
+    assert items[-1] == "Knead the dough" and labels[-1] == run.classes.index("cooking")
+    spread = prepare(run.dir, evaluation=5)
+    assert spread.evaluation_from == "the run's validation and test sets (an even spread of 5 of 10)"
+    assert len(spread.evaluation[0]) == 5
+
+    result = zoo.export(run.dir, tmp_path / "int8.onnx", quantize="int8", max_drop=100, **QUIET)
+    q = result.info.quantization
+    assert q["evaluation"]["set"] == "the run's validation and test sets" and q["evaluation"]["samples"] == 10
+    graph = onnx.load(str(result.path)).graph
+    dequantized = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear"}
+    kept = [n for n in graph.node if n.name in q["kept_fp32"]]
+    assert {n.op_type for n in kept} >= {"Gemm", "Softmax"} and all(n.name.startswith("/network/head/")
+                                                                     or n.op_type == "Softmax" for n in kept)
+    assert not any(set(n.input) & dequantized for n in kept)  # fp32 in, fp32 out: no int8 tensor reaches them
+
+
 # --------------------------------------------------------------------------- validation and files
 
 def test_validation_fails_when_a_weight_changes_after_tracing(tmp_path, monkeypatch):

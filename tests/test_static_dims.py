@@ -100,3 +100,40 @@ def test_large_constant_results_are_not_folded():
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     y, s = session.run(None, {"x": x})
     assert s.tolist() == [1, 64, 64, 64] and not y.any()
+
+
+def _gather_model(extra_inputs=()) -> onnx.ModelProto:
+    """y = Shape(x)[k] * 2 with x of shape (batch, 3, 5) and k an initializer."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Shape", ["x"], ["s"]), helper.make_node("Gather", ["s", "k"], ["d"], axis=0),
+         helper.make_node("Mul", ["d", "two"], ["y"])],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 5]), *extra_inputs],
+        [helper.make_tensor_value_info("y", TensorProto.INT64, [])],
+        initializer=[helper.make_tensor("k", TensorProto.INT64, [], [1]), helper.make_tensor("two", TensorProto.INT64, [], [2])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+
+
+def test_an_initializer_that_is_also_an_input_is_not_a_constant():
+    from onnx import TensorProto, helper
+
+    model = _gather_model([helper.make_tensor_value_info("k", TensorProto.INT64, [])])  # k may be overridden
+    assert fold_static_dims(model) == 0
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = np.zeros((1, 3, 5), np.float32)
+    assert session.run(None, {"x": x, "k": np.array(2, np.int64)})[0] == 10
+
+
+def test_weights_over_2_gib_are_neither_serialised_nor_copied():
+    """onnx.load gives a model exported with external data its weights in memory; shape inference
+    on the whole model would have to serialise it, which protobuf refuses beyond 2 GiB."""
+    from onnx import TensorProto
+
+    model = _gather_model()
+    for k in range(2):  # 2 x 1.2 GB
+        weight = model.graph.initializer.add(name=f"w{k}", data_type=TensorProto.FLOAT, dims=[300_000_000])
+        weight.raw_data = bytes(1_200_000_000)
+    assert fold_static_dims(model) == 2  # Shape(x)[1] = 3, then 3 * 2
+    assert len(model.graph.node) == 0 and [i.name for i in model.graph.initializer] == ["y"]  # nothing reads w0, w1
+    assert onnx.numpy_helper.to_array(model.graph.initializer[0]) == 6

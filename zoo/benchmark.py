@@ -110,7 +110,8 @@ def bench(
     if batch < 1 or runs < 1 or throughput_runs < 1:
         raise ZooError("--batch, --runs and the throughput runs must be at least 1")
     threads = threads or os.cpu_count() or 1
-    prepared = prepare(source, pretrained=pretrained, samples=max(8, min(batch, 16)), calibration=64)
+    # a few hundred held-out examples are enough for the accuracy line of a speed benchmark
+    prepared = prepare(source, pretrained=pretrained, samples=max(8, min(batch, 16)), calibration=64, evaluation=300)
     work = Path(tempfile.mkdtemp(prefix=".zoo-bench."))
     try:
         fp32 = build_fp32(prepared, work / "fp32", "model.onnx", say=say)

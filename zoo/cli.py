@@ -165,7 +165,7 @@ def _unfreeze(value: str) -> int | str:
 @click.option("--dropout", type=float, default=_default("dropout"), show_default=True)
 @click.option("--unfreeze", default=str(_default("unfreeze")), show_default=True,
               help="Stages to unfreeze from the top after the head, one by one: a number, 'all', or "
-                   "'auto' (0 for images, all for text, as measured in bench/).")
+                   "'auto' (0 for images, 2 for text, as measured in bench/).")
 @click.option("--epochs", "head_epochs", type=int, default=_default("head_epochs"), show_default=True, help="Max head epochs.")
 @click.option("--unfreeze-epochs", type=int, default=_default("unfreeze_epochs"), show_default=True, help="Max epochs per unfrozen stage.")
 @click.option("--lr", "head_lr", type=float, default=_default("head_lr"), show_default=True, help="Head learning rate.")

@@ -169,12 +169,14 @@ def build_int8(prepared: Any, fp32: Built, folder: Path, *, max_drop: float | No
                settings: QuantSettings = QuantSettings(), say: Callable[[str], None] = lambda _: None) -> Built:
     """Quantize a validated fp32 model, compare it with fp32, refuse it beyond ``max_drop`` points."""
     from zoo.export.onnxfile import check, data_files, write_metadata
-    from zoo.export.quantization import calibration_batches, compare_int8, quantize_int8
+    from zoo.export.quantization import calibration_batches, compare_int8, head_nodes, quantize_int8
     from zoo.runtime import open_model
 
     if not prepared.calibration:
-        raise ZooError("int8 quantization needs calibration samples from the run's training data, which cannot "
-                       "be read; restore the run's data, or export without --quantize")
+        data = "the few-shot classifier's support set" if "fewshot" in prepared.source else "the run's training data"
+        what = prepared.source.get("fewshot") or prepared.source.get("run") or prepared.card.name
+        raise ZooError(f"{what}: int8 quantization needs calibration samples from {data}, which cannot be read; "
+                       f"restore that data, or export without --quantize")
     if settings.op_types is None and prepared.modality == "text":
         settings = replace(settings, op_types=TEXT_OP_TYPES)
     folder.mkdir(parents=True, exist_ok=True)
@@ -186,8 +188,9 @@ def build_int8(prepared: Any, fp32: Built, folder: Path, *, max_drop: float | No
         f"({prepared.calibration_from})")
     batches = calibration_batches(prepared.calibration, encode, settings.batch,
                                   pad_id=int(fp32.info.preprocessing.get("pad_id", 0)))
-    quantize_int8(fp32.path, path, batches,
-                  settings=settings, external_data=bool(data_files(fp32.path)))
+    kept = head_nodes(fp32.path)
+    quantize_int8(fp32.path, path, batches, settings=settings, external_data=bool(data_files(fp32.path)),
+                  exclude=kept)
     check(path)
     items, labels = prepared.evaluation or (prepared.samples, None)
     where = prepared.evaluation_from if prepared.evaluation else prepared.samples_from
@@ -195,14 +198,16 @@ def build_int8(prepared: Any, fp32: Built, folder: Path, *, max_drop: float | No
     fp32_out = open_model(fp32.path, provider="cpu").outputs(items)
     int8_out = open_model(path, provider="cpu").outputs(items)
     evaluation = {"set": where, **compare_int8(fp32_out, int8_out, labels)}
-    record = {**settings.to_dict(), "calibration": {"samples": len(prepared.calibration),
+    record = {**settings.to_dict(), "kept_fp32": kept, "calibration": {"samples": len(prepared.calibration),
                                                     "from": prepared.calibration_from},
               "evaluation": evaluation, "max_drop": max_drop}
     drop = evaluation.get("drop_points")
     if drop is not None and max_drop is not None and drop > max_drop + 1e-9:
         count = evaluation["samples"]
-        coarse = (f"; with {count} samples one changed answer is {100 / count:.1f} points, so a test set "
-                  f"(`zoo finetune --test DATA`) would measure the drop more finely") if count < 100 else ""
+        larger = ("more support examples" if "fewshot" in prepared.source
+                  else "a larger test set (`zoo finetune --test DATA`)")
+        coarse = (f"; with {count} samples one changed answer is {100 / count:.1f} points, so {larger} would "
+                  f"measure the drop more finely") if count < 100 else ""
         raise ZooError(f"int8 loses {drop:.1f} points of accuracy on {where} ({evaluation['fp32_accuracy']:.3f} fp32 "
                        f"-> {evaluation['int8_accuracy']:.3f} int8, {count} samples), more than "
                        f"--max-drop {max_drop:g}{coarse}; nothing was written. Export fp32 (without --quantize), or "
@@ -262,8 +267,9 @@ def export(
     - onnxruntime's outputs are compared with PyTorch's on ``samples`` real inputs (the run's
       data, or inputs generated from the card's spec); beyond ``atol``/``rtol`` the export fails.
     - ``quantize="int8"``: static QDQ quantization calibrated on up to ``calibration`` training
-      samples, then fp32 vs int8 accuracy on the validation set; more than ``max_drop`` points
-      lost refuses the export.
+      samples (the head and output softmax stay fp32), then fp32 vs int8 accuracy on the run's
+      held-out data (validation and test sets; a few-shot folder: its support set); more than
+      ``max_drop`` points lost refuses the export.
     - ``out`` defaults to ``FOLDER/model.onnx`` for a run or few-shot classifier and ``./NAME.onnx`` for a model; weights
       over ``external_data_threshold`` bytes go to ``OUT.data`` beside it.
     """

@@ -17,9 +17,11 @@ ONNX viewer:
 ``zoo.labels``              class names in output order, JSON list (classifiers)
 ``zoo.preprocessing``       images: size, resize, mean, std, interpolation; text: max_length,
                             tokenizer (file name beside the ONNX file) and its sha256
-``zoo.source``              the registry model, the run folder it came from (if any)
+``zoo.source``              the registry model, and the run (``run``) or few-shot (``fewshot``)
+                            folder it came from, with its head (``prototypes`` for few-shot)
 ``zoo.weights``             where the pretrained weights came from and their sha256, plus the
-                            fine-tuned checkpoint's sha256 for a run
+                            fine-tuned checkpoint's sha256 for a run, or the prototypes' for a
+                            few-shot classifier
 ``zoo.validation``          onnxruntime vs PyTorch: samples, max abs/rel diff, tolerances
 ``zoo.quantization``        int8 only: method, calibration size, fp32 vs int8 accuracy
 ==========================  ================================================================

@@ -63,7 +63,7 @@ class Prepared:
     samples_from: str
     calibration: list[Any]
     calibration_from: str
-    evaluation: tuple[list[Any], list[int]] | None  # labelled validation set (runs)
+    evaluation: tuple[list[Any], list[int]] | None  # labelled data for the int8 check (held out, for runs)
     evaluation_from: str
     tokenizer: Any = None  # tokenizers.Tokenizer to write beside a text model
     reference_encode: Callable[[Sequence[str]], dict[str, Any]] | None = None  # the trained model's tokenizer
@@ -138,14 +138,14 @@ def generated_items(card: Any, count: int, seed: int = 0) -> list[Any]:
 
 
 def prepare(source: str | Path, *, pretrained: bool = True, samples: int = 16, calibration: int = 128,
-            registry_files: Sequence[str | Path] = ()) -> Prepared:
+            evaluation: int = EVALUATION_LIMIT, registry_files: Sequence[str | Path] = ()) -> Prepared:
     """A run folder (with ``config.json``), a few-shot folder (with ``fewshot.json``) or a registry
     model name, ready to export."""
     path = Path(source)
     if (path / "fewshot.json").is_file():
-        return _prepare_fewshot(path, samples=samples, calibration=calibration)
+        return _prepare_fewshot(path, samples=samples, calibration=calibration, evaluation=evaluation)
     if (path / "config.json").is_file():
-        return _prepare_run(path, samples=samples, calibration=calibration)
+        return _prepare_run(path, samples=samples, calibration=calibration, evaluation=evaluation)
     if path.is_dir():  # a model's name can also be a folder's: the model, if there is one by that name
         try:
             return _prepare_model(str(source), pretrained=pretrained, samples=samples, calibration=calibration,
@@ -230,7 +230,7 @@ def _prepare_model(name: str, *, pretrained: bool, samples: int, calibration: in
                    evaluation=None, evaluation_from="")
 
 
-def _prepare_run(folder: Path, *, samples: int, calibration: int) -> Prepared:
+def _prepare_run(folder: Path, *, samples: int, calibration: int, evaluation: int) -> Prepared:
     import json
 
     from zoo.data import make_splits
@@ -265,8 +265,8 @@ def _prepare_run(folder: Path, *, samples: int, calibration: int) -> Prepared:
         pool = val + train
         picked = pool[:samples]
         held_out = list(splits.val.examples) + list(splits.test.examples if splits.test is not None else ())
-        checked = _spread(held_out, EVALUATION_LIMIT)
-        evaluation = ([e.item for e in checked], [e.label for e in checked]) if checked else None
+        checked = _spread(held_out, evaluation)
+        labelled = ([e.item for e in checked], [e.label for e in checked]) if checked else None
         where = "the run's validation and test sets" if splits.test is not None and len(splits.test) else \
             "the run's validation set"
         if len(checked) < len(held_out):
@@ -274,7 +274,7 @@ def _prepare_run(folder: Path, *, samples: int, calibration: int) -> Prepared:
         fields = dict(samples=picked, samples_from=f"the run's data ({min(len(val), samples)} val, "
                                                    f"{len(picked) - min(len(val), samples)} train)",
                       calibration=_spread(train, calibration), calibration_from="the run's training set",
-                      evaluation=evaluation, evaluation_from=where)
+                      evaluation=labelled, evaluation_from=where)
     else:
         fields = dict(samples=generated_items(card, samples, seed=1), samples_from="generated (no run data)",
                       calibration=[], calibration_from="", evaluation=None, evaluation_from="")
@@ -285,7 +285,7 @@ def _prepare_run(folder: Path, *, samples: int, calibration: int) -> Prepared:
                    notes=notes, home=folder.resolve(), **fields)
 
 
-def _prepare_fewshot(folder: Path, *, samples: int, calibration: int) -> Prepared:
+def _prepare_fewshot(folder: Path, *, samples: int, calibration: int, evaluation: int) -> Prepared:
     """A few-shot classifier: its backbone + prototype head; the support set is its only labelled data,
     so it gives the validation samples, the int8 calibration and the fp32-vs-int8 check alike."""
     from zoo.data import open_dataset
@@ -316,10 +316,13 @@ def _prepare_fewshot(folder: Path, *, samples: int, calibration: int) -> Prepare
         notes.append(f"the support data {data} changed since the classifier was built; its current contents "
                      f"were used for validation and the int8 check")
     if dataset is not None:
-        items, labels = [e.item for e in dataset.examples], list(dataset.labels)
+        items = [e.item for e in dataset.examples]
+        checked = _spread(list(dataset.examples), evaluation)
+        where = "the support set" + (f" (an even spread of {len(checked)} of {len(items)})"
+                                     if len(checked) < len(items) else "")
         fields = dict(samples=_spread(items, samples), samples_from="the support set",
                       calibration=_spread(items, calibration), calibration_from="the support set",
-                      evaluation=(items, labels), evaluation_from="the support set")
+                      evaluation=([e.item for e in checked], [e.label for e in checked]), evaluation_from=where)
     else:
         fields = dict(samples=generated_items(card, samples, seed=1), samples_from="generated (no support data)",
                       calibration=[], calibration_from="", evaluation=None, evaluation_from="")

@@ -46,8 +46,7 @@ class QuantSettings:
     def to_dict(self) -> dict[str, Any]:
         return {"format": "QDQ", "weights": f"int8 {'per-channel' if self.per_channel else 'per-tensor'} symmetric",
                 "activations": "uint8 asymmetric", "calibration_method": self.calibrate_method,
-                "op_types": list(self.op_types) if self.op_types else "all supported",
-                "kept_fp32": "the classifier head and its softmax"}
+                "op_types": list(self.op_types) if self.op_types else "all supported"}
 
 
 def calibration_batches(items: Sequence[Any], encode: Callable[[Sequence[Any]], dict[str, Any]],
@@ -84,8 +83,10 @@ def _quiet() -> Any:
 
 
 def quantize_int8(fp32: Path, out: Path, batches: Iterable[dict[str, Any]], *,
-                  settings: QuantSettings = QuantSettings(), external_data: bool = False) -> Path:
-    """Write the int8 QDQ version of ``fp32`` to ``out``, calibrated on ``batches`` of feeds."""
+                  settings: QuantSettings = QuantSettings(), external_data: bool = False,
+                  exclude: Sequence[str] = ()) -> Path:
+    """Write the int8 QDQ version of ``fp32`` to ``out``, calibrated on ``batches`` of feeds;
+    the nodes named in ``exclude`` stay fp32 (:func:`head_nodes`)."""
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -110,7 +111,7 @@ def quantize_int8(fp32: Path, out: Path, batches: Iterable[dict[str, Any]], *,
         quant_pre_process(str(fp32), str(optimized), skip_symbolic_shape=True, save_as_external_data=external_data,
                           all_tensors_to_one_file=True, external_data_location=optimized.name + ".data")
         quantize_static(str(optimized), str(out), reader, quant_format=QuantFormat.QDQ,
-                        nodes_to_exclude=head_nodes(optimized),
+                        nodes_to_exclude=list(exclude),
                         op_types_to_quantize=list(settings.op_types) if settings.op_types else None,
                         per_channel=settings.per_channel, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8, calibrate_method=methods[settings.calibrate_method],
@@ -127,11 +128,14 @@ HEAD_PREFIX = "/network/head/"
 
 
 def head_nodes(path: Path) -> list[str]:
-    """The nodes that stay fp32: the classifier head's and the final softmax."""
+    """The nodes that stay fp32: the classifier head's and the softmax that gives the model's
+    output (attention softmaxes inside a transformer backbone are the backbone's business)."""
     import onnx
 
     graph = onnx.load(str(path), load_external_data=False).graph
-    return [n.name for n in graph.node if n.name.startswith(HEAD_PREFIX) or n.op_type == "Softmax"]
+    outputs = {o.name for o in graph.output}
+    return [n.name for n in graph.node
+            if n.name.startswith(HEAD_PREFIX) or (n.op_type == "Softmax" and set(n.output) & outputs)]
 
 
 def compare_int8(fp32_outputs: Any, int8_outputs: Any, labels: Sequence[int] | None) -> dict[str, Any]:

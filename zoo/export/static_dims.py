@@ -22,21 +22,45 @@ from typing import Any
 __all__ = ["fold_static_dims"]
 
 
+def _elements(dims: Any) -> int:
+    count = 1
+    for d in dims:
+        count *= int(d)
+    return count
+
+
+def _without_weights(model: Any) -> Any:
+    """The model with its large initializers declared as typed graph inputs instead: the same
+    shapes for shape inference, without serialising (or holding twice) gigabytes of weights."""
+    from onnx import helper
+
+    graph = model.graph
+    light = helper.make_graph(list(graph.node), graph.name, list(graph.input), list(graph.output),
+                              value_info=list(graph.value_info))
+    inputs = {i.name for i in graph.input}
+    for init in graph.initializer:
+        if _elements(init.dims) <= _MAX_FOLDED_ELEMENTS and not init.external_data:
+            light.initializer.append(init)
+        elif init.name not in inputs:
+            light.input.append(helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)))
+    copy = helper.make_model(light, opset_imports=list(model.opset_import), ir_version=model.ir_version)
+    copy.functions.extend(model.functions)
+    return copy
+
+
 def _static_dims(model: Any) -> dict[str, list[int | None]]:
     """Each tensor's dimensions where ONNX shape inference knows them (``None`` where dynamic)."""
     import onnx
 
     try:
-        inferred = onnx.shape_inference.infer_shapes(model)
-    except (ValueError, onnx.shape_inference.InferenceError):  # over protobuf's 2 GiB, or unknown operators
+        inferred = onnx.shape_inference.infer_shapes(_without_weights(model))
+    except (ValueError, onnx.shape_inference.InferenceError):  # operators ONNX cannot infer
         return {}
     dims: dict[str, list[int | None]] = {}
     for info in [*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output]:
         tensor = info.type.tensor_type
         if tensor.HasField("shape"):
             dims[info.name] = [d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim]
-    for init in inferred.graph.initializer:
-        dims[init.name] = list(init.dims)
     return dims
 
 
@@ -49,10 +73,13 @@ _MAX_FOLDED_ELEMENTS = 64
 
 
 def _known_values(graph: Any) -> dict[str, Any]:
-    """Values known before running: initializers and Constant nodes, as numpy arrays."""
+    """Values known before running, as numpy arrays: small initializers (not those that are also
+    graph inputs, which a caller may override) and Constant nodes."""
     from onnx import numpy_helper
 
-    values = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    inputs = {i.name for i in graph.input}
+    values = {init.name: numpy_helper.to_array(init) for init in graph.initializer
+              if init.name not in inputs and not init.external_data and _elements(init.dims) <= _MAX_FOLDED_ELEMENTS}
     for node in graph.node:
         if node.op_type == "Constant" and len(node.attribute) == 1 and node.attribute[0].name == "value":
             values[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
