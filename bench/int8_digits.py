@@ -5,8 +5,8 @@ demo run: 8 train + 2 validation images per class, every other image is the test
 ``zoo.export(run, quantize="int8")`` exactly as ``zoo export RUN --quantize int8`` runs it, with
 ``max_drop`` lifted so every seed reports. The export's own check compares fp32 and int8 on the
 run's held-out data (validation + test: 1,717 images); this script prints that record, and
-times the exported fp32 and int8 files side by side on one image (onnxruntime, 1 thread, blocks
-of calls alternating between the two, medians).
+times the exported fp32 and int8 files side by side on one image (onnxruntime, 1 thread, zoo
+bench's alternating blocks, medians).
 
     python bench/int8_digits.py [--seeds 0 1 2] [--runs 60]
 
@@ -16,27 +16,21 @@ Measured: see the closing note of issue 5 and README "Export".
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import zoo
+from zoo.benchmark import interleaved
 from zoo.export import read_info
 from zoo.runtime import open_model
 
 
 def _latency(paths: dict[str, Path], item: object, runs: int) -> dict[str, float]:
     models = {name: open_model(path, provider="cpu", threads=1) for name, path in paths.items()}
-    feeds = {name: m.encode([item]) for name, m in models.items()}
-    times: dict[str, list[float]] = {name: [] for name in models}
-    while any(len(t) < runs for t in times.values()):
-        for name, model in models.items():
-            model.run(feeds[name])  # untimed: the other model's threads wind down
-            for _ in range(5):
-                start = time.perf_counter()
-                model.run(feeds[name])
-                times[name].append(time.perf_counter() - start)
+    calls = {name: functools.partial(m.run, m.encode([item])) for name, m in models.items()}
+    times = interleaved(calls, runs, warmup=3)  # zoo bench's own timing: alternating blocks
     return {name: 1000 * statistics.median(t) for name, t in times.items()}
 
 

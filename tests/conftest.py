@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -53,16 +54,21 @@ TOPICS = {
 }
 
 
-def write_topics_csv(path: Path) -> Path:
-    """Three topics of six short texts each, as a real `text,label` CSV."""
+def write_text_csv(path: Path, rows: Iterable[tuple[str, str]]) -> Path:
+    """A real `text,label` CSV of ``rows``."""
     import csv
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["text", "label"])
-        writer.writerows((text, label) for label, texts in TOPICS.items() for text in texts)
+        writer.writerows(rows)
     return path
+
+
+def write_topics_csv(path: Path) -> Path:
+    """Three topics of six short texts each, as a real `text,label` CSV."""
+    return write_text_csv(path, ((text, label) for label, texts in TOPICS.items() for text in texts))
 
 
 def write_digit_folder(root: Path, *, dark_ink: bool) -> Path:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import shutil
 import subprocess
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_zoo
+from conftest import run_zoo, write_text_csv
 
 import zoo
 from zoo.embed import TableInfo, VectorStore, delete_items, embed_dataset, search
@@ -28,14 +27,6 @@ TOPICS = {
     "finance": ["The central bank raised interest rates", "Shares fell after the earnings report",
                 "Investors moved money into government bonds"],
 }
-
-
-def write_csv(path: Path, rows: list[tuple[str, str]]) -> Path:
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["text", "label"])
-        writer.writerows(rows)
-    return path
 
 
 def topic_rows() -> list[tuple[str, str]]:
@@ -67,7 +58,7 @@ def image_folder(tmp_path) -> Path:
 
 def test_text_table_is_incremental_and_searchable(tmp_path):
     db = tmp_path / "db"
-    data = write_csv(tmp_path / "topics.csv", topic_rows())
+    data = write_text_csv(tmp_path / "topics.csv", topic_rows())
     first = embed_dataset(TEXT_MODEL, data, db=db)
     assert (first.created, first.embedded, first.unchanged, first.rows) == (True, 9, 0, 9)
     assert first.table == TEXT_MODEL and first.revision
@@ -77,7 +68,7 @@ def test_text_table_is_incremental_and_searchable(tmp_path):
     assert (again.created, again.embedded, again.reused, again.unchanged, again.rows) == (False, 0, 0, 9, 9)
 
     relabelled = [(text, "markets" if text.startswith("Shares") else label) for text, label in topic_rows()]
-    write_csv(data, relabelled + [("The goalkeeper saved a penalty", "sport")])
+    write_text_csv(data, relabelled + [("The goalkeeper saved a penalty", "sport")])
     grown = embed_dataset(TEXT_MODEL, data, db=db)
     assert (grown.embedded, grown.reused, grown.replaced, grown.unchanged, grown.rows) == (1, 1, 1, 8, 10)
 
@@ -136,7 +127,7 @@ def test_unlabelled_folder_and_text_file(tmp_path):
 def test_delete_removes_items_for_good_even_with_an_index(tmp_path):
     db = tmp_path / "db"
     secret = "Private note: the vault code is 4711"
-    data = write_csv(tmp_path / "topics.csv", topic_rows() + [(secret, "finance")])
+    data = write_text_csv(tmp_path / "topics.csv", topic_rows() + [(secret, "finance")])
     report = embed_dataset(TEXT_MODEL, data, db=db, index=True)
     assert report.index and "IVF_FLAT" in report.index
     table = VectorStore(db).table()
@@ -170,7 +161,7 @@ def test_delete_by_path_and_folder(tmp_path, image_folder):
 
 def test_model_mismatch_is_refused(tmp_path, image_folder):
     db = tmp_path / "db"
-    embed_dataset(TEXT_MODEL, write_csv(tmp_path / "t.csv", topic_rows()), db=db, table="shared")
+    embed_dataset(TEXT_MODEL, write_text_csv(tmp_path / "t.csv", topic_rows()), db=db, table="shared")
     with pytest.raises(ZooError, match=r"holds embeddings from all-minilm-l6-v2-offline .*not from 'efficientnet_lite0'"):
         embed_dataset(IMAGE_MODEL, image_folder, db=db, table="shared")
     # same model name, other weights or preprocessing: refused too

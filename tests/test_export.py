@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import isolated_zoo, run_zoo, write_digit_folder, write_topics_csv
+from conftest import isolated_zoo, run_zoo, write_digit_folder, write_text_csv, write_topics_csv
 
 import zoo
 from zoo.errors import UnknownModelError, ZooError
@@ -148,17 +148,13 @@ def test_int8_beyond_max_drop_is_refused_and_leaves_nothing(text_run, tmp_path, 
 
 
 def test_int8_is_checked_on_all_held_out_data_and_keeps_the_head_fp32(text_run, tmp_path):
-    import csv
-
     import onnx
 
     from zoo.export.prepare import prepare
 
-    test_csv = tmp_path / "test.csv"
-    with test_csv.open("w", newline="", encoding="utf-8") as handle:
-        csv.writer(handle).writerows([("text", "label"), ("Fry the onions in butter", "cooking"),
-                                      ("The league title went to the visitors", "sport"),
-                                      ("Inflation slowed in the spring", "finance"), ("Knead the dough", "cooking")])
+    test_csv = write_text_csv(tmp_path / "test.csv", [
+        ("Fry the onions in butter", "cooking"), ("The league title went to the visitors", "sport"),
+        ("Inflation slowed in the spring", "finance"), ("Knead the dough", "cooking")])
     options = {k: v for k, v in QUICK.items() if k != "val_split"}
     run = zoo.finetune(TEXT_MODEL, text_run.config["data"], test=str(test_csv), out=tmp_path / "run",
                        val_split=0.25, **options)

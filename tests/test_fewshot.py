@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import run_zoo
+from conftest import run_zoo, write_text_csv
 
 from zoo.data import make_splits
 from zoo.embed import FewShot, fewshot, load_fewshot
@@ -74,10 +73,7 @@ def test_text_fewshot_and_model_checks(tmp_path):
     rows = [("The striker scored twice in the final minutes", "sport"), ("The team won the championship match", "sport"),
             ("Simmer the tomato sauce for twenty minutes", "cooking"), ("Whisk the eggs with sugar", "cooking"),
             ("The central bank raised interest rates", "finance"), ("Shares fell after the earnings report", "finance")]
-    path = tmp_path / "support.csv"
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        csv.writer(handle).writerows([("text", "label"), *rows])
-    classifier = fewshot(TEXT_MODEL, path)
+    classifier = fewshot(TEXT_MODEL, write_text_csv(tmp_path / "support.csv", rows))
     queries = ["The goalkeeper saved a penalty in extra time", "Roast the chicken with garlic and rosemary",
                "Bond yields climbed as inflation rose"]
     assert [p.label for p in classifier.predict(queries)] == ["sport", "cooking", "finance"]
@@ -166,10 +162,7 @@ def test_text_fewshot_exports_int8_checked_on_its_support_set(tmp_path):
     rows = [("The striker scored twice in the final minutes", "sport"), ("The team won the championship match", "sport"),
             ("The goalkeeper saved a penalty", "sport"), ("Simmer the tomato sauce for twenty minutes", "cooking"),
             ("Whisk the eggs with sugar", "cooking"), ("Roast the chicken with garlic", "cooking")]
-    data = tmp_path / "support.csv"
-    with data.open("w", newline="", encoding="utf-8") as handle:
-        csv.writer(handle).writerows([("text", "label"), *rows])
-    folder = fewshot(TEXT_MODEL, data).save(tmp_path / "clf")
+    folder = fewshot(TEXT_MODEL, write_text_csv(tmp_path / "support.csv", rows)).save(tmp_path / "clf")
     result = export(folder, quantize="int8", max_drop=100, log=lambda _: None)
     assert result.path == folder.resolve() / "model.int8.onnx"
     assert {p.name for p in result.files} == {"model.int8.onnx", "model.int8.tokenizer.json"}

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["bench", "BenchResult", "BenchRow"]
+__all__ = ["bench", "BenchResult", "BenchRow", "interleaved"]
 
 
 @dataclass(frozen=True)
@@ -144,8 +144,8 @@ def bench(
         try:
             say(f"timing {', '.join(calls)}: batch 1 x {runs} rounds, batch {batch} x {throughput_runs}, "
                 f"{threads} threads")
-            latency = _interleaved({k: v[0] for k, v in calls.items()}, runs, warmup)
-            bulk = _interleaved({k: v[1] for k, v in calls.items()}, throughput_runs, 1, block=2)
+            latency = interleaved({k: v[0] for k, v in calls.items()}, runs, warmup)
+            bulk = interleaved({k: v[1] for k, v in calls.items()}, throughput_runs, 1, block=2)
         finally:
             torch.set_num_threads(previous)
     finally:
@@ -169,7 +169,7 @@ def bench(
 SETTLE_SECONDS = 0.1
 
 
-def _interleaved(calls: dict[str, Callable[[], Any]], runs: int, warmup: int, block: int = 5) -> dict[str, list[float]]:
+def interleaved(calls: dict[str, Callable[[], Any]], runs: int, warmup: int, block: int = 5) -> dict[str, list[float]]:
     """Seconds per call: ``runs`` timed calls of each backend, in blocks of up to ``block`` that
     alternate between backends, each block after a short pause and one untimed call (the previous
     backend's threads wind down meanwhile); ``warmup`` untimed calls of each backend first."""

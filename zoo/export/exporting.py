@@ -174,8 +174,7 @@ def build_int8(prepared: Any, fp32: Built, folder: Path, *, max_drop: float | No
 
     if not prepared.calibration:
         data = "the few-shot classifier's support set" if "fewshot" in prepared.source else "the run's training data"
-        what = prepared.source.get("fewshot") or prepared.source.get("run") or prepared.card.name
-        raise ZooError(f"{what}: int8 quantization needs calibration samples from {data}, which cannot be read; "
+        raise ZooError(f"{prepared.home or prepared.card.name}: int8 quantization needs calibration samples from {data}, which cannot be read; "
                        f"restore that data, or export without --quantize")
     if settings.op_types is None and prepared.modality == "text":
         settings = replace(settings, op_types=TEXT_OP_TYPES)

@@ -209,6 +209,20 @@ def _finish(prepared_module: Any, card: Any, backbone: Any, probabilities: bool,
                     reference_encode=reference, **fields)
 
 
+def _pulled_weights(fetched: Any) -> dict[str, Any]:
+    """Where the pretrained weights came from, and their hashes, for the metadata."""
+    return {"source": fetched.locator, "revision": fetched.resolved or fetched.revision,
+            "sha256": {f.name: f.sha256 for f in fetched.files}}
+
+
+def _labelled(examples: Sequence[Any], limit: int, where: str) -> tuple[tuple[list[Any], list[int]] | None, str]:
+    """The int8 check's labelled data: up to ``limit`` examples spread evenly, and what they are."""
+    checked = _spread(list(examples), limit)
+    if len(checked) < len(examples):
+        where += f" (an even spread of {len(checked)} of {len(examples)})"
+    return ([e.item for e in checked], [e.label for e in checked]) if checked else None, where
+
+
 def _prepare_model(name: str, *, pretrained: bool, samples: int, calibration: int,
                    registry_files: Sequence[str | Path]) -> Prepared:
     from zoo.loading import load
@@ -218,8 +232,7 @@ def _prepare_model(name: str, *, pretrained: bool, samples: int, calibration: in
     backbone = load(card, pretrained=pretrained)
     if pretrained:
         fetched = pull(card, quiet=True)
-        weights = {"source": fetched.locator, "revision": fetched.resolved or fetched.revision,
-                   "sha256": {f.name: f.sha256 for f in fetched.files}}
+        weights = _pulled_weights(fetched)
     else:
         weights = {"random": True, "note": "random weights (pretrained=False): for tests and speed benchmarks only"}
     spec = "generated from the card's input spec" if card.modality == "image" else "built-in sentences"
@@ -265,12 +278,8 @@ def _prepare_run(folder: Path, *, samples: int, calibration: int, evaluation: in
         pool = val + train
         picked = pool[:samples]
         held_out = list(splits.val.examples) + list(splits.test.examples if splits.test is not None else ())
-        checked = _spread(held_out, evaluation)
-        labelled = ([e.item for e in checked], [e.label for e in checked]) if checked else None
-        where = "the run's validation and test sets" if splits.test is not None and len(splits.test) else \
-            "the run's validation set"
-        if len(checked) < len(held_out):
-            where += f" (an even spread of {len(checked)} of {len(held_out)})"
+        labelled, where = _labelled(held_out, evaluation, "the run's validation and test sets"
+                                    if splits.test is not None and len(splits.test) else "the run's validation set")
         fields = dict(samples=picked, samples_from=f"the run's data ({min(len(val), samples)} val, "
                                                    f"{len(picked) - min(len(val), samples)} train)",
                       calibration=_spread(train, calibration), calibration_from="the run's training set",
@@ -296,9 +305,8 @@ def _prepare_fewshot(folder: Path, *, samples: int, calibration: int, evaluation
     card = resolve_card(classifier.model)
     module = classifier.to_module()  # checks the model still has the weights the prototypes came from
     fetched = pull(card, quiet=True)
-    weights = {"source": fetched.locator, "revision": fetched.resolved or fetched.revision,
-               "sha256": {f.name: f.sha256 for f in fetched.files},
-               "prototypes": "prototypes.npy", "prototypes_sha256": sha256_file(folder / "prototypes.npy")}
+    weights = {**_pulled_weights(fetched), "prototypes": "prototypes.npy",
+               "prototypes_sha256": sha256_file(folder / "prototypes.npy")}
     notes: list[str] = []
     data = classifier.support.get("data")
     dataset = None
@@ -317,12 +325,10 @@ def _prepare_fewshot(folder: Path, *, samples: int, calibration: int, evaluation
                      f"were used for validation and the int8 check")
     if dataset is not None:
         items = [e.item for e in dataset.examples]
-        checked = _spread(list(dataset.examples), evaluation)
-        where = "the support set" + (f" (an even spread of {len(checked)} of {len(items)})"
-                                     if len(checked) < len(items) else "")
+        labelled, where = _labelled(dataset.examples, evaluation, "the support set")
         fields = dict(samples=_spread(items, samples), samples_from="the support set",
                       calibration=_spread(items, calibration), calibration_from="the support set",
-                      evaluation=([e.item for e in checked], [e.label for e in checked]), evaluation_from=where)
+                      evaluation=labelled, evaluation_from=where)
     else:
         fields = dict(samples=generated_items(card, samples, seed=1), samples_from="generated (no support data)",
                       calibration=[], calibration_from="", evaluation=None, evaluation_from="")
