@@ -59,13 +59,15 @@ def main() -> None:
     from zoo.embed.ingest import embedder_identity
     from zoo.pulling import pull, resolve_card
     from zoo.settings import zoo_home
-    from zoo.train.features import cached_embeddings, feature_key
+    from zoo.frozen.features import cached_embeddings, feature_key
+    from zoo.frozen.passes import frozen_pass
 
     card = resolve_card(MODEL)
     fetched = pull(card, quiet=True)
     pool = open_dataset("digits", modality="image")
     started = time.perf_counter()
-    full, record = cached_embeddings(zoo.load(card), fetched, pool, batch_size=64, device=torch.device("cpu"))
+    backbone = zoo.load(card)
+    full, record = cached_embeddings(card, fetched, pool, lambda: frozen_pass(backbone, fetched), batch_size=64)
     full = full.numpy()
     print(f"digits embeddings: {len(pool)} x {full.shape[1]} ({'cache hit' if record['hit'] else 'computed'} "
           f"in {time.perf_counter() - started:.0f}s)")

@@ -32,8 +32,8 @@ import torch
 import zoo
 from zoo.data import make_splits
 from zoo.loading import adapter_of
-from zoo.train.batches import make_loader
-from zoo.train.features import embed_items
+from zoo.batches import make_loader
+from zoo.frozen.passes import frozen_pass
 
 MODEL = "efficientnet_lite0"
 
@@ -70,8 +70,7 @@ def run_scratch(seed: int, budget_s: float) -> tuple[float, float, int]:
         model.eval()
         with torch.no_grad():
             val_loss = float(torch.nn.functional.cross_entropy(
-                head(embed_items(backbone, val_items, val_labels.tolist(), batch_size=64,
-                                 device=torch.device("cpu"), workers=0)), val_labels))
+                head(frozen_pass(backbone, engine="torch", workers=0).embed(val_items)), val_labels))
         if val_loss < best:
             best, best_state = val_loss, {k: v.clone() for k, v in model.state_dict().items()}
     model.load_state_dict(best_state)
@@ -79,8 +78,7 @@ def run_scratch(seed: int, budget_s: float) -> tuple[float, float, int]:
     test_items = [e.item for e in splits.test.examples]
     test_labels = torch.tensor([e.label for e in splits.test.examples])
     with torch.no_grad():
-        logits = head(embed_items(backbone, test_items, test_labels.tolist(), batch_size=64,
-                                  device=torch.device("cpu"), workers=0))
+        logits = head(frozen_pass(backbone, engine="torch", workers=0).embed(test_items))
     return float((logits.argmax(1) == test_labels).float().mean()), time.perf_counter() - started, epochs
 
 

@@ -22,7 +22,7 @@ import zoo
 from zoo.data import make_splits
 from zoo.preprocess import image_array
 from zoo.pulling import pull
-from zoo.train.batches import default_workers
+from zoo.batches import default_workers
 from zoo.train.config import FinetuneConfig
 from zoo.train.recipe import Trainer, _freeze_batchnorm
 

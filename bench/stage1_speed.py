@@ -16,8 +16,8 @@ import torch
 
 import zoo
 from zoo.data import make_splits
-from zoo.train.batches import make_loader
-from zoo.train.features import embed_items
+from zoo.batches import make_loader
+from zoo.frozen.passes import frozen_pass
 from zoo.train.heads import make_head
 
 MODEL = "efficientnet_lite0"
@@ -29,7 +29,6 @@ def main() -> None:
     epochs = parser.parse_args().epochs
     splits = make_splits("digits", modality="image", per_class=10, seed=0)
     backbone = zoo.load(MODEL).freeze()
-    cpu = torch.device("cpu")
     train_items = [e.item for e in splits.train.examples]
     train_labels = [e.label for e in splits.train.examples]
     val_items = [e.item for e in splits.val.examples]
@@ -45,8 +44,9 @@ def main() -> None:
         optimizer.step()
 
     started = time.perf_counter()
-    cached_train = embed_items(backbone, train_items, train_labels, batch_size=64, device=cpu)
-    cached_val = embed_items(backbone, val_items, val_labels.tolist(), batch_size=64, device=cpu)
+    eager = frozen_pass(backbone, engine="torch")  # this bench compares epochs, not engines
+    cached_train = eager.embed(train_items)
+    cached_val = eager.embed(val_items)
     caching = time.perf_counter() - started
     labels = torch.tensor(train_labels)
 
@@ -69,7 +69,7 @@ def main() -> None:
             step(embeddings, y)
         with torch.no_grad():
             head.eval()
-            head(embed_items(backbone, val_items, val_labels.tolist(), batch_size=64, device=cpu))
+            head(eager.embed(val_items))
         return time.perf_counter() - t
 
     cached, direct = [], []

@@ -180,7 +180,7 @@ def test_int8_is_checked_on_all_held_out_data_and_keeps_the_head_fp32(text_run, 
 # --------------------------------------------------------------------------- validation and files
 
 def test_validation_fails_when_a_weight_changes_after_tracing(tmp_path, monkeypatch):
-    from zoo.export import onnxfile
+    from zoo.onnxgraph import onnxfile
 
     traced = onnxfile.trace
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from zoo.export.static_dims import fold_static_dims
+from zoo.onnxgraph.static_dims import fold_static_dims
 
 timm_layers = pytest.importorskip("timm.layers")
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the TorchScript exporter's notice

@@ -18,7 +18,7 @@ from zoo.card import ModelCard
 from zoo.errors import InputError, LoadError
 from zoo.preprocess import image_batch
 
-__all__ = ["Backbone", "pool_tokens"]
+__all__ = ["Backbone", "pool_tokens", "pool_feature"]
 
 
 def pool_tokens(states: torch.Tensor, attention_mask: torch.Tensor, how: str) -> torch.Tensor:
@@ -29,6 +29,18 @@ def pool_tokens(states: torch.Tensor, attention_mask: torch.Tensor, how: str) ->
     if how == "max":
         return states.masked_fill(mask == 0, torch.finfo(states.dtype).min).max(dim=1).values
     return (states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+
+
+def pool_feature(value: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """One vector per input from an intermediate feature: the mean over space (N, C, H, W), over
+    real tokens (N, T, C with a mask; over all tokens without one), or the vector itself (N, C)."""
+    if value.dim() == 4:
+        return value.mean(dim=(2, 3))
+    if value.dim() == 3:
+        if attention_mask is not None:
+            return pool_tokens(value, attention_mask, "mean")
+        return value.mean(dim=1)
+    return value.flatten(1)
 
 
 class Backbone(nn.Module):
@@ -50,6 +62,8 @@ class Backbone(nn.Module):
         self.tokenizer = tokenizer
         self.features = tuple(features) if features else None
         self.feature_dim = card.embedding.dim
+        self._frozen: Any = None  # a zoo.frozen.FrozenPass that embed() uses while the weights are unchanged
+        self._frozen_at: int | None = None
 
     # ----------------------------------------------------------------- forward
 
@@ -58,16 +72,18 @@ class Backbone(nn.Module):
         outputs = self.body(*inputs, **named)
         if self.features is not None:
             return {name: outputs[name] for name in self.features}
+        embedding = self.embedding_of(outputs, *inputs, **named)
+        return self.head(embedding) if self.head is not None else embedding
+
+    def embedding_of(self, outputs: dict[str, torch.Tensor], *inputs: torch.Tensor,
+                     **named: torch.Tensor) -> torch.Tensor:
+        """The card's embedding from the body's outputs: token states pooled as the card says, flattened."""
         embedding = outputs[self.card.embedding.node]
         if self.card.modality == "text":
             pooling = self.card.embedding.pooling or "mean"
             if pooling != "pooler":
-                mask = named.get("attention_mask")
-                if mask is None:
-                    mask = inputs[1] if len(inputs) > 1 else torch.ones(embedding.shape[:2], device=embedding.device)
-                embedding = pool_tokens(embedding, mask, pooling)
-        embedding = embedding.flatten(1)
-        return self.head(embedding) if self.head is not None else embedding
+                embedding = pool_tokens(embedding, _attention_mask(embedding, inputs, named), pooling)
+        return embedding.flatten(1)
 
     # ----------------------------------------------------------------- inputs
 
@@ -83,9 +99,32 @@ class Backbone(nn.Module):
             return {k: encoded[k] for k in ("input_ids", "attention_mask")}
         raise InputError(f"model {self.card.name!r}: {self.card.modality} inputs are not supported yet")
 
+    def use_engine(self, frozen: Any) -> Backbone:
+        """Let :meth:`embed` run through ``frozen`` (a :class:`zoo.frozen.FrozenPass`, see
+        ``zoo.load(..., engine=...)``) for as long as the weights stay as they are now."""
+        self._frozen, self._frozen_at = frozen, self._weights_version()
+        return self
+
+    @property
+    def engine(self) -> str:
+        """The engine :meth:`embed` uses now: ``onnxruntime`` or ``torch``."""
+        return self._frozen.engine if self._engine_current() else "torch"
+
+    def _weights_version(self) -> int:
+        # Every in-place change to a tensor (an optimizer step, load_state_dict's copy) bumps its
+        # version counter, so the sum tells cheaply whether the weights moved since use_engine.
+        return sum(t._version for t in (*self.parameters(), *self.buffers()))
+
+    def _engine_current(self) -> bool:
+        return self._frozen is not None and self._frozen_at == self._weights_version()
+
     @torch.no_grad()
     def embed(self, items: Sequence[Any]) -> torch.Tensor:
         """Preprocess and run in eval mode: embeddings (or logits / features) for a list of inputs."""
+        if self._engine_current():
+            if isinstance(items, str) or (self.card.modality == "text" and not all(isinstance(t, str) for t in items)):
+                raise InputError(f"model {self.card.name!r} takes a list of strings")
+            return self._frozen.embed(list(items))
         device = next(self.parameters()).device
         batch = self.preprocess(items)
         was_training = self.training
@@ -144,6 +183,13 @@ class Backbone(nn.Module):
             for p in params:
                 p.requires_grad_(True)
         return [name for name, _ in reversed(chosen)]
+
+
+def _attention_mask(states: torch.Tensor, inputs: Sequence[torch.Tensor], named: dict[str, torch.Tensor]) -> torch.Tensor:
+    mask = named.get("attention_mask")
+    if mask is None:
+        mask = inputs[1] if len(inputs) > 1 else torch.ones(states.shape[:2], device=states.device)
+    return mask
 
 
 def _body_path(body: nn.Module, name: str) -> str:

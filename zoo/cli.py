@@ -173,7 +173,9 @@ def _unfreeze(value: str) -> int | str:
 @click.option("--batch-size", type=int, default=_default("batch_size"), show_default=True)
 @click.option("--seed", type=int, default=_default("seed"), show_default=True)
 @click.option("--device", help="cpu, cuda, cuda:1... (default: CUDA when present).")
-@click.option("--workers", type=int, help="Data-loading processes (default: half the cores).")
+@click.option("--workers", type=int, help="Data-loading processes (default: one per 4 cores, at least one).")
+@click.option("--engine", type=click.Choice(["auto", "torch", "onnxruntime"]),
+              help="Frozen pass: auto (onnxruntime on CPU, checked against PyTorch; PyTorch on CUDA), torch, onnxruntime.")
 @click.option("--no-augment", is_flag=True, help="No augmentation while the backbone learns.")
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable or mislabelled inputs (listed in the run folder).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or epoch lines.")
@@ -258,13 +260,15 @@ def cache_rm_cmd(name: str) -> None:
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable images and bad rows (listed) instead of failing.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--device", help="cpu, cuda, cuda:1... (default: CUDA when present).")
-@click.option("--workers", type=int, help="Data-loading processes (default: half the cores).")
+@click.option("--workers", type=int, help="Data-loading processes (default: one per 4 cores, at least one).")
+@click.option("--engine", type=click.Choice(["auto", "torch", "onnxruntime"]), default="auto", show_default=True,
+              help="Frozen pass: auto (onnxruntime on CPU, checked against PyTorch; PyTorch on CUDA), torch, onnxruntime.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.pass_context
 def embed_cmd(ctx: click.Context, args: tuple[str, ...], db: str, table: str | None, delete: bool,
               index: bool | None, skip_bad: bool, batch_size: int, device: str | None, workers: int | None,
-              quiet: bool, as_json: bool) -> None:
+              engine: str, quiet: bool, as_json: bool) -> None:
     """Store embeddings of DATA made by MODEL in a vector database; only new items are embedded.
 
     DATA: class folders, a CSV/JSONL manifest, 'digits', a folder of images, one image, or a .txt
@@ -284,7 +288,7 @@ def embed_cmd(ctx: click.Context, args: tuple[str, ...], db: str, table: str | N
     if len(args) != 2:
         raise click.UsageError("give MODEL and DATA (or --delete ID_OR_PATH...)")
     report = embed_dataset(args[0], args[1], db=db, table=table, skip_bad=skip_bad, index=index,
-                           batch_size=batch_size, device=device, workers=workers,
+                           batch_size=batch_size, device=device, workers=workers, engine=engine,
                            progress=not (quiet or as_json), registry_files=_registries(ctx))
     _echo_json(report.to_dict()) if as_json else click.echo(report.summary())
 
@@ -296,14 +300,16 @@ def embed_cmd(ctx: click.Context, args: tuple[str, ...], db: str, table: str | N
 @click.option("-k", "k", type=click.IntRange(min=1), default=10, show_default=True, help="How many results.")
 @click.option("--exact", is_flag=True, help="Scan every row, even when the table has an ANN index.")
 @click.option("--device", help="cpu, cuda, cuda:1... (default: CPU).")
+@click.option("--engine", type=click.Choice(["auto", "torch", "onnxruntime"]), default="auto", show_default=True,
+              help="How the query is embedded: auto (onnxruntime on CPU, checked against PyTorch), torch, onnxruntime.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def search_cmd(query: str, db: str, table: str | None, k: int, exact: bool, device: str | None,
-               as_json: bool) -> None:
+               engine: str, as_json: bool) -> None:
     """Nearest stored items to QUERY: an image file for an image table, a text for a text table."""
     from zoo.embed import search
     from zoo.render import table as table_text  # the name `table` is the option here
 
-    result = search(db, query, table=table, k=k, exact=exact, device=device)
+    result = search(db, query, table=table, k=k, exact=exact, device=device, engine=engine)
     if as_json:
         _echo_json(result.to_dict())
         return
@@ -322,10 +328,12 @@ def search_cmd(query: str, db: str, table: str | None, k: int, exact: bool, devi
 @click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable or bad support examples.")
 @click.option("--device", help="cpu, cuda, cuda:1... for embedding the support set.")
+@click.option("--engine", type=click.Choice(["auto", "torch", "onnxruntime"]), default="auto", show_default=True,
+              help="Frozen pass: auto (onnxruntime on CPU, checked against PyTorch; PyTorch on CUDA), torch, onnxruntime.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.pass_context
 def fewshot_cmd(ctx: click.Context, model: str, inputs: tuple[str, ...], support: str | None, out: str | None,
-                predict: bool, top_k: int, skip_bad: bool, device: str | None, as_json: bool) -> None:
+                predict: bool, top_k: int, skip_bad: bool, device: str | None, engine: str, as_json: bool) -> None:
     """A nearest-centroid classifier from a few labelled examples per class, without training.
 
     MODEL is a model name (with --support) or a saved classifier folder (to --predict with it).
@@ -338,11 +346,11 @@ def fewshot_cmd(ctx: click.Context, model: str, inputs: tuple[str, ...], support
     if predict and not inputs:
         raise click.UsageError("give the inputs to classify after --predict")
     if support is not None:
-        classifier = fewshot(model, support, skip_bad=skip_bad, device=device, progress=not as_json,
+        classifier = fewshot(model, support, skip_bad=skip_bad, device=device, engine=engine, progress=not as_json,
                              registry_files=_registries(ctx))
         classifier.save(out or default_folder(classifier.model))
     elif os.path.isdir(model):
-        classifier = load_fewshot(model)
+        classifier = load_fewshot(model, engine=engine)
     else:
         raise click.UsageError(f"give --support DATA to build a classifier for {model!r}, or the folder of a "
                                f"saved classifier")

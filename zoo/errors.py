@@ -18,6 +18,7 @@ __all__ = [
     "CacheError",
     "LoadError",
     "InputError",
+    "EngineError",
     "ExportError",
     "ValidationError",
 ]
@@ -71,6 +72,11 @@ class LoadError(ZooError):
 
 class InputError(ZooError):
     """Input data cannot be used: an unreadable image, a bad row, a wrong type; the message names it."""
+
+
+class EngineError(ZooError):
+    """The fast frozen-forward engine (onnxruntime) cannot be built, validated or used for a model;
+    ``engine="auto"`` falls back to PyTorch, an explicit ``engine="onnxruntime"`` raises this."""
 
 
 class ExportError(ZooError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ def load(
     pretrained: bool = True,
     device: Any = None,
     offline: bool | None = None,
+    engine: str | None = None,
     registry_files: Sequence[str | Path] = (),
 ) -> Backbone:
     """A :class:`~zoo.backbone.Backbone` for ``model``, in eval mode.
@@ -46,15 +48,29 @@ def load(
       where the architecture is known without files; transformers models need their config
       and so cannot).
 
+    - ``engine="auto" | "onnxruntime" | "torch"``: :meth:`Backbone.embed` runs through a frozen
+      pass (:func:`zoo.frozen.frozen_pass`): on CPU, ``auto`` is the backbone compiled to ONNX
+      (cached, validated against PyTorch) in onnxruntime, or PyTorch where that is not possible.
+      The module itself stays a PyTorch module; once its weights change, ``embed`` is PyTorch's.
+
     The files are pulled (verified, cached) first; offline, a cached model loads and an uncached
     one raises :class:`zoo.errors.OfflineError`.
     """
     card = resolve_card(model, registry_files)
+    if engine is not None and (features or head):
+        raise LoadError(f"model {card.name!r}: engine= applies to the embedding; leave out features= and head=")
     adapter = adapter_of(card)
     fetched = pull(card, offline=offline) if pretrained else None
     network = adapter.build(card, fetched)
     backbone = assemble(card, network, adapter, fetched, features=features, head=head)
-    return backbone.to(device) if device is not None else backbone
+    if device is not None:
+        backbone = backbone.to(device)
+    if engine is not None:
+        from zoo.frozen.passes import frozen_pass
+
+        backbone.use_engine(frozen_pass(backbone, fetched, engine=engine, device=device,
+                                        log=lambda text: print(text, file=sys.stderr)))
+    return backbone
 
 
 def assemble(

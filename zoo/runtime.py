@@ -1,6 +1,6 @@
 """Run an exported model with onnxruntime alone: no PyTorch, no transformers.
 
-The ONNX file's zoo metadata (:mod:`zoo.export.metadata`) says how to preprocess the inputs
+The ONNX file's zoo metadata (:mod:`zoo.modelinfo`) says how to preprocess the inputs
 (the same numpy/PIL code the training used, or the tokenizer file written beside the model) and
 how to read the output (class labels, or embeddings). This module imports onnxruntime, numpy,
 PIL and tokenizers, and never torch: a slim deployment installs ``zoo`` without using PyTorch.
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoo.errors import InputError
-from zoo.export.metadata import ModelInfo
+from zoo.modelinfo import ModelInfo
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np

@@ -53,6 +53,7 @@ class EmbedReport:
     rows: int = 0  # rows in the table afterwards
     index: str | None = None  # what happened to the ANN index
     feature_cache: str | None = None  # "hit" / "stored" when zoo finetune's feature cache was used
+    engine: dict[str, Any] | None = None  # the frozen pass that computed new vectors (None: none computed)
     seconds: float = 0.0
     created: bool = False
 
@@ -74,7 +75,8 @@ class EmbedReport:
         lines = [f"{'created' if self.created else 'updated'} table {self.table!r} in {self.db}: "
                  f"{self.items} items, " + ", ".join(parts),
                  f"{self.rows} rows of {self.model} (revision {self.revision}) in {self.seconds:.1f}s"
-                 + (f"; feature cache {self.feature_cache}" if self.feature_cache else "")]
+                 + (f"; feature cache {self.feature_cache}" if self.feature_cache else "")
+                 + (f"; engine {self.engine['engine']}" if self.engine else "")]
         if self.index:
             lines.append(f"index: {self.index}")
         return "\n".join(lines)
@@ -193,7 +195,7 @@ def normalize(vectors: Any) -> Any:
 def embedder_identity(card: Any, fetched: Any) -> str:
     """Weights, cut point and preprocessing in one key: equal keys give comparable vectors. It is the
     feature cache's key for no data, so the two can never disagree about what changes embeddings."""
-    from zoo.train.features import feature_key
+    from zoo.frozen.features import feature_key
 
     return feature_key(card, fetched, "")
 
@@ -211,6 +213,7 @@ def embed_dataset(
     batch_size: int = 64,
     device: str | None = None,
     workers: int | None = None,
+    engine: str = "auto",
     progress: bool = False,
     registry_files: Sequence[str | Path] = (),
 ) -> EmbedReport:
@@ -218,7 +221,7 @@ def embed_dataset(
     LanceDB database ``db`` (created when missing), embedding only what the table lacks.
 
     ``index``: None builds the ANN index once the table reaches ``INDEX_THRESHOLD`` rows, True
-    builds it now, False never. Raises :class:`zoo.errors.ZooError` when the table was made by
+    builds it now, False never. ``engine``: the frozen pass's engine (:func:`zoo.frozen.frozen_pass`). Raises :class:`zoo.errors.ZooError` when the table was made by
     another model (or other weights of this one).
     """
     from zoo.__about__ import __version__
@@ -244,8 +247,8 @@ def embed_dataset(
         created = existing is None
         target = store.create(name, info) if created else existing
         plan = _plan(dataset, target)
-        vectors, cache_note = _vectors(plan, dataset, target, card, fetched, batch_size=batch_size,
-                                       device=device, workers=workers, progress=progress)
+        vectors, cache_note, engine_used = _vectors(plan, dataset, target, card, fetched, batch_size=batch_size,
+                                                    device=device, workers=workers, engine=engine, progress=progress)
         target.delete_ids(plan.replace_ids)
         target.add(plan.ids, plan.sources, plan.labels, plan.contents, vectors)
         index_note = target.maintain_index(index)
@@ -255,7 +258,8 @@ def embed_dataset(
         embedded=len(plan.to_embed), reused=len(plan.ids) - len(plan.to_embed),
         replaced=len(plan.replace_ids), unchanged=plan.unchanged, skipped_deleted=plan.skipped_deleted,
         duplicates=plan.duplicates, skipped_bad=tuple(str(p) for p in dataset.problems), rows=rows,
-        index=index_note, feature_cache=cache_note, seconds=time.perf_counter() - started, created=created)
+        index=index_note, feature_cache=cache_note, engine=engine_used, seconds=time.perf_counter() - started,
+        created=created)
 
 
 def _check_same_model(table: Any, model: str, info: Any) -> None:
@@ -327,8 +331,10 @@ def _plan(dataset: Any, table: Any) -> _Plan:
 
 
 def _vectors(plan: _Plan, dataset: Any, table: Any, card: Any, fetched: Any, *, batch_size: int,
-             device: str | None, workers: int | None, progress: bool) -> tuple[Any, str | None]:
-    """The (rows, dim) normalised vectors of the plan's rows: stored ones reused, the rest computed.
+             device: str | None, workers: int | None, engine: str, progress: bool
+             ) -> tuple[Any, str | None, dict[str, Any] | None]:
+    """The (rows, dim) normalised vectors of the plan's rows: stored ones reused, the rest computed,
+    with the cache note and the record of the frozen pass that computed them.
 
     When the table is empty and every example is needed, the whole dataset goes through zoo
     finetune's feature cache (a hit when finetune already embedded this data with this model; else
@@ -337,37 +343,48 @@ def _vectors(plan: _Plan, dataset: Any, table: Any, card: Any, fetched: Any, *, 
     import numpy as np
 
     if not plan.ids:
-        return np.zeros((0, card.embedding.dim), np.float32), None
+        return np.zeros((0, card.embedding.dim), np.float32), None, None
     computed: dict[str, Any] = {}
     cache_note = None
+    used: dict[str, Any] | None = None
     if plan.to_embed:
         import torch
 
         from zoo.embed.store import forking_loaders
+        from zoo.frozen.features import cached_embeddings
+        from zoo.frozen.passes import frozen_pass, spread
         from zoo.loading import load
-        from zoo.train.features import cached_embeddings, embed_items
 
         chosen = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         backbone = load(card, device=chosen)
         whole = _whole(plan, dataset)
         order = list(plan.to_embed.items())  # (content, example index), one per new content
+        items = [dataset.examples[n].item for _, n in order]
+        made: list[Any] = []
+
+        def make_pass() -> Any:
+            made.append(frozen_pass(backbone, fetched, engine=engine, device=chosen, workers=workers,
+                                    check=spread(items, 6), log=lambda text: print(text, file=sys.stderr)))
+            return made[-1]
+
         bar = _bar(len(dataset) if whole else len(order), progress)
-        options = dict(batch_size=batch_size, device=chosen, workers=workers, progress=bar)
         try:
             with forking_loaders():
                 if whole:
-                    matrix, record = cached_embeddings(backbone, fetched, dataset, **options)
+                    matrix, record = cached_embeddings(card, fetched, dataset, make_pass, batch_size=batch_size,
+                                                       progress=bar)
                     cache_note = "hit" if record["hit"] else "stored"
+                    used = record.get("engine")
                     matrix = matrix[[n for _, n in order]]
                 else:
-                    items = [dataset.examples[n].item for _, n in order]
-                    matrix = embed_items(backbone, items, [0] * len(items), **options)
+                    matrix = make_pass().embed(items, batch_size=batch_size, progress=bar)
+                    used = made[-1].record()
         finally:
             if bar is not None:
                 bar.close()
         computed = dict(zip((c for c, _ in order), normalize(matrix.numpy())))
     reused = table.vectors_for(c for c in plan.contents if c not in computed)  # stored: already normalised
-    return np.stack([computed[c] if c in computed else reused[c] for c in plan.contents]), cache_note
+    return np.stack([computed[c] if c in computed else reused[c] for c in plan.contents]), cache_note, used
 
 
 def _whole(plan: _Plan, dataset: Any) -> bool:

@@ -41,7 +41,7 @@ class FewShot:
 
     def __init__(self, *, model: str, revision: str, embedder: str, modality: str, input: dict[str, Any],
                  classes: Sequence[str], prototypes: Any, counts: Sequence[int], scale: float = SCALE,
-                 support: dict[str, Any] | None = None, path: Path | None = None) -> None:
+                 support: dict[str, Any] | None = None, path: Path | None = None, engine: str = "auto") -> None:
         import numpy as np
 
         self.model, self.revision, self.embedder, self.modality = model, revision, embedder, modality
@@ -52,6 +52,7 @@ class FewShot:
         self.scale = float(scale)
         self.support = dict(support or {})  # where the examples came from: {"data", "fingerprint"}
         self.path = path
+        self.engine = engine  # the frozen pass that embeds what it predicts (zoo.frozen.frozen_pass)
         self._backbone: Any = None
         if self.prototypes.shape[0] != len(self.classes):
             raise ZooError(f"{len(self.classes)} classes but {self.prototypes.shape[0]} prototypes")
@@ -109,7 +110,7 @@ class FewShot:
                 raise ZooError(f"the few-shot classifier{where} was built with {self.model} revision {self.revision}, "
                                f"but the model now has other weights, cut point or preprocessing; build it again "
                                f"with `zoo fewshot {self.model} --support DATA`")
-            self._backbone = load(card)
+            self._backbone = load(card, engine=self.engine)
         return self._backbone
 
     def embed(self, items: Sequence[Any], batch_size: int = 32) -> Any:
@@ -204,20 +205,23 @@ def _describe(item: Any) -> str:
 
 
 def fewshot(model: str, support: str | Path, *, skip_bad: bool = False, batch_size: int = 64,
-            device: str | None = None, workers: int | None = None, progress: bool = False,
+            device: str | None = None, workers: int | None = None, engine: str = "auto", progress: bool = False,
             registry_files: Sequence[str | Path] = ()) -> FewShot:
     """A prototype classifier for ``model`` from labelled ``support`` data (any dataset zoo reads:
     class folders, CSV/JSONL manifests, digits), a handful of examples per class. The support
-    embeddings go through zoo finetune's feature cache."""
+    embeddings go through zoo finetune's feature cache, computed by a frozen pass on ``engine``."""
+    import sys
+
     import torch
 
     from zoo.data import open_dataset
     from zoo.data.checks import problems_error
     from zoo.embed.ingest import embedder_identity
     from zoo.embed.store import forking_loaders
+    from zoo.frozen.features import cached_embeddings
+    from zoo.frozen.passes import frozen_pass, spread
     from zoo.loading import load
     from zoo.pulling import pull, resolve_card
-    from zoo.train.features import cached_embeddings
 
     card = resolve_card(model, registry_files)
     dataset = open_dataset(support, modality=card.modality)
@@ -228,21 +232,35 @@ def fewshot(model: str, support: str | Path, *, skip_bad: bool = False, batch_si
     fetched = pull(card, quiet=not progress)
     chosen = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     backbone = load(card, device=chosen)
+    made: list[Any] = []
+
+    def make_pass() -> Any:
+        made.append(frozen_pass(backbone, fetched, engine=engine, device=chosen, workers=workers,
+                                check=spread([e.item for e in dataset.examples], 6),
+                                log=lambda text: print(text, file=sys.stderr)))
+        return made[-1]
+
     with forking_loaders():
-        embeddings, _ = cached_embeddings(backbone, fetched, dataset, batch_size=batch_size, device=chosen,
-                                          workers=workers)
+        embeddings, _ = cached_embeddings(card, fetched, dataset, make_pass, batch_size=batch_size)
     classifier = FewShot.from_embeddings(
         embeddings.numpy(), dataset.labels, dataset.classes, model=card.name,
         revision=fetched.resolved or fetched.revision, embedder=embedder_identity(card, fetched),
         modality=card.modality, input={k: v for k, v in asdict(card.input).items() if v is not None},
         support={"data": str(support) if str(support) == "digits" else str(Path(support).resolve()),
                  "fingerprint": dataset.fingerprint()})
-    classifier._backbone = backbone.cpu() if chosen.type != "cpu" else backbone
+    classifier.engine = engine
+    # Predictions reuse the loaded model and its pass; otherwise (a cache hit, or a GPU) the model
+    # loads again on first use, on the CPU, with its engine.
+    if made and chosen.type == "cpu":
+        classifier._backbone = backbone.use_engine(made[0])
+    elif chosen.type == "cpu" and engine == "torch":
+        classifier._backbone = backbone
     return classifier
 
 
-def load_fewshot(folder: str | Path) -> FewShot:
-    """A classifier saved by :meth:`FewShot.save` (the model loads when it first predicts)."""
+def load_fewshot(folder: str | Path, *, engine: str = "auto") -> FewShot:
+    """A classifier saved by :meth:`FewShot.save` (the model loads when it first predicts, with a
+    frozen pass on ``engine``)."""
     import numpy as np
 
     folder = Path(folder)
@@ -260,7 +278,8 @@ def load_fewshot(folder: str | Path) -> FewShot:
                        f"this zoo reads {_KIND!r} version {_VERSION}")
     return FewShot(model=meta["model"], revision=meta["revision"], embedder=meta["embedder"],
                    modality=meta["modality"], input=meta["input"], classes=meta["classes"], prototypes=prototypes,
-                   counts=meta["counts"], scale=meta["scale"], support=meta.get("support"), path=folder)
+                   counts=meta["counts"], scale=meta["scale"], support=meta.get("support"), path=folder,
+                   engine=engine)
 
 
 def expand_inputs(inputs: Sequence[str], modality: str) -> list[str]:

@@ -8,14 +8,13 @@ index, the IVF_FLAT index on larger ones (a third of its partitions probed).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from zoo.embed.store import VectorStore
 from zoo.errors import InputError, ZooError
+from zoo.threads import torch_threads
 
 __all__ = ["Searcher", "SearchResult", "search"]
 
@@ -41,9 +40,11 @@ class SearchResult:
 class Searcher:
     """Queries one table and keeps its model loaded, for many queries in one process."""
 
-    def __init__(self, db: str | Path, table: str | None = None, *, device: str | None = None) -> None:
+    def __init__(self, db: str | Path, table: str | None = None, *, device: str | None = None,
+                 engine: str = "auto") -> None:
         self.table = VectorStore(db).table(table)
         self.device = device
+        self.engine = engine
         self._backbone: Any = None
         state = self.table.index()
         self.method = "exact" if state is None else f"ann ({state.describe()})"
@@ -65,6 +66,12 @@ class Searcher:
                     f"weights, cut point or preprocessing (revision {fetched.resolved or fetched.revision}): its "
                     f"queries would not match the stored vectors. Embed the data again into a new --table")
             self._backbone = load(card, device=self.device)
+            if self.engine != "torch":
+                from zoo.frozen.passes import frozen_pass
+
+                # one query is too small to split over threads (see embed)
+                self._backbone.use_engine(frozen_pass(self._backbone, fetched, engine=self.engine, threads=1,
+                                                      device=self.device, log=_stderr))
         return self._backbone
 
     def embed(self, query: Any) -> Any:
@@ -79,7 +86,11 @@ class Searcher:
         elif not isinstance(query, str) or not query.strip():
             raise InputError(f"table {self.table.name!r} holds text embeddings ({info.model}): the query must be "
                              f"a non-empty text")
-        with _one_thread():
+        # One query runs on one CPU thread: its matrices are too small to split, and on a busy
+        # machine waiting for a second, descheduled thread made each operation take a scheduler
+        # slice (MiniLM on one short text: 10-15 ms on one thread, 700 ms on two, with other jobs
+        # on the two cores).
+        with torch_threads(1):
             return normalize(self.backbone.embed([query]).float().cpu().numpy())[0]
 
     def __call__(self, query: Any, k: int = 10, *, exact: bool = False) -> SearchResult:
@@ -92,23 +103,14 @@ class Searcher:
                             seconds=time.perf_counter() - started)
 
 
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    """One query runs on one CPU thread: its matrices are too small to split, and on a busy machine
-    waiting for a second, descheduled thread made each operation take a scheduler slice (MiniLM on
-    one short text: 10-15 ms on one thread, 700 ms on two, with other jobs on the two cores)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def search(db: str | Path, query: Any, *, table: str | None = None, k: int = 10, exact: bool = False,
-           device: str | None = None) -> SearchResult:
+           device: str | None = None, engine: str = "auto") -> SearchResult:
     """The ``k`` items of ``table`` (default: the database's only table) nearest to ``query``: an image
     (path, PIL image, array) for an image table, a text for a text table."""
-    return Searcher(db, table, device=device)(query, k, exact=exact)
+    return Searcher(db, table, device=device, engine=engine)(query, k, exact=exact)
+
+
+def _stderr(text: str) -> None:
+    import sys
+
+    print(text, file=sys.stderr)

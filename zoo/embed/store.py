@@ -64,7 +64,7 @@ class TableInfo:
 
     model: str
     revision: str
-    embedder: str  # identity of weights + cut point + preprocessing (zoo.train.features.feature_key)
+    embedder: str  # identity of weights + cut point + preprocessing (zoo.frozen.features.feature_key)
     modality: str
     dim: int
     metric: str = "cosine"  # vectors are L2-normalised and searched by dot product

@@ -19,10 +19,10 @@ from typing import Any
 
 from zoo.__about__ import __version__
 from zoo.errors import ZooError
-from zoo.export.metadata import ModelInfo
-from zoo.export.onnxfile import EXTERNAL_DATA_THRESHOLD, OPSET
+from zoo.modelinfo import ModelInfo
+from zoo.onnxgraph.onnxfile import EXTERNAL_DATA_THRESHOLD, OPSET
 from zoo.export.quantization import TEXT_OP_TYPES, QuantSettings
-from zoo.export.validation import ATOL, RTOL
+from zoo.onnxgraph.validation import ATOL, RTOL
 
 __all__ = ["export", "ExportResult", "Built", "build_fp32", "build_int8", "default_output"]
 
@@ -114,10 +114,10 @@ def build_fp32(prepared: Any, folder: Path, name: str, *, atol: float = ATOL, rt
     """Trace, save with metadata, check, and validate against PyTorch: ``folder/name`` (+ sidecars)."""
     import onnx
 
-    from zoo.export.onnxfile import save, trace, write_metadata
+    from zoo.onnxgraph.onnxfile import save, trace, write_metadata
     from zoo.export.prepare import sha256_file
-    from zoo.export.static_dims import fold_static_dims
-    from zoo.export.validation import validate
+    from zoo.onnxgraph.static_dims import fold_static_dims
+    from zoo.onnxgraph.validation import validate
     from zoo.runtime import open_model
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -168,7 +168,7 @@ def _check_tokenizer(prepared: Any, encode: Any) -> None:
 def build_int8(prepared: Any, fp32: Built, folder: Path, *, max_drop: float | None = 1.0,
                settings: QuantSettings = QuantSettings(), say: Callable[[str], None] = lambda _: None) -> Built:
     """Quantize a validated fp32 model, compare it with fp32, refuse it beyond ``max_drop`` points."""
-    from zoo.export.onnxfile import check, data_files, write_metadata
+    from zoo.onnxgraph.onnxfile import check, data_files, write_metadata
     from zoo.export.quantization import calibration_batches, compare_int8, head_nodes, quantize_int8
     from zoo.runtime import open_model
 
@@ -219,7 +219,7 @@ def build_int8(prepared: Any, fp32: Built, folder: Path, *, max_drop: float | No
 def _place(built: Built, out: Path) -> tuple[Path, ...]:
     """Sidecars first, the graph last, each by an atomic rename-over: readers never see half a model."""
     from zoo.atomic import atomic_write
-    from zoo.export.onnxfile import data_files
+    from zoo.onnxgraph.onnxfile import data_files
 
     umask = os.umask(0)
     os.umask(umask)

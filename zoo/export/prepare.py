@@ -21,30 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from zoo.errors import InputError, UnknownModelError, ZooError
+from zoo.samples import generated_items
 
-__all__ = ["Prepared", "prepare", "generated_items", "graph_module", "sha256_file"]
+__all__ = ["Prepared", "prepare", "graph_module", "sha256_file"]
 
 #: The fp32-vs-int8 check runs on at most this many held-out examples (validation, then test):
 #: enough to resolve a 1-point drop (20 validation images resolve 5 points: one changed answer),
 #: bounded so that a large test set does not make the export slow.
 EVALUATION_LIMIT = 2000
-
-#: A few sentences of varied length and topic: the text inputs of a bare text backbone.
-SENTENCES = (
-    "The quick brown fox jumps over the lazy dog.",
-    "Interest rates rose again this quarter, and markets fell sharply.",
-    "Bake the bread for forty minutes until golden.",
-    "Hello!",
-    "The striker scored twice in the final minutes of the championship match, to the delight of the fans.",
-    "A small model zoo for transfer learning exports its models to ONNX.",
-    "Rain is expected tomorrow in the north; the south stays dry and warm.",
-    "Which planet is closest to the sun?",
-    "She read the letter twice, folded it carefully and put it back in the drawer without a word.",
-    "Tokyo",
-    "Add two cups of flour, one egg and a pinch of salt.",
-    "The committee will publish its report on energy prices next week.",
-)
-
 
 @dataclass
 class Prepared:
@@ -116,25 +100,6 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def generated_items(card: Any, count: int, seed: int = 0) -> list[Any]:
-    """Inputs made from the card's spec when there is no data: smooth random pictures, or sentences."""
-    import numpy as np
-
-    if card.modality == "text":
-        return [SENTENCES[i % len(SENTENCES)] for i in range(count)]
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    height, width = card.input.size or (224, 224)
-    items = []
-    for _ in range(count):
-        # low-resolution colour noise up-sampled: blobs and edges, with natural-image-like statistics
-        small = rng.integers(0, 256, size=(rng.integers(4, 17), rng.integers(4, 17), 3), dtype=np.uint8)
-        picture = Image.fromarray(small).resize((width + width // 7, height + height // 7), Image.Resampling.BICUBIC)
-        items.append(np.asarray(picture))
-    return items
 
 
 def prepare(source: str | Path, *, pretrained: bool = True, samples: int = 16, calibration: int = 128,

@@ -24,13 +24,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from zoo.backbone import Backbone
-from zoo.errors import ZooError
-from zoo.train.batches import derive_seed, make_loader
 from zoo.atomic import atomic_write_bytes
+from zoo.backbone import Backbone
+from zoo.batches import derive_seed, make_loader
+from zoo.errors import ZooError
+from zoo.frozen.features import cached_embeddings
+from zoo.frozen.passes import FrozenPass, frozen_pass, spread
+from zoo.threads import thread_budget, torch_threads
 from zoo.train.checkpoints import Checkpoints
 from zoo.train.config import FinetuneConfig
-from zoo.train.features import cached_embeddings, embed_items
 from zoo.train.heads import make_head
 
 __all__ = ["Classifier", "Trainer", "Diverged"]
@@ -103,6 +105,26 @@ class Trainer:
         self.features: dict[str, torch.Tensor] = {}
         self.feature_records: dict[str, Any] = {}
         self.loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+        self._frozen: FrozenPass | None = None
+        images = backbone.card.modality == "image"
+        self.channels_last = images if config.channels_last == "auto" else bool(config.channels_last)
+        self.budget = thread_budget(config.workers, decoding=images)
+
+    # ----------------------------------------------------------------- the frozen pass
+
+    def frozen(self) -> FrozenPass:
+        """The stage-1 pass over the pretrained backbone: built once, before any training step, and
+        checked on a few training and validation items."""
+        if self._frozen is None:
+            items = [e.item for e in self.splits.train.examples] + [e.item for e in self.splits.val.examples]
+            self._frozen = frozen_pass(self.backbone, self.fetched, engine=self.config.engine, device=self.device,
+                                       workers=self.config.workers, check=spread(items, 6), log=self.log)
+        return self._frozen
+
+    def _unfrozen_pass(self) -> FrozenPass:
+        """Inference through the backbone as it is being trained: PyTorch, on the run's threads."""
+        return frozen_pass(self.backbone, None, engine="torch", device=self.device, workers=self.config.workers,
+                           channels_last=self.channels_last)
 
     # ----------------------------------------------------------------- phases
 
@@ -158,13 +180,13 @@ class Trainer:
         if name not in self.features:
             bar = _bar(self.progress, len(dataset), f"embedding {name}")
             self.features[name], self.feature_records[name] = cached_embeddings(
-                self.backbone, self.fetched, dataset, batch_size=max(self.config.batch_size, 64),
-                device=self.device, workers=self.config.workers, progress=bar)
+                self.backbone.card, self.fetched, dataset, self.frozen, batch_size=max(self.config.batch_size, 64),
+                progress=bar)
             if bar is not None:
                 bar.close()
             record = self.feature_records[name]
-            self.log(f"  {name}: {len(dataset)} embeddings {'from the cache' if record['hit'] else 'computed'} "
-                     f"in {record['seconds']:.1f}s")
+            how = "from the cache" if record["hit"] else f"computed ({record['engine']['engine']})"
+            self.log(f"  {name}: {len(dataset)} embeddings {how} in {record['seconds']:.1f}s")
         return self.features[name]
 
     @staticmethod
@@ -200,20 +222,23 @@ class Trainer:
             return total_loss / count, correct / count
         self.model.train()
         _freeze_batchnorm(self.model.backbone)
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
         items = [e.item for e in self.splits.train.examples]
         loader = make_loader(self.backbone, items, self._labels(self.splits.train).tolist(),
                              batch_size=self.config.batch_size, seed=seed, shuffle=True,
-                             augmenting=self.config.augment, workers=self.config.workers)
+                             augmenting=self.config.augment, workers=self.budget.workers)
         bar = _bar(self.progress, len(items), f"phase {phase} epoch {phase_epoch}")
-        for inputs, labels in loader:
-            labels = labels.to(self.device)
-            with _autocast(self.device):
-                logits = self._forward(inputs)
-            total_loss += self._step(optimizer, logits, labels) * len(labels)
-            correct += int((logits.argmax(1) == labels).sum())
-            count += len(labels)
-            if bar is not None:
-                bar.update(len(labels))
+        with torch_threads(self.budget.threads):
+            for inputs, labels in loader:
+                labels = labels.to(self.device)
+                with _autocast(self.device):
+                    logits = self._forward(inputs)
+                total_loss += self._step(optimizer, logits, labels) * len(labels)
+                correct += int((logits.argmax(1) == labels).sum())
+                count += len(labels)
+                if bar is not None:
+                    bar.update(len(labels))
         if bar is not None:
             bar.close()
         return total_loss / count, correct / count
@@ -221,7 +246,10 @@ class Trainer:
     def _forward(self, inputs: Any) -> torch.Tensor:
         if isinstance(inputs, dict):
             return self.model(**{k: v.to(self.device) for k, v in inputs.items()})
-        return self.model(inputs.to(self.device, non_blocking=True))
+        inputs = inputs.to(self.device, non_blocking=True)
+        if self.channels_last:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        return self.model(inputs)
 
     @torch.no_grad()
     def logits(self, name: str, dataset: Any, phase: int) -> torch.Tensor:
@@ -230,9 +258,7 @@ class Trainer:
         if phase == 0:
             return self.model.head(self.embeddings(name, dataset).to(self.device)).float().cpu()
         items = [e.item for e in dataset.examples]
-        embedded = embed_items(self.backbone, items, self._labels(dataset).tolist(),
-                               batch_size=max(self.config.batch_size, 64), device=self.device,
-                               workers=self.config.workers)
+        embedded = self._unfrozen_pass().embed(items, batch_size=max(self.config.batch_size, 64))
         return self.model.head(embedded.to(self.device)).float().cpu()
 
     def validate(self, phase: int) -> Score:

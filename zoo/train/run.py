@@ -138,7 +138,9 @@ def finetune(
         if not (run_dir / "config.json").is_file():
             raise ZooError(f"{run_dir}: cannot resume: no config.json (is it a zoo run folder?)")
         saved = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))["config"]
-        config = FinetuneConfig.from_dict({**saved, **{k: v for k, v in options.items() if k in ("device", "workers")}})
+        # how to compute may change on resume (another machine); what to compute may not
+        config = FinetuneConfig.from_dict({**saved, **{k: v for k, v in options.items()
+                                                        if k in ("device", "workers", "engine")}})
     else:
         if model is None or data is None:
             raise ZooError("finetune needs a model and data (or resume=RUN_DIR)")
@@ -175,8 +177,20 @@ def finetune(
     trainer = Trainer(config, run_dir, splits, backbone, fetched, device=device, log=say, progress=progress)
     loop = trainer.fit(resume=resume is not None)
     _finish(trainer, loop, run_dir)
+    _record_engines(run_dir, trainer.feature_records)
     say(f"done in {time.perf_counter() - started:.0f}s")
     return open_run(run_dir)
+
+
+def _record_engines(run_dir: Path, records: dict[str, Any]) -> None:
+    """config.json says which engine computed each set's features, and how far it was from PyTorch."""
+    from zoo.atomic import atomic_write_json
+
+    path = run_dir / "config.json"
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    saved["frozen_pass"] = {name: {"cache": "hit" if r["hit"] else "computed", **r.get("engine", {})}
+                            for name, r in records.items()}
+    atomic_write_json(path, saved)
 
 
 def _finish(trainer: Any, loop: dict[str, Any], run_dir: Path) -> None:

@@ -7,7 +7,6 @@ is killed and resumed, and whatever the number of workers.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -27,9 +26,10 @@ def derive_seed(*parts: int) -> int:
 
 
 def default_workers() -> int:
-    """Loader processes: leave the model most cores, but keep one decoding ahead of it."""
-    cores = os.cpu_count() or 1
-    return 0 if cores <= 1 else min(8, max(1, cores // 2))
+    """Loader processes by default: the thread budget's share for decoding (:mod:`zoo.threads`)."""
+    from zoo.threads import thread_budget
+
+    return thread_budget().workers
 
 
 class _SeededOrder(Sampler):

@@ -14,7 +14,7 @@ from typing import Any
 
 from zoo.__about__ import __version__
 from zoo.errors import ZooError
-from zoo.export.metadata import ModelInfo
+from zoo.modelinfo import ModelInfo
 
 __all__ = ["OPSET", "EXTERNAL_DATA_THRESHOLD", "trace", "save", "write_metadata", "read_info", "data_files",
            "weights_bytes"]
@@ -26,9 +26,11 @@ OPSET = 18
 EXTERNAL_DATA_THRESHOLD = 1_800_000_000
 
 
-def trace(module: Any, feeds: dict[str, Any], input_names: Sequence[str], output_name: str, path: Path, *,
-          modality: str, opset: int = OPSET) -> Path:
+def trace(module: Any, feeds: dict[str, Any], input_names: Sequence[str], output_name: str | Sequence[str],
+          path: Path, *, modality: str, opset: int = OPSET) -> Path:
     """Export ``module`` to ``path`` with a dynamic batch axis (and sequence axis for text).
+
+    ``output_name`` names the module's output, or each of the tensors in the tuple it returns.
 
     PyTorch's TorchScript-based exporter is used: the dynamo exporter needs onnxscript, which zoo
     does not depend on, and tracing is exact for these feed-forward networks (validation proves it).
@@ -37,7 +39,8 @@ def trace(module: Any, feeds: dict[str, Any], input_names: Sequence[str], output
 
     args = tuple(torch.from_numpy(feeds[name]) for name in input_names)
     axes = {name: ({0: "batch", 1: "sequence"} if modality == "text" else {0: "batch"}) for name in input_names}
-    axes[output_name] = {0: "batch"}
+    outputs = [output_name] if isinstance(output_name, str) else list(output_name)
+    axes.update({name: {0: "batch"} for name in outputs})
     module.eval()
     # Not under no_grad: inference fast paths that ONNX lacks (nn.MultiheadAttention's fused
     # _native_multi_head_attention) switch on when gradients are off.
@@ -45,7 +48,7 @@ def trace(module: Any, feeds: dict[str, Any], input_names: Sequence[str], output
         warnings.simplefilter("ignore")  # the legacy exporter's deprecation and tracer notes
         try:
             torch.onnx.export(module, args, str(path), dynamo=False, opset_version=opset,
-                              input_names=list(input_names), output_names=[output_name], dynamic_axes=axes,
+                              input_names=list(input_names), output_names=outputs, dynamic_axes=axes,
                               do_constant_folding=True)
         except (RuntimeError, torch.onnx.errors.OnnxExporterError) as exc:
             raise ZooError(f"PyTorch cannot export this model to ONNX (opset {opset}): {str(exc).splitlines()[0]}"

@@ -1,0 +1,264 @@
+"""A cut backbone compiled to ONNX once, cached under ``$ZOO_HOME/engines``, checked at every use.
+
+The key covers everything that changes the graph or its numbers: the model, its weight files'
+sha256, the cut point and requested features, the input spec, and the zoo, torch, onnx and
+onnxruntime versions with the opset. One folder per key holds ``graph.onnx`` and ``engine.json``
+(the identity, the graph's sha256 and the validation against PyTorch).
+
+- Built in a temp folder beside it and renamed into place with ``engine.json`` already inside, so
+  a kill mid-build leaves nothing that is ever used (the leftovers are removed by the next build).
+- Built under an inter-process lock: two processes needing the same engine build it once; the
+  other waits and uses it.
+- Before use, the graph file is hashed against ``engine.json``; a damaged or edited file is
+  rebuilt, never loaded.
+- A failure (the model does not trace, onnxruntime's outputs differ from PyTorch's) is written
+  to ``KEY.failed.json`` and not retried for that key: the versions are part of the key, so an
+  upgrade retries, and deleting the file does too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from zoo.errors import EngineError
+
+__all__ = ["CompiledGraph", "compile_graph", "engine_identity", "engine_folder", "open_session",
+           "compare_outputs", "remembered_failure"]
+
+_FORMAT = 1
+_GRAPH = "graph.onnx"
+_RECORD = "engine.json"
+
+
+@dataclass(frozen=True)
+class CompiledGraph:
+    """A validated ONNX graph of a cut backbone, at its final path."""
+
+    path: Path
+    key: str
+    record: dict[str, Any]
+    built: bool  # built by this call (not read from the cache)
+
+    @property
+    def validation(self) -> dict[str, Any]:
+        return dict(self.record.get("validation") or {})
+
+    def mark_failed(self, reason: str) -> None:
+        """Remember that this engine failed on real data (so ``auto`` does not retry it) and drop it."""
+        _remember(self.path.parent.parent / f"{self.key}.failed.json", self.record.get("identity", {}), reason)
+        shutil.rmtree(self.path.parent, ignore_errors=True)
+
+
+def engine_identity(card: Any, fetched: Any, features: Sequence[str]) -> dict[str, Any]:
+    """Everything that determines the compiled graph, as plain data (hashed into the key)."""
+    import onnx
+    import onnxruntime
+    import torch
+
+    from zoo.__about__ import __version__
+    from zoo.onnxgraph.onnxfile import OPSET
+
+    return {
+        "format": _FORMAT, "model": card.name, "modality": card.modality,
+        "weights": sorted(f.sha256 for f in fetched.files),
+        "cut": [card.embedding.node, card.embedding.dim, card.embedding.pooling],
+        "features": list(features), "input": repr(card.input),
+        "versions": {"zoo": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
+                     "onnxruntime": onnxruntime.__version__, "opset": OPSET},
+    }
+
+
+def _key(identity: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def engine_folder(card: Any, root: Path | None = None) -> Path:
+    from zoo.settings import zoo_home
+
+    return (root or zoo_home() / "engines") / card.name.replace("/", "--")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _intact(folder: Path, identity: dict[str, Any]) -> dict[str, Any] | None:
+    """The record of a usable cached engine, or None when it is missing, damaged or another's."""
+    try:
+        record = json.loads((folder / _RECORD).read_text(encoding="utf-8"))
+        if record.get("identity") != identity:
+            return None
+        return record if _sha256(folder / _GRAPH) == record.get("sha256") else None
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def open_session(path: Path, *, threads: int, providers: Sequence[str] = ("CPUExecutionProvider",)) -> Any:
+    """An onnxruntime session with exactly ``threads`` compute threads.
+
+    Spinning is off: the intra-op threads sleep between operators instead of spinning, so they do
+    not take cycles from the loader processes decoding the next batch beside them (measured in
+    bench/frozen_forward.py).
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    options.intra_op_num_threads = max(1, threads)
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), sess_options=options, providers=list(providers))
+
+
+def compare_outputs(reference: Sequence[Any], actual: Sequence[Any], names: Sequence[str]) -> dict[str, Any]:
+    """Elementwise (zoo export's tolerances) and per-row cosine comparison of two engines' outputs."""
+    import numpy as np
+
+    from zoo.onnxgraph.validation import ATOL, RTOL, compare
+
+    worst: dict[str, Any] = {"max_abs_diff": 0.0, "max_rel_diff": 0.0, "cosine_min": 1.0, "passed": True,
+                             "atol": ATOL, "rtol": RTOL, "outputs": list(names)}
+    for ref, got in zip(reference, actual):
+        result = compare(ref, got)
+        ref64, got64 = np.asarray(ref, np.float64), np.asarray(got, np.float64)
+        norms = np.linalg.norm(ref64, axis=1) * np.linalg.norm(got64, axis=1)
+        cosine = float(np.min(np.sum(ref64 * got64, axis=1) / np.maximum(norms, 1e-30))) if len(ref64) else 1.0
+        worst["max_abs_diff"] = max(worst["max_abs_diff"], result.max_abs_diff)
+        worst["max_rel_diff"] = max(worst["max_rel_diff"], result.max_rel_diff)
+        worst["cosine_min"] = min(worst["cosine_min"], cosine)
+        worst["passed"] = worst["passed"] and result.passed
+    worst["samples"] = int(len(reference[0])) if reference else 0
+    return worst
+
+
+def compile_graph(module: Any, card: Any, fetched: Any, *, features: Sequence[str],
+                  batches: Sequence[dict[str, Any]], threads: int, retry: bool = False, root: Path | None = None,
+                  log: Callable[[str], None] = lambda _: None) -> CompiledGraph:
+    """The cached, validated ONNX graph of ``module`` (a :func:`zoo.frozen.graph.frozen_graph`),
+    built now if missing or damaged.
+
+    ``batches``: encoded inputs (numpy feeds by input name) to trace on and validate with; the
+    first is traced, all are compared with PyTorch. ``retry``: build even when a failure is
+    remembered for this key (an explicit ``engine="onnxruntime"``). Raises :class:`EngineError`.
+    """
+    import filelock
+
+    identity = engine_identity(card, fetched, features)
+    key = _key(identity)
+    folder = engine_folder(card, root)
+    final = folder / key
+    failed = folder / f"{key}.failed.json"
+    folder.mkdir(parents=True, exist_ok=True)
+    record = _intact(final, identity)  # the common case needs no lock
+    if record is not None:
+        return CompiledGraph(final / _GRAPH, key, record, built=False)
+    with filelock.FileLock(str(folder / f"{key}.lock")):
+        record = _intact(final, identity)  # another process may have built it while we waited
+        if record is not None:
+            return CompiledGraph(final / _GRAPH, key, record, built=False)
+        if failed.is_file() and not retry:
+            raise EngineError(_remembered(failed))
+        for leftover in folder.glob(f".{key}.*"):  # a build killed midway (we hold the lock: not running)
+            shutil.rmtree(leftover, ignore_errors=True)
+        if final.exists():
+            log(f"the cached engine {final} is damaged or stale (its sha256 does not match): rebuilding it")
+            shutil.rmtree(final)
+        work = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=folder))
+        try:
+            record = _build(module, card, identity, key, batches, work, threads=threads, log=log)
+            os.replace(work, final)
+        except EngineError as exc:
+            _remember(failed, identity, str(exc))
+            raise
+        except Exception as exc:  # noqa: BLE001 - any tracing failure means "not this model": remembered
+            reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+            _remember(failed, identity, reason)
+            raise EngineError(f"model {card.name!r} cannot be compiled to ONNX ({reason[:300]})") from exc
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        failed.unlink(missing_ok=True)
+    return CompiledGraph(final / _GRAPH, key, record, built=True)
+
+
+def _build(module: Any, card: Any, identity: dict[str, Any], key: str, batches: Sequence[dict[str, Any]],
+           work: Path, *, threads: int, log: Callable[[str], None]) -> dict[str, Any]:
+    import numpy as np
+    import onnx
+    import torch
+
+    from zoo.atomic import atomic_write_json
+    from zoo.frozen.graph import input_names, output_names
+    from zoo.onnxgraph.onnxfile import trace
+    from zoo.onnxgraph.static_dims import fold_static_dims
+
+    started = time.perf_counter()
+    inputs, outputs = input_names(card.modality), output_names(identity["features"])
+    log(f"compiling {card.name} to ONNX for the frozen pass (once; cached under {work.parent})")
+    raw = work / "traced.onnx"
+    trace(module, batches[0], inputs, outputs, raw, modality=card.modality)
+    graph = onnx.load(str(raw))
+    fold_static_dims(graph)
+    path = work / _GRAPH
+    onnx.save_model(graph, str(path))  # weights inline: a cut backbone over 2 GiB fails here, remembered
+    raw.unlink()
+    onnx.checker.check_model(str(path))
+    session = open_session(path, threads=threads)
+    reference, actual = [[] for _ in outputs], [[] for _ in outputs]
+    with torch.no_grad():
+        for feeds in batches:
+            expected = module(*(torch.from_numpy(feeds[n]) for n in inputs))
+            got = session.run(list(outputs), feeds)
+            for i in range(len(outputs)):
+                reference[i].append(expected[i].float().numpy())
+                actual[i].append(got[i])
+    validation = compare_outputs([np.concatenate(r) for r in reference], [np.concatenate(a) for a in actual], outputs)
+    validation["batches"] = [int(next(iter(b.values())).shape[0]) for b in batches]
+    if not validation["passed"]:
+        raise EngineError(
+            f"model {card.name!r}: onnxruntime's outputs differ from PyTorch's (max abs diff "
+            f"{validation['max_abs_diff']:.3g}, max rel diff {validation['max_rel_diff']:.3g}, beyond atol "
+            f"{validation['atol']:g} / rtol {validation['rtol']:g})")
+    record = {"identity": identity, "key": key, "sha256": _sha256(path), "bytes": path.stat().st_size,
+              "validation": validation, "inputs": list(inputs), "outputs": list(outputs),
+              "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+              "seconds": round(time.perf_counter() - started, 2)}
+    atomic_write_json(work / _RECORD, record)
+    return record
+
+
+def _remember(path: Path, identity: dict[str, Any], reason: str) -> None:
+    from zoo.atomic import atomic_write_json
+
+    atomic_write_json(path, {"identity": identity, "reason": reason,
+                             "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+
+
+def remembered_failure(card: Any, fetched: Any, features: Sequence[str], root: Path | None = None) -> str | None:
+    """Why the engine for this key failed before, or None."""
+    identity = engine_identity(card, fetched, features)
+    path = engine_folder(card, root) / f"{_key(identity)}.failed.json"
+    return _remembered(path) if path.is_file() else None
+
+
+def _remembered(path: Path) -> str:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        reason, at = data.get("reason", "?"), data.get("at", "?")
+    except (OSError, ValueError, AttributeError):
+        reason, at = "unreadable record", "?"
+    return f"{reason} (remembered since {at}; delete {path} to try again)"

@@ -1,0 +1,95 @@
+"""Embeddings of a dataset, computed once by a frozen pass and cached on disk.
+
+Shared by ``zoo finetune`` (stage 1), ``zoo embed``, ``zoo fewshot`` and the probe. The key
+covers everything that determines the numbers: the backbone (its name, its weight files' hashes,
+its cut point), the preprocessing (the card's input spec) and the data's content. Another head or
+learning rate on the same data reuses them; a changed image or new weights do not.
+
+The engine is not part of the key: onnxruntime's features are used only after being checked
+equal to PyTorch's (``zoo export``'s tolerances) on the data's own items, so features from either
+engine are interchangeable. The record says which engine produced them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from zoo.atomic import atomic_write_bytes
+from zoo.card import ModelCard
+from zoo.fetched import Fetched
+
+__all__ = ["feature_key", "cached_embeddings"]
+
+_VERSION = 1
+
+
+def feature_key(card: ModelCard, fetched: Fetched | None, data_fingerprint: str) -> str:
+    """The cache key of one dataset's embeddings under one backbone."""
+    identity = {
+        "version": _VERSION,
+        "model": card.name,
+        "weights": sorted(f.sha256 for f in fetched.files) if fetched else "random",
+        "cut": [card.embedding.node, card.embedding.dim, card.embedding.pooling],
+        "input": repr(card.input),
+        "data": data_fingerprint,
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def cached_embeddings(card: ModelCard, fetched: Fetched | None, dataset: Any, frozen: Callable[[], Any], *,
+                      batch_size: int, progress: Any = None, root: Path | None = None) -> tuple[Any, dict[str, Any]]:
+    """Embeddings of a ``zoo.data.Dataset`` from the cache, computing them on a miss with the
+    :class:`zoo.frozen.passes.FrozenPass` that ``frozen()`` gives (called only then: a hit
+    needs no engine) and storing them.
+
+    Returns the tensor and a small record (key, path, hit, seconds, and the engine that computed
+    them) for the run folder.
+    """
+    import numpy as np
+    import torch
+
+    key = feature_key(card, fetched, dataset.fingerprint())
+    folder = (root or _default_root()) / card.name.replace("/", "--")
+    path = folder / f"{key}.npy"
+    started = time.perf_counter()
+    if path.is_file():
+        try:
+            array = np.load(path, allow_pickle=False)
+            if array.shape == (len(dataset), card.embedding.dim):
+                if progress is not None:
+                    progress.update(len(dataset))
+                meta = _read_meta(path)
+                return torch.from_numpy(array), {"key": key, "path": str(path), "hit": True,
+                                                 "seconds": time.perf_counter() - started, **meta}
+        except (OSError, ValueError):
+            pass  # a damaged cache entry is recomputed and replaced
+    items = [e.item for e in dataset.examples]
+    engine = frozen()
+    embeddings = engine.embed(items, batch_size=batch_size, progress=progress)
+    buffer = io.BytesIO()
+    np.save(buffer, embeddings.numpy(), allow_pickle=False)
+    made_by = {"engine": engine.record()}
+    atomic_write_bytes(path.with_suffix(".json"), json.dumps(made_by, indent=2).encode())
+    atomic_write_bytes(path, buffer.getvalue())
+    return embeddings, {"key": key, "path": str(path), "hit": False, "seconds": time.perf_counter() - started,
+                        **made_by}
+
+
+def _read_meta(path: Path) -> dict[str, Any]:
+    """Which engine made a cached entry (entries from before engines have no record)."""
+    try:
+        return json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _default_root() -> Path:
+    from zoo.settings import zoo_home
+
+    return zoo_home() / "features"
