@@ -12,12 +12,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader, Sampler, default_collate
 
 from zoo.backbone import Backbone
 from zoo.preprocess import image_array, open_image
 
-__all__ = ["derive_seed", "make_loader", "default_workers"]
+__all__ = ["derive_seed", "make_loader", "encode_items", "default_workers"]
 
 
 def derive_seed(*parts: int) -> int:
@@ -107,6 +107,15 @@ class _Tokenize:
         return inputs, torch.tensor(labels, dtype=torch.long)
 
 
+def _dataset(backbone: Backbone, items: Sequence[Any], labels: Sequence[int], augmenting: bool
+             ) -> tuple[torch.utils.data.Dataset, Any]:
+    """The per-example dataset and the collate function of a backbone's inputs."""
+    card = backbone.card
+    if card.modality == "text":
+        return _Texts(items, labels), _Tokenize(backbone.tokenizer, card.input.max_length or 512)
+    return _Images(items, labels, card.input, augmenting), default_collate
+
+
 def make_loader(
     backbone: Backbone,
     items: Sequence[Any],
@@ -119,15 +128,17 @@ def make_loader(
     workers: int | None = None,
 ) -> DataLoader:
     """Batches of ``(inputs, labels)``; inputs are an NCHW tensor or a dict of token tensors."""
-    card = backbone.card
     workers = default_workers() if workers is None else workers
     sampler = _SeededOrder(len(items), seed, shuffle)
-    if card.modality == "text":
-        dataset = _Texts(items, labels)
-        collate = _Tokenize(backbone.tokenizer, card.input.max_length or 512)
+    dataset, collate = _dataset(backbone, items, labels, augmenting)
+    if backbone.card.modality == "text":
         workers = 0  # fast tokenizers are already parallel; forking them only adds overhead
-    else:
-        dataset = _Images(items, labels, card.input, augmenting)
-        collate = None
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
                       collate_fn=collate, persistent_workers=False, pin_memory=torch.cuda.is_available())
+
+
+def encode_items(backbone: Backbone, items: Sequence[Any]) -> Any:
+    """``items`` as one batch of inputs, made exactly as :func:`make_loader` makes them (without
+    augmentation), in the calling thread: for a compute thread that decodes its own batch."""
+    dataset, collate = _dataset(backbone, items, [0] * len(items), augmenting=False)
+    return collate([dataset[(index, -1)] for index in range(len(items))])[0]
