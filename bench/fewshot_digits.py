@@ -60,7 +60,7 @@ def main() -> None:
     from zoo.pulling import pull, resolve_card
     from zoo.settings import zoo_home
     from zoo.frozen.features import cached_embeddings, feature_key
-    from zoo.frozen.passes import frozen_pass
+    from zoo.frozen import frozen_pass
 
     card = resolve_card(MODEL)
     fetched = pull(card, quiet=True)

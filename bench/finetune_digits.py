@@ -33,7 +33,7 @@ import zoo
 from zoo.data import make_splits
 from zoo.loading import adapter_of
 from zoo.batches import make_loader
-from zoo.frozen.passes import frozen_pass
+from zoo.frozen import frozen_pass
 
 MODEL = "efficientnet_lite0"
 

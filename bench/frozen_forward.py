@@ -42,7 +42,7 @@ import zoo
 from zoo.benchmark import _machine, interleaved
 from zoo.data import open_dataset
 from zoo.frozen.compiled import open_session
-from zoo.frozen.passes import frozen_pass
+from zoo.frozen import frozen_pass
 from zoo.pulling import pull, resolve_card
 from zoo.threads import available_cores, torch_threads
 

@@ -17,7 +17,7 @@ import torch
 import zoo
 from zoo.data import make_splits
 from zoo.batches import make_loader
-from zoo.frozen.passes import frozen_pass
+from zoo.frozen import frozen_pass
 from zoo.train.heads import make_head
 
 MODEL = "efficientnet_lite0"

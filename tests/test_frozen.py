@@ -17,7 +17,7 @@ import torch
 import zoo
 from zoo.errors import EngineError
 from zoo.frozen.compiled import engine_folder
-from zoo.frozen.passes import frozen_pass, spread
+from zoo.frozen import frozen_pass, spread
 from zoo.pulling import pull, resolve_card
 from zoo.threads import available_cores, thread_budget, torch_threads
 
@@ -138,7 +138,7 @@ def test_a_killed_build_leaves_nothing_that_is_used():
 def test_two_processes_needing_one_engine_build_it_once(zoo_env, tmp_path):
     script = write(tmp_path / "build.py", f"""
         import zoo
-        from zoo.frozen.passes import frozen_pass
+        from zoo.frozen import frozen_pass
         from zoo.pulling import pull, resolve_card
         card = resolve_card({IMAGE!r})
         frozen = frozen_pass(zoo.load(card), pull(card, quiet=True), engine="onnxruntime", log=print)

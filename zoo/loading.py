@@ -66,7 +66,7 @@ def load(
     if device is not None:
         backbone = backbone.to(device)
     if engine is not None:
-        from zoo.frozen.passes import frozen_pass
+        from zoo.frozen.choice import frozen_pass
 
         backbone.use_engine(frozen_pass(backbone, fetched, engine=engine, device=device,
                                         log=lambda text: print(text, file=sys.stderr)))

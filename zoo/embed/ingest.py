@@ -352,7 +352,8 @@ def _vectors(plan: _Plan, dataset: Any, table: Any, card: Any, fetched: Any, *, 
 
         from zoo.embed.store import forking_loaders
         from zoo.frozen.features import cached_embeddings
-        from zoo.frozen.passes import frozen_pass, spread
+        from zoo.frozen.choice import frozen_pass
+        from zoo.frozen.passes import spread
         from zoo.loading import load
 
         chosen = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))

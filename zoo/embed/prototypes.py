@@ -219,7 +219,8 @@ def fewshot(model: str, support: str | Path, *, skip_bad: bool = False, batch_si
     from zoo.embed.ingest import embedder_identity
     from zoo.embed.store import forking_loaders
     from zoo.frozen.features import cached_embeddings
-    from zoo.frozen.passes import frozen_pass, spread
+    from zoo.frozen.choice import frozen_pass
+    from zoo.frozen.passes import spread
     from zoo.loading import load
     from zoo.pulling import pull, resolve_card
 

@@ -67,7 +67,7 @@ class Searcher:
                     f"queries would not match the stored vectors. Embed the data again into a new --table")
             self._backbone = load(card, device=self.device)
             if self.engine != "torch":
-                from zoo.frozen.passes import frozen_pass
+                from zoo.frozen.choice import frozen_pass
 
                 # one query is too small to split over threads (see embed)
                 self._backbone.use_engine(frozen_pass(self._backbone, fetched, engine=self.engine, threads=1,

@@ -29,7 +29,8 @@ from zoo.backbone import Backbone
 from zoo.batches import derive_seed, make_loader
 from zoo.errors import ZooError
 from zoo.frozen.features import cached_embeddings
-from zoo.frozen.passes import FrozenPass, frozen_pass, spread
+from zoo.frozen.choice import frozen_pass
+from zoo.frozen.passes import FrozenPass, spread
 from zoo.threads import thread_budget, torch_threads
 from zoo.train.checkpoints import Checkpoints
 from zoo.train.config import FinetuneConfig
