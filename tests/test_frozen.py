@@ -252,6 +252,26 @@ def test_a_model_that_cannot_be_compiled_falls_back_once_and_is_remembered(tmp_p
         sys.modules.pop("zoo_spectral", None)
 
 
+def test_an_unwritable_engine_cache_falls_back_without_blaming_the_model(zoo_env):
+    (zoo_env / "engines").write_text("not a folder")  # the cache cannot hold an engine
+    card = resolve_card(IMAGE)
+    messages: list[str] = []
+    frozen = frozen_pass(zoo.load(card), pull(card, quiet=True), engine="auto", log=messages.append)
+    assert frozen.engine == "torch" and "cannot be used" in frozen.note and len(messages) == 1
+    (zoo_env / "engines").unlink()
+    again = frozen_pass(zoo.load(card), pull(card, quiet=True), engine="auto")  # nothing was remembered
+    assert again.engine == "onnxruntime"
+
+
+def test_a_pass_leaves_the_callers_module_as_it_was():
+    card = resolve_card(IMAGE)
+    backbone = zoo.load(card).train()
+    weights = [p for p in backbone.parameters() if p.dim() == 4]
+    for engine in ("torch", "onnxruntime"):
+        frozen_pass(backbone, pull(card, quiet=True), engine=engine).embed(_digit_images(3))
+        assert backbone.training and all(p.is_contiguous() for p in weights)
+
+
 def test_an_input_the_graph_was_not_built_for_is_an_error():
     card = resolve_card(IMAGE)
     backbone = zoo.load(card)

@@ -101,8 +101,10 @@ class Backbone(nn.Module):
 
     def use_engine(self, frozen: Any) -> Backbone:
         """Let :meth:`embed` run through ``frozen`` (a :class:`zoo.frozen.FrozenPass`, see
-        ``zoo.load(..., engine=...)``) for as long as the weights stay as they are now."""
-        self._frozen, self._frozen_at = frozen, self._weights_version()
+        ``zoo.load(..., engine=...)``) for as long as the weights stay as they are now; ``None``
+        drops it."""
+        self._frozen = frozen
+        self._frozen_at = self._weights_state() if frozen is not None else None
         return self
 
     @property
@@ -110,21 +112,25 @@ class Backbone(nn.Module):
         """The engine :meth:`embed` uses now: ``onnxruntime`` or ``torch``."""
         return self._frozen.engine if self._engine_current() else "torch"
 
-    def _weights_version(self) -> int:
-        # Every in-place change to a tensor (an optimizer step, load_state_dict's copy) bumps its
-        # version counter, so the sum tells cheaply whether the weights moved since use_engine.
-        return sum(t._version for t in (*self.parameters(), *self.buffers()))
+    def _weights_state(self) -> int:
+        # A parameter or buffer replaced (another storage) or changed in place (an optimizer step,
+        # load_state_dict's copy, an in-place op under no_grad: each bumps the tensor's version
+        # counter) changes this. An in-place change through ``.data`` bypasses the counter: drop
+        # the engine with use_engine(None) after such surgery.
+        return hash(tuple((t.data_ptr(), t._version) for t in (*self.parameters(), *self.buffers())))
 
     def _engine_current(self) -> bool:
-        return self._frozen is not None and self._frozen_at == self._weights_version()
+        return self._frozen is not None and self._frozen_at == self._weights_state()
 
     @torch.no_grad()
     def embed(self, items: Sequence[Any]) -> torch.Tensor:
         """Preprocess and run in eval mode: embeddings (or logits / features) for a list of inputs."""
         if self._engine_current():
-            if isinstance(items, str) or (self.card.modality == "text" and not all(isinstance(t, str) for t in items)):
+            if isinstance(items, (str, bytes)) or not len(items):
+                raise InputError(f"model {self.card.name!r}: give a non-empty list of inputs")
+            if self.card.modality == "text" and not all(isinstance(t, str) for t in items):
                 raise InputError(f"model {self.card.name!r} takes a list of strings")
-            return self._frozen.embed(list(items))
+            return self._frozen.embed(list(items)).to(next(self.parameters()).device)
         device = next(self.parameters()).device
         batch = self.preprocess(items)
         was_training = self.training

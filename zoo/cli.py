@@ -16,6 +16,7 @@ import click
 from zoo import api
 from zoo.__about__ import __version__
 from zoo.errors import ZooError
+from zoo.frozen.choice import ENGINES
 from zoo.plugins import PluginWarning
 from zoo.render import card_lines, format_bytes, format_params, table
 
@@ -173,8 +174,8 @@ def _unfreeze(value: str) -> int | str:
 @click.option("--batch-size", type=int, default=_default("batch_size"), show_default=True)
 @click.option("--seed", type=int, default=_default("seed"), show_default=True)
 @click.option("--device", help="cpu, cuda, cuda:1... (default: CUDA when present).")
-@click.option("--workers", type=int, help="Data-loading processes (default: one per 4 cores, at least one).")
-@click.option("--engine", type=click.Choice(["auto", "torch", "onnxruntime"]),
+@click.option("--workers", type=int, help="Data-loading processes (default: one per 4 cores, none below 4).")
+@click.option("--engine", type=click.Choice(ENGINES),
               help="Frozen pass: auto (onnxruntime on CPU, checked against PyTorch; PyTorch on CUDA), torch, onnxruntime.")
 @click.option("--no-augment", is_flag=True, help="No augmentation while the backbone learns.")
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable or mislabelled inputs (listed in the run folder).")
@@ -260,8 +261,8 @@ def cache_rm_cmd(name: str) -> None:
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable images and bad rows (listed) instead of failing.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--device", help="cpu, cuda, cuda:1... (default: CUDA when present).")
-@click.option("--workers", type=int, help="Data-loading processes (default: one per 4 cores, at least one).")
-@click.option("--engine", type=click.Choice(["auto", "torch", "onnxruntime"]), default="auto", show_default=True,
+@click.option("--workers", type=int, help="Data-loading processes (default: one per 4 cores, none below 4).")
+@click.option("--engine", type=click.Choice(ENGINES), default="auto", show_default=True,
               help="Frozen pass: auto (onnxruntime on CPU, checked against PyTorch; PyTorch on CUDA), torch, onnxruntime.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
@@ -300,7 +301,7 @@ def embed_cmd(ctx: click.Context, args: tuple[str, ...], db: str, table: str | N
 @click.option("-k", "k", type=click.IntRange(min=1), default=10, show_default=True, help="How many results.")
 @click.option("--exact", is_flag=True, help="Scan every row, even when the table has an ANN index.")
 @click.option("--device", help="cpu, cuda, cuda:1... (default: CPU).")
-@click.option("--engine", type=click.Choice(["auto", "torch", "onnxruntime"]), default="auto", show_default=True,
+@click.option("--engine", type=click.Choice(ENGINES), default="auto", show_default=True,
               help="How the query is embedded: auto (onnxruntime on CPU, checked against PyTorch), torch, onnxruntime.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def search_cmd(query: str, db: str, table: str | None, k: int, exact: bool, device: str | None,
@@ -328,7 +329,7 @@ def search_cmd(query: str, db: str, table: str | None, k: int, exact: bool, devi
 @click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable or bad support examples.")
 @click.option("--device", help="cpu, cuda, cuda:1... for embedding the support set.")
-@click.option("--engine", type=click.Choice(["auto", "torch", "onnxruntime"]), default="auto", show_default=True,
+@click.option("--engine", type=click.Choice(ENGINES), default="auto", show_default=True,
               help="Frozen pass: auto (onnxruntime on CPU, checked against PyTorch; PyTorch on CUDA), torch, onnxruntime.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.pass_context

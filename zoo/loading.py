@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -68,8 +67,7 @@ def load(
     if engine is not None:
         from zoo.frozen.choice import frozen_pass
 
-        backbone.use_engine(frozen_pass(backbone, fetched, engine=engine, device=device,
-                                        log=lambda text: print(text, file=sys.stderr)))
+        backbone.use_engine(frozen_pass(backbone, fetched, engine=engine, device=device))
     return backbone
 
 

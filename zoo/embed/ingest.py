@@ -351,9 +351,8 @@ def _vectors(plan: _Plan, dataset: Any, table: Any, card: Any, fetched: Any, *, 
         import torch
 
         from zoo.embed.store import forking_loaders
+        from zoo.frozen.choice import LazyPass
         from zoo.frozen.features import cached_embeddings
-        from zoo.frozen.choice import frozen_pass
-        from zoo.frozen.passes import spread
         from zoo.loading import load
 
         chosen = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -361,25 +360,19 @@ def _vectors(plan: _Plan, dataset: Any, table: Any, card: Any, fetched: Any, *, 
         whole = _whole(plan, dataset)
         order = list(plan.to_embed.items())  # (content, example index), one per new content
         items = [dataset.examples[n].item for _, n in order]
-        made: list[Any] = []
-
-        def make_pass() -> Any:
-            made.append(frozen_pass(backbone, fetched, engine=engine, device=chosen, workers=workers,
-                                    check=spread(items, 6), log=lambda text: print(text, file=sys.stderr)))
-            return made[-1]
-
+        frozen = LazyPass(backbone, fetched, engine=engine, device=chosen, workers=workers, check=items)
         bar = _bar(len(dataset) if whole else len(order), progress)
         try:
             with forking_loaders():
                 if whole:
-                    matrix, record = cached_embeddings(card, fetched, dataset, make_pass, batch_size=batch_size,
+                    matrix, record = cached_embeddings(card, fetched, dataset, frozen, batch_size=batch_size,
                                                        progress=bar)
                     cache_note = "hit" if record["hit"] else "stored"
                     used = record.get("engine")
                     matrix = matrix[[n for _, n in order]]
                 else:
-                    matrix = make_pass().embed(items, batch_size=batch_size, progress=bar)
-                    used = made[-1].record()
+                    matrix = frozen().embed(items, batch_size=batch_size, progress=bar)
+                    used = frozen.made.record()
         finally:
             if bar is not None:
                 bar.close()

@@ -210,8 +210,6 @@ def fewshot(model: str, support: str | Path, *, skip_bad: bool = False, batch_si
     """A prototype classifier for ``model`` from labelled ``support`` data (any dataset zoo reads:
     class folders, CSV/JSONL manifests, digits), a handful of examples per class. The support
     embeddings go through zoo finetune's feature cache, computed by a frozen pass on ``engine``."""
-    import sys
-
     import torch
 
     from zoo.data import open_dataset
@@ -219,8 +217,7 @@ def fewshot(model: str, support: str | Path, *, skip_bad: bool = False, batch_si
     from zoo.embed.ingest import embedder_identity
     from zoo.embed.store import forking_loaders
     from zoo.frozen.features import cached_embeddings
-    from zoo.frozen.choice import frozen_pass
-    from zoo.frozen.passes import spread
+    from zoo.frozen.choice import LazyPass
     from zoo.loading import load
     from zoo.pulling import pull, resolve_card
 
@@ -233,16 +230,10 @@ def fewshot(model: str, support: str | Path, *, skip_bad: bool = False, batch_si
     fetched = pull(card, quiet=not progress)
     chosen = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     backbone = load(card, device=chosen)
-    made: list[Any] = []
-
-    def make_pass() -> Any:
-        made.append(frozen_pass(backbone, fetched, engine=engine, device=chosen, workers=workers,
-                                check=spread([e.item for e in dataset.examples], 6),
-                                log=lambda text: print(text, file=sys.stderr)))
-        return made[-1]
-
+    frozen = LazyPass(backbone, fetched, engine=engine, device=chosen, workers=workers,
+                      check=[e.item for e in dataset.examples])
     with forking_loaders():
-        embeddings, _ = cached_embeddings(card, fetched, dataset, make_pass, batch_size=batch_size)
+        embeddings, _ = cached_embeddings(card, fetched, dataset, frozen, batch_size=batch_size)
     classifier = FewShot.from_embeddings(
         embeddings.numpy(), dataset.labels, dataset.classes, model=card.name,
         revision=fetched.resolved or fetched.revision, embedder=embedder_identity(card, fetched),
@@ -252,8 +243,8 @@ def fewshot(model: str, support: str | Path, *, skip_bad: bool = False, batch_si
     classifier.engine = engine
     # Predictions reuse the loaded model and its pass; otherwise (a cache hit, or a GPU) the model
     # loads again on first use, on the CPU, with its engine.
-    if made and chosen.type == "cpu":
-        classifier._backbone = backbone.use_engine(made[0])
+    if frozen.made is not None and chosen.type == "cpu":
+        classifier._backbone = backbone.use_engine(frozen.made)
     elif chosen.type == "cpu" and engine == "torch":
         classifier._backbone = backbone
     return classifier

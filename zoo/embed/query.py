@@ -71,7 +71,7 @@ class Searcher:
 
                 # one query is too small to split over threads (see embed)
                 self._backbone.use_engine(frozen_pass(self._backbone, fetched, engine=self.engine, threads=1,
-                                                      device=self.device, log=_stderr))
+                                                      device=self.device))
         return self._backbone
 
     def embed(self, query: Any) -> Any:
@@ -109,8 +109,3 @@ def search(db: str | Path, query: Any, *, table: str | None = None, k: int = 10,
     (path, PIL image, array) for an image table, a text for a text table."""
     return Searcher(db, table, device=device, engine=engine)(query, k, exact=exact)
 
-
-def _stderr(text: str) -> None:
-    import sys
-
-    print(text, file=sys.stderr)

@@ -1,7 +1,7 @@
 """Which engine runs a frozen pass, checked against PyTorch before it is used: :func:`frozen_pass`.
 
 Every place where zoo runs a backbone without training it (stage-1 features of ``zoo finetune``,
-``zoo embed``, ``zoo fewshot``, ``zoo search`` queries, the layer probe) gets its pass here:
+``zoo embed``, ``zoo fewshot``, ``zoo search`` queries, ``zoo.load(..., engine=...)``) gets its pass here:
 
 - ``engine="auto"`` on CPU: the cut backbone compiled to ONNX (:mod:`zoo.frozen.compiled`) in
   onnxruntime, checked against PyTorch on a few of the caller's own items before the pass; if
@@ -20,9 +20,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from zoo.errors import EngineError, ZooError
-from zoo.frozen.passes import FrozenPass
+from zoo.frozen.passes import FrozenPass, in_eval_mode, spread
 
-__all__ = ["frozen_pass", "ENGINES", "feeds_as_tensors"]
+__all__ = ["frozen_pass", "LazyPass", "feature_precision", "ENGINES", "feeds_as_tensors"]
 
 ENGINES = ("auto", "torch", "onnxruntime")
 
@@ -48,43 +48,85 @@ def frozen_pass(
 ) -> FrozenPass:
     """A :class:`FrozenPass` over ``backbone`` (as loaded: its pretrained weights, ``fetched``).
 
-    ``check``: a few of the caller's items; the onnxruntime (or CUDA autocast) pass is compared
-    with PyTorch fp32 on them before use, and the result recorded. Without them, the compiled
-    graph's own validation (at build, on the first data it saw or on generated inputs) stands.
-    ``fetched=None`` (random or changed weights) always runs PyTorch: only a pull's hashes
-    identify weights. ``features``: pooled intermediate features as extra outputs (the backbone
-    must be loaded with ``features=[card.embedding.node, *features]``).
+    ``check``: the caller's items (a few, spread over them, are used); the onnxruntime (or CUDA
+    autocast) pass is compared with PyTorch fp32 on them before use, and the result recorded.
+    Without them, generated inputs stand in when the graph is compiled or autocast is tried, and a
+    cached graph's validation at build stands. ``fetched=None`` (random or changed weights) always
+    runs PyTorch: only a pull's hashes identify weights. ``features``: pooled intermediate
+    features as extra outputs (the backbone must be loaded with ``features=[card.embedding.node,
+    *features]``). ``log``: where the one-line notes go (default: stderr).
     """
     import torch
 
-    from zoo.threads import thread_budget
+    from zoo.threads import available_cores, thread_budget
 
     if engine not in ENGINES:
         raise ZooError(f"unknown engine {engine!r}: choose one of {', '.join(ENGINES)}")
-    say = log or (lambda _: None)
+    say = log or _stderr
     card = backbone.card
     device = torch.device(device) if device is not None else next(backbone.parameters()).device
-    budget = thread_budget(workers, decoding=card.modality != "text")
-    base = dict(backbone=backbone, device=device, workers=budget.workers,
-                threads=threads or budget.threads, features=tuple(features))
     images = card.modality == "image"
+    sample = spread(list(check), CHECK_ITEMS) if check else None
+    budget = thread_budget(workers, decoding=images)
+    torch_base = dict(backbone=backbone, device=device, workers=budget.workers, threads=threads or budget.threads,
+                      features=tuple(features), channels_last=images if channels_last is None else channels_last)
     if engine == "torch" or (engine == "auto" and device.type == "cuda"):
-        chosen = FrozenPass(**base, engine="torch", channels_last=images if channels_last is None else channels_last)
-        if device.type == "cuda":
-            _choose_autocast(chosen, check, say)
+        chosen = FrozenPass(**torch_base, engine="torch")
+        if engine == "auto":  # on CUDA
+            with in_eval_mode(backbone):
+                _choose_autocast(chosen, sample, say)
         return chosen
+    # onnxruntime on CPU starts no loader workers: its threads decode (FrozenPass._threaded)
+    onnx_base = {**torch_base, "workers": 0, "threads": threads or (available_cores() if device.type == "cpu"
+                                                                     else budget.threads)}
     try:
-        return _onnx_pass(base, fetched, check, retry=engine == "onnxruntime", say=say)
+        with in_eval_mode(backbone):  # tracing and checking run the network in eval mode
+            return _onnx_pass(onnx_base, fetched, sample, retry=engine == "onnxruntime", say=say)
     except EngineError as exc:
         if engine == "onnxruntime":
             raise
         note = f"PyTorch eager, not onnxruntime: {exc}"
         say(f"frozen pass: {note}")
-        return FrozenPass(**base, engine="torch", note=note,
-                          channels_last=images if channels_last is None else channels_last)
+        return FrozenPass(**torch_base, engine="torch", note=note)
 
 
-def _onnx_pass(base: dict[str, Any], fetched: Any, check: Sequence[Any] | None, *, retry: bool,
+class LazyPass:
+    """:func:`frozen_pass` with these arguments, built on the first call and kept: hand it to
+    :func:`zoo.frozen.features.cached_embeddings`, which calls it only on a cache miss."""
+
+    def __init__(self, backbone: Any, fetched: Any, **options: Any) -> None:
+        self.backbone, self.fetched, self.options = backbone, fetched, options
+        self.made: FrozenPass | None = None
+
+    def __call__(self) -> FrozenPass:
+        if self.made is None:
+            self.made = frozen_pass(self.backbone, self.fetched, **self.options)
+        return self.made
+
+    @property
+    def precision(self) -> str:
+        """What the pass will compute in, known before it is built (the feature cache's key needs it)."""
+        return feature_precision(self.options.get("engine", "auto"), self.options.get("device")
+                                 or next(self.backbone.parameters()).device)
+
+
+def feature_precision(engine: str, device: Any) -> str:
+    """The arithmetic a pass of ``engine`` on ``device`` computes in, for the feature cache's key:
+    ``fp32`` (onnxruntime and PyTorch, validated equal) or ``autocast`` (CUDA's auto, which differs
+    from fp32 by up to cosine 0.999 and so keeps features of its own)."""
+    import torch
+
+    kind = torch.device(device).type if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
+    return "autocast" if engine == "auto" and kind == "cuda" else "fp32"
+
+
+def _stderr(text: str) -> None:
+    import sys
+
+    print(text, file=sys.stderr, flush=True)
+
+
+def _onnx_pass(base: dict[str, Any], fetched: Any, sample: list[Any] | None, *, retry: bool,
                say: Callable[[str], None]) -> FrozenPass:
     backbone = base["backbone"]
     card = backbone.card
@@ -95,37 +137,43 @@ def _onnx_pass(base: dict[str, Any], fetched: Any, check: Sequence[Any] | None, 
                           "onnxruntime-gpu)") from None
     if fetched is None:
         raise EngineError(f"model {card.name!r} has no pulled weights to identify it (random weights?)")
-    from zoo.frozen.compiled import compile_graph, compare_outputs, open_session
-    from zoo.frozen.graph import frozen_graph, output_names
+    from zoo.frozen.compiled import compile_graph, open_session
     from zoo.samples import generated_items
 
+    device = base["device"]
     providers = ["CPUExecutionProvider"]
-    if base["device"].type == "cuda":
+    if device.type == "cuda":
         if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
             raise EngineError("onnxruntime has no CUDA provider here (install 'zoo[gpu]': onnxruntime-gpu)")
         providers.insert(0, "CUDAExecutionProvider")
-    probe = FrozenPass(**base, engine="torch")
-    module = probe._torch_graph()
-    sample = list(check) if check else generated_items(card, CHECK_ITEMS, seed=3)
-    batches = _encoded_batches(probe, sample)
-    compiled = compile_graph(module, card, fetched, features=base["features"], batches=batches,
-                             threads=base["threads"], retry=retry, log=say)
+    # Traced and checked against PyTorch on the CPU: the graph is the same for every provider.
+    probe = FrozenPass(**{**base, "device": _cpu(), "channels_last": False}, engine="torch")
+    moved = device.type != "cpu"
+    if moved:
+        backbone.cpu()
     try:
-        # CPU: one compute thread per call, and ``threads`` calls at once (FrozenPass._threaded)
-        session = open_session(compiled.path, threads=1 if base["device"].type == "cpu" else base["threads"],
-                               providers=providers)
-    except Exception as exc:  # noqa: BLE001 - onnxruntime's own error classes
-        compiled.mark_failed(f"onnxruntime cannot load the graph: {exc}")
-        raise EngineError(f"onnxruntime cannot load the compiled graph of {card.name!r} ({exc})") from None
-    chosen = FrozenPass(**base, engine="onnxruntime", compiled=compiled, _session=session, _graph=module)
-    if compiled.built or not check:
-        chosen.validation = compiled.validation  # just validated on these very items (or no items given)
-        return chosen
-    names = output_names(base["features"])
-    reference = _concat([probe._run(feeds_as_tensors(b)) for b in batches])
-    actual = _concat([chosen._run(feeds_as_tensors(b)) for b in batches])
-    chosen.validation = {**compare_outputs(reference, actual, names),
-                         "batches": [int(next(iter(b.values())).shape[0]) for b in batches]}
+        batches = _encoded_batches(probe, sample or generated_items(card, CHECK_ITEMS, seed=3))
+
+        def validate(session: Any) -> dict[str, Any]:
+            return _compare(probe, FrozenPass(**{**base, "device": _cpu()}, engine="onnxruntime", _session=session),
+                            batches)
+
+        compiled = compile_graph(probe._torch_graph(), card, fetched, features=base["features"], feeds=batches[0],
+                                 validate=validate, retry=retry, log=say)
+        try:
+            # CPU: one compute thread per call, and ``threads`` calls at once (FrozenPass._threaded)
+            session = open_session(compiled.path, threads=1 if device.type == "cpu" else base["threads"],
+                                   providers=providers)
+        except Exception as exc:  # noqa: BLE001 - onnxruntime's own error classes
+            raise EngineError(f"onnxruntime cannot load the compiled graph of {card.name!r} ({exc})") from None
+        chosen = FrozenPass(**base, engine="onnxruntime", compiled=compiled, _session=session)
+        if compiled.built or not sample:
+            chosen.validation = compiled.validation  # validated on these very items (or none were given)
+            return chosen
+        chosen.validation = _compare(probe, chosen, batches)
+    finally:
+        if moved:
+            backbone.to(device)
     if not chosen.validation["passed"]:
         reason = (f"onnxruntime's outputs differ from PyTorch's on {len(sample)} of the data's items (max abs diff "
                   f"{chosen.validation['max_abs_diff']:.3g})")
@@ -134,17 +182,33 @@ def _onnx_pass(base: dict[str, Any], fetched: Any, check: Sequence[Any] | None, 
     return chosen
 
 
+def _cpu() -> Any:
+    import torch
+
+    return torch.device("cpu")
+
+
+def _compare(reference: FrozenPass, candidate: FrozenPass, batches: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Both passes on the same encoded batches: elementwise (zoo export's tolerances) and cosine."""
+    from zoo.frozen.compiled import compare_outputs
+    from zoo.frozen.graph import output_names
+
+    expected = _concat([reference._run(feeds_as_tensors(b)) for b in batches])
+    got = _concat([candidate._run(feeds_as_tensors(b)) for b in batches])
+    return {**compare_outputs(expected, got, output_names(reference.features)),
+            "batches": [int(next(iter(b.values())).shape[0]) for b in batches]}
+
+
 def _encoded_batches(torch_pass: FrozenPass, items: Sequence[Any]) -> list[dict[str, Any]]:
-    """``items`` through the pass's own loader, as numpy feeds: one batch of 1, one of the rest."""
-    from zoo.batches import make_loader
+    """``items`` as the pass's loader encodes them, as numpy feeds: one batch of 1, one of the rest."""
+    from zoo.batches import encode_items
     from zoo.frozen.graph import input_names
 
     names = input_names(torch_pass.backbone.card.modality)
     groups = [list(items[:1]), list(items[1:])] if len(items) > 1 else [list(items)]
     batches = []
     for group in groups:
-        loader = make_loader(torch_pass.backbone, group, [0] * len(group), batch_size=len(group), workers=0)
-        inputs, _ = next(iter(loader))
+        inputs = encode_items(torch_pass.backbone, group)
         tensors = [inputs[n] for n in names] if isinstance(inputs, dict) else [inputs]
         batches.append({n: t.numpy() for n, t in zip(names, tensors)})
     return batches
@@ -165,25 +229,23 @@ def _concat(parts: list[list[Any]]) -> list[Any]:
     return [np.concatenate([p[i] for p in parts]) for i in range(len(parts[0]))]
 
 
-def _choose_autocast(chosen: FrozenPass, check: Sequence[Any] | None, say: Callable[[str], None]) -> None:
-    """CUDA: autocast in bf16 where supported (else fp16) when it stays within cosine 0.999 of fp32."""
+def _choose_autocast(chosen: FrozenPass, sample: list[Any] | None, say: Callable[[str], None]) -> None:
+    """CUDA: autocast in bf16 where supported (else fp16) when it stays within cosine 0.999 of fp32
+    on the caller's items (or generated ones)."""
+    import copy
+
     import torch
 
+    from zoo.samples import generated_items
+
     dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if not check:
+    batches = _encoded_batches(chosen, sample or generated_items(chosen.backbone.card, CHECK_ITEMS, seed=3))
+    candidate = copy.copy(chosen)
+    candidate.autocast = dtype
+    chosen.validation = _compare(chosen, candidate, batches)
+    if chosen.validation["cosine_min"] >= AUTOCAST_MIN_COSINE:
         chosen.autocast = dtype
         return
-    from zoo.frozen.compiled import compare_outputs
-    from zoo.frozen.graph import output_names
-
-    with torch.no_grad():
-        batches = [feeds_as_tensors(b) for b in _encoded_batches(chosen, list(check))]
-        reference = _concat([chosen._run(b) for b in batches])
-        chosen.autocast = dtype
-        actual = _concat([chosen._run(b) for b in batches])
-    chosen.validation = compare_outputs(reference, actual, output_names(chosen.features))
-    if chosen.validation["cosine_min"] < AUTOCAST_MIN_COSINE:
-        chosen.autocast = None
-        chosen.note = (f"autocast ({dtype}) moved the features too far from fp32 (cosine "
-                       f"{chosen.validation['cosine_min']:.5f}); running in fp32")
-        say(f"frozen pass: {chosen.note}")
+    chosen.note = (f"autocast ({dtype}) moved the features too far from fp32 (cosine "
+                   f"{chosen.validation['cosine_min']:.5f}); running in fp32")
+    say(f"frozen pass: {chosen.note}")

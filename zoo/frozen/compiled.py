@@ -13,7 +13,8 @@ onnxruntime versions with the opset. One folder per key holds ``graph.onnx`` and
   rebuilt, never loaded.
 - A failure (the model does not trace, onnxruntime's outputs differ from PyTorch's) is written
   to ``KEY.failed.json`` and not retried for that key: the versions are part of the key, so an
-  upgrade retries, and deleting the file does too.
+  upgrade retries, and deleting the file does too. A cache that cannot be written (no space, no
+  permission) is an error too, but not the model's: it is not remembered.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from typing import Any
 from zoo.errors import EngineError
 
 __all__ = ["CompiledGraph", "compile_graph", "engine_identity", "engine_folder", "open_session",
-           "compare_outputs", "remembered_failure"]
+           "compare_outputs"]
 
 _FORMAT = 1
 _GRAPH = "graph.onnx"
@@ -53,9 +54,16 @@ class CompiledGraph:
         return dict(self.record.get("validation") or {})
 
     def mark_failed(self, reason: str) -> None:
-        """Remember that this engine failed on real data (so ``auto`` does not retry it) and drop it."""
-        _remember(self.path.parent.parent / f"{self.key}.failed.json", self.record.get("identity", {}), reason)
-        shutil.rmtree(self.path.parent, ignore_errors=True)
+        """Remember that this engine failed on real data, so ``auto`` does not use it again (an explicit
+        ``engine="onnxruntime"`` still may, and checks it again)."""
+        import filelock
+
+        folder = self.path.parent.parent
+        try:
+            with filelock.FileLock(str(folder / f"{self.key}.lock")):
+                _remember(folder / f"{self.key}.failed.json", self.record.get("identity", {}), reason)
+        except OSError:
+            pass  # an unwritable cache: the failure is reported, just not remembered
 
 
 def engine_identity(card: Any, fetched: Any, features: Sequence[str]) -> dict[str, Any]:
@@ -69,12 +77,26 @@ def engine_identity(card: Any, fetched: Any, features: Sequence[str]) -> dict[st
 
     return {
         "format": _FORMAT, "model": card.name, "modality": card.modality,
+        "adapter": repr(card.adapter), "plugin": _adapter_plugin(card),
         "weights": sorted(f.sha256 for f in fetched.files),
         "cut": [card.embedding.node, card.embedding.dim, card.embedding.pooling],
         "features": list(features), "input": repr(card.input),
         "versions": {"zoo": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
                      "onnxruntime": onnxruntime.__version__, "opset": OPSET},
     }
+
+
+def _adapter_plugin(card: Any) -> str:
+    """The plugin (and its version) whose adapter builds the network: another version may build
+    another graph from the same weights."""
+    from zoo.plugins import get_host
+
+    host = get_host()
+    provided = host.adapters().get(card.adapter.type)
+    if provided is None:
+        return "?"
+    versions = {p.name: p.version for p in host.plugins()}
+    return f"{provided.plugin} {versions.get(provided.plugin) or ''}".strip()
 
 
 def _key(identity: dict[str, Any]) -> str:
@@ -146,15 +168,17 @@ def compare_outputs(reference: Sequence[Any], actual: Sequence[Any], names: Sequ
     return worst
 
 
-def compile_graph(module: Any, card: Any, fetched: Any, *, features: Sequence[str],
-                  batches: Sequence[dict[str, Any]], threads: int, retry: bool = False, root: Path | None = None,
+def compile_graph(module: Any, card: Any, fetched: Any, *, features: Sequence[str], feeds: dict[str, Any],
+                  validate: Callable[[Any], dict[str, Any]], retry: bool = False, root: Path | None = None,
                   log: Callable[[str], None] = lambda _: None) -> CompiledGraph:
-    """The cached, validated ONNX graph of ``module`` (a :func:`zoo.frozen.graph.frozen_graph`),
-    built now if missing or damaged.
+    """The cached, validated ONNX graph of ``module`` (a :func:`zoo.frozen.graph.frozen_graph` on the
+    CPU), built now if missing or damaged.
 
-    ``batches``: encoded inputs (numpy feeds by input name) to trace on and validate with; the
-    first is traced, all are compared with PyTorch. ``retry``: build even when a failure is
-    remembered for this key (an explicit ``engine="onnxruntime"``). Raises :class:`EngineError`.
+    ``feeds``: encoded inputs (numpy arrays by input name) to trace on. ``validate(session)``
+    compares an onnxruntime session of the new graph with PyTorch and returns the record (with
+    ``passed``). ``retry``: use or build it even when a failure is remembered for this key (an
+    explicit ``engine="onnxruntime"``). Raises :class:`EngineError`; a cache that cannot be written
+    is one too, and is not remembered as the model's failure.
     """
     import filelock
 
@@ -163,43 +187,47 @@ def compile_graph(module: Any, card: Any, fetched: Any, *, features: Sequence[st
     folder = engine_folder(card, root)
     final = folder / key
     failed = folder / f"{key}.failed.json"
-    folder.mkdir(parents=True, exist_ok=True)
+    if failed.is_file() and not retry:
+        raise EngineError(_remembered(failed))
     record = _intact(final, identity)  # the common case needs no lock
     if record is not None:
         return CompiledGraph(final / _GRAPH, key, record, built=False)
-    with filelock.FileLock(str(folder / f"{key}.lock")):
-        record = _intact(final, identity)  # another process may have built it while we waited
-        if record is not None:
-            return CompiledGraph(final / _GRAPH, key, record, built=False)
-        if failed.is_file() and not retry:
-            raise EngineError(_remembered(failed))
-        for leftover in folder.glob(f".{key}.*"):  # a build killed midway (we hold the lock: not running)
-            shutil.rmtree(leftover, ignore_errors=True)
-        if final.exists():
-            log(f"the cached engine {final} is damaged or stale (its sha256 does not match): rebuilding it")
-            shutil.rmtree(final)
-        work = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=folder))
-        try:
-            record = _build(module, card, identity, key, batches, work, threads=threads, log=log)
-            os.replace(work, final)
-        except EngineError as exc:
-            _remember(failed, identity, str(exc))
-            raise
-        except Exception as exc:  # noqa: BLE001 - any tracing failure means "not this model": remembered
-            reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-            _remember(failed, identity, reason)
-            raise EngineError(f"model {card.name!r} cannot be compiled to ONNX ({reason[:300]})") from exc
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-        failed.unlink(missing_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with filelock.FileLock(str(folder / f"{key}.lock")):
+            if failed.is_file() and not retry:  # another process failed while we waited
+                raise EngineError(_remembered(failed))
+            record = _intact(final, identity)  # or built it
+            if record is not None:
+                return CompiledGraph(final / _GRAPH, key, record, built=False)
+            for leftover in folder.glob(f".{key}.*"):  # a build killed midway (we hold the lock: not running)
+                shutil.rmtree(leftover, ignore_errors=True)
+            if final.exists():
+                log(f"the cached engine {final} is damaged or stale (its sha256 does not match): rebuilding it")
+                shutil.rmtree(final)
+            work = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=folder))
+            try:
+                record = _build(module, card, identity, key, feeds, validate, work, log=log)
+                os.replace(work, final)
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+            failed.unlink(missing_ok=True)
+    except EngineError as exc:
+        _remember(failed, identity, str(exc))
+        raise
+    except (OSError, MemoryError) as exc:  # the machine, not the model: said, not remembered
+        raise EngineError(f"the engine cache {folder} cannot be used ({getattr(exc, 'strerror', None) or exc}); "
+                          f"check its space and permissions, or set ZOO_HOME") from None
+    except Exception as exc:  # noqa: BLE001 - the tracer's and exporter's many error classes mean "not this model"
+        reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        _remember(failed, identity, reason)
+        raise EngineError(f"model {card.name!r} cannot be compiled to ONNX ({reason[:300]})") from exc
     return CompiledGraph(final / _GRAPH, key, record, built=True)
 
 
-def _build(module: Any, card: Any, identity: dict[str, Any], key: str, batches: Sequence[dict[str, Any]],
-           work: Path, *, threads: int, log: Callable[[str], None]) -> dict[str, Any]:
-    import numpy as np
+def _build(module: Any, card: Any, identity: dict[str, Any], key: str, feeds: dict[str, Any],
+           validate: Callable[[Any], dict[str, Any]], work: Path, *, log: Callable[[str], None]) -> dict[str, Any]:
     import onnx
-    import torch
 
     from zoo.atomic import atomic_write_json
     from zoo.frozen.graph import input_names, output_names
@@ -210,24 +238,14 @@ def _build(module: Any, card: Any, identity: dict[str, Any], key: str, batches: 
     inputs, outputs = input_names(card.modality), output_names(identity["features"])
     log(f"compiling {card.name} to ONNX for the frozen pass (once; cached under {work.parent})")
     raw = work / "traced.onnx"
-    trace(module, batches[0], inputs, outputs, raw, modality=card.modality)
+    trace(module, feeds, inputs, outputs, raw, modality=card.modality)
     graph = onnx.load(str(raw))
     fold_static_dims(graph)
     path = work / _GRAPH
     onnx.save_model(graph, str(path))  # weights inline: a cut backbone over 2 GiB fails here, remembered
     raw.unlink()
     onnx.checker.check_model(str(path))
-    session = open_session(path, threads=threads)
-    reference, actual = [[] for _ in outputs], [[] for _ in outputs]
-    with torch.no_grad():
-        for feeds in batches:
-            expected = module(*(torch.from_numpy(feeds[n]) for n in inputs))
-            got = session.run(list(outputs), feeds)
-            for i in range(len(outputs)):
-                reference[i].append(expected[i].float().numpy())
-                actual[i].append(got[i])
-    validation = compare_outputs([np.concatenate(r) for r in reference], [np.concatenate(a) for a in actual], outputs)
-    validation["batches"] = [int(next(iter(b.values())).shape[0]) for b in batches]
+    validation = validate(open_session(path, threads=1))
     if not validation["passed"]:
         raise EngineError(
             f"model {card.name!r}: onnxruntime's outputs differ from PyTorch's (max abs diff "
@@ -244,15 +262,13 @@ def _build(module: Any, card: Any, identity: dict[str, Any], key: str, batches: 
 def _remember(path: Path, identity: dict[str, Any], reason: str) -> None:
     from zoo.atomic import atomic_write_json
 
-    atomic_write_json(path, {"identity": identity, "reason": reason,
-                             "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
-
-
-def remembered_failure(card: Any, fetched: Any, features: Sequence[str], root: Path | None = None) -> str | None:
-    """Why the engine for this key failed before, or None."""
-    identity = engine_identity(card, fetched, features)
-    path = engine_folder(card, root) / f"{_key(identity)}.failed.json"
-    return _remembered(path) if path.is_file() else None
+    if path.is_file():
+        return  # remembered already (a remembered failure raised again)
+    try:
+        atomic_write_json(path, {"identity": identity, "reason": reason,
+                                 "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+    except OSError:
+        pass  # an unwritable cache: the failure is reported, just not remembered
 
 
 def _remembered(path: Path) -> str:

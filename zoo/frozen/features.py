@@ -1,13 +1,14 @@
 """Embeddings of a dataset, computed once by a frozen pass and cached on disk.
 
-Shared by ``zoo finetune`` (stage 1), ``zoo embed``, ``zoo fewshot`` and the probe. The key
+Shared by ``zoo finetune`` (stage 1), ``zoo embed`` and ``zoo fewshot``. The key
 covers everything that determines the numbers: the backbone (its name, its weight files' hashes,
 its cut point), the preprocessing (the card's input spec) and the data's content. Another head or
 learning rate on the same data reuses them; a changed image or new weights do not.
 
 The engine is not part of the key: onnxruntime's features are used only after being checked
 equal to PyTorch's (``zoo export``'s tolerances) on the data's own items, so features from either
-engine are interchangeable. The record says which engine produced them.
+engine are interchangeable. CUDA autocast features are not (cosine >= 0.999 only): they are keyed
+apart. The record says which engine produced them.
 """
 
 from __future__ import annotations
@@ -29,9 +30,10 @@ __all__ = ["feature_key", "cached_embeddings"]
 _VERSION = 1
 
 
-def feature_key(card: ModelCard, fetched: Fetched | None, data_fingerprint: str) -> str:
-    """The cache key of one dataset's embeddings under one backbone."""
-    identity = {
+def feature_key(card: ModelCard, fetched: Fetched | None, data_fingerprint: str, precision: str = "fp32") -> str:
+    """The cache key of one dataset's embeddings under one backbone, computed in ``precision``
+    (``fp32``: either engine, validated equal; ``autocast``: CUDA's, which keeps its own)."""
+    identity: dict[str, Any] = {
         "version": _VERSION,
         "model": card.name,
         "weights": sorted(f.sha256 for f in fetched.files) if fetched else "random",
@@ -39,14 +41,18 @@ def feature_key(card: ModelCard, fetched: Fetched | None, data_fingerprint: str)
         "input": repr(card.input),
         "data": data_fingerprint,
     }
+    if precision != "fp32":  # fp32 keys stay as they were before engines existed
+        identity["precision"] = precision
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]
 
 
 def cached_embeddings(card: ModelCard, fetched: Fetched | None, dataset: Any, frozen: Callable[[], Any], *,
-                      batch_size: int, progress: Any = None, root: Path | None = None) -> tuple[Any, dict[str, Any]]:
+                      batch_size: int, progress: Any = None, root: Path | None = None,
+                      precision: str | None = None) -> tuple[Any, dict[str, Any]]:
     """Embeddings of a ``zoo.data.Dataset`` from the cache, computing them on a miss with the
     :class:`zoo.frozen.passes.FrozenPass` that ``frozen()`` gives (called only then: a hit
-    needs no engine) and storing them.
+    needs no engine) and storing them. ``precision``: see :func:`feature_key`; by default the
+    ``precision`` of ``frozen`` (a :class:`zoo.frozen.choice.LazyPass`), else ``fp32``.
 
     Returns the tensor and a small record (key, path, hit, seconds, and the engine that computed
     them) for the run folder.
@@ -54,7 +60,8 @@ def cached_embeddings(card: ModelCard, fetched: Fetched | None, dataset: Any, fr
     import numpy as np
     import torch
 
-    key = feature_key(card, fetched, dataset.fingerprint())
+    precision = precision or getattr(frozen, "precision", "fp32")
+    key = feature_key(card, fetched, dataset.fingerprint(), precision)
     folder = (root or _default_root()) / card.name.replace("/", "--")
     path = folder / f"{key}.npy"
     started = time.perf_counter()

@@ -29,12 +29,15 @@ def output_names(features: Sequence[str]) -> tuple[str, ...]:
 
 def frozen_graph(backbone: Any, features: Sequence[str] = ()) -> Any:
     """``backbone`` as a module of positional inputs (:func:`input_names`) returning a tuple of
-    ``(N, D)`` tensors (:func:`output_names`), in eval mode.
+    ``(N, D)`` tensors (:func:`output_names`). It leaves the backbone's mode alone: the pass runs
+    it in eval mode (:func:`zoo.frozen.passes.in_eval_mode`).
 
     With ``features``, the backbone must have been loaded with ``features=[card.embedding.node,
     *features]`` so that its body returns every node in one pass.
     """
-    return _graph_class()(backbone, tuple(features)).eval()
+    graph = _graph_class()(backbone, tuple(features))
+    graph.training = False  # the wrapper itself; not .eval(), which would switch the backbone too
+    return graph
 
 
 @functools.cache

@@ -42,9 +42,9 @@ def trace(module: Any, feeds: dict[str, Any], input_names: Sequence[str], output
     outputs = [output_name] if isinstance(output_name, str) else list(output_name)
     axes.update({name: {0: "batch"} for name in outputs})
     module.eval()
-    # Not under no_grad: inference fast paths that ONNX lacks (nn.MultiheadAttention's fused
-    # _native_multi_head_attention) switch on when gradients are off.
-    with warnings.catch_warnings():
+    # With gradients on, even when called under no_grad: inference fast paths that ONNX lacks
+    # (nn.MultiheadAttention's fused _native_multi_head_attention) switch on when they are off.
+    with warnings.catch_warnings(), torch.enable_grad():
         warnings.simplefilter("ignore")  # the legacy exporter's deprecation and tracer notes
         try:
             torch.onnx.export(module, args, str(path), dynamo=False, opset_version=opset,

@@ -49,8 +49,9 @@ class FinetuneConfig:
     workers: int | None = None
     # the frozen pass (stage-1 features): "auto" is onnxruntime on CPU, validated against PyTorch
     engine: str = "auto"
-    # channels_last images while the backbone learns: "auto" is on for images on CPU, where
-    # a training step of efficientnet_lite0 measured faster with it (bench/frozen_forward.py)
+    # channels_last image batches (the weights are left as they are: the input's layout decides the
+    # kernels): "auto" is on for images; a training step of efficientnet_lite0 on CPU measured
+    # 1.6-1.8x faster with it (bench/frozen_forward.py), as it is the usual layout for convnets on CUDA
     channels_last: bool | str = "auto"
 
     def __post_init__(self) -> None:
@@ -62,8 +63,10 @@ class FinetuneConfig:
             raise ZooError(f"--unfreeze takes a number of stages, 'all' or 'auto', got {self.unfreeze!r}")
         if isinstance(self.unfreeze, int) and self.unfreeze < 0:
             raise ZooError(f"--unfreeze must not be negative, got {self.unfreeze}")
-        if self.engine not in ("auto", "torch", "onnxruntime"):
-            raise ZooError(f"--engine takes auto, torch or onnxruntime, got {self.engine!r}")
+        from zoo.frozen.choice import ENGINES
+
+        if self.engine not in ENGINES:
+            raise ZooError(f"--engine takes {', '.join(ENGINES)}, got {self.engine!r}")
         for name in ("head_lr", "backbone_lr", "batch_size", "head_epochs"):
             if getattr(self, name) <= 0:
                 raise ZooError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")

@@ -29,8 +29,8 @@ from zoo.backbone import Backbone
 from zoo.batches import derive_seed, make_loader
 from zoo.errors import ZooError
 from zoo.frozen.features import cached_embeddings
-from zoo.frozen.choice import frozen_pass
-from zoo.frozen.passes import FrozenPass, spread
+from zoo.frozen.choice import LazyPass, frozen_pass
+from zoo.frozen.passes import FrozenPass
 from zoo.threads import thread_budget, torch_threads
 from zoo.train.checkpoints import Checkpoints
 from zoo.train.config import FinetuneConfig
@@ -106,21 +106,16 @@ class Trainer:
         self.features: dict[str, torch.Tensor] = {}
         self.feature_records: dict[str, Any] = {}
         self.loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-        self._frozen: FrozenPass | None = None
         images = backbone.card.modality == "image"
         self.channels_last = images if config.channels_last == "auto" else bool(config.channels_last)
         self.budget = thread_budget(config.workers, decoding=images)
+        # The stage-1 pass over the pretrained backbone: built on the first cache miss, before any
+        # training step, and checked on a few training and validation items.
+        items = [e.item for e in splits.train.examples] + [e.item for e in splits.val.examples]
+        self.frozen = LazyPass(backbone, fetched, engine=config.engine, device=device, workers=config.workers,
+                               check=items, channels_last=self.channels_last, log=log)
 
     # ----------------------------------------------------------------- the frozen pass
-
-    def frozen(self) -> FrozenPass:
-        """The stage-1 pass over the pretrained backbone: built once, before any training step, and
-        checked on a few training and validation items."""
-        if self._frozen is None:
-            items = [e.item for e in self.splits.train.examples] + [e.item for e in self.splits.val.examples]
-            self._frozen = frozen_pass(self.backbone, self.fetched, engine=self.config.engine, device=self.device,
-                                       workers=self.config.workers, check=spread(items, 6), log=self.log)
-        return self._frozen
 
     def _unfrozen_pass(self) -> FrozenPass:
         """Inference through the backbone as it is being trained: PyTorch, on the run's threads."""
@@ -223,8 +218,6 @@ class Trainer:
             return total_loss / count, correct / count
         self.model.train()
         _freeze_batchnorm(self.model.backbone)
-        if self.channels_last:
-            self.model.to(memory_format=torch.channels_last)
         items = [e.item for e in self.splits.train.examples]
         loader = make_loader(self.backbone, items, self._labels(self.splits.train).tolist(),
                              batch_size=self.config.batch_size, seed=seed, shuffle=True,

@@ -188,8 +188,10 @@ def _record_engines(run_dir: Path, records: dict[str, Any]) -> None:
 
     path = run_dir / "config.json"
     saved = json.loads(path.read_text(encoding="utf-8"))
-    saved["frozen_pass"] = {name: {"cache": "hit" if r["hit"] else "computed", **r.get("engine", {})}
-                            for name, r in records.items()}
+    # a resumed run keeps what its first part recorded for the sets it did not embed again
+    saved["frozen_pass"] = {**saved.get("frozen_pass", {}),
+                            **{name: {"cache": "hit" if r["hit"] else "computed", **r.get("engine", {})}
+                               for name, r in records.items()}}
     atomic_write_json(path, saved)
 
 
