@@ -39,6 +39,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from zoo.registry import Registry
     from zoo.schema import Field
     from zoo.embed import FewShot, Searcher, VectorStore, delete_items, embed_dataset, fewshot, load_fewshot, search
+    from zoo.probing import ProbeReport, probe
 
 _LAZY = {
     "finetune": "zoo.train",
@@ -77,6 +78,8 @@ _LAZY = {
     "fewshot": "zoo.embed",
     "FewShot": "zoo.embed",
     "load_fewshot": "zoo.embed",
+    "probe": "zoo.probing",
+    "ProbeReport": "zoo.probing",
 }
 
 __all__ = [

@@ -375,6 +375,38 @@ def _short(text: str, width: int = 70) -> str:
     return text if len(text) <= width else text[:width - 1] + "…"
 
 
+@cli.command("probe")
+@click.argument("models", nargs=-1)
+@click.option("--data", required=True, help="Labelled data: class folders, CSV/JSONL manifest, or 'digits'.")
+@click.option("--per-class", type=int, help="Probe on N labelled examples per class; the rest is a test set.")
+@click.option("--test", help="A held-out test set to score each probe on (never used to rank).")
+@click.option("--score-held-out", is_flag=True, help="With --per-class: also score each probe on the examples left out.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--modality", type=click.Choice(["image", "text", "audio"]), help="Also probe every registry model of this modality.")
+@click.option("--max-params", help="With a registry filter: at most this many parameters, e.g. 30M.")
+@click.option("--tag", help="Also probe every registry model with this tag (e.g. offline).")
+@click.option("--engine", type=click.Choice(ENGINES), default="auto", show_default=True,
+              help="Frozen pass: auto (onnxruntime on CPU, checked against PyTorch), torch, onnxruntime.")
+@click.option("--skip-bad", is_flag=True, help="Skip unreadable or bad examples instead of failing.")
+@click.option("--out", type=click.Path(file_okay=False), help="Folder for probe.json and probe.png (default: probes/DATA-TIME).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_context
+def probe_cmd(ctx: click.Context, models: tuple[str, ...], data: str, out: str | None, quiet: bool, as_json: bool,
+              **options: Any) -> None:
+    """Rank MODELS (and registry filters) by a cross-validated linear probe at every cut point."""
+    from zoo.probing.run import default_folder, probe
+
+    report = probe(models, data, out=out or default_folder(data), registry_files=_registries(ctx),
+                   log=(lambda text: None) if quiet or as_json else None, **options)
+    if as_json:
+        _echo_json(report.to_dict())
+        return
+    click.echo(report.table())
+    if report.files:
+        click.echo("wrote " + ", ".join(report.files))
+
+
 @cli.command("export")
 @click.argument("source")
 @click.option("-o", "--out", type=click.Path(), help="ONNX file to write (default: FOLDER/model.onnx for a run or few-shot folder, or ./MODEL.onnx).")

@@ -17,7 +17,7 @@ import hashlib
 import io
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +25,16 @@ from zoo.atomic import atomic_write_bytes
 from zoo.card import ModelCard
 from zoo.fetched import Fetched
 
-__all__ = ["feature_key", "cached_embeddings"]
+__all__ = ["feature_key", "cached_embeddings", "cached_features"]
 
 _VERSION = 1
 
 
-def feature_key(card: ModelCard, fetched: Fetched | None, data_fingerprint: str, precision: str = "fp32") -> str:
+def feature_key(card: ModelCard, fetched: Fetched | None, data_fingerprint: str, precision: str = "fp32",
+                layer: str | None = None) -> str:
     """The cache key of one dataset's embeddings under one backbone, computed in ``precision``
-    (``fp32``: either engine, validated equal; ``autocast``: CUDA's, which keeps its own)."""
+    (``fp32``: either engine, validated equal; ``autocast``: CUDA's, which keeps its own); with
+    ``layer``, of that intermediate feature, pooled, instead of the embedding."""
     identity: dict[str, Any] = {
         "version": _VERSION,
         "model": card.name,
@@ -43,6 +45,8 @@ def feature_key(card: ModelCard, fetched: Fetched | None, data_fingerprint: str,
     }
     if precision != "fp32":  # fp32 keys stay as they were before engines existed
         identity["precision"] = precision
+    if layer is not None:
+        identity["layer"] = layer
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]
 
 
@@ -86,6 +90,46 @@ def cached_embeddings(card: ModelCard, fetched: Fetched | None, dataset: Any, fr
     atomic_write_bytes(path, buffer.getvalue())
     return embeddings, {"key": key, "path": str(path), "hit": False, "seconds": time.perf_counter() - started,
                         **made_by}
+
+
+def cached_features(card: ModelCard, fetched: Fetched | None, dataset: Any, frozen: Callable[[], Any],
+                    layers: Sequence[str], *, batch_size: int = 64, progress: Any = None, root: Path | None = None
+                    ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The embedding and each of ``layers`` (pooled) for a dataset, from the cache, computing every
+    missing one in one pass of ``frozen()`` (a pass built with ``features=layers``) on a miss.
+
+    Returns ``{"embedding": array, layer: array, ...}`` and a record (hit, seconds, engine). An
+    interrupted probe starts again from what was stored: each array lands atomically.
+    """
+    import numpy as np
+
+    from zoo.frozen.graph import EMBEDDING
+
+    precision = getattr(frozen, "precision", "fp32")
+    fingerprint = dataset.fingerprint()
+    folder = (root or _default_root()) / card.name.replace("/", "--")
+    paths = {name: folder / f"{feature_key(card, fetched, fingerprint, precision, None if name == EMBEDDING else name)}.npy"
+             for name in (EMBEDDING, *layers)}
+    started = time.perf_counter()
+    found: dict[str, Any] = {}
+    for name, path in paths.items():
+        try:
+            array = np.load(path, allow_pickle=False)
+            if array.ndim == 2 and len(array) == len(dataset):
+                found[name] = array
+        except (OSError, ValueError):
+            pass  # missing or damaged: computed again
+    if len(found) == len(paths):
+        return found, {"hit": True, "seconds": time.perf_counter() - started, **_read_meta(paths[EMBEDDING])}
+    engine = frozen()
+    outputs = engine.outputs([e.item for e in dataset.examples], batch_size=batch_size, progress=progress)
+    made_by = {"engine": engine.record()}
+    for name, path in paths.items():
+        buffer = io.BytesIO()
+        np.save(buffer, outputs[name], allow_pickle=False)
+        atomic_write_bytes(path.with_suffix(".json"), json.dumps(made_by, indent=2).encode())
+        atomic_write_bytes(path, buffer.getvalue())
+    return outputs, {"hit": False, "seconds": time.perf_counter() - started, **made_by}
 
 
 def _read_meta(path: Path) -> dict[str, Any]:

@@ -1,0 +1,107 @@
+"""zoo probe: every cut point of real backbones on real data, ranked by a nested cross-validated probe."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import zoo
+from zoo.errors import InputError
+from zoo.probing.linear import _normalise, _row_space, cross_validate, fit_probe
+
+from conftest import run_zoo, write_digit_folder
+
+
+def test_the_row_space_projection_changes_nothing_but_the_speed():
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    x, test = _normalise(rng.normal(size=(40, 300))), _normalise(rng.normal(size=(15, 300)))
+    y = rng.integers(0, 4, 40)
+    full = LogisticRegression(C=100, max_iter=20000, tol=1e-10).fit(x, y)
+    z, z_test = _row_space(x, test)
+    small = LogisticRegression(C=100, max_iter=20000, tol=1e-10).fit(z, y)
+    assert z.shape == (40, 40)
+    np.testing.assert_allclose(small.predict_proba(z_test), full.predict_proba(test), atol=1e-8)
+
+
+def test_cross_validation_on_separable_and_on_random_features():
+    rng = np.random.default_rng(1)
+    labels = np.repeat(np.arange(3), 10)
+    centres = rng.normal(size=(3, 50)) * 5
+    clear = cross_validate(centres[labels] + rng.normal(size=(30, 50)), labels)
+    noise = cross_validate(rng.normal(size=(30, 50)), labels)
+    assert clear.accuracy == 1.0 and clear.folds == 5 and clear.repeats == 3 and clear.samples == 30
+    assert noise.accuracy < 0.6
+    model = fit_probe(centres[labels], labels, clear.C)
+    assert list(model.predict(centres)) == [0, 1, 2]
+
+
+def test_a_class_with_one_example_is_a_clear_error():
+    with pytest.raises(InputError, match="a class has a single labelled example"):
+        cross_validate(np.eye(5), [0, 0, 1, 1, 2], where="tiny.csv")
+
+
+def test_probe_ranks_every_cut_point_of_a_real_backbone(tmp_path):
+    data = write_digit_folder(tmp_path / "digits", dark_ink=True)
+    report = zoo.probe(["efficientnet_lite0"], data, out=tmp_path / "probe", log=lambda _: None)
+    card = zoo.get_card("efficientnet_lite0")
+    assert {r.layer for r in report.rows} == {card.embedding.node, *card.features}
+    assert [r.accuracy for r in report.rows] == sorted((r.accuracy for r in report.rows), reverse=True)
+    assert report.best.accuracy >= 0.8 and report.labelled == 24 and report.folds == 5
+    dims = {r.layer: r.dim for r in report.rows}
+    assert dims == {card.embedding.node: 1280, **card.features}
+    stored = json.loads((tmp_path / "probe" / "probe.json").read_text())
+    assert stored["best"]["layer"] == report.best.layer and len(stored["rows"]) == len(report.rows)
+    assert (tmp_path / "probe" / "probe.png").read_bytes()[:4] == b"\x89PNG"
+    assert report.passes["efficientnet_lite0"]["engine"] == "onnxruntime"
+    again = zoo.probe(["efficientnet_lite0"], data, log=lambda _: None)  # the features come from the cache
+    assert again.passes["efficientnet_lite0"]["cache"] == "hit"
+    assert [(r.layer, r.accuracy) for r in again.rows] == [(r.layer, r.accuracy) for r in report.rows]
+
+
+def test_an_interrupted_probe_starts_again_from_what_was_stored(tmp_path, zoo_env):
+    data = write_digit_folder(tmp_path / "digits", dark_ink=True)
+    first = zoo.probe(["efficientnet_lite0"], data, log=lambda _: None)
+    stored = sorted((zoo_env / "features" / "efficientnet_lite0").glob("*.npy"))
+    assert len(stored) == 5  # the embedding and 4 features, each its own file
+    stored[0].unlink()  # as if killed before the last one landed
+    again = zoo.probe(["efficientnet_lite0"], data, log=lambda _: None)
+    assert again.passes["efficientnet_lite0"]["cache"] == "computed"
+    assert [(r.layer, round(r.accuracy, 6)) for r in again.rows] == [(r.layer, round(r.accuracy, 6)) for r in first.rows]
+
+
+def test_held_out_scores_and_a_test_set(tmp_path):
+    data = write_digit_folder(tmp_path / "digits", dark_ink=True)
+    report = zoo.probe(["efficientnet_lite0"], data, per_class=4, score_held_out=True, log=lambda _: None)
+    assert report.labelled == 12 and report.test == 12
+    assert all(r.test_accuracy is not None and 0 <= r.test_accuracy <= 1 for r in report.rows)
+    quiet = zoo.probe(["efficientnet_lite0"], data, per_class=4, log=lambda _: None)
+    assert quiet.test == 0 and all(r.test_accuracy is None for r in quiet.rows)
+
+
+def test_wrong_modality_and_unavailable_models(tmp_path, monkeypatch):
+    data = write_digit_folder(tmp_path / "digits", dark_ink=True)
+    with pytest.raises(InputError, match="several modalities"):
+        zoo.probe(["efficientnet_lite0", "all-minilm-l6-v2-offline"], data, log=lambda _: None)
+    with pytest.raises(InputError):
+        zoo.probe(["all-minilm-l6-v2-offline"], "digits", log=lambda _: None)  # text model, image data
+    monkeypatch.setenv("ZOO_OFFLINE", "1")
+    report = zoo.probe(["efficientnet_lite0", "resnet18"], data, log=lambda _: None)
+    assert [m for m, _ in report.skipped] == ["resnet18"] and "offline" in report.skipped[0][1].lower()
+    assert {r.model for r in report.rows} == {"efficientnet_lite0"}
+
+
+def test_cli_probe(tmp_path):
+    data = write_digit_folder(tmp_path / "digits", dark_ink=True)
+    result = run_zoo("probe", "efficientnet_lite0", "--data", str(data), "--out", str(tmp_path / "p"), "--json",
+                     timeout=300)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["best"]["model"] == "efficientnet_lite0" and out["files"][0].endswith("probe.json")
+    human = run_zoo("probe", "efficientnet_lite0", "--data", str(data), "--out", str(tmp_path / "q"), timeout=300)
+    assert human.returncode == 0 and "cv accuracy" in human.stdout and "(embedding)" in human.stdout
+    text_on_images = run_zoo("probe", "all-minilm-l6-v2-offline", "--data", "digits")
+    assert text_on_images.returncode == 1 and "Traceback" not in text_on_images.stderr

@@ -1,0 +1,31 @@
+"""``zoo probe`` (``zoo.probe``): rank backbones and their cut points by a cross-validated linear probe.
+
+- :mod:`zoo.probing.linear`: the nested cross-validated, L2-normalised logistic-regression probe;
+- :mod:`zoo.probing.run`: every cut candidate of every backbone, from one frozen pass each, ranked.
+
+Names load on first use: importing this package imports neither torch nor scikit-learn.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from zoo.lazy import lazy_exports
+
+if TYPE_CHECKING:  # pragma: no cover
+    from zoo.probing.linear import CVScore, cross_validate, fit_probe
+    from zoo.probing.run import ProbeReport, ProbeRow, probe, read_probe
+
+_LAZY = {
+    "probe": "zoo.probing.run",
+    "ProbeReport": "zoo.probing.run",
+    "ProbeRow": "zoo.probing.run",
+    "read_probe": "zoo.probing.run",
+    "cross_validate": "zoo.probing.linear",
+    "fit_probe": "zoo.probing.linear",
+    "CVScore": "zoo.probing.linear",
+}
+
+__all__ = list(_LAZY)
+
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

@@ -1,0 +1,284 @@
+"""``zoo probe``: which backbone, cut at which layer, separates your classes best, measured.
+
+The recipe's answer to "nobody knows how many layers to keep": detach the output layers one by
+one and measure. For each backbone, one frozen pass (:mod:`zoo.frozen`) gives the embedding and
+every intermediate feature the card names, pooled, through the feature cache; each (backbone,
+layer) gets a nested cross-validated linear probe (:mod:`zoo.probing.linear`) on all labelled
+examples. When a test set is held out (``per_class=N``, or ``test=``), each probe is also fitted
+on all labelled examples and scored there, so the ranking's choice can be checked, but the
+ranking itself uses only the cross-validated estimate.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zoo.errors import InputError, LoadError, PullError, ZooError
+
+__all__ = ["probe", "ProbeReport", "ProbeRow", "default_folder", "read_probe"]
+
+
+@dataclass(frozen=True)
+class ProbeRow:
+    """One (backbone, layer)."""
+
+    model: str
+    layer: str  # the card's embedding node, or a feature name
+    dim: int
+    accuracy: float  # cross-validated
+    accuracy_std: float
+    macro_f1: float
+    C: float
+    seconds: float  # the probe's fitting (the shared frozen pass is the backbone's, in ``passes``)
+    embedding: bool = False  # the card's recommended cut point
+    test_accuracy: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ProbeReport:
+    """Every probe, best first, and what was skipped."""
+
+    data: str
+    classes: tuple[str, ...]
+    labelled: int
+    test: int
+    folds: int
+    repeats: int
+    rows: tuple[ProbeRow, ...]
+    skipped: tuple[tuple[str, str], ...] = ()  # (model, why)
+    passes: dict[str, Any] = field(default_factory=dict)  # model -> how its features were computed
+    seconds: float = 0.0
+    files: tuple[str, ...] = ()
+
+    @property
+    def best(self) -> ProbeRow | None:
+        return self.rows[0] if self.rows else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"data": self.data, "classes": list(self.classes), "labelled": self.labelled, "test": self.test,
+                "folds": self.folds, "repeats": self.repeats, "seconds": round(self.seconds, 2),
+                "best": self.best.to_dict() if self.best else None, "rows": [r.to_dict() for r in self.rows],
+                "skipped": [{"model": m, "why": w} for m, w in self.skipped], "passes": self.passes,
+                "files": list(self.files)}
+
+    def table(self) -> str:
+        from zoo.render import table
+
+        with_test = any(r.test_accuracy is not None for r in self.rows)
+        headers = ["rank", "backbone", "layer", "dim", "cv accuracy", "macro-F1", "C", "seconds"]
+        if with_test:
+            headers.append("test accuracy")
+        rows = []
+        for rank, r in enumerate(self.rows, start=1):
+            row = [str(rank), r.model, r.layer + (" (embedding)" if r.embedding else ""), str(r.dim),
+                   f"{r.accuracy:.3f} +- {r.accuracy_std:.3f}", f"{r.macro_f1:.3f}", f"{r.C:g}", f"{r.seconds:.1f}"]
+            if with_test:
+                row.append("-" if r.test_accuracy is None else f"{r.test_accuracy:.3f}")
+            rows.append(row)
+        lines = [table(headers, rows)] if rows else ["no backbone could be probed"]
+        lines.append(f"{self.labelled} labelled examples, {len(self.classes)} classes: {self.folds}-fold "
+                     f"cross-validation x {self.repeats}, regularisation chosen inside each fold"
+                     + (f"; test accuracy on {self.test} held-out examples (not used to rank)" if self.test else ""))
+        lines += [f"skipped {model}: {why}" for model, why in self.skipped]
+        return "\n".join(lines)
+
+
+def _labelled_sets(data: str | Path, modality: str, *, per_class: int | None, test: str | Path | None,
+                   seed: int, skip_bad: bool) -> tuple[Any, Any]:
+    """All labelled examples (with ``per_class``: N per class, the rest held out as the test set)."""
+    from zoo.data import make_splits, open_dataset
+    from zoo.data.checks import problems_error
+    from zoo.data.dataset import Dataset
+
+    if per_class is not None or test is not None:
+        splits = make_splits(data, modality=modality, per_class=per_class, test=test, seed=seed, skip_bad=skip_bad)
+        labelled = Dataset(f"{splits.train.name} + val", modality, splits.classes,
+                           splits.train.examples + splits.val.examples)
+        return labelled, splits.test
+    dataset = open_dataset(data, modality=modality)
+    if dataset.problems and not skip_bad:
+        raise problems_error(dataset.problems)
+    return dataset, None
+
+
+def _models(models: Sequence[str], filters: dict[str, Any], registry_files: Sequence[str | Path]) -> list[Any]:
+    from zoo.api import list_models
+    from zoo.pulling import resolve_card
+
+    cards = [resolve_card(name, registry_files) for name in models]
+    if any(v is not None for v in filters.values()):
+        cards += [c for c in list_models(registry_files=registry_files, **filters)
+                  if c.name not in {x.name for x in cards}]
+    if not cards:
+        raise ZooError("name the models to probe, or filter the registry (--modality, --max-params, --tag)")
+    return cards
+
+
+def probe(
+    models: Sequence[str] = (),
+    data: str | Path = "",
+    *,
+    per_class: int | None = None,
+    test: str | Path | None = None,
+    seed: int = 0,
+    modality: str | None = None,
+    max_params: str | int | None = None,
+    tag: str | None = None,
+    engine: str = "auto",
+    skip_bad: bool = False,
+    score_held_out: bool = False,
+    out: str | Path | None = None,
+    registry_files: Sequence[str | Path] = (),
+    log: Callable[[str], None] | None = None,
+) -> ProbeReport:
+    """Probe every cut candidate (the embedding and the card's ``features``) of each backbone on
+    ``data`` and rank them by cross-validated accuracy; writes ``probe.json`` and ``probe.png`` to
+    ``out`` when given.
+
+    ``models``: names; ``modality`` / ``max_params`` / ``tag`` add the registry's matching models.
+    ``test``: a held-out set each probe is also scored on (fitted on all labelled examples with
+    its chosen regularisation); with ``per_class``, ``score_held_out=True`` scores on the examples
+    it leaves out (a frozen pass over all of them: off by default). Neither is used to rank.
+    A model whose weights cannot be had (offline and not cached, a failed pull) is skipped and
+    listed, not fatal; models of several modalities, or data of another, are an error.
+    """
+    import numpy as np
+
+    say = log or (lambda text: print(text, file=sys.stderr, flush=True))
+    started = time.perf_counter()
+    cards = _models(models, {"modality": modality, "max_params": max_params, "tag": tag}, registry_files)
+    kinds = {c.modality for c in cards}
+    if len(kinds) > 1:
+        raise InputError(f"the models are of several modalities ({', '.join(sorted(kinds))}); probe one kind of "
+                         f"data at a time (add --modality)")
+    kind = kinds.pop()
+    labelled, held_out = _labelled_sets(data, kind, per_class=per_class, test=test, seed=seed, skip_bad=skip_bad)
+    if test is None and not score_held_out:
+        held_out = None
+    from zoo.probing.linear import fit_probe, folds_for
+
+    k, repeats = folds_for(labelled.labels, str(data))
+    y = np.asarray(labelled.labels)
+    rows: list[ProbeRow] = []
+    skipped: list[tuple[str, str]] = []
+    passes: dict[str, Any] = {}
+    for card in cards:
+        try:
+            features, record = _features(card, labelled, held_out, engine=engine, say=say)
+        except (PullError, LoadError) as exc:
+            skipped.append((card.name, str(exc).splitlines()[0]))
+            say(f"skipped {card.name}: {str(exc).splitlines()[0]}")
+            continue
+        passes[card.name] = record
+        for layer, (x, x_test) in features.items():
+            rows.append(_probe_layer(card, layer, x, y, x_test, held_out, seed=seed, where=str(data),
+                                     fit=fit_probe))
+            say(f"  {card.name} {layer}: cv accuracy {rows[-1].accuracy:.3f} ({rows[-1].seconds:.1f}s)")
+    rows.sort(key=lambda r: (-r.accuracy, -r.macro_f1, r.model, r.layer))
+    report = ProbeReport(data=str(data), classes=labelled.classes, labelled=len(labelled),
+                         test=len(held_out) if held_out is not None else 0, folds=k, repeats=repeats,
+                         rows=tuple(rows), skipped=tuple(skipped), passes=passes,
+                         seconds=time.perf_counter() - started)
+    if out is not None:
+        report = _write(report, Path(out), cards)
+    return report
+
+
+def _features(card: Any, labelled: Any, held_out: Any, *, engine: str, say: Callable[[str], None]
+              ) -> tuple[dict[str, tuple[Any, Any]], dict[str, Any]]:
+    """``{layer: (labelled features, test features or None)}`` from one frozen pass per set."""
+    from zoo.frozen.choice import LazyPass
+    from zoo.frozen.features import cached_features
+    from zoo.frozen.graph import EMBEDDING
+    from zoo.loading import load
+    from zoo.pulling import pull
+
+    fetched = pull(card, quiet=True)
+    layers = [name for name in card.features if name != card.embedding.node]
+    backbone = load(card, features=[card.embedding.node, *layers])
+    frozen = LazyPass(backbone, fetched, engine=engine, features=layers, check=[e.item for e in labelled.examples],
+                      log=say)
+    train, record = cached_features(card, fetched, labelled, frozen, layers)
+    test = cached_features(card, fetched, held_out, frozen, layers)[0] if held_out is not None else {}
+    names = {EMBEDDING: card.embedding.node}
+    return ({names.get(n, n): (train[n], test.get(n)) for n in (EMBEDDING, *layers)},
+            {"cache": "hit" if record["hit"] else "computed", "seconds": round(record["seconds"], 2),
+             **record.get("engine", {})})
+
+
+def _probe_layer(card: Any, layer: str, x: Any, y: Any, x_test: Any, held_out: Any, *, seed: int, where: str,
+                 fit: Callable[..., Any]) -> ProbeRow:
+    from zoo.probing.linear import cross_validate
+
+    started = time.perf_counter()
+    score = cross_validate(x, y, seed=seed, where=where)
+    test_accuracy = None
+    if x_test is not None and held_out is not None and len(held_out):
+        import numpy as np
+
+        model = fit(x, y, score.C)
+        test_accuracy = float(np.mean(model.predict(x_test) == np.asarray(held_out.labels)))
+    return ProbeRow(model=card.name, layer=layer, dim=int(x.shape[1]), accuracy=score.accuracy,
+                    accuracy_std=score.accuracy_std, macro_f1=score.macro_f1, C=score.C,
+                    seconds=time.perf_counter() - started, embedding=layer == card.embedding.node,
+                    test_accuracy=test_accuracy)
+
+
+def _write(report: ProbeReport, folder: Path, cards: Sequence[Any]) -> ProbeReport:
+    """probe.json and probe.png (accuracy per layer, input to output, one line per backbone)."""
+    from dataclasses import replace
+
+    from zoo.atomic import atomic_write_json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    picture = folder / "probe.png"
+    _plot(report, cards, picture)
+    report = replace(report, files=(str(folder / "probe.json"), str(picture)))
+    atomic_write_json(folder / "probe.json", report.to_dict())
+    return report
+
+
+def _plot(report: ProbeReport, cards: Sequence[Any], path: Path) -> None:
+    from matplotlib.figure import Figure  # the object API: no pyplot, no global backend switched
+
+    from zoo.atomic import atomic_write
+
+    figure = Figure(figsize=(7, 4), dpi=110)
+    axes = figure.subplots()
+    for card in cards:
+        mine = [r for r in report.rows if r.model == card.name]
+        if not mine:
+            continue
+        order = {name: i for i, name in enumerate([*card.features, card.embedding.node])}
+        mine.sort(key=lambda r: order.get(r.layer, len(order)))
+        axes.errorbar([r.layer for r in mine], [r.accuracy for r in mine], yerr=[r.accuracy_std for r in mine],
+                      marker="o", capsize=3, label=card.name)
+    axes.set_ylabel("cross-validated accuracy")
+    axes.set_xlabel("cut point (input -> output)")
+    axes.set_title(f"linear probe per layer: {report.data} ({report.labelled} labelled)")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    atomic_write(path, lambda handle: figure.savefig(handle, format="png"))
+
+
+def default_folder(data: str | Path) -> Path:
+    """Where ``zoo probe`` writes without --out: probes/DATA-TIME."""
+    from datetime import datetime
+
+    stem = Path(str(data)).name or "data"
+    return Path("probes") / f"{stem}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+def read_probe(path: str | Path) -> dict[str, Any]:
+    """A written probe.json."""
+    return json.loads(Path(path).read_text(encoding="utf-8"))
