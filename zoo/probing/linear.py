@@ -33,6 +33,7 @@ class CVScore:
     accuracy: float
     accuracy_std: float
     macro_f1: float
+    log_loss: float  # what candidates are ranked by (see zoo.probing.run)
     C: float  # the strength chosen most often across folds (what a final fit on all data uses)
     folds: int
     repeats: int
@@ -102,26 +103,29 @@ def cross_validate(features: Any, labels: Sequence[int], *, seed: int = 0, class
 
     import numpy as np
     from sklearn.exceptions import ConvergenceWarning
-    from sklearn.metrics import accuracy_score, f1_score
+    from sklearn.metrics import accuracy_score, f1_score, log_loss
     from sklearn.model_selection import RepeatedStratifiedKFold
 
     x, y = _normalise(features), np.asarray(labels)
     k, repeats = folds_for(y, where)
     splitter = RepeatedStratifiedKFold(n_splits=k, n_repeats=repeats, random_state=seed)
-    accuracies, f1s, chosen = [], [], Counter()
+    accuracies, f1s, losses, chosen = [], [], [], Counter()
+    classes = np.unique(y)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         warnings.simplefilter("ignore", FutureWarning)  # scikit-learn's notes on LogisticRegressionCV's future API
         for fold, (train, test) in enumerate(splitter.split(x, y)):
             x_train, x_test = _row_space(x[train], x[test])
             model = _inner_model(y[train], seed + fold, class_weight).fit(x_train, y[train])
-            predicted = model.predict(x_test)
+            probabilities = model.predict_proba(x_test)
+            predicted = model.classes_[probabilities.argmax(1)]
             accuracies.append(accuracy_score(y[test], predicted))
             f1s.append(f1_score(y[test], predicted, average="macro"))
+            losses.append(log_loss(y[test], probabilities, labels=classes))
             chosen[float(model.C_[0])] += 1
     best_c = max(sorted(chosen), key=lambda c: chosen[c])
     return CVScore(accuracy=float(np.mean(accuracies)), accuracy_std=float(np.std(accuracies)),
-                   macro_f1=float(np.mean(f1s)), C=best_c, folds=k, repeats=repeats, samples=len(y))
+                   macro_f1=float(np.mean(f1s)), log_loss=float(np.mean(losses)), C=best_c, folds=k, repeats=repeats, samples=len(y))
 
 
 def fit_probe(features: Any, labels: Sequence[int], C: float, *, class_weight: str | None = None) -> Any:
