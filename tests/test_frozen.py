@@ -135,6 +135,37 @@ def test_a_killed_build_leaves_nothing_that_is_used():
     assert any("rebuilding" in m for m in messages)
 
 
+def test_a_build_killed_for_real_leaves_no_engine_that_is_used(zoo_env, tmp_path):
+    import signal
+    import time
+
+    script = write(tmp_path / "build.py", f"""
+        import zoo
+        from zoo.frozen import frozen_pass
+        from zoo.pulling import pull, resolve_card
+        card = resolve_card({TEXT!r})
+        frozen_pass(zoo.load(card), pull(card, quiet=True), engine="onnxruntime", log=lambda t: print(t, flush=True))
+        print("finished", flush=True)
+    """)
+    card = resolve_card(TEXT)
+    pull(card, quiet=True)
+    child = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
+                             env={**os.environ, "ZOO_HOME": str(zoo_env)})
+    line = child.stdout.readline()
+    assert line.startswith("compiling"), line
+    time.sleep(0.3)  # inside tracing (MiniLM takes seconds to trace and check)
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=60)
+    folder = engine_folder(card)
+    finals = [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    assert all((p / "engine.json").is_file() for p in finals)  # a final folder only ever appears complete
+    messages: list[str] = []
+    frozen = frozen_pass(zoo.load(card), pull(card, quiet=True), engine="onnxruntime", check=MIXED_TEXTS,
+                         log=messages.append)
+    assert frozen.engine == "onnxruntime" and frozen.validation["passed"]
+    assert not [p for p in folder.iterdir() if p.name.startswith(".") and p.is_dir()]  # the killed build's temp is gone
+
+
 def test_two_processes_needing_one_engine_build_it_once(zoo_env, tmp_path):
     script = write(tmp_path / "build.py", f"""
         import zoo
