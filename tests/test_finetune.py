@@ -176,3 +176,22 @@ def test_cli_bad_image_names_the_file_and_skip_bad_lists_it(digit_folder, tmp_pa
     assert ok.returncode == 0, ok.stderr
     skipped = json.loads((tmp_path / "b" / "skipped.json").read_text())
     assert len(skipped) == 1 and "broken.png" in skipped[0]["where"]
+
+
+def test_an_imbalanced_training_set_gets_balanced_class_weights(tmp_path):
+    from zoo.train.weights import class_weights
+
+    assert class_weights([8, 8, 2], "auto") == pytest.approx([0.75, 0.75, 3.0])
+    assert class_weights([8, 8, 3], "auto") is None and class_weights([8, 8, 3], "balanced") is not None
+    assert class_weights([8, 8, 2], "none") is None
+    data = write_digit_folder(tmp_path / "digits", dark_ink=True)
+    for extra in sorted((data / "digit-7").iterdir())[2:]:
+        extra.unlink()  # 8, 8 and 2 images: 6 training examples against 1
+    lines: list[str] = []
+    run = zoo.finetune("efficientnet_lite0", str(data), out=tmp_path / "run", head_epochs=5, progress=False,
+                       log=lines.append)
+    weights = json.loads((run.dir / "config.json").read_text())["class_weights"]
+    assert weights["digit-7"] > 2 * weights["digit-0"] and any("balanced class weights" in line for line in lines)
+    plain = zoo.finetune("efficientnet_lite0", str(data), out=tmp_path / "plain", head_epochs=5, class_weight="none",
+                         progress=False, log=lambda _: None)
+    assert json.loads((plain.dir / "config.json").read_text())["class_weights"] is None

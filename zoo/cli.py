@@ -17,6 +17,7 @@ from zoo import api
 from zoo.__about__ import __version__
 from zoo.errors import ZooError
 from zoo.frozen.choice import ENGINES
+from zoo.train.weights import CLASS_WEIGHTS
 from zoo.plugins import PluginWarning
 from zoo.render import card_lines, format_bytes, format_params, table
 
@@ -164,6 +165,8 @@ def _unfreeze(value: str) -> int | str:
 @click.option("--head", type=click.Choice(["linear", "mlp"]), default=_default("head"), show_default=True)
 @click.option("--hidden", type=int, default=_default("hidden"), show_default=True, help="Hidden size of the mlp head.")
 @click.option("--dropout", type=float, default=_default("dropout"), show_default=True)
+@click.option("--class-weight", type=click.Choice(CLASS_WEIGHTS), default=_default("class_weight"),
+              show_default=True, help="Loss weights per class: auto balances when the largest class is over 3x the smallest.")
 @click.option("--unfreeze", default=str(_default("unfreeze")), show_default=True,
               help="Stages to unfreeze from the top after the head, one by one: a number, 'all', or "
                    "'auto' (0 for images, 2 for text, as measured in bench/).")

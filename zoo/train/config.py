@@ -30,6 +30,8 @@ class FinetuneConfig:
     head_epochs: int = 300
     patience: int = 20
     label_smoothing: float = 0.1
+    # "auto": balanced class weights when the largest training class is over 3x the smallest
+    class_weight: str = "auto"
     weight_decay: float = 1e-4
     # stage 2: gradual unfreezing from the top, one stage at a time
     # "auto": 0 for images, the top 2 stages for text. On digits (10 labels/class) unfreezing lost
@@ -64,6 +66,10 @@ class FinetuneConfig:
         if isinstance(self.unfreeze, int) and self.unfreeze < 0:
             raise ZooError(f"--unfreeze must not be negative, got {self.unfreeze}")
         from zoo.frozen.choice import ENGINES
+        from zoo.train.weights import CLASS_WEIGHTS
+
+        if self.class_weight not in CLASS_WEIGHTS:
+            raise ZooError(f"--class-weight takes {', '.join(CLASS_WEIGHTS)}, got {self.class_weight!r}")
 
         if self.engine not in ENGINES:
             raise ZooError(f"--engine takes {', '.join(ENGINES)}, got {self.engine!r}")

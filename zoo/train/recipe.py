@@ -35,6 +35,7 @@ from zoo.threads import thread_budget, torch_threads
 from zoo.train.checkpoints import Checkpoints
 from zoo.train.config import FinetuneConfig
 from zoo.train.heads import make_head
+from zoo.train.weights import class_weights
 
 __all__ = ["Classifier", "Trainer", "Diverged"]
 
@@ -105,7 +106,14 @@ class Trainer:
         self.metrics_path = run_dir / "metrics.jsonl"
         self.features: dict[str, torch.Tensor] = {}
         self.feature_records: dict[str, Any] = {}
-        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+        counts = list(splits.train.counts().values())
+        self.class_weights = class_weights(counts, config.class_weight)
+        weight = torch.tensor(self.class_weights, dtype=torch.float32, device=device) if self.class_weights else None
+        self.loss_fn = nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing)
+        self.val_loss_fn = nn.CrossEntropyLoss(weight=weight.cpu() if weight is not None else None)
+        if self.class_weights:
+            log(f"classes are imbalanced ({max(counts)} vs {min(c for c in counts if c)} training examples): "
+                f"balanced class weights in the loss (--class-weight none to turn off)")
         images = backbone.card.modality == "image"
         self.channels_last = images if config.channels_last == "auto" else bool(config.channels_last)
         self.budget = thread_budget(config.workers, decoding=images)
@@ -258,7 +266,7 @@ class Trainer:
     def validate(self, phase: int) -> Score:
         logits = self.logits("val", self.splits.val, phase)
         labels = self._labels(self.splits.val)
-        loss = float(nn.functional.cross_entropy(logits, labels))
+        loss = float(self.val_loss_fn(logits, labels))
         return Score(acc=float((logits.argmax(1) == labels).float().mean()), loss=loss)
 
     # ----------------------------------------------------------------- the loop

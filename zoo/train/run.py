@@ -177,17 +177,21 @@ def finetune(
     trainer = Trainer(config, run_dir, splits, backbone, fetched, device=device, log=say, progress=progress)
     loop = trainer.fit(resume=resume is not None)
     _finish(trainer, loop, run_dir)
-    _record_engines(run_dir, trainer.feature_records)
+    _record_facts(run_dir, trainer)
     say(f"done in {time.perf_counter() - started:.0f}s")
     return open_run(run_dir)
 
 
-def _record_engines(run_dir: Path, records: dict[str, Any]) -> None:
-    """config.json says which engine computed each set's features, and how far it was from PyTorch."""
+def _record_facts(run_dir: Path, trainer: Any) -> None:
+    """config.json says which engine computed each set's features (and how far it was from
+    PyTorch), and which class weights the loss used."""
     from zoo.atomic import atomic_write_json
 
+    records = trainer.feature_records
     path = run_dir / "config.json"
     saved = json.loads(path.read_text(encoding="utf-8"))
+    saved["class_weights"] = (dict(zip(trainer.classes, trainer.class_weights)) if trainer.class_weights
+                              else None)
     # a resumed run keeps what its first part recorded for the sets it did not embed again
     saved["frozen_pass"] = {**saved.get("frozen_pass", {}),
                             **{name: {"cache": "hit" if r["hit"] else "computed", **r.get("engine", {})}
