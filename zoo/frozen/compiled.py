@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from zoo.download import sha256_file
 from zoo.errors import EngineError
 
 __all__ = ["CompiledGraph", "compile_graph", "engine_identity", "engine_folder", "open_session",
@@ -109,21 +110,13 @@ def engine_folder(card: Any, root: Path | None = None) -> Path:
     return (root or zoo_home() / "engines") / card.name.replace("/", "--")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _intact(folder: Path, identity: dict[str, Any]) -> dict[str, Any] | None:
     """The record of a usable cached engine, or None when it is missing, damaged or another's."""
     try:
         record = json.loads((folder / _RECORD).read_text(encoding="utf-8"))
         if record.get("identity") != identity:
             return None
-        return record if _sha256(folder / _GRAPH) == record.get("sha256") else None
+        return record if sha256_file(folder / _GRAPH)[0] == record.get("sha256") else None
     except (OSError, ValueError, AttributeError):
         return None
 
@@ -251,7 +244,7 @@ def _build(module: Any, card: Any, identity: dict[str, Any], key: str, feeds: di
             f"model {card.name!r}: onnxruntime's outputs differ from PyTorch's (max abs diff "
             f"{validation['max_abs_diff']:.3g}, max rel diff {validation['max_rel_diff']:.3g}, beyond atol "
             f"{validation['atol']:g} / rtol {validation['rtol']:g})")
-    record = {"identity": identity, "key": key, "sha256": _sha256(path), "bytes": path.stat().st_size,
+    record = {"identity": identity, "key": key, "sha256": sha256_file(path)[0], "bytes": path.stat().st_size,
               "validation": validation, "inputs": list(inputs), "outputs": list(outputs),
               "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "seconds": round(time.perf_counter() - started, 2)}

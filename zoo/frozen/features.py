@@ -53,74 +53,59 @@ def feature_key(card: ModelCard, fetched: Fetched | None, data_fingerprint: str,
 def cached_embeddings(card: ModelCard, fetched: Fetched | None, dataset: Any, frozen: Callable[[], Any], *,
                       batch_size: int, progress: Any = None, root: Path | None = None,
                       precision: str | None = None) -> tuple[Any, dict[str, Any]]:
-    """Embeddings of a ``zoo.data.Dataset`` from the cache, computing them on a miss with the
-    :class:`zoo.frozen.passes.FrozenPass` that ``frozen()`` gives (called only then: a hit
-    needs no engine) and storing them. ``precision``: see :func:`feature_key`; by default the
-    ``precision`` of ``frozen`` (a :class:`zoo.frozen.choice.LazyPass`), else ``fp32``.
+    """Embeddings of a ``zoo.data.Dataset`` as a tensor: :func:`cached_features` with no layer.
 
     Returns the tensor and a small record (key, path, hit, seconds, and the engine that computed
     them) for the run folder.
     """
-    import numpy as np
     import torch
 
-    precision = precision or getattr(frozen, "precision", "fp32")
-    key = feature_key(card, fetched, dataset.fingerprint(), precision)
-    folder = (root or _default_root()) / card.name.replace("/", "--")
-    path = folder / f"{key}.npy"
-    started = time.perf_counter()
-    if path.is_file():
-        try:
-            array = np.load(path, allow_pickle=False)
-            if array.shape == (len(dataset), card.embedding.dim):
-                if progress is not None:
-                    progress.update(len(dataset))
-                meta = _read_meta(path)
-                return torch.from_numpy(array), {"key": key, "path": str(path), "hit": True,
-                                                 "seconds": time.perf_counter() - started, **meta}
-        except (OSError, ValueError):
-            pass  # a damaged cache entry is recomputed and replaced
-    items = [e.item for e in dataset.examples]
-    engine = frozen()
-    embeddings = engine.embed(items, batch_size=batch_size, progress=progress)
-    buffer = io.BytesIO()
-    np.save(buffer, embeddings.numpy(), allow_pickle=False)
-    made_by = {"engine": engine.record()}
-    atomic_write_bytes(path.with_suffix(".json"), json.dumps(made_by, indent=2).encode())
-    atomic_write_bytes(path, buffer.getvalue())
-    return embeddings, {"key": key, "path": str(path), "hit": False, "seconds": time.perf_counter() - started,
-                        **made_by}
+    from zoo.frozen.graph import EMBEDDING
+
+    arrays, record = cached_features(card, fetched, dataset, frozen, (), batch_size=batch_size, progress=progress,
+                                     root=root, precision=precision)
+    return torch.from_numpy(arrays[EMBEDDING]), record
 
 
 def cached_features(card: ModelCard, fetched: Fetched | None, dataset: Any, frozen: Callable[[], Any],
-                    layers: Sequence[str], *, batch_size: int = 64, progress: Any = None, root: Path | None = None
-                    ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The embedding and each of ``layers`` (pooled) for a dataset, from the cache, computing every
-    missing one in one pass of ``frozen()`` (a pass built with ``features=layers``) on a miss.
+                    layers: Sequence[str], *, batch_size: int = 64, progress: Any = None, root: Path | None = None,
+                    precision: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The embedding and each of ``layers`` (pooled) for a ``zoo.data.Dataset``, from the cache,
+    computing them all on a miss in one pass of the :class:`zoo.frozen.passes.FrozenPass` that
+    ``frozen()`` gives (called only then: a hit needs no engine; built with ``features=layers``)
+    and storing them. ``precision``: see :func:`feature_key`; by default the ``precision`` of
+    ``frozen`` (a :class:`zoo.frozen.choice.LazyPass`), else ``fp32``.
 
-    Returns ``{"embedding": array, layer: array, ...}`` and a record (hit, seconds, engine). An
-    interrupted probe starts again from what was stored: each array lands atomically.
+    Returns ``{"embedding": array, layer: array, ...}`` and a record (the embedding's key and path,
+    hit, seconds, the engine that computed them). Each array lands atomically, so an interrupted
+    probe starts again from what was stored; a damaged entry is computed again and replaced.
     """
     import numpy as np
 
     from zoo.frozen.graph import EMBEDDING
 
-    precision = getattr(frozen, "precision", "fp32")
+    precision = precision or getattr(frozen, "precision", "fp32")
     fingerprint = dataset.fingerprint()
     folder = (root or _default_root()) / card.name.replace("/", "--")
-    paths = {name: folder / f"{feature_key(card, fetched, fingerprint, precision, None if name == EMBEDDING else name)}.npy"
-             for name in (EMBEDDING, *layers)}
+    keys = {name: feature_key(card, fetched, fingerprint, precision, None if name == EMBEDDING else name)
+            for name in (EMBEDDING, *layers)}
+    paths = {name: folder / f"{key}.npy" for name, key in keys.items()}
+    dims = {EMBEDDING: card.embedding.dim, **{name: card.features.get(name) for name in layers}}
+    where = {"key": keys[EMBEDDING], "path": str(paths[EMBEDDING])}
     started = time.perf_counter()
     found: dict[str, Any] = {}
     for name, path in paths.items():
         try:
             array = np.load(path, allow_pickle=False)
-            if array.ndim == 2 and len(array) == len(dataset):
-                found[name] = array
         except (OSError, ValueError):
-            pass  # missing or damaged: computed again
+            continue  # missing or damaged: computed again
+        if array.ndim == 2 and len(array) == len(dataset) and array.shape[1] == (dims[name] or array.shape[1]):
+            found[name] = array
     if len(found) == len(paths):
-        return found, {"hit": True, "seconds": time.perf_counter() - started, **_read_meta(paths[EMBEDDING])}
+        if progress is not None:
+            progress.update(len(dataset))
+        return found, {**where, "hit": True, "seconds": time.perf_counter() - started,
+                       **_read_meta(paths[EMBEDDING])}
     engine = frozen()
     outputs = engine.outputs([e.item for e in dataset.examples], batch_size=batch_size, progress=progress)
     made_by = {"engine": engine.record()}
@@ -129,7 +114,7 @@ def cached_features(card: ModelCard, fetched: Fetched | None, dataset: Any, froz
         np.save(buffer, outputs[name], allow_pickle=False)
         atomic_write_bytes(path.with_suffix(".json"), json.dumps(made_by, indent=2).encode())
         atomic_write_bytes(path, buffer.getvalue())
-    return outputs, {"hit": False, "seconds": time.perf_counter() - started, **made_by}
+    return outputs, {**where, "hit": False, "seconds": time.perf_counter() - started, **made_by}
 
 
 def _read_meta(path: Path) -> dict[str, Any]:

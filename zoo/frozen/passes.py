@@ -34,11 +34,14 @@ MICRO_TOKENS = 1024
 TEXT_CHUNK = 32
 
 
+def _images_per_call(height: int, width: int) -> int:
+    return max(1, MICRO_PIXELS // max(1, height * width))
+
+
 def _micro_batch(feeds: dict[str, Any]) -> int:
     """Items per onnxruntime call for these feeds (images by pixels, texts by tokens)."""
     if "pixel_values" in feeds:
-        height, width = feeds["pixel_values"].shape[2:]
-        return max(1, MICRO_PIXELS // max(1, height * width))
+        return _images_per_call(*feeds["pixel_values"].shape[2:])
     return max(1, MICRO_TOKENS // max(1, feeds["input_ids"].shape[1]))
 
 
@@ -141,11 +144,7 @@ class FrozenPass:
         from zoo.batches import encode_items
 
         card = self.backbone.card
-        if card.modality == "image":
-            height, width = card.input.size or (224, 224)
-            step = max(1, MICRO_PIXELS // (height * width))
-        else:
-            step = TEXT_CHUNK
+        step = _images_per_call(*(card.input.size or (224, 224))) if card.modality == "image" else TEXT_CHUNK
         chunks = [ordered[i:i + step] for i in range(0, len(ordered), step)]
 
         def work(chunk: list[Any]) -> list[Any]:

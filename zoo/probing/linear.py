@@ -58,21 +58,29 @@ def folds_for(labels: Sequence[int], where: str = "the data") -> tuple[int, int]
     return min(5, smallest), (3 if len(labels) < SMALL else 1)
 
 
-def _row_space(train: Any, *others: Any) -> tuple[Any, ...]:
-    """``train`` (and ``others``) in coordinates of the span of ``train``'s rows, when that is
-    smaller than the feature dimension (few examples of wide features: 80 x 1280).
+def _row_basis(train: Any) -> Any:
+    """An orthonormal basis (rows) of the span of ``train``'s rows when that is smaller than the
+    feature dimension (few examples of wide features: 80 x 1280), else None.
 
-    Exact for an L2-penalised logistic regression: its optimal weights lie in that span (the
-    gradient of the loss is a sum of training rows, and the penalty's is the weights), and the
-    penalty is unchanged by the rotation, so fits and predictions are the same while lbfgs works
-    on n instead of d coordinates (the 1280-wide embedding probe: 70 s -> about 1 s on digits).
+    Fitting in its coordinates is exact for an L2-penalised logistic regression: its optimal
+    weights lie in that span (the gradient of the loss is a sum of training rows, and the
+    penalty's is the weights), and the penalty is unchanged by the rotation, so fits and
+    predictions are the same while lbfgs works on n instead of d coordinates (the 1280-wide
+    embedding probe: 70 s -> about 1 s on digits).
     """
     import numpy as np
 
     if train.shape[0] >= train.shape[1]:
-        return (train, *others)
+        return None
     _, singular, rows = np.linalg.svd(train, full_matrices=False)
-    basis = rows[singular > singular.max() * 1e-10]
+    return rows[singular > singular.max() * 1e-10]
+
+
+def _row_space(train: Any, *others: Any) -> tuple[Any, ...]:
+    """``train`` (and ``others``) in the coordinates of :func:`_row_basis` (unchanged without one)."""
+    basis = _row_basis(train)
+    if basis is None:
+        return (train, *others)
     return (train @ basis.T, *(other @ basis.T for other in others))
 
 
@@ -89,7 +97,8 @@ def _inner_model(labels: Any, seed: int, class_weight: str | None) -> Any:
     from sklearn.linear_model import LogisticRegressionCV
     from sklearn.model_selection import StratifiedKFold
 
-    smallest = int(np.bincount(labels)[np.bincount(labels) > 0].min())
+    counts = np.bincount(labels)
+    smallest = int(counts[counts > 0].min())
     inner = StratifiedKFold(n_splits=max(2, min(3, smallest)), shuffle=True, random_state=seed)
     return LogisticRegressionCV(Cs=list(C_GRID), cv=inner, max_iter=5000, class_weight=class_weight,
                                 scoring="accuracy")
@@ -125,7 +134,8 @@ def cross_validate(features: Any, labels: Sequence[int], *, seed: int = 0, class
             chosen[float(model.C_[0])] += 1
     best_c = max(sorted(chosen), key=lambda c: chosen[c])
     return CVScore(accuracy=float(np.mean(accuracies)), accuracy_std=float(np.std(accuracies)),
-                   macro_f1=float(np.mean(f1s)), log_loss=float(np.mean(losses)), C=best_c, folds=k, repeats=repeats, samples=len(y))
+                   macro_f1=float(np.mean(f1s)), log_loss=float(np.mean(losses)), C=best_c, folds=k,
+                   repeats=repeats, samples=len(y))
 
 
 def fit_probe(features: Any, labels: Sequence[int], C: float, *, class_weight: str | None = None) -> Any:
@@ -142,12 +152,8 @@ class _Probe:
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.linear_model import LogisticRegression
 
-        x = _normalise(features)
-        self.basis = None
-        if x.shape[0] < x.shape[1]:
-            _, singular, rows = np.linalg.svd(x, full_matrices=False)
-            self.basis = rows[singular > singular.max() * 1e-10]
-            x = x @ self.basis.T
+        self.basis = _row_basis(_normalise(features))
+        x = self._coordinates(features)
         self.model = LogisticRegression(C=C, max_iter=5000, class_weight=class_weight)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)

@@ -150,7 +150,7 @@ def probe(
     log: Callable[[str], None] | None = None,
 ) -> ProbeReport:
     """Probe every cut candidate (the embedding and the card's ``features``) of each backbone on
-    ``data`` and rank them by cross-validated accuracy; writes ``probe.json`` and ``probe.png`` to
+    ``data`` and rank them by cross-validated log-loss; writes ``probe.json`` and ``probe.png`` to
     ``out`` when given.
 
     ``models``: names; ``modality`` / ``max_params`` / ``tag`` add the registry's matching models.
@@ -173,7 +173,7 @@ def probe(
     labelled, held_out = _labelled_sets(data, kind, per_class=per_class, test=test, seed=seed, skip_bad=skip_bad)
     if test is None and not score_held_out:
         held_out = None
-    from zoo.probing.linear import fit_probe, folds_for
+    from zoo.probing.linear import folds_for
 
     k, repeats = folds_for(labelled.labels, str(data))
     y = np.asarray(labelled.labels)
@@ -189,8 +189,7 @@ def probe(
             continue
         passes[card.name] = record
         for layer, (x, x_test) in features.items():
-            rows.append(_probe_layer(card, layer, x, y, x_test, held_out, seed=seed, where=str(data),
-                                     fit=fit_probe))
+            rows.append(_probe_layer(card, layer, x, y, x_test, held_out, seed=seed, where=str(data)))
             say(f"  {card.name} {layer}: cv accuracy {rows[-1].accuracy:.3f} ({rows[-1].seconds:.1f}s)")
     rows.sort(key=lambda r: (r.log_loss, -r.accuracy, r.model, r.layer))
     report = ProbeReport(data=str(data), classes=labelled.classes, labelled=len(labelled),
@@ -224,9 +223,9 @@ def _features(card: Any, labelled: Any, held_out: Any, *, engine: str, say: Call
              **record.get("engine", {})})
 
 
-def _probe_layer(card: Any, layer: str, x: Any, y: Any, x_test: Any, held_out: Any, *, seed: int, where: str,
-                 fit: Callable[..., Any]) -> ProbeRow:
-    from zoo.probing.linear import cross_validate
+def _probe_layer(card: Any, layer: str, x: Any, y: Any, x_test: Any, held_out: Any, *, seed: int,
+                 where: str) -> ProbeRow:
+    from zoo.probing.linear import cross_validate, fit_probe
 
     started = time.perf_counter()
     score = cross_validate(x, y, seed=seed, where=where)
@@ -234,7 +233,7 @@ def _probe_layer(card: Any, layer: str, x: Any, y: Any, x_test: Any, held_out: A
     if x_test is not None and held_out is not None and len(held_out):
         import numpy as np
 
-        model = fit(x, y, score.C)
+        model = fit_probe(x, y, score.C)
         test_accuracy = float(np.mean(model.predict(x_test) == np.asarray(held_out.labels)))
     return ProbeRow(model=card.name, layer=layer, dim=int(x.shape[1]), accuracy=score.accuracy,
                     accuracy_std=score.accuracy_std, macro_f1=score.macro_f1, log_loss=score.log_loss, C=score.C,

@@ -112,8 +112,8 @@ class Trainer:
         self.loss_fn = nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing)
         self.val_loss_fn = nn.CrossEntropyLoss(weight=weight.cpu() if weight is not None else None)
         if self.class_weights:
-            log(f"classes are imbalanced ({max(counts)} vs {min(c for c in counts if c)} training examples): "
-                f"balanced class weights in the loss (--class-weight none to turn off)")
+            log(f"balanced class weights in the loss (training classes of {min(c for c in counts if c)} to "
+                f"{max(counts)} examples; --class-weight none to turn off)")
         images = backbone.card.modality == "image"
         self.channels_last = images if config.channels_last == "auto" else bool(config.channels_last)
         self.budget = thread_budget(config.workers, decoding=images)
