@@ -135,3 +135,15 @@ def card_toml(name: str, body: str = MINIMAL_CARD, extra: str = "") -> str:
     """A registry file with one model table."""
     quoted = name if name.replace("_", "").replace("-", "").isalnum() else f'"{name}"'
     return f"[models.{quoted}]\n" + textwrap.dedent(body).strip() + "\n" + textwrap.dedent(extra).strip() + "\n"
+
+
+@pytest.fixture(scope="module")
+def digit_folder(tmp_path_factory) -> Path:
+    """Digits 0, 1 and 7 (8 each, light ink) for fine-tuning tests; a module may define its own."""
+    return write_digit_folder(tmp_path_factory.mktemp("digits"), dark_ink=False)
+
+
+@pytest.fixture(scope="module")
+def text_csv(tmp_path_factory) -> Path:
+    """Three topics of six short texts each, as a CSV."""
+    return write_topics_csv(tmp_path_factory.mktemp("text") / "topics.csv")

@@ -12,23 +12,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_zoo, write_digit_folder, write_topics_csv
+from conftest import run_zoo, write_digit_folder
 
 import zoo
 from zoo.errors import ZooError
 
 IMAGE_MODEL = "efficientnet_lite0"
 TEXT_MODEL = "all-minilm-l6-v2-offline"
-
-
-@pytest.fixture(scope="module")
-def digit_folder(tmp_path_factory) -> Path:
-    return write_digit_folder(tmp_path_factory.mktemp("digits"), dark_ink=False)
-
-
-@pytest.fixture(scope="module")
-def text_csv(tmp_path_factory) -> Path:
-    return write_topics_csv(tmp_path_factory.mktemp("text") / "topics.csv")
 
 
 def quick(**options):
@@ -179,7 +169,7 @@ def test_cli_bad_image_names_the_file_and_skip_bad_lists_it(digit_folder, tmp_pa
 
 
 def test_an_imbalanced_training_set_gets_balanced_class_weights(tmp_path):
-    from zoo.train.weights import class_weights
+    from zoo.classweights import class_weights
 
     assert class_weights([8, 8, 2], "auto") == pytest.approx([0.75, 0.75, 3.0])
     assert class_weights([8, 8, 3], "auto") is None and class_weights([8, 8, 3], "balanced") is not None

@@ -105,3 +105,21 @@ def test_cli_probe(tmp_path):
     assert human.returncode == 0 and "cv accuracy" in human.stdout and "(embedding)" in human.stdout
     text_on_images = run_zoo("probe", "all-minilm-l6-v2-offline", "--data", "digits")
     assert text_on_images.returncode == 1 and "Traceback" not in text_on_images.stderr
+
+
+def test_probe_of_a_text_model_on_images_is_a_clear_error():
+    result = run_zoo("probe", "all-minilm-l6-v2-offline", "--data", "digits", "--quiet")
+    assert result.returncode == 1 and "Traceback" not in result.stderr and "modality" in result.stderr
+
+
+def test_an_imbalanced_set_is_probed_with_balanced_class_weights(tmp_path):
+    from conftest import write_digit_folder
+
+    data = write_digit_folder(tmp_path / "digits", dark_ink=True)
+    for extra in sorted((data / "digit-7").iterdir())[2:]:
+        extra.unlink()  # 8, 8 and 2 images
+    lines: list[str] = []
+    report = zoo.probe(["efficientnet_lite0"], str(data), log=lines.append)
+    assert report.class_weight == "balanced" and any("balanced class weights" in line for line in lines)
+    plain = zoo.probe(["efficientnet_lite0"], str(data), class_weight="none", log=lambda _: None)
+    assert plain.class_weight is None

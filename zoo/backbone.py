@@ -18,7 +18,7 @@ from zoo.card import ModelCard
 from zoo.errors import InputError, LoadError
 from zoo.preprocess import image_batch
 
-__all__ = ["Backbone", "pool_tokens", "pool_feature"]
+__all__ = ["Backbone", "pool_tokens", "pool_feature", "join_cut", "cut_dim"]
 
 
 def pool_tokens(states: torch.Tensor, attention_mask: torch.Tensor, how: str) -> torch.Tensor:
@@ -43,6 +43,29 @@ def pool_feature(value: torch.Tensor, attention_mask: torch.Tensor | None = None
     return value.flatten(1)
 
 
+def join_cut(pooled: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The embedding of a cut at several layers from their pooled vectors: each L2-normalised (a
+    shallow layer's activations are on another scale than a deep one's, and none should outweigh
+    the others), concatenated, over sqrt(count) so the result has unit norm. One layer is itself.
+
+    The one definition of a multi-layer cut: the backbone's forward, the exported graph and the
+    cached features that ``zoo finetune`` selects on all use it."""
+    if len(pooled) == 1:
+        return pooled[0]
+    scale = len(pooled) ** 0.5
+    return torch.cat([nn.functional.normalize(v, dim=1) for v in pooled], dim=1) / scale
+
+
+def cut_dim(card: ModelCard, cut: Sequence[str]) -> int:
+    """The embedding size of a cut at ``cut`` (the card's embedding node and its ``features``)."""
+    dims = {**card.features, card.embedding.node: card.embedding.dim}
+    unknown = [name for name in cut if name not in dims]
+    if unknown or not cut:
+        raise LoadError(f"model {card.name!r}: cannot cut at {', '.join(unknown) or 'nothing'}; choose from "
+                        f"{', '.join(dims)} (the card's embedding and features), or several joined by '+'")
+    return sum(dims[name] for name in cut)
+
+
 class Backbone(nn.Module):
     """A network cut at ``card.embedding``; build it with :func:`zoo.load`."""
 
@@ -54,6 +77,7 @@ class Backbone(nn.Module):
         features: Sequence[str] | None = None,
         head: nn.Module | None = None,
         tokenizer: Any = None,
+        cut: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
         self.card = card
@@ -61,7 +85,9 @@ class Backbone(nn.Module):
         self.head = head
         self.tokenizer = tokenizer
         self.features = tuple(features) if features else None
-        self.feature_dim = card.embedding.dim
+        # a cut other than the card's: the layers whose pooled outputs make the embedding (join_cut)
+        self.cut = tuple(cut) if cut else None
+        self.feature_dim = cut_dim(card, self.cut) if self.cut else card.embedding.dim
         self._frozen: Any = None  # a zoo.frozen.FrozenPass that embed() uses while the weights are unchanged
         self._frozen_at: int | None = None
 
@@ -77,7 +103,16 @@ class Backbone(nn.Module):
 
     def embedding_of(self, outputs: dict[str, torch.Tensor], *inputs: torch.Tensor,
                      **named: torch.Tensor) -> torch.Tensor:
-        """The card's embedding from the body's outputs: token states pooled as the card says, flattened."""
+        """The embedding from the body's outputs: at the card's node, token states pooled as the card
+        says and flattened; with a ``cut``, its layers pooled and joined (:func:`join_cut`)."""
+        if self.cut:
+            mask = _attention_mask(outputs[self.cut[0]], inputs, named) if self.card.modality == "text" else None
+            return join_cut([self._card_embedding(outputs, inputs, named) if name == self.card.embedding.node
+                             else pool_feature(outputs[name], mask) for name in self.cut])
+        return self._card_embedding(outputs, inputs, named)
+
+    def _card_embedding(self, outputs: dict[str, torch.Tensor], inputs: Sequence[torch.Tensor],
+                        named: dict[str, torch.Tensor]) -> torch.Tensor:
         embedding = outputs[self.card.embedding.node]
         if self.card.modality == "text":
             pooling = self.card.embedding.pooling or "mean"

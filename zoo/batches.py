@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Sampler, default_collate
 from zoo.backbone import Backbone
 from zoo.preprocess import image_array, open_image
 
-__all__ = ["derive_seed", "make_loader", "encode_items", "default_workers"]
+__all__ = ["derive_seed", "make_loader", "encode_items", "default_workers", "augment", "augmentation"]
 
 
 def derive_seed(*parts: int) -> int:
@@ -49,26 +49,39 @@ class _SeededOrder(Sampler):
         return self.size
 
 
-def augment(image, rng: np.random.Generator):  # noqa: ANN001 - a PIL image
-    """Light, label-preserving augmentation: a random crop of 70-100% of the area, a small aspect
-    change and a mild brightness/contrast jitter. No flips: digits and text in images are not
-    mirror-symmetric."""
-    from PIL import ImageEnhance
+def augmentation(policy: str, size: tuple[int, int]) -> Any:
+    """The v2 transform of ``policy`` (one of ``zoo.train.config.AUGMENTATIONS``) for PIL images
+    of ``size`` (width, height); None for none."""
+    from torchvision.transforms import v2
 
-    width, height = image.size
-    area = width * height * rng.uniform(0.7, 1.0)
-    aspect = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
-    crop_w = int(round(min(width, np.sqrt(area * aspect))))
-    crop_h = int(round(min(height, np.sqrt(area / aspect))))
-    left = int(rng.integers(0, width - crop_w + 1))
-    top = int(rng.integers(0, height - crop_h + 1))
-    image = image.crop((left, top, left + crop_w, top + crop_h))
-    image = ImageEnhance.Brightness(image).enhance(rng.uniform(0.85, 1.15))
-    return ImageEnhance.Contrast(image).enhance(rng.uniform(0.85, 1.15))
+    if policy == "none":
+        return None
+    if policy == "light":
+        return v2.Compose([v2.RandomResizedCrop((size[1], size[0]), scale=(0.7, 1.0), ratio=(3 / 4, 4 / 3),
+                                                antialias=True),
+                           v2.ColorJitter(brightness=0.15, contrast=0.15)])
+    if policy == "trivialaugment":
+        return v2.TrivialAugmentWide()
+    if policy == "randaugment":
+        return v2.RandAugment()
+    raise ValueError(f"unknown augmentation {policy!r}")
+
+
+def augment(image, seed: int, policy: str = "light"):  # noqa: ANN001 - a PIL image
+    """``image`` through the ``policy`` transform, its randomness drawn from ``seed`` alone:
+    torch's generator is forked, so neither the caller's random state nor another example's
+    draw changes it (a resumed run augments every example as a straight run did)."""
+    transform = augmentation(policy, image.size)
+    if transform is None:
+        return image
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return transform(image)
 
 
 class _Images(torch.utils.data.Dataset):
-    def __init__(self, items: Sequence[Any], labels: Sequence[int], spec, augmenting: bool) -> None:  # noqa: ANN001
+    def __init__(self, items: Sequence[Any], labels: Sequence[int], spec, augmenting: str | bool) -> None:  # noqa: ANN001
+        augmenting = ("light" if augmenting else "none") if isinstance(augmenting, bool) else augmenting
         self.items, self.labels, self.spec, self.augmenting = items, labels, spec, augmenting
 
     def __len__(self) -> int:
@@ -77,8 +90,8 @@ class _Images(torch.utils.data.Dataset):
     def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, int]:
         index, seed = key
         image = open_image(self.items[index])
-        if self.augmenting and seed >= 0:
-            image = augment(image, np.random.default_rng(seed))
+        if self.augmenting != "none" and seed >= 0:
+            image = augment(image.convert("RGB"), seed, self.augmenting)
         return torch.from_numpy(image_array(image, self.spec)), self.labels[index]
 
 
@@ -107,7 +120,7 @@ class _Tokenize:
         return inputs, torch.tensor(labels, dtype=torch.long)
 
 
-def _dataset(backbone: Backbone, items: Sequence[Any], labels: Sequence[int], augmenting: bool
+def _dataset(backbone: Backbone, items: Sequence[Any], labels: Sequence[int], augmenting: str | bool
              ) -> tuple[torch.utils.data.Dataset, Any]:
     """The per-example dataset and the collate function of a backbone's inputs."""
     card = backbone.card
@@ -124,7 +137,7 @@ def make_loader(
     batch_size: int,
     seed: int | None = None,
     shuffle: bool = False,
-    augmenting: bool = False,
+    augmenting: str | bool = False,
     workers: int | None = None,
 ) -> DataLoader:
     """Batches of ``(inputs, labels)``; inputs are an NCHW tensor or a dict of token tensors."""

@@ -17,7 +17,8 @@ from zoo import api
 from zoo.__about__ import __version__
 from zoo.errors import ZooError
 from zoo.frozen.choice import ENGINES
-from zoo.train.weights import CLASS_WEIGHTS
+from zoo.train.config import AUGMENTATIONS
+from zoo.classweights import CLASS_WEIGHTS
 from zoo.plugins import PluginWarning
 from zoo.render import card_lines, format_bytes, format_params, table
 
@@ -161,7 +162,16 @@ def _unfreeze(value: str) -> int | str:
 @click.option("--resume", type=click.Path(exists=True, file_okay=False),
               help="Continue a killed run from its last complete checkpoint.")
 @click.option("--per-class", type=int, help="Use N labelled examples per class (train+val); the rest is the test set.")
-@click.option("--val-split", type=float, default=_default("val_split"), show_default=True)
+@click.option("--val-split", type=float, help="Validation fraction of a split (asks for one; 0.2 when split).")
+@click.option("--validation", type=click.Choice(["auto", "cv", "split"]), default=_default("validation"),
+              show_default=True, help="cv: cut, head and depth chosen by cross-validation on every labelled example, "
+                                      "then fitted on all; split: a validation split and early stopping; auto: cv up "
+                                      "to 1000 labelled examples.")
+@click.option("--cut", default=_default("cut"), show_default=True,
+              help="Where the embedding is taken: auto (chosen by cross-validation), all (every feature joined), "
+                   "a feature of the card, or several joined by '+'.")
+@click.option("--metric", type=click.Choice(["accuracy", "macro_f1"]), default=_default("metric"), show_default=True,
+              help="What the head's regularisation, keeping unfrozen layers and the baseline line judge by.")
 @click.option("--head", type=click.Choice(["linear", "mlp"]), default=_default("head"), show_default=True)
 @click.option("--hidden", type=int, default=_default("hidden"), show_default=True, help="Hidden size of the mlp head.")
 @click.option("--dropout", type=float, default=_default("dropout"), show_default=True)
@@ -180,7 +190,11 @@ def _unfreeze(value: str) -> int | str:
 @click.option("--workers", type=int, help="Data-loading processes (default: one per 4 cores, none below 4).")
 @click.option("--engine", type=click.Choice(ENGINES),
               help="Frozen pass: auto (onnxruntime on CPU, checked against PyTorch; PyTorch on CUDA), torch, onnxruntime.")
-@click.option("--no-augment", is_flag=True, help="No augmentation while the backbone learns.")
+@click.option("--augment", type=click.Choice(AUGMENTATIONS), default=_default("augment"), show_default=True,
+              help="Image augmentation while the backbone learns (torchvision.transforms.v2 policies).")
+@click.option("--no-augment", is_flag=True, help="No augmentation while the backbone learns (--augment none).")
+@click.option("--warmup", type=float, default=_default("warmup"), show_default=True,
+              help="Each unfrozen phase warms up over this fraction of its steps, then decays by a cosine.")
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable or mislabelled inputs (listed in the run folder).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or epoch lines.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final metrics as JSON.")
@@ -192,8 +206,10 @@ def finetune_cmd(model: str | None, data: str | None, resume: str | None, out: s
     if resume is None and (model is None or data is None):
         raise click.UsageError("give MODEL and --data (or --resume RUN_DIR)")
     options = {k: v for k, v in options.items() if v is not None}
-    run = finetune(model, data, out=out, resume=resume, unfreeze=_unfreeze(unfreeze), augment=not no_augment,
-                   progress=not quiet, log=(lambda text: None) if quiet or as_json else None, **options)
+    if no_augment:
+        options["augment"] = "none"
+    run = finetune(model, data, out=out, resume=resume, unfreeze=_unfreeze(unfreeze), progress=not quiet,
+                   log=(lambda text: None) if quiet or as_json else None, **options)
     if as_json:
         _echo_json({"run": str(run.dir), "best": run.best, **run.metrics})
     else:
@@ -274,6 +290,9 @@ def embed_cmd(ctx: click.Context, args: tuple[str, ...], db: str, table: str | N
               index: bool | None, skip_bad: bool, batch_size: int, device: str | None, workers: int | None,
               engine: str, quiet: bool, as_json: bool) -> None:
     """Store embeddings of DATA made by MODEL in a vector database; only new items are embedded.
+
+    MODEL: a registry name, or a `zoo finetune` run folder (its backbone, cut where the run chose
+    and with the stages it trained).
 
     DATA: class folders, a CSV/JSONL manifest, 'digits', a folder of images, one image, or a .txt
     file with one text per line. With --delete, the arguments are the items to remove.
@@ -390,6 +409,8 @@ def _short(text: str, width: int = 70) -> str:
 @click.option("--tag", help="Also probe every registry model with this tag (e.g. offline).")
 @click.option("--engine", type=click.Choice(ENGINES), default="auto", show_default=True,
               help="Frozen pass: auto (onnxruntime on CPU, checked against PyTorch), torch, onnxruntime.")
+@click.option("--class-weight", type=click.Choice(CLASS_WEIGHTS), default="auto", show_default=True,
+              help="Probe loss weights per class: auto balances when the largest class is over 3x the smallest.")
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable or bad examples instead of failing.")
 @click.option("--out", type=click.Path(file_okay=False), help="Folder for probe.json and probe.png (default: probes/DATA-TIME).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines.")

@@ -35,6 +35,7 @@ def load(
     device: Any = None,
     offline: bool | None = None,
     engine: str | None = None,
+    cut: Sequence[str] | None = None,
     registry_files: Sequence[str | Path] = (),
 ) -> Backbone:
     """A :class:`~zoo.backbone.Backbone` for ``model``, in eval mode.
@@ -52,6 +53,10 @@ def load(
       (cached, validated against PyTorch) in onnxruntime, or PyTorch where that is not possible.
       The module itself stays a PyTorch module; once its weights change, ``embed`` is PyTorch's.
 
+    - ``cut=[layer, ...]``: the embedding is taken there instead of at the card's cut point: one of
+      the card's ``features`` (pooled), or several joined (:func:`zoo.backbone.join_cut`); what
+      ``zoo finetune --cut`` and ``zoo probe`` choose.
+
     The files are pulled (verified, cached) first; offline, a cached model loads and an uncached
     one raises :class:`zoo.errors.OfflineError`.
     """
@@ -61,7 +66,7 @@ def load(
     adapter = adapter_of(card)
     fetched = pull(card, offline=offline) if pretrained else None
     network = adapter.build(card, fetched)
-    backbone = assemble(card, network, adapter, fetched, features=features, head=head)
+    backbone = assemble(card, network, adapter, fetched, features=features, head=head, cut=cut)
     if device is not None:
         backbone = backbone.to(device)
     if engine is not None:
@@ -79,8 +84,15 @@ def assemble(
     *,
     features: Sequence[str] | None = None,
     head: str | None = None,
+    cut: Sequence[str] | None = None,
 ) -> Backbone:
-    """Cut a built network at the card's cut point (or at the requested features)."""
+    """Cut a built network at the card's cut point (or at ``cut``, or at the requested features)."""
+    if cut:
+        if features or head:
+            raise LoadError(f"model {card.name!r}: cut= makes the embedding; leave out features= and head=")
+        from zoo.backbone import cut_dim
+
+        cut_dim(card, cut)  # names the layers the card knows, before anything is built
     if features:
         known = set(card.features) | set(card.stages) | {card.embedding.node}
         unknown = [f for f in features if f not in known]
@@ -94,7 +106,8 @@ def assemble(
         if not card.head:
             raise LoadError(f"model {card.name!r} has no pretrained head (it is an encoder)")
         head_module = network.get_submodule(card.head)
-    body = adapter.extractor(card, network, list(features) if features else [card.embedding.node])
+    nodes = list(features) if features else list(cut) if cut else [card.embedding.node]
+    body = adapter.extractor(card, network, nodes)
     tokenizer = adapter.tokenizer(card, fetched) if card.modality == "text" and fetched is not None else None
-    backbone = Backbone(card, body, features=features, head=head_module, tokenizer=tokenizer)
+    backbone = Backbone(card, body, features=features, head=head_module, tokenizer=tokenizer, cut=cut)
     return backbone.eval()

@@ -227,34 +227,39 @@ def embed_dataset(
     from zoo.__about__ import __version__
     from zoo.embed.store import TableInfo, VectorStore, check_table_name, table_name_for
     from zoo.fetched import now_utc
-    from zoo.pulling import pull, resolve_card
+    from zoo.pulling import resolve_card
 
     started = time.perf_counter()
-    card = resolve_card(model, registry_files)
-    name = check_table_name(table or table_name_for(card.name))
+    from zoo.embed.embedder import RUN_PREFIX, resolve_embedder
+
+    is_run = not str(model).startswith(RUN_PREFIX) and Path(str(model), "config.json").is_file()
+    if not is_run:
+        card = resolve_card(model, registry_files)
+    name = check_table_name(table or table_name_for(Path(model).name if is_run else card.name))
     store = VectorStore(db, create=True)
     with store.lock(name):
         existing = store.table(name) if store.has(name) else None
-        if existing is not None and existing.info.model != card.name:
+        if existing is not None and not is_run and existing.info.model != card.name:
             _check_same_model(existing, card.name, None)  # before any pull or read: fails fast
-        fetched = pull(card, quiet=not progress)
-        info = TableInfo(model=card.name, revision=fetched.resolved or fetched.revision,
-                         embedder=embedder_identity(card, fetched), modality=card.modality, dim=card.embedding.dim,
+        embedder = resolve_embedder(model, registry_files, quiet=not progress)
+        card, fetched = embedder.card, embedder.fetched
+        info = TableInfo(model=embedder.name, revision=fetched.resolved or fetched.revision,
+                         embedder=embedder.identity, modality=card.modality, dim=embedder.dim,
                          zoo_version=__version__, created_at=now_utc())
         if existing is not None:
-            _check_same_model(existing, card.name, info)
+            _check_same_model(existing, embedder.name, info)
         dataset = read_items(data, card.modality, skip_bad=skip_bad)
         created = existing is None
         target = store.create(name, info) if created else existing
         plan = _plan(dataset, target)
-        vectors, cache_note, engine_used = _vectors(plan, dataset, target, card, fetched, batch_size=batch_size,
+        vectors, cache_note, engine_used = _vectors(plan, dataset, target, embedder, batch_size=batch_size,
                                                     device=device, workers=workers, engine=engine, progress=progress)
         target.delete_ids(plan.replace_ids)
         target.add(plan.ids, plan.sources, plan.labels, plan.contents, vectors)
         index_note = target.maintain_index(index)
         rows = len(target)
     return EmbedReport(
-        db=str(store.path), table=name, model=card.name, revision=info.revision, items=len(dataset),
+        db=str(store.path), table=name, model=embedder.name, revision=info.revision, items=len(dataset),
         embedded=len(plan.to_embed), reused=len(plan.ids) - len(plan.to_embed),
         replaced=len(plan.replace_ids), unchanged=plan.unchanged, skipped_deleted=plan.skipped_deleted,
         duplicates=plan.duplicates, skipped_bad=tuple(str(p) for p in dataset.problems), rows=rows,
@@ -330,7 +335,7 @@ def _plan(dataset: Any, table: Any) -> _Plan:
     return plan
 
 
-def _vectors(plan: _Plan, dataset: Any, table: Any, card: Any, fetched: Any, *, batch_size: int,
+def _vectors(plan: _Plan, dataset: Any, table: Any, embedder: Any, *, batch_size: int,
              device: str | None, workers: int | None, engine: str, progress: bool
              ) -> tuple[Any, str | None, dict[str, Any] | None]:
     """The (rows, dim) normalised vectors of the plan's rows: stored ones reused, the rest computed,
@@ -339,11 +344,14 @@ def _vectors(plan: _Plan, dataset: Any, table: Any, card: Any, fetched: Any, *, 
     When the table is empty and every example is needed, the whole dataset goes through zoo
     finetune's feature cache (a hit when finetune already embedded this data with this model; else
     it is filled, so a later finetune starts from it); otherwise only the new contents are embedded.
+    A run's backbone (cut where it chose, trained where it trained) is not the card's: its vectors
+    are computed, through the compiled engine only when its weights are still the pulled ones.
     """
     import numpy as np
 
+    card = embedder.card
     if not plan.ids:
-        return np.zeros((0, card.embedding.dim), np.float32), None, None
+        return np.zeros((0, embedder.dim), np.float32), None, None
     computed: dict[str, Any] = {}
     cache_note = None
     used: dict[str, Any] | None = None
@@ -353,14 +361,15 @@ def _vectors(plan: _Plan, dataset: Any, table: Any, card: Any, fetched: Any, *, 
         from zoo.embed.store import forking_loaders
         from zoo.frozen.choice import LazyPass
         from zoo.frozen.features import cached_embeddings
-        from zoo.loading import load
 
         chosen = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        backbone = load(card, device=chosen)
-        whole = _whole(plan, dataset)
+        backbone = embedder.backbone(device=chosen)
+        whole = _whole(plan, dataset) and embedder.uses_feature_cache
         order = list(plan.to_embed.items())  # (content, example index), one per new content
         items = [dataset.examples[n].item for _, n in order]
-        frozen = LazyPass(backbone, fetched, engine=engine, device=chosen, workers=workers, check=items)
+        fetched = embedder.engine_fetched()
+        frozen = LazyPass(backbone, fetched, engine=engine if fetched is not None else "torch", device=chosen,
+                          workers=workers, check=items)
         bar = _bar(len(dataset) if whole else len(order), progress)
         try:
             with forking_loaders():

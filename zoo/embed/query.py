@@ -53,20 +53,19 @@ class Searcher:
     def backbone(self) -> Any:
         """The table's model, loaded on first use and checked to make the table's kind of vectors."""
         if self._backbone is None:
-            from zoo.embed.ingest import embedder_identity
-            from zoo.loading import load
-            from zoo.pulling import pull, resolve_card
+            from zoo.embed.embedder import resolve_embedder
 
             info = self.table.info
-            card = resolve_card(info.model)
-            fetched = pull(card, quiet=True)
-            if embedder_identity(card, fetched) != info.embedder:
+            embedder = resolve_embedder(info.model)
+            fetched = embedder.fetched
+            if embedder.identity != info.embedder:
                 raise ZooError(
                     f"table {self.table.name!r} was made by {info.describe()}, but {info.model!r} now has other "
                     f"weights, cut point or preprocessing (revision {fetched.resolved or fetched.revision}): its "
                     f"queries would not match the stored vectors. Embed the data again into a new --table")
-            self._backbone = load(card, device=self.device)
-            if self.engine != "torch":
+            self._backbone = embedder.backbone(device=self.device)
+            fetched = embedder.engine_fetched()
+            if self.engine != "torch" and fetched is not None:
                 from zoo.frozen.choice import frozen_pass
 
                 # one query is too small to split over threads (see embed)

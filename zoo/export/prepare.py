@@ -229,7 +229,7 @@ def _prepare_run(folder: Path, *, samples: int, calibration: int, evaluation: in
     notes: list[str] = []
     try:
         splits = make_splits(config.data, modality=card.modality, val=config.val, test=config.test,
-                             val_split=config.val_split, per_class=config.per_class, seed=config.seed,
+                             val_split=config.split_fraction, per_class=config.per_class, seed=config.seed,
                              skip_bad=config.skip_bad)
     except InputError as exc:
         splits = None

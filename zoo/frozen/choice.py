@@ -159,7 +159,7 @@ def _onnx_pass(base: dict[str, Any], fetched: Any, sample: list[Any] | None, *, 
                             batches)
 
         compiled = compile_graph(probe._torch_graph(), card, fetched, features=base["features"], feeds=batches[0],
-                                 validate=validate, retry=retry, log=say)
+                                 cut=getattr(backbone, "cut", None), validate=validate, retry=retry, log=say)
         try:
             # CPU: one compute thread per call, and ``threads`` calls at once (FrozenPass._threaded)
             session = open_session(compiled.path, threads=1 if device.type == "cpu" else base["threads"],

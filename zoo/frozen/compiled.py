@@ -67,8 +67,10 @@ class CompiledGraph:
             pass  # an unwritable cache: the failure is reported, just not remembered
 
 
-def engine_identity(card: Any, fetched: Any, features: Sequence[str]) -> dict[str, Any]:
-    """Everything that determines the compiled graph, as plain data (hashed into the key)."""
+def engine_identity(card: Any, fetched: Any, features: Sequence[str], cut: Sequence[str] | None = None
+                    ) -> dict[str, Any]:
+    """Everything that determines the compiled graph, as plain data (hashed into the key); ``cut``:
+    the layers of a backbone cut elsewhere than the card says (``zoo.load(..., cut=...)``)."""
     import onnx
     import onnxruntime
     import torch
@@ -76,7 +78,7 @@ def engine_identity(card: Any, fetched: Any, features: Sequence[str]) -> dict[st
     from zoo.__about__ import __version__
     from zoo.onnxgraph.onnxfile import OPSET
 
-    return {
+    identity = {
         "format": _FORMAT, "model": card.name, "modality": card.modality,
         "adapter": repr(card.adapter), "plugin": _adapter_plugin(card),
         "weights": sorted(f.sha256 for f in fetched.files),
@@ -85,6 +87,9 @@ def engine_identity(card: Any, fetched: Any, features: Sequence[str]) -> dict[st
         "versions": {"zoo": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
                      "onnxruntime": onnxruntime.__version__, "opset": OPSET},
     }
+    if cut:  # keys of the card's own cut stay as they were
+        identity["layers"] = list(cut)
+    return identity
 
 
 def _adapter_plugin(card: Any) -> str:
@@ -162,6 +167,7 @@ def compare_outputs(reference: Sequence[Any], actual: Sequence[Any], names: Sequ
 
 
 def compile_graph(module: Any, card: Any, fetched: Any, *, features: Sequence[str], feeds: dict[str, Any],
+                  cut: Sequence[str] | None = None,
                   validate: Callable[[Any], dict[str, Any]], retry: bool = False, root: Path | None = None,
                   log: Callable[[str], None] = lambda _: None) -> CompiledGraph:
     """The cached, validated ONNX graph of ``module`` (a :func:`zoo.frozen.graph.frozen_graph` on the
@@ -175,7 +181,7 @@ def compile_graph(module: Any, card: Any, fetched: Any, *, features: Sequence[st
     """
     import filelock
 
-    identity = engine_identity(card, fetched, features)
+    identity = engine_identity(card, fetched, features, cut)
     key = _key(identity)
     folder = engine_folder(card, root)
     final = folder / key

@@ -84,6 +84,9 @@ def cached_features(card: ModelCard, fetched: Fetched | None, dataset: Any, froz
 
     from zoo.frozen.graph import EMBEDDING
 
+    if getattr(getattr(frozen, "backbone", None), "cut", None):
+        # the keys name the card's cut point: a backbone cut elsewhere caches its layers (features=)
+        raise ValueError("cached_features needs the card's cut point; pass the cut's layers as `layers` instead")
     precision = precision or getattr(frozen, "precision", "fp32")
     fingerprint = dataset.fingerprint()
     folder = (root or _default_root()) / card.name.replace("/", "--")

@@ -17,11 +17,13 @@ from typing import Any
 
 from zoo.errors import InputError
 
-__all__ = ["CVScore", "cross_validate", "fit_probe", "C_GRID", "folds_for"]
+__all__ = ["CVScore", "cross_validate", "fit_probe", "C_GRID", "folds_for", "METRICS", "normalise"]
 
 #: Inverse regularisation strengths tried inside each fold (log-spaced; weak regularisation wins
 #: on few examples of good features: C=100 on digits with 10 labels per class, issue 11).
 C_GRID = (0.1, 1.0, 10.0, 100.0, 1000.0)
+#: What the regularisation is chosen for inside the folds (``--metric``), as scikit-learn scorers.
+METRICS = {"accuracy": "accuracy", "macro_f1": "f1_macro"}
 #: Below this many examples the outer folds are repeated (3 shuffles) to steady the estimate.
 SMALL = 200
 
@@ -84,6 +86,11 @@ def _row_space(train: Any, *others: Any) -> tuple[Any, ...]:
     return (train @ basis.T, *(other @ basis.T for other in others))
 
 
+def normalise(features: Any) -> Any:
+    """Rows scaled to unit L2 norm (float64), as the probe sees them."""
+    return _normalise(features)
+
+
 def _normalise(features: Any) -> Any:
     import numpy as np
 
@@ -91,7 +98,7 @@ def _normalise(features: Any) -> Any:
     return features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
 
 
-def _inner_model(labels: Any, seed: int, class_weight: str | None) -> Any:
+def _inner_model(labels: Any, seed: int, class_weight: str | None, metric: str = "accuracy") -> Any:
     """A LogisticRegressionCV choosing C on its own training data by stratified folds."""
     import numpy as np
     from sklearn.linear_model import LogisticRegressionCV
@@ -101,12 +108,16 @@ def _inner_model(labels: Any, seed: int, class_weight: str | None) -> Any:
     smallest = int(counts[counts > 0].min())
     inner = StratifiedKFold(n_splits=max(2, min(3, smallest)), shuffle=True, random_state=seed)
     return LogisticRegressionCV(Cs=list(C_GRID), cv=inner, max_iter=5000, class_weight=class_weight,
-                                scoring="accuracy")
+                                scoring=METRICS[metric])
 
 
 def cross_validate(features: Any, labels: Sequence[int], *, seed: int = 0, class_weight: str | None = None,
-                   where: str = "the data") -> CVScore:
-    """Nested cross-validation of an L2-normalised logistic-regression probe (see the module)."""
+                   metric: str = "accuracy", featurizer: Any = None, where: str = "the data") -> CVScore:
+    """Nested cross-validation of an L2-normalised logistic-regression probe (see the module).
+
+    ``metric`` is what the inner folds choose ``C`` for. ``featurizer``: a callable returning a
+    fresh scikit-learn transformer (TF-IDF) fitted on each outer fold's training part only, with
+    ``features`` then the raw items (a list of texts)."""
     import warnings
     from collections import Counter
 
@@ -115,7 +126,8 @@ def cross_validate(features: Any, labels: Sequence[int], *, seed: int = 0, class
     from sklearn.metrics import accuracy_score, f1_score, log_loss
     from sklearn.model_selection import RepeatedStratifiedKFold
 
-    x, y = _normalise(features), np.asarray(labels)
+    y = np.asarray(labels)
+    x = np.asarray(features, dtype=object) if featurizer is not None else _normalise(features)
     k, repeats = folds_for(y, where)
     splitter = RepeatedStratifiedKFold(n_splits=k, n_repeats=repeats, random_state=seed)
     accuracies, f1s, losses, chosen = [], [], [], Counter()
@@ -123,13 +135,22 @@ def cross_validate(features: Any, labels: Sequence[int], *, seed: int = 0, class
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         warnings.simplefilter("ignore", FutureWarning)  # scikit-learn's notes on LogisticRegressionCV's future API
+        # an outer fold's training part may hold one example of a class, which the inner folds
+        # cannot stratify: expected on tiny sets, and C is still chosen on the others
+        warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
         for fold, (train, test) in enumerate(splitter.split(x, y)):
-            x_train, x_test = _row_space(x[train], x[test])
-            model = _inner_model(y[train], seed + fold, class_weight).fit(x_train, y[train])
+            if featurizer is not None:
+                made = featurizer()
+                x_train, x_test = made.fit_transform(list(x[train])), made.transform(list(x[test]))
+                x_train, x_test = _normalise(x_train.toarray()), _normalise(x_test.toarray())
+            else:
+                x_train, x_test = x[train], x[test]
+            x_train, x_test = _row_space(x_train, x_test)
+            model = _inner_model(y[train], seed + fold, class_weight, metric).fit(x_train, y[train])
             probabilities = model.predict_proba(x_test)
             predicted = model.classes_[probabilities.argmax(1)]
             accuracies.append(accuracy_score(y[test], predicted))
-            f1s.append(f1_score(y[test], predicted, average="macro"))
+            f1s.append(f1_score(y[test], predicted, average="macro", labels=classes, zero_division=0))
             losses.append(log_loss(y[test], probabilities, labels=classes))
             chosen[float(model.C_[0])] += 1
     best_c = max(sorted(chosen), key=lambda c: chosen[c])
@@ -165,6 +186,19 @@ class _Probe:
 
     def predict(self, features: Any) -> Any:
         return self.model.predict(self._coordinates(features))
+
+    def linear(self) -> tuple[Any, Any]:
+        """``(weight, bias)`` of the fitted probe on L2-normalised features, for a torch head:
+        ``softmax(normalise(x) @ weight.T + bias)`` is its ``predict_proba`` (a two-class fit's
+        single row becomes ``[0, w]``, whose softmax is the fit's sigmoid)."""
+        import numpy as np
+
+        weight, bias = self.model.coef_, self.model.intercept_
+        if self.basis is not None:
+            weight = weight @ self.basis
+        if weight.shape[0] == 1:
+            weight, bias = np.vstack([np.zeros_like(weight), weight]), np.concatenate([[0.0], bias])
+        return weight, bias
 
     def predict_proba(self, features: Any) -> Any:
         return self.model.predict_proba(self._coordinates(features))

@@ -27,7 +27,7 @@ from typing import Any
 
 from zoo.errors import InputError, LoadError, PullError, ZooError
 
-__all__ = ["probe", "ProbeReport", "ProbeRow", "default_folder", "read_probe"]
+__all__ = ["probe", "ProbeReport", "ProbeRow", "default_folder", "read_probe", "layer_features"]
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,7 @@ class ProbeReport:
     folds: int
     repeats: int
     rows: tuple[ProbeRow, ...]
+    class_weight: str | None = None  # "balanced" when the probes weighted classes
     skipped: tuple[tuple[str, str], ...] = ()  # (model, why)
     passes: dict[str, Any] = field(default_factory=dict)  # model -> how its features were computed
     seconds: float = 0.0
@@ -72,7 +73,7 @@ class ProbeReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"data": self.data, "classes": list(self.classes), "labelled": self.labelled, "test": self.test,
-                "folds": self.folds, "repeats": self.repeats, "seconds": round(self.seconds, 2),
+                "folds": self.folds, "repeats": self.repeats, "class_weight": self.class_weight, "seconds": round(self.seconds, 2),
                 "best": self.best.to_dict() if self.best else None, "rows": [r.to_dict() for r in self.rows],
                 "skipped": [{"model": m, "why": w} for m, w in self.skipped], "passes": self.passes,
                 "files": list(self.files)}
@@ -143,6 +144,7 @@ def probe(
     max_params: str | int | None = None,
     tag: str | None = None,
     engine: str = "auto",
+    class_weight: str = "auto",
     skip_bad: bool = False,
     score_held_out: bool = False,
     out: str | Path | None = None,
@@ -153,6 +155,8 @@ def probe(
     ``data`` and rank them by cross-validated log-loss; writes ``probe.json`` and ``probe.png`` to
     ``out`` when given.
 
+    ``class_weight``: ``auto`` (balanced when the largest class is over 3x the smallest, as in
+    ``zoo finetune``), ``balanced`` or ``none``.
     ``models``: names; ``modality`` / ``max_params`` / ``tag`` add the registry's matching models.
     ``test``: a held-out set each probe is also scored on (fitted on all labelled examples with
     its chosen regularisation); with ``per_class``, ``score_held_out=True`` scores on the examples
@@ -177,33 +181,44 @@ def probe(
 
     k, repeats = folds_for(labelled.labels, str(data))
     y = np.asarray(labelled.labels)
+    from zoo.classweights import class_weights
+
+    # the rule zoo finetune follows: balanced when the largest class is over 3x the smallest
+    weight = "balanced" if class_weights(list(labelled.counts().values()), class_weight) else None
+    if weight:
+        say(f"balanced class weights in every probe (classes of {min(labelled.counts().values())} to "
+            f"{max(labelled.counts().values())} examples; class_weight='none' to turn off)")
     rows: list[ProbeRow] = []
     skipped: list[tuple[str, str]] = []
     passes: dict[str, Any] = {}
     for card in cards:
         try:
-            features, record = _features(card, labelled, held_out, engine=engine, say=say)
+            features, record = layer_features(card, labelled, held_out, engine=engine, say=say)
         except (PullError, LoadError) as exc:
             skipped.append((card.name, str(exc).splitlines()[0]))
             say(f"skipped {card.name}: {str(exc).splitlines()[0]}")
             continue
         passes[card.name] = record
         for layer, (x, x_test) in features.items():
-            rows.append(_probe_layer(card, layer, x, y, x_test, held_out, seed=seed, where=str(data)))
+            rows.append(_probe_layer(card, layer, x, y, x_test, held_out, seed=seed, where=str(data),
+                                     class_weight=weight))
             say(f"  {card.name} {layer}: cv accuracy {rows[-1].accuracy:.3f} ({rows[-1].seconds:.1f}s)")
     rows.sort(key=lambda r: (r.log_loss, -r.accuracy, r.model, r.layer))
     report = ProbeReport(data=str(data), classes=labelled.classes, labelled=len(labelled),
                          test=len(held_out) if held_out is not None else 0, folds=k, repeats=repeats,
-                         rows=tuple(rows), skipped=tuple(skipped), passes=passes,
+                         rows=tuple(rows), class_weight=weight, skipped=tuple(skipped), passes=passes,
                          seconds=time.perf_counter() - started)
     if out is not None:
         report = _write(report, Path(out), cards)
     return report
 
 
-def _features(card: Any, labelled: Any, held_out: Any, *, engine: str, say: Callable[[str], None]
-              ) -> tuple[dict[str, tuple[Any, Any]], dict[str, Any]]:
-    """``{layer: (labelled features, test features or None)}`` from one frozen pass per set."""
+def layer_features(card: Any, labelled: Any, held_out: Any, *, engine: str, say: Callable[[str], None],
+                   layers: Sequence[str] | None = None, device: Any = None, workers: int | None = None,
+                   ) -> tuple[dict[str, tuple[Any, Any]], dict[str, Any]]:
+    """``{layer: (labelled features, held-out features or None)}`` for the card's embedding node
+    and its ``features`` (or only ``layers``), pooled, from one frozen pass per set through the
+    feature cache. Shared by the probe and ``zoo finetune``'s choice of cut."""
     from zoo.frozen.choice import LazyPass
     from zoo.frozen.features import cached_features
     from zoo.frozen.graph import EMBEDDING
@@ -211,10 +226,11 @@ def _features(card: Any, labelled: Any, held_out: Any, *, engine: str, say: Call
     from zoo.pulling import pull
 
     fetched = pull(card, quiet=True)
-    layers = [name for name in card.features if name != card.embedding.node]
-    backbone = load(card, features=[card.embedding.node, *layers])
+    wanted = list(card.features) if layers is None else list(layers)
+    layers = [name for name in wanted if name != card.embedding.node]
+    backbone = load(card, features=[card.embedding.node, *layers] if layers else None, device=device)
     frozen = LazyPass(backbone, fetched, engine=engine, features=layers, check=[e.item for e in labelled.examples],
-                      log=say)
+                      device=device, workers=workers, log=say)
     train, record = cached_features(card, fetched, labelled, frozen, layers)
     test = cached_features(card, fetched, held_out, frozen, layers)[0] if held_out is not None else {}
     names = {EMBEDDING: card.embedding.node}
@@ -224,16 +240,16 @@ def _features(card: Any, labelled: Any, held_out: Any, *, engine: str, say: Call
 
 
 def _probe_layer(card: Any, layer: str, x: Any, y: Any, x_test: Any, held_out: Any, *, seed: int,
-                 where: str) -> ProbeRow:
+                 where: str, class_weight: str | None = None) -> ProbeRow:
     from zoo.probing.linear import cross_validate, fit_probe
 
     started = time.perf_counter()
-    score = cross_validate(x, y, seed=seed, where=where)
+    score = cross_validate(x, y, seed=seed, where=where, class_weight=class_weight)
     test_accuracy = None
     if x_test is not None and held_out is not None and len(held_out):
         import numpy as np
 
-        model = fit_probe(x, y, score.C)
+        model = fit_probe(x, y, score.C, class_weight=class_weight)
         test_accuracy = float(np.mean(model.predict(x_test) == np.asarray(held_out.labels)))
     return ProbeRow(model=card.name, layer=layer, dim=int(x.shape[1]), accuracy=score.accuracy,
                     accuracy_std=score.accuracy_std, macro_f1=score.macro_f1, log_loss=score.log_loss, C=score.C,

@@ -7,7 +7,14 @@ from typing import Any
 
 from zoo.errors import ZooError
 
-__all__ = ["FinetuneConfig"]
+__all__ = ["FinetuneConfig", "AUGMENTATIONS"]
+
+#: Image augmentation policies for unfrozen phases, all torchvision.transforms.v2 and built by
+#: zoo.batches.augmentation (no flips: digits and text in images are not mirror-symmetric):
+#: ``light`` a random crop of 70-100% of the area with a small aspect change plus a mild
+#: brightness/contrast jitter (the default, as before the move to v2); ``trivialaugment`` and
+#: ``randaugment`` torchvision's policies; ``none``.
+AUGMENTATIONS = ("light", "trivialaugment", "randaugment", "none")
 
 
 @dataclass(frozen=True)
@@ -19,8 +26,19 @@ class FinetuneConfig:
     data: str
     val: str | None = None
     test: str | None = None
-    val_split: float = 0.2
+    # None: 0.2 when a validation split is used (giving it, or --val, asks for one)
+    val_split: float | None = None
     per_class: int | None = None
+    # "auto": "cv" up to zoo.train.selection.CV_LIMIT labelled examples (cut and head chosen by
+    # cross-validation on all of them, then fitted on all), "split" above (a validation split,
+    # early stopping, rollback to the best epoch)
+    validation: str = "auto"
+    # where the embedding is taken: "auto" (cv: chosen by cross-validation among the card's
+    # embedding, its features and all of them joined; split: the card's embedding), "all", a
+    # feature name, or names joined by "+"
+    cut: str = "auto"
+    # what the regularisation, the choice to keep unfrozen layers and the baseline line judge by
+    metric: str = "accuracy"
     skip_bad: bool = False
     # stage 1: a new head on cached embeddings of the frozen backbone
     head: str = "linear"
@@ -43,7 +61,10 @@ class FinetuneConfig:
     unfreeze_patience: int = 2
     backbone_lr: float = 1e-4
     lr_decay: float = 0.5  # each stage further from the output learns this much slower
-    augment: bool = True
+    # each unfrozen phase: linear warmup over this fraction of its steps, then a cosine decay to 0
+    warmup: float = 0.1
+    # image augmentation while the backbone learns (torchvision.transforms.v2): see zoo.batches.AUGMENTATIONS
+    augment: str = "light"
     # how
     batch_size: int = 32
     seed: int = 0
@@ -57,7 +78,22 @@ class FinetuneConfig:
     channels_last: bool | str = "auto"
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.val_split < 1.0:
+        if isinstance(self.augment, bool):  # configs written before augmentation policies
+            object.__setattr__(self, "augment", "light" if self.augment else "none")
+        if self.augment not in AUGMENTATIONS:
+            raise ZooError(f"--augment takes {', '.join(AUGMENTATIONS)}, got {self.augment!r}")
+        if self.validation not in ("auto", "cv", "split"):
+            raise ZooError(f"--validation takes auto, cv or split, got {self.validation!r}")
+        if self.metric not in ("accuracy", "macro_f1"):
+            raise ZooError(f"--metric takes accuracy or macro_f1, got {self.metric!r}")
+        if not 0.0 <= self.warmup < 1.0:
+            raise ZooError(f"--warmup is a fraction of a phase's steps in [0, 1), got {self.warmup}")
+        if self.validation == "cv" and (self.val is not None or self.val_split is not None):
+            raise ZooError("--validation cv uses every labelled example; leave out --val and --val-split")
+        if self.validation == "cv" and self.head != "linear":
+            raise ZooError("--validation cv fits a linear head (a cross-validated logistic regression); "
+                           "use --validation split for --head mlp")
+        if self.val_split is not None and not 0.0 < self.val_split < 1.0:
             raise ZooError(f"--val-split must be between 0 and 1, got {self.val_split}")
         if self.per_class is not None and self.per_class < 1:
             raise ZooError(f"--per-class must be at least 1, got {self.per_class}")
@@ -66,7 +102,7 @@ class FinetuneConfig:
         if isinstance(self.unfreeze, int) and self.unfreeze < 0:
             raise ZooError(f"--unfreeze must not be negative, got {self.unfreeze}")
         from zoo.frozen.choice import ENGINES
-        from zoo.train.weights import CLASS_WEIGHTS
+        from zoo.classweights import CLASS_WEIGHTS
 
         if self.class_weight not in CLASS_WEIGHTS:
             raise ZooError(f"--class-weight takes {', '.join(CLASS_WEIGHTS)}, got {self.class_weight!r}")
@@ -76,6 +112,11 @@ class FinetuneConfig:
         for name in ("head_lr", "backbone_lr", "batch_size", "head_epochs"):
             if getattr(self, name) <= 0:
                 raise ZooError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+
+    @property
+    def split_fraction(self) -> float:
+        """The validation fraction of a split (the default when none was asked for)."""
+        return 0.2 if self.val_split is None else self.val_split
 
     def resolved(self, modality: str) -> FinetuneConfig:
         """The configuration with ``unfreeze="auto"`` decided for the model's modality."""

@@ -2,18 +2,47 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import torch
 from torch import nn
 
 from zoo.errors import ZooError
 
-__all__ = ["make_head", "HEADS"]
+__all__ = ["make_head", "HEADS", "NormalisedLinear"]
 
 HEADS = ("linear", "mlp")
 
 
-def make_head(kind: str, in_dim: int, n_classes: int, *, hidden: int = 512, dropout: float = 0.2) -> nn.Module:
-    """``linear``: dropout + one layer (the strong default for few labels); ``mlp``: one hidden
-    layer with GELU and dropout, for larger datasets whose classes are not linearly separable."""
+class NormalisedLinear(nn.Module):
+    """One linear layer on the L2-normalised embedding: the cross-validated logistic regression
+    ``zoo finetune`` fits on small data (:mod:`zoo.train.selection`), as a module that trains on,
+    exports and runs like any head."""
+
+    def __init__(self, in_dim: int, n_classes: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(in_dim, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(nn.functional.normalize(x, dim=1))
+
+    @classmethod
+    def fitted(cls, weight: Any, bias: Any) -> NormalisedLinear:
+        """The head with a fitted probe's ``(weight, bias)`` (see ``zoo.probing.fit_probe``)."""
+        head = cls(weight.shape[1], weight.shape[0])
+        with torch.no_grad():
+            head.linear.weight.copy_(torch.as_tensor(weight, dtype=torch.float32))
+            head.linear.bias.copy_(torch.as_tensor(bias, dtype=torch.float32))
+        return head
+
+
+def make_head(kind: str, in_dim: int, n_classes: int, *, hidden: int = 512, dropout: float = 0.2,
+              normalised: bool = False) -> nn.Module:
+    """``linear``: dropout + one layer (the strong default for few labels), or with
+    ``normalised`` the cross-validated :class:`NormalisedLinear`; ``mlp``: one hidden layer with
+    GELU and dropout, for larger datasets whose classes are not linearly separable."""
+    if kind == "linear" and normalised:
+        return NormalisedLinear(in_dim, n_classes)
     if kind == "linear":
         return nn.Sequential(nn.Dropout(dropout), nn.Linear(in_dim, n_classes))
     if kind == "mlp":

@@ -14,6 +14,7 @@ distributed wrapper can take over the model and the sampler without rewriting it
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -35,9 +36,9 @@ from zoo.threads import thread_budget, torch_threads
 from zoo.train.checkpoints import Checkpoints
 from zoo.train.config import FinetuneConfig
 from zoo.train.heads import make_head
-from zoo.train.weights import class_weights
+from zoo.classweights import class_weights
 
-__all__ = ["Classifier", "Trainer", "Diverged"]
+__all__ = ["Classifier", "Trainer", "Diverged", "schedule"]
 
 _CHECKPOINT_VERSION = 1
 
@@ -97,7 +98,7 @@ class Trainer:
         self.classes = list(splits.train.classes)
         torch.manual_seed(config.seed)
         head = make_head(config.head, backbone.feature_dim, len(self.classes), hidden=config.hidden,
-                         dropout=config.dropout)
+                         dropout=config.dropout, normalised=config.validation == "cv")
         self.model = Classifier(backbone, head).to(device)
         self.backbone = backbone
         self.pretrained = {k: v.detach().clone() for k, v in backbone.body.state_dict().items()}
@@ -152,6 +153,8 @@ class Trainer:
                 p.requires_grad_(True)
             if params:
                 groups.append({"params": params, "lr": c.backbone_lr * c.lr_decay ** depth, "name": name})
+        for group in groups:
+            group["base_lr"] = group["lr"]  # the peak of the phase's warmup + cosine schedule
         return torch.optim.AdamW(groups, weight_decay=c.weight_decay)
 
     # ----------------------------------------------------------------- state
@@ -159,6 +162,10 @@ class Trainer:
     def _trained_body(self, phase: int) -> dict[str, torch.Tensor]:
         names = {id(p) for _, params in self.unfrozen(phase) for p in params}
         return {k: v.detach().cpu().clone() for k, v in self.backbone.body.named_parameters() if id(v) in names}
+
+    def restore_pretrained(self) -> None:
+        """The body as pulled (the head is left to the caller)."""
+        self.backbone.body.load_state_dict(self.pretrained)
 
     def restore(self, checkpoint: dict[str, Any]) -> None:
         """Pretrained body, then the checkpoint's trained stages and head."""
@@ -181,6 +188,8 @@ class Trainer:
     # ----------------------------------------------------------------- data
 
     def embeddings(self, name: str, dataset: Any) -> torch.Tensor:
+        if name not in self.features and self.backbone.cut:
+            self.features[name] = self._cut_features(name, dataset)
         if name not in self.features:
             bar = _bar(self.progress, len(dataset), f"embedding {name}")
             self.features[name], self.feature_records[name] = cached_embeddings(
@@ -192,6 +201,19 @@ class Trainer:
             how = "from the cache" if record["hit"] else f"computed ({record['engine']['engine']})"
             self.log(f"  {name}: {len(dataset)} embeddings {how} in {record['seconds']:.1f}s")
         return self.features[name]
+
+    def _cut_features(self, name: str, dataset: Any) -> torch.Tensor:
+        """Stage-1 features of a backbone cut at other layers than the card's: each layer's pooled
+        output from the shared per-layer cache (one pass through the uncut network), joined."""
+        from zoo.probing.run import layer_features
+        from zoo.train.selection import joined
+
+        features, record = layer_features(self.backbone.card, dataset, None, engine=self.config.engine, say=self.log,
+                                          layers=self.backbone.cut, device=self.device, workers=self.config.workers)
+        self.feature_records[name] = layer_record(record, self.backbone.cut)
+        self.log(f"  {name}: {len(dataset)} features at {'+'.join(self.backbone.cut)} "
+                 f"{'from the cache' if record['cache'] == 'hit' else 'computed'} in {record['seconds']:.1f}s")
+        return torch.from_numpy(joined({k: x for k, (x, _) in features.items()}, self.backbone.cut)).float()
 
     @staticmethod
     def _labels(dataset: Any) -> torch.Tensor:
@@ -208,12 +230,16 @@ class Trainer:
         optimizer.step()
         return loss.item()
 
-    def train_epoch(self, phase: int, phase_epoch: int, optimizer: torch.optim.Optimizer) -> tuple[float, float]:
-        seed = derive_seed(self.config.seed, phase, phase_epoch)
+    def train_epoch(self, phase: int, phase_epoch: int, optimizer: torch.optim.Optimizer,
+                    data: Any = None, salt: int = 0) -> tuple[float, float]:
+        """One epoch of ``phase`` on the training set (or ``data``: a fold's part, whose
+        randomness ``salt`` keeps apart from the run's)."""
+        data = self.splits.train if data is None else data
+        seed = derive_seed(self.config.seed, phase, phase_epoch, *((salt,) if salt else ()))
         torch.manual_seed(seed)
         total_loss, correct, count = 0.0, 0, 0
         if phase == 0:
-            x, y = self.embeddings("train", self.splits.train), self._labels(self.splits.train)
+            x, y = self.embeddings("train", self.splits.train), self._labels(self.splits.train)  # never a fold
             order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
             self.model.head.train()
             for start in range(0, len(x), self.config.batch_size):
@@ -226,13 +252,16 @@ class Trainer:
             return total_loss / count, correct / count
         self.model.train()
         _freeze_batchnorm(self.model.backbone)
-        items = [e.item for e in self.splits.train.examples]
-        loader = make_loader(self.backbone, items, self._labels(self.splits.train).tolist(),
+        items = [e.item for e in data.examples]
+        loader = make_loader(self.backbone, items, self._labels(data).tolist(),
                              batch_size=self.config.batch_size, seed=seed, shuffle=True,
                              augmenting=self.config.augment, workers=self.budget.workers)
         bar = _bar(self.progress, len(items), f"phase {phase} epoch {phase_epoch}")
+        steps = math.ceil(len(items) / self.config.batch_size)
         with torch_threads(self.budget.threads):
-            for inputs, labels in loader:
+            for step, (inputs, labels) in enumerate(loader):
+                schedule(optimizer, (phase_epoch * steps + step) / (self.config.unfreeze_epochs * steps),
+                         self.config.warmup)
                 labels = labels.to(self.device)
                 with _autocast(self.device):
                     logits = self._forward(inputs)
@@ -358,6 +387,25 @@ class Trainer:
             self.restore(self.checkpoints.load(loop["best"]["epoch"]))
 
 
+def layer_record(record: dict[str, Any], layers: Any) -> dict[str, Any]:
+    """A :func:`zoo.probing.run.layer_features` record in the shape of the run's feature records."""
+    return {"hit": record["cache"] == "hit", "seconds": record["seconds"], "layers": list(layers),
+            "engine": {k: v for k, v in record.items() if k not in ("cache", "seconds")}}
+
+
+def schedule(optimizer: torch.optim.Optimizer, position: float, warmup: float) -> None:
+    """Each group's learning rate at ``position`` (0..1) of an unfrozen phase: a linear warmup over
+    the first ``warmup`` of it, then a cosine decay towards 0 (the usual schedule for fine-tuning
+    pretrained layers: no large step before the new head and the layers agree). A function of the
+    position alone, so a resumed phase continues its schedule exactly."""
+    if warmup > 0 and position < warmup:
+        factor = (position + 1e-3) / warmup
+    else:
+        factor = 0.5 * (1 + math.cos(math.pi * min(1.0, (position - warmup) / (1 - warmup))))
+    for group in optimizer.param_groups:
+        group["lr"] = group.get("base_lr", group["lr"]) * min(1.0, factor)
+
+
 def _autocast(device: torch.device):
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
@@ -374,9 +422,12 @@ def _bar(enabled: bool, total: int, description: str):
 
 def _epoch_line(row: dict[str, Any]) -> str:
     mark = "  *best" if row["best"] else ""
+    if row.get("val_loss") is None:  # a cross-validated run: the folds' estimate for this point
+        judged = f"cv loss {row['cv_loss']:.3f} score {row['cv_acc']:.3f}"
+    else:
+        judged = f"val loss {row['val_loss']:.3f} acc {row['val_acc']:.3f}"
     return (f"  epoch {row['epoch']:>3} ({row['stage']}): train loss {row['train_loss']:.3f} "
-            f"acc {row['train_acc']:.3f} | val loss {row['val_loss']:.3f} acc {row['val_acc']:.3f} "
-            f"| {row['seconds']:.1f}s{mark}")
+            f"acc {row['train_acc']:.3f} | {judged} | {row['seconds']:.1f}s{mark}")
 
 
 def _append_jsonl(path: Path, row: dict[str, Any]) -> None:

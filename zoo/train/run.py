@@ -39,6 +39,7 @@ class Run:
     history: tuple[dict[str, Any], ...]
     metrics: dict[str, Any] = field(default_factory=dict)
     best: dict[str, Any] | None = None
+    cut: tuple[str, ...] | None = None  # where the embedding is taken, when not the card's cut point
 
     @property
     def test_accuracy(self) -> float | None:
@@ -58,6 +59,22 @@ class Run:
                 parts.append(f"{name} acc {m['accuracy']:.3f} macro-F1 {m['macro_f1']:.3f} (n={m['n']})")
         return ", ".join(parts)
 
+    def report_lines(self) -> list[str]:
+        """What the run chose and how it compares with the baseline, in plain lines."""
+        m = self.metrics
+        lines = []
+        if m.get("validation") == "cv":
+            head = m.get("cv", {}).get("head", {})
+            lines.append(f"cut {'+'.join(m.get('cut', []))}: cross-validated accuracy {head.get('accuracy', 0):.3f} "
+                         f"macro-F1 {head.get('macro_f1', 0):.3f} over {head.get('folds')} folds x {head.get('repeats')}")
+            schedule = m.get("cv", {}).get("schedule")
+            if schedule:
+                lines.append(f"unfrozen layers {'kept' if schedule['kept'] else 'not kept'}: {schedule['unfrozen']:.3f} "
+                             f"vs the head's {schedule['head']:.3f} on {schedule['folds']} folds")
+        if m.get("baseline_line"):
+            lines.append(m["baseline_line"])
+        return lines
+
     def load_model(self, device: Any = None):
         """The fine-tuned classifier (backbone + head) as a torch module in eval mode."""
         import torch
@@ -69,9 +86,9 @@ class Run:
 
         config = FinetuneConfig.from_dict(self.config)
         final = torch.load(self.dir / "checkpoints" / "final.pt", map_location="cpu", weights_only=True)
-        backbone = load(config.model)
+        backbone = load(config.model, cut=self.cut)
         head = make_head(config.head, backbone.feature_dim, len(self.classes), hidden=config.hidden,
-                         dropout=config.dropout)
+                         dropout=config.dropout, normalised=config.validation == "cv")
         backbone.body.load_state_dict(final["body"], strict=False)
         head.load_state_dict(final["head"])
         model = Classifier(backbone, head).eval()
@@ -99,7 +116,7 @@ def open_run(run_dir: str | Path) -> Run:
     best_path = folder / "checkpoints" / "best.json"
     best = json.loads(best_path.read_text(encoding="utf-8")) if best_path.is_file() else None
     return Run(dir=folder, config=config["config"], classes=tuple(labels), history=tuple(history),
-               metrics=metrics, best=best)
+               metrics=metrics, best=best, cut=tuple(config["cut"]) if config.get("cut") else None)
 
 
 def _default_dir(model: str) -> Path:
@@ -131,6 +148,7 @@ def finetune(
     from zoo.pulling import pull, resolve_card
     from zoo.train.config import FinetuneConfig
     from zoo.train.recipe import Trainer
+    from zoo.train.selection import parse_cut
 
     say = log or (lambda text: print(text, file=sys.stderr, flush=True))
     if resume is not None:
@@ -154,8 +172,9 @@ def finetune(
     config = config.resolved(card.modality)
     started = time.perf_counter()
     splits = make_splits(config.data, modality=card.modality, val=config.val, test=config.test,
-                         val_split=config.val_split, per_class=config.per_class, seed=config.seed,
+                         val_split=config.split_fraction, per_class=config.per_class, seed=config.seed,
                          skip_bad=config.skip_bad)
+    config, why = _validation(config, splits)
     run_dir.mkdir(parents=True, exist_ok=True)
     fetched = pull(card, quiet=not progress)
     if resume is None:
@@ -170,16 +189,154 @@ def finetune(
                               [{"where": p.where, "reason": p.reason} for p in splits.skipped])
             say(f"skipped {len(splits.skipped)} bad inputs (listed in {run_dir / 'skipped.json'})")
     device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    say(why)
+    if config.validation == "cv":
+        splits = _all_labelled(splits)
     say(f"fine-tuning {config.model} on {len(splits.train)} train / {len(splits.val)} val"
         + (f" / {len(splits.test)} test" if splits.test is not None else "")
         + f" examples, {len(splits.train.classes)} classes, on {device}")
-    backbone = load(card, device=device)
+    selection, labelled_x, test_x = None, None, None
+    cut = parse_cut(card, config.cut)
+    if config.validation == "cv":
+        selection, labelled_x, test_x = _selection(card, splits, config, run_dir, resume is not None, device, say)
+        cut = selection.cut
+    if cut == (card.embedding.node,):
+        cut = None  # the card's own cut point: the plain backbone, its features cached as always
+    _record_cut(run_dir, cut)
+    backbone = load(card, device=device, cut=cut)
     trainer = Trainer(config, run_dir, splits, backbone, fetched, device=device, log=say, progress=progress)
-    loop = trainer.fit(resume=resume is not None)
-    _finish(trainer, loop, run_dir)
+    if selection is not None:
+        from zoo.train.crossfit import CrossFit
+
+        trainer.features["train"] = torch.from_numpy(labelled_x).float()
+        if test_x is not None:
+            trainer.features["test"] = torch.from_numpy(test_x).float()
+        from zoo.train.recipe import layer_record
+
+        trainer.feature_records["labelled"] = layer_record(selection.features, selection.cut)
+        loop = CrossFit(trainer, selection, labelled_x).fit(resume=resume is not None)
+    else:
+        loop = trainer.fit(resume=resume is not None)
+    _finish(trainer, loop, run_dir, selection)
     _record_facts(run_dir, trainer)
+    run = open_run(run_dir)
+    for line in run.report_lines():
+        say(line)
     say(f"done in {time.perf_counter() - started:.0f}s")
-    return open_run(run_dir)
+    return run
+
+
+def _validation(config: Any, splits: Any) -> tuple[Any, str]:
+    """``validation="auto"`` decided from the data, and the line that says why."""
+    from dataclasses import replace
+
+    from zoo.train.selection import CV_LIMIT
+
+    labelled = len(splits.train) + len(splits.val)
+    smallest = min(c for c in {**splits.train.counts()}.values())
+    if config.validation == "cv":
+        if smallest < 2:
+            raise ZooError(f"{config.data}: --validation cv needs at least 2 labelled examples per class (a fold must "
+                           f"both train on a class and test it); give more examples, or use --validation split")
+        return config, f"validation: cross-validation on all {labelled} labelled examples (--validation cv)"
+    if config.validation == "split":
+        return config, "validation: a held-out split (--validation split)"
+    asked = [name for name, value in (("--val", config.val), ("--val-split", config.val_split)) if value is not None]
+    counts = [a + b for a, b in zip(splits.train.counts().values(), splits.val.counts().values())]
+    if asked:
+        reason = f"{' and '.join(asked)} given"
+    elif config.head != "linear":
+        reason = f"--head {config.head} trains by epochs"
+    elif labelled > CV_LIMIT:
+        reason = f"{labelled} labelled examples (over {CV_LIMIT}): a validation split is large enough"
+    elif min(counts) < 2:
+        reason = "a class has a single labelled example, which no fold can both train on and test"
+    else:
+        return (replace(config, validation="cv"),
+                f"validation: cross-validation on all {labelled} labelled examples (small data: at most {CV_LIMIT}); "
+                f"every example is trained on")
+    return replace(config, validation="split"), f"validation: a held-out split ({reason})"
+
+
+def _all_labelled(splits: Any) -> Any:
+    """The splits of a cross-validated run: every labelled example trains, the validation set is empty."""
+    from dataclasses import replace
+
+    from zoo.data.dataset import Dataset
+
+    train = splits.train
+    labelled = Dataset(f"{train.name} + val", train.modality, train.classes, train.examples + splits.val.examples)
+    return replace(splits, train=labelled, val=labelled.subset([], f"{train.name} [no validation set]"))
+
+
+def _selection(card: Any, splits: Any, config: Any, run_dir: Path, resume: bool, device: Any,
+               say: Callable[[str], None]) -> tuple[Any, Any, Any]:
+    """The cross-validated cut and head (from selection.json on resume: the same choice)."""
+    from zoo.atomic import atomic_write_json
+    from zoo.train.selection import Selection, parse_cut, select_cut
+
+    path = run_dir / "selection.json"
+    saved = None
+    if resume and path.is_file():
+        saved = Selection.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    weight = "balanced" if _balanced(splits.train, config) else None
+    cut = saved.cut if saved is not None else parse_cut(card, config.cut)
+    chosen, labelled_x, test_x = select_cut(card, splits.train, splits.test, cut=cut, seed=config.seed,
+                                            class_weight=weight, metric=config.metric, engine=config.engine,
+                                            device=device, workers=config.workers, log=say)
+    if saved is not None:
+        return saved, labelled_x, test_x
+    atomic_write_json(path, chosen.to_dict())
+    say(chosen.table())
+    say(f"cut: {'+'.join(chosen.cut)} ({chosen.chosen_by}); C={chosen.C:g}")
+    return chosen, labelled_x, test_x
+
+
+def _balanced(dataset: Any, config: Any) -> bool:
+    from zoo.classweights import class_weights
+
+    return bool(class_weights(list(dataset.counts().values()), config.class_weight))
+
+
+def _record_cut(run_dir: Path, cut: Any) -> None:
+    """config.json says where the run's embedding is taken (None: the card's cut point)."""
+    from zoo.atomic import atomic_write_json
+
+    path = run_dir / "config.json"
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    saved["cut"] = list(cut) if cut else None
+    atomic_write_json(path, saved)
+
+
+def _judgement(trainer: Any, loop: dict[str, Any], selection: Any, report: dict[str, Any]) -> dict[str, Any]:
+    """How the run was judged (cross-validation or a split), what it chose, and the baseline."""
+    from zoo.train.baseline import baseline, compare
+
+    config = trainer.config
+    splits = trainer.splits
+    held_out = {"test": splits.test} if splits.test is not None and len(splits.test) else (
+        {"val": splits.val} if len(splits.val) else {})
+    weight = "balanced" if trainer.class_weights else None
+    base = baseline(trainer.backbone.card.modality, splits.train, held_out, seed=config.seed, class_weight=weight,
+                    metric=config.metric)
+    transfer: dict[str, Any] = {name: report[name] for name in ("val", "test") if name in report}
+    judged: dict[str, Any] = {"validation": config.validation, "metric": config.metric,
+                              "cut": list(trainer.backbone.cut or (trainer.backbone.card.embedding.node,))}
+    if selection is not None:
+        estimate = selection.estimate
+        judged["selection"] = selection.to_dict()
+        judged["cv"] = {"head": {"accuracy": estimate["accuracy"], "macro_f1": estimate["macro_f1"],
+                                 "log_loss": estimate["log_loss"], "folds": estimate["folds"],
+                                 "repeats": estimate["repeats"]}}
+        schedule = loop.get("schedule")
+        if schedule:
+            judged["cv"]["schedule"] = {"folds": schedule["k"], "head": schedule["head_metric"],
+                                        "unfrozen": schedule["unfrozen_metric"], "kept": schedule["keep"],
+                                        "phase": schedule["phase"], "epochs": schedule["phase_epoch"] + 1}
+        transfer["cv"] = {"accuracy": estimate["accuracy"], "macro_f1": estimate["macro_f1"]}
+    judged["baseline"] = base
+    judged["baseline_line"] = compare(transfer, base, config.metric)
+    return judged
 
 
 def _record_facts(run_dir: Path, trainer: Any) -> None:
@@ -199,7 +356,7 @@ def _record_facts(run_dir: Path, trainer: Any) -> None:
     atomic_write_json(path, saved)
 
 
-def _finish(trainer: Any, loop: dict[str, Any], run_dir: Path) -> None:
+def _finish(trainer: Any, loop: dict[str, Any], run_dir: Path, selection: Any = None) -> None:
     """Evaluate the restored best model, save it, and write the report."""
     import torch
 
@@ -222,6 +379,7 @@ def _finish(trainer: Any, loop: dict[str, Any], run_dir: Path) -> None:
         report[name] = classification_report(labels.numpy(), logits.argmax(1).numpy(), classes)
         plot_confusion(report[name]["confusion"], classes, folder / f"confusion_{name}.png",
                        f"{name}: accuracy {report[name]['accuracy']:.3f}")
+    report.update(_judgement(trainer, loop, selection, report))
     atomic_write_json(folder / "metrics.json", report)
     history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     if history:

@@ -1,0 +1,96 @@
+"""What makes a table's vectors: a registry model at its card's cut point, or a fine-tuning run.
+
+``zoo embed MODEL DATA`` and ``zoo embed RUN_DIR DATA`` store vectors the same way; a run embeds
+with its own backbone: cut where the run chose (``config.json``'s ``cut``), with the stages it
+trained. The table records the embedder's name (``run:/absolute/path`` for a run) and identity
+(weights, cut, preprocessing, and for a run its final checkpoint's sha256), so ``zoo search``
+embeds queries with the same network and refuses a table whose maker has changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Embedder", "resolve_embedder", "RUN_PREFIX"]
+
+RUN_PREFIX = "run:"
+
+
+@dataclass(frozen=True)
+class Embedder:
+    name: str  # what the table records: the card's name, or run:/path
+    card: Any
+    fetched: Any
+    identity: str
+    dim: int
+    run_dir: Path | None = None
+    trained_body: bool = False  # the run changed backbone weights (unfrozen stages)
+
+    @property
+    def table_name(self) -> str:
+        return self.run_dir.name if self.run_dir is not None else self.card.name
+
+    @property
+    def uses_feature_cache(self) -> bool:
+        """Vectors at the card's cut point, of pulled weights: the shared feature cache applies."""
+        return self.run_dir is None
+
+    def backbone(self, device: Any = None) -> Any:
+        from zoo.loading import load
+
+        if self.run_dir is None:
+            return load(self.card, device=device)
+        from zoo.train import open_run
+
+        return open_run(self.run_dir).load_model(device=device).backbone.eval()
+
+    def engine_fetched(self) -> Any:
+        """The pulled files the compiled frozen pass may be keyed by; None (PyTorch only) when the
+        run trained backbone weights, which no pulled file describes."""
+        return None if self.trained_body else self.fetched
+
+
+def _is_run(path: Path) -> bool:
+    return (path / "config.json").is_file() and (path / "labels.json").is_file()
+
+
+def resolve_embedder(model: str | Path, registry_files: Any = (), *, quiet: bool = True) -> Embedder:
+    """The embedder for a model name, a run folder, or a table's recorded ``run:`` name."""
+    from zoo.embed.ingest import embedder_identity
+    from zoo.errors import ZooError
+    from zoo.pulling import pull, resolve_card
+
+    text = str(model)
+    folder = Path(text[len(RUN_PREFIX):]) if text.startswith(RUN_PREFIX) else Path(text)
+    if not (text.startswith(RUN_PREFIX) or _is_run(folder)):
+        card = resolve_card(text, registry_files)
+        fetched = pull(card, quiet=quiet)
+        return Embedder(card.name, card, fetched, embedder_identity(card, fetched), card.embedding.dim)
+    import torch
+
+    from zoo.backbone import cut_dim
+    from zoo.train import open_run
+
+    if not _is_run(folder):
+        raise ZooError(f"{folder}: the run folder that made this table is gone; embed the data again with a "
+                       f"model or another run")
+    final = folder / "checkpoints" / "final.pt"
+    if not final.is_file():
+        raise ZooError(f"{folder}: the run has no checkpoints/final.pt (did it finish?); finish it with "
+                       f"`zoo finetune --resume {folder}`")
+    run = open_run(folder)
+    card = resolve_card(run.config["model"], registry_files)
+    fetched = pull(card, quiet=quiet)
+    from zoo.download import sha256_file
+
+    checkpoint = sha256_file(final)[0]
+    body = torch.load(final, map_location="cpu", weights_only=True).get("body") or {}
+    identity = hashlib.sha256(json.dumps({"model": embedder_identity(card, fetched), "cut": list(run.cut or ()),
+                                          "checkpoint": checkpoint}).encode()).hexdigest()[:32]
+    dim = cut_dim(card, run.cut) if run.cut else card.embedding.dim
+    return Embedder(f"{RUN_PREFIX}{folder.resolve()}", card, fetched, identity, dim, run_dir=folder.resolve(),
+                    trained_body=bool(body))
