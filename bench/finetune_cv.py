@@ -18,10 +18,11 @@
      beats the head on the folds), with ``--text-default``;
    - the TF-IDF baseline line of the run.
    Target: the cross-validated head at least matches the tuned regression (mean over seeds).
-3. ``--threshold``: digits at 10, 50 and 100 labels per class (seed 0): cv vs split test accuracy
-   and seconds, the measurement behind ``CV_LIMIT``.
+3. ``--threshold [PER_CLASS ...]``: digits at these labels per class (default 10, 50, 100) over
+   ``--seeds``: cv vs split test accuracy and seconds, the measurement behind ``CV_LIMIT``.
 
-    python bench/finetune_cv.py [--seeds 0 1 2 3 4] [--skip-digits] [--skip-text] [--text-default] [--threshold]
+    python bench/finetune_cv.py [--seeds 0 1 2 3 4] [--skip-digits] [--skip-text] [--text-default]
+                                [--threshold [PER_CLASS ...]]
 """
 
 from __future__ import annotations
@@ -128,20 +129,25 @@ def text(seeds: list[int], out: Path, with_default: bool) -> None:
         print(summary("bbc zoo default (unfreeze auto)", default))
 
 
-def threshold(out: Path) -> None:
+def threshold(out: Path, sizes: list[int], seeds: list[int]) -> None:
     import zoo
     from zoo.pulling import resolve_card
 
     node = resolve_card(IMAGE).embedding.node
-    for per_class in (10, 50, 100):
-        results = []
-        for validation in ("cv", "split"):
-            started = time.perf_counter()
-            run = zoo.finetune(IMAGE, "digits", per_class=per_class, seed=0, validation=validation,
-                               cut="auto" if validation == "cv" else node, out=out / f"t-{validation}-{per_class}",
-                               **quiet())
-            results.append(f"{validation} {run.test_accuracy:.4f} in {time.perf_counter() - started:.0f}s")
-        print(f"digits {per_class}/class ({per_class * 10} labelled): " + " | ".join(results), flush=True)
+    for per_class in sizes:
+        scores: dict[str, list[float]] = {"cv": [], "split": []}
+        seconds: dict[str, list[float]] = {"cv": [], "split": []}
+        for seed in seeds:
+            for validation in ("cv", "split"):
+                started = time.perf_counter()
+                run = zoo.finetune(IMAGE, "digits", per_class=per_class, seed=seed, validation=validation,
+                                   cut="auto" if validation == "cv" else node,
+                                   out=out / f"t-{validation}-{per_class}-{seed}", **quiet())
+                seconds[validation].append(time.perf_counter() - started)
+                scores[validation].append(run.test_accuracy)
+        print(f"digits {per_class}/class ({per_class * 10} labelled), seeds {seeds}: " + " | ".join(
+            f"{v} mean {statistics.mean(scores[v]):.4f} worst {min(scores[v]):.4f} in {statistics.mean(seconds[v]):.0f}s"
+            for v in ("cv", "split")), flush=True)
 
 
 def main() -> None:
@@ -150,7 +156,8 @@ def main() -> None:
     parser.add_argument("--skip-digits", action="store_true")
     parser.add_argument("--skip-text", action="store_true")
     parser.add_argument("--text-default", action="store_true", help="Also run zoo's text default (unfreeze 2).")
-    parser.add_argument("--threshold", action="store_true")
+    parser.add_argument("--threshold", type=int, nargs="*", metavar="PER_CLASS",
+                        help="cv vs split at these labels per class (default 10 50 100), over --seeds")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as home:
         os.environ.setdefault("ZOO_HOME", home)
@@ -160,8 +167,8 @@ def main() -> None:
                 digits(args.seeds, per_class, out)
         if not args.skip_text:
             text(args.seeds, out, args.text_default)
-        if args.threshold:
-            threshold(out)
+        if args.threshold is not None:
+            threshold(out, args.threshold or [10, 50, 100], args.seeds)
 
 
 if __name__ == "__main__":

@@ -259,3 +259,18 @@ def test_zoo_embed_of_a_run_uses_its_cut_and_search_embeds_queries_the_same_way(
     (run.dir / "checkpoints" / "final.pt").unlink()
     result = run_zoo("search", "--db", str(db), image)
     assert result.returncode == 1 and "final.pt" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_more_than_25_labels_per_class_get_a_validation_split():
+    from zoo.data import make_splits
+    from zoo.train.config import FinetuneConfig
+    from zoo.train.run import _validation
+    from zoo.train.selection import CV_PER_CLASS
+
+    config = FinetuneConfig(model=IMAGE_MODEL, data="digits")
+    few = make_splits("digits", modality="image", per_class=CV_PER_CLASS, seed=0)
+    many = make_splits("digits", modality="image", per_class=CV_PER_CLASS + 1, seed=0)
+    assert _validation(config, few)[0].validation == "cv"
+    chosen, why = _validation(config, many)
+    assert chosen.validation == "split" and f"over {CV_PER_CLASS}" in why
+    assert _validation(FinetuneConfig(model=IMAGE_MODEL, data="digits", head="mlp"), few)[0].validation == "split"

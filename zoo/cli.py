@@ -166,7 +166,7 @@ def _unfreeze(value: str) -> int | str:
 @click.option("--validation", type=click.Choice(["auto", "cv", "split"]), default=_default("validation"),
               show_default=True, help="cv: cut, head and depth chosen by cross-validation on every labelled example, "
                                       "then fitted on all; split: a validation split and early stopping; auto: cv up "
-                                      "to 1000 labelled examples.")
+                                      "to 25 labelled examples per class (and 2000 in all).")
 @click.option("--cut", default=_default("cut"), show_default=True,
               help="Where the embedding is taken: auto (chosen by cross-validation), all (every feature joined), "
                    "a feature of the card, or several joined by '+'.")

@@ -29,9 +29,9 @@ class FinetuneConfig:
     # None: 0.2 when a validation split is used (giving it, or --val, asks for one)
     val_split: float | None = None
     per_class: int | None = None
-    # "auto": "cv" up to zoo.train.selection.CV_LIMIT labelled examples (cut and head chosen by
-    # cross-validation on all of them, then fitted on all), "split" above (a validation split,
-    # early stopping, rollback to the best epoch)
+    # "auto": "cv" up to zoo.train.selection.CV_PER_CLASS labelled examples per class (cut and
+    # head chosen by cross-validation on all of them, then fitted on all), "split" above (a
+    # validation split, early stopping, rollback to the best epoch)
     validation: str = "auto"
     # where the embedding is taken: "auto" (cv: chosen by cross-validation among the card's
     # embedding, its features and all of them joined; split: the card's embedding), "all", a

@@ -230,9 +230,10 @@ def _validation(config: Any, splits: Any) -> tuple[Any, str]:
     """``validation="auto"`` decided from the data, and the line that says why."""
     from dataclasses import replace
 
-    from zoo.train.selection import CV_LIMIT
+    from zoo.train.selection import CV_LIMIT, CV_PER_CLASS
 
     labelled = len(splits.train) + len(splits.val)
+    per_class = labelled / max(1, len(splits.classes))
     smallest = min(c for c in {**splits.train.counts()}.values())
     if config.validation == "cv":
         if smallest < 2:
@@ -247,14 +248,17 @@ def _validation(config: Any, splits: Any) -> tuple[Any, str]:
         reason = f"{' and '.join(asked)} given"
     elif config.head != "linear":
         reason = f"--head {config.head} trains by epochs"
+    elif per_class > CV_PER_CLASS:
+        reason = (f"{per_class:.0f} labelled examples per class (over {CV_PER_CLASS}): a validation split is "
+                  f"large enough")
     elif labelled > CV_LIMIT:
-        reason = f"{labelled} labelled examples (over {CV_LIMIT}): a validation split is large enough"
+        reason = f"{labelled} labelled examples (over {CV_LIMIT}): cross-validating every cut would be slow"
     elif min(counts) < 2:
         reason = "a class has a single labelled example, which no fold can both train on and test"
     else:
         return (replace(config, validation="cv"),
-                f"validation: cross-validation on all {labelled} labelled examples (small data: at most {CV_LIMIT}); "
-                f"every example is trained on")
+                f"validation: cross-validation on all {labelled} labelled examples (small data: at most "
+                f"{CV_PER_CLASS} per class); every example is trained on")
     return replace(config, validation="split"), f"validation: a held-out split ({reason})"
 
 
