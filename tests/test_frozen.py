@@ -350,12 +350,13 @@ def test_without_onnxruntime_the_main_job_runs_on_pytorch_and_says_why(tmp_path)
 
 def test_the_run_records_its_engine_and_the_cache_is_shared_across_engines(tmp_path):
     data = write_digit_folder(tmp_path / "digits", dark_ink=False)
-    first = zoo.finetune(IMAGE, str(data), out=tmp_path / "a", head_epochs=5, progress=False, log=lambda _: None)
+    first = zoo.finetune(IMAGE, str(data), out=tmp_path / "a", head_epochs=5, val_split=0.25, progress=False,
+                         log=lambda _: None)
     recorded = json.loads((first.dir / "config.json").read_text())["frozen_pass"]
     assert recorded["train"]["engine"] == "onnxruntime" and recorded["train"]["cache"] == "computed"
     assert recorded["train"]["validation"]["passed"] and recorded["train"]["validation"]["max_abs_diff"] < 1e-4
-    second = zoo.finetune(IMAGE, str(data), out=tmp_path / "b", head_epochs=5, engine="torch", progress=False,
-                          log=lambda _: None)
+    second = zoo.finetune(IMAGE, str(data), out=tmp_path / "b", head_epochs=5, val_split=0.25, engine="torch",
+                          progress=False, log=lambda _: None)
     again = json.loads((second.dir / "config.json").read_text())["frozen_pass"]
     assert again["train"]["cache"] == "hit" and again["train"]["engine"] == "onnxruntime"  # made by, not used now
     assert second.metrics["val"]["accuracy"] == first.metrics["val"]["accuracy"]
