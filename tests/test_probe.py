@@ -48,11 +48,11 @@ def test_probe_ranks_every_cut_point_of_a_real_backbone(tmp_path):
     data = write_digit_folder(tmp_path / "digits", dark_ink=True)
     report = zoo.probe(["efficientnet_lite0"], data, out=tmp_path / "probe", log=lambda _: None)
     card = zoo.get_card("efficientnet_lite0")
-    assert {r.layer for r in report.rows} == {card.embedding.node, *card.features}
+    assert {r.layer for r in report.rows} == {card.embedding.node, *card.features, "all"}
     assert [r.log_loss for r in report.rows] == sorted(r.log_loss for r in report.rows)
     assert report.best.accuracy >= 0.8 and report.labelled == 24 and report.folds == 5
     dims = {r.layer: r.dim for r in report.rows}
-    assert dims == {card.embedding.node: 1280, **card.features}
+    assert dims == {card.embedding.node: 1280, **card.features, "all": 1280 + sum(card.features.values())}
     stored = json.loads((tmp_path / "probe" / "probe.json").read_text())
     assert stored["best"]["layer"] == report.best.layer and len(stored["rows"]) == len(report.rows)
     assert (tmp_path / "probe" / "probe.png").read_bytes()[:4] == b"\x89PNG"

@@ -35,7 +35,7 @@ class ProbeRow:
     """One (backbone, layer)."""
 
     model: str
-    layer: str  # the card's embedding node, or a feature name
+    layer: str  # the card's embedding node, a feature name, or "all" (every one joined: --cut all)
     dim: int
     accuracy: float  # cross-validated
     accuracy_std: float
@@ -151,7 +151,7 @@ def probe(
     registry_files: Sequence[str | Path] = (),
     log: Callable[[str], None] | None = None,
 ) -> ProbeReport:
-    """Probe every cut candidate (the embedding and the card's ``features``) of each backbone on
+    """Probe every cut candidate (the embedding, the card's ``features`` and all of them joined) of each backbone on
     ``data`` and rank them by cross-validated log-loss; writes ``probe.json`` and ``probe.png`` to
     ``out`` when given.
 
@@ -199,6 +199,13 @@ def probe(
             say(f"skipped {card.name}: {str(exc).splitlines()[0]}")
             continue
         passes[card.name] = record
+        from zoo.probing.cuts import ALL, candidates, joined
+
+        every = candidates(card)[-1]
+        if len(every) > 1:  # the layers joined: one more candidate, from the same features
+            train = {name: x for name, (x, _) in features.items()}
+            test = {name: x_test for name, (_, x_test) in features.items()}
+            features[ALL] = (joined(train, every), joined(test, every) if held_out is not None else None)
         for layer, (x, x_test) in features.items():
             rows.append(_probe_layer(card, layer, x, y, x_test, held_out, seed=seed, where=str(data),
                                      class_weight=weight))
@@ -282,7 +289,7 @@ def _plot(report: ProbeReport, cards: Sequence[Any], path: Path) -> None:
         mine = [r for r in report.rows if r.model == card.name]
         if not mine:
             continue
-        order = {name: i for i, name in enumerate([*card.features, card.embedding.node])}
+        order = {name: i for i, name in enumerate([*card.features, card.embedding.node, "all"])}
         mine.sort(key=lambda r: order.get(r.layer, len(order)))
         axes.errorbar([r.layer for r in mine], [r.accuracy for r in mine], yerr=[r.accuracy_std for r in mine],
                       marker="o", capsize=3, label=card.name)

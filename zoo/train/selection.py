@@ -25,8 +25,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from zoo.errors import InputError
+from zoo.probing.cuts import ALL, candidates, joined
 
-__all__ = ["Selection", "select_cut", "candidates", "parse_cut", "CV_PER_CLASS", "CV_LIMIT", "ALL"]
+__all__ = ["Selection", "select_cut", "candidates", "joined", "parse_cut", "CV_PER_CLASS", "CV_LIMIT", "ALL"]
 
 #: ``--validation auto`` cross-validates when there are at most this many labelled examples per
 #: class (on average); above, a validation split of a fifth is large enough to judge by. Measured
@@ -38,18 +39,6 @@ CV_PER_CLASS = 25
 #: ... and at most this many in all: the nested cross-validation of every candidate grows with
 #: the data (on 2 cores, 100 examples about 10 s, 500 about 70 s, 1,000 about 130 s).
 CV_LIMIT = 2000
-#: ``--cut`` value for every candidate layer joined.
-ALL = "all"
-
-
-def candidates(card: Any) -> list[tuple[str, ...]]:
-    """The cuts tried: the card's embedding, each feature, and (with any feature) all joined,
-    input to output."""
-    layers = [name for name in card.features if name != card.embedding.node]
-    singles = [(card.embedding.node,), *[(name,) for name in layers]]
-    return singles + ([(*layers, card.embedding.node)] if layers else [])
-
-
 def parse_cut(card: Any, cut: str) -> tuple[str, ...] | None:
     """``--cut``: ``auto`` (None: choose), ``all``, a layer, or layers joined by ``+``."""
     if cut == "auto":
@@ -104,15 +93,6 @@ class Selection:
                  f"{r['accuracy']:.3f} +- {r['accuracy_std']:.3f}", f"{r['macro_f1']:.3f}", f"{r['log_loss']:.3f}",
                  f"{r['C']:g}", "<-" if tuple(r["cut"]) == self.cut else ""] for r in self.rows]
         return table(["cut", "dim", "cv accuracy", "macro-F1", "log-loss", "C", ""], rows)
-
-
-def joined(features: dict[str, Any], cut: Sequence[str]) -> Any:
-    """The cut's embedding (numpy) from per-layer pooled features: :func:`zoo.backbone.join_cut`."""
-    import torch
-
-    from zoo.backbone import join_cut
-
-    return join_cut([torch.from_numpy(features[name]) for name in cut]).numpy()
 
 
 def select_cut(card: Any, labelled: Any, held_out: Any, *, cut: tuple[str, ...] | None, seed: int,
