@@ -176,3 +176,53 @@ def test_text_fewshot_exports_int8_checked_on_its_support_set(tmp_path):
     (folder / "fewshot.json").unlink()  # neither a run nor a few-shot folder any more
     with pytest.raises(ZooError, match="neither a zoo run"):
         export(folder, log=lambda _: None)
+
+
+def test_zero_shot_from_label_names_saves_predicts_and_exports_like_a_fewshot_folder(tmp_path):
+    from zoo.embed import zero_shot
+
+    labels = tmp_path / "labels.txt"
+    labels.write_text("# topics\nsport\npolitics: parliament, elections and government\ncooking: recipes and food\n",
+                      encoding="utf-8")
+    classifier = zero_shot(TEXT_MODEL, labels)
+    assert classifier.zero_shot and classifier.classes == ("sport", "politics", "cooking")
+    texts = ["the striker scored twice in the second half", "parliament passed the budget after a long debate",
+             "bake the bread for twenty minutes"]
+    assert [p.label for p in classifier.predict(texts)] == ["sport", "politics", "cooking"]
+    folder = classifier.save(tmp_path / "zs")
+    meta = json.loads((folder / "fewshot.json").read_text())
+    assert meta["support"]["zero_shot"]["labels"]["politics"] == "parliament, elections and government"
+    assert meta["counts"] == [0, 0, 0] and len(meta["support"]["zero_shot"]["templates"]) == 3
+    again = load_fewshot(folder)
+    np.testing.assert_allclose(again.prototypes, classifier.prototypes)
+    assert [p.label for p in again.predict(texts)] == ["sport", "politics", "cooking"]
+    # the prototypes are the normalised mean of the embedded prompts
+    import zoo
+
+    model = zoo.load(TEXT_MODEL)
+    prompts = model.embed(["sport", "a text about sport.", "this text is about sport."]).numpy()
+    prompts /= np.linalg.norm(prompts, axis=1, keepdims=True)
+    mean = prompts.mean(0)
+    np.testing.assert_allclose(classifier.prototypes[0], mean / np.linalg.norm(mean), atol=1e-5)
+    pytest.importorskip("onnxruntime")
+    exported = run_zoo("export", str(folder), timeout=300)
+    assert exported.returncode == 0, exported.stderr
+    predicted = run_zoo("predict", str(folder / "model.onnx"), texts[0], "--json")
+    assert predicted.returncode == 0, predicted.stderr
+    assert json.loads(predicted.stdout)["predictions"][0]["predictions"][0]["label"] == "sport"
+
+
+def test_zero_shot_bad_input_is_one_line_each(tmp_path):
+    cases = [
+        (["--labels", "sport,,politics"], "label 2 is empty"),
+        (["--labels", "sport,politics,sport"], "given twice"),
+        (["--labels", "sport"], "at least two"),
+        (["--labels", "sport,politics", "--template", "about sports"], "exactly one '{}'"),
+    ]
+    for args, message in cases:
+        result = run_zoo("fewshot", TEXT_MODEL, *args, "--out", str(tmp_path / "x"))
+        assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr, args
+    image = run_zoo("fewshot", "efficientnet_lite0", "--labels", "cat,dog", "--out", str(tmp_path / "y"))
+    assert image.returncode == 1 and "text encoder" in image.stderr and "Traceback" not in image.stderr
+    both = run_zoo("fewshot", TEXT_MODEL, "--labels", "a,b", "--support", "digits")
+    assert both.returncode == 2 and "not both" in both.stderr

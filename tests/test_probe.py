@@ -123,3 +123,13 @@ def test_an_imbalanced_set_is_probed_with_balanced_class_weights(tmp_path):
     assert report.class_weight == "balanced" and any("balanced class weights" in line for line in lines)
     plain = zoo.probe(["efficientnet_lite0"], str(data), class_weight="none", log=lambda _: None)
     assert plain.class_weight is None
+
+
+def test_two_examples_per_class_are_cross_validated_with_a_fixed_strength():
+    from zoo.probing.linear import UNTUNED_C
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(5), 2)
+    x = rng.normal(size=(10, 16)) + 3 * np.eye(5)[y] @ rng.normal(size=(5, 16))
+    score = cross_validate(x, y)  # each outer fold trains on one example per class: no inner folds
+    assert score.folds == 2 and score.C == UNTUNED_C and 0 <= score.accuracy <= 1

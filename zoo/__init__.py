@@ -38,7 +38,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from zoo.hookspecs import hookimpl
     from zoo.registry import Registry
     from zoo.schema import Field
-    from zoo.embed import FewShot, Searcher, VectorStore, delete_items, embed_dataset, fewshot, load_fewshot, search
+    from zoo.embed import (FewShot, Searcher, VectorStore, delete_items, embed_dataset, fewshot, load_fewshot, search,
+                           zero_shot)
     from zoo.probing import ProbeReport, probe
 
 _LAZY = {
@@ -76,6 +77,7 @@ _LAZY = {
     "Searcher": "zoo.embed",
     "VectorStore": "zoo.embed",
     "fewshot": "zoo.embed",
+    "zero_shot": "zoo.embed",
     "FewShot": "zoo.embed",
     "load_fewshot": "zoo.embed",
     "probe": "zoo.probing",

@@ -346,6 +346,11 @@ def search_cmd(query: str, db: str, table: str | None, k: int, exact: bool, devi
 @click.argument("model")
 @click.argument("inputs", nargs=-1)
 @click.option("--support", help="Labelled examples (class folders, CSV/JSONL manifest, digits): builds the classifier.")
+@click.option("--labels", help="Zero-shot, no examples: label names ('sport,politics,...') or a file of one label per "
+                               "line ('label: description' embeds the description).")
+@click.option("--template", "templates", multiple=True,
+              help="With --labels: a prompt with {} for the label (repeat to average several; default: '{}', "
+                   "'a text about {}.', 'this text is about {}.').")
 @click.option("--out", type=click.Path(file_okay=False), help="Where to save it (default: fewshot/MODEL-TIME).")
 @click.option("--predict", is_flag=True, help="Classify the INPUTS after it: image files or folders, or texts.")
 @click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True)
@@ -355,28 +360,38 @@ def search_cmd(query: str, db: str, table: str | None, k: int, exact: bool, devi
               help="Frozen pass: auto (onnxruntime on CPU, checked against PyTorch; PyTorch on CUDA), torch, onnxruntime.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.pass_context
-def fewshot_cmd(ctx: click.Context, model: str, inputs: tuple[str, ...], support: str | None, out: str | None,
-                predict: bool, top_k: int, skip_bad: bool, device: str | None, engine: str, as_json: bool) -> None:
-    """A nearest-centroid classifier from a few labelled examples per class, without training.
+def fewshot_cmd(ctx: click.Context, model: str, inputs: tuple[str, ...], support: str | None, labels: str | None,
+                templates: tuple[str, ...], out: str | None, predict: bool, top_k: int, skip_bad: bool,
+                device: str | None, engine: str, as_json: bool) -> None:
+    """A nearest-centroid classifier from a few labelled examples per class (--support), or from
+    the label names alone (--labels, zero-shot), without training.
 
-    MODEL is a model name (with --support) or a saved classifier folder (to --predict with it).
+    MODEL is a model name (with --support or --labels) or a saved classifier folder (to --predict with it).
     """
-    from zoo.embed.prototypes import default_folder, expand_inputs, fewshot, load_fewshot
+    from zoo.embed.prototypes import TEMPLATES, default_folder, expand_inputs, fewshot, load_fewshot, zero_shot
     from zoo.render import table as table_text
 
     if inputs and not predict:
         raise click.UsageError("put --predict before the inputs to classify")
     if predict and not inputs:
         raise click.UsageError("give the inputs to classify after --predict")
+    if support is not None and labels is not None:
+        raise click.UsageError("give --support (examples) or --labels (zero-shot), not both")
+    if templates and labels is None:
+        raise click.UsageError("--template goes with --labels")
     if support is not None:
         classifier = fewshot(model, support, skip_bad=skip_bad, device=device, engine=engine, progress=not as_json,
                              registry_files=_registries(ctx))
         classifier.save(out or default_folder(classifier.model))
+    elif labels is not None:
+        classifier = zero_shot(model, labels, templates=templates or TEMPLATES, engine=engine,
+                               registry_files=_registries(ctx))
+        classifier.save(out or default_folder(classifier.model))
     elif os.path.isdir(model):
         classifier = load_fewshot(model, engine=engine)
     else:
-        raise click.UsageError(f"give --support DATA to build a classifier for {model!r}, or the folder of a "
-                               f"saved classifier")
+        raise click.UsageError(f"give --support DATA (or --labels NAMES) to build a classifier for {model!r}, or "
+                               f"the folder of a saved classifier")
     predictions = classifier.predict(expand_inputs(inputs, classifier.modality), top_k=top_k) if predict else []
     if as_json:
         _echo_json({"classifier": str(classifier.path), "model": classifier.model, "classes": list(classifier.classes),
@@ -386,6 +401,9 @@ def fewshot_cmd(ctx: click.Context, model: str, inputs: tuple[str, ...], support
     if support is not None:
         click.echo(f"saved a few-shot classifier to {classifier.path}: {len(classifier.classes)} classes from "
                    f"{sum(classifier.counts)} examples ({classifier.model})")
+    elif labels is not None:
+        click.echo(f"saved a zero-shot classifier to {classifier.path}: {len(classifier.classes)} classes from their "
+                   f"names ({classifier.model})")
     if predictions:
         rows = [[_short(p.input), p.label, f"{p.top[0][1]:.3f}",
                  ", ".join(f"{label} {prob:.3f}" for label, prob in p.top[1:]) or "-"] for p in predictions]

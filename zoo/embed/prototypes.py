@@ -28,7 +28,8 @@ from typing import Any
 from zoo.errors import InputError, ZooError
 from zoo.runtime import Prediction  # the same shape as `zoo predict` predictions: one class
 
-__all__ = ["FewShot", "Prediction", "fewshot", "load_fewshot", "expand_inputs", "default_folder", "SCALE"]
+__all__ = ["FewShot", "Prediction", "fewshot", "zero_shot", "parse_labels", "load_fewshot", "expand_inputs",
+           "default_folder", "SCALE", "TEMPLATES"]
 
 #: Softmax temperature on cosine similarities (as in cosine-classifier few-shot work: 10 to 30).
 SCALE = 10.0
@@ -58,7 +59,14 @@ class FewShot:
             raise ZooError(f"{len(self.classes)} classes but {self.prototypes.shape[0]} prototypes")
 
     def __repr__(self) -> str:
+        if self.zero_shot:
+            return f"<FewShot {self.model}: {len(self.classes)} classes from their names (zero-shot)>"
         return f"<FewShot {self.model}: {len(self.classes)} classes from {sum(self.counts)} examples>"
+
+    @property
+    def zero_shot(self) -> bool:
+        """Built from label names alone (:func:`zero_shot`), no labelled example."""
+        return "zero_shot" in self.support
 
     # ----------------------------------------------------------------- building
 
@@ -247,6 +255,90 @@ def fewshot(model: str, support: str | Path, *, skip_bad: bool = False, batch_si
         classifier._backbone = backbone.use_engine(frozen.made)
     elif chosen.type == "cpu" and engine == "torch":
         classifier._backbone = backbone
+    return classifier
+
+
+#: Prompts a label name is embedded in by default (their embeddings are averaged), kept generic
+#: rather than fitted to one corpus. On all of BBC News (first 64 words, 2,109 texts, the folder
+#: names as labels) the bare name gave 0.757, "a text about {}." 0.797, these three 0.800, and the
+#: corpus-specific "a news article about {}." 0.817: a user who knows the domain should say so
+#: with --template.
+TEMPLATES = ("{}", "a text about {}.", "this text is about {}.")
+
+
+def parse_labels(labels: str | Path | Sequence[str]) -> dict[str, str]:
+    """``{label: text to embed}`` from a comma-separated string, a file of one label per line
+    (``label: description`` lines give a description to embed instead of the name), or a list.
+    Empty or duplicate names are an error naming them."""
+    if isinstance(labels, (str, Path)) and Path(labels).is_file():
+        where = str(labels)
+        try:
+            lines = Path(labels).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"{where}: cannot read the label file ({exc}); give UTF-8 text, one label per line")
+        entries = [(n, line) for n, line in enumerate(lines, start=1) if line.strip() and not line.lstrip().startswith("#")]
+    else:
+        where = "--labels"
+        parts = labels.split(",") if isinstance(labels, str) else list(labels)
+        entries = list(enumerate(parts, start=1))
+    found: dict[str, str] = {}
+    for n, entry in entries:
+        name, _, description = str(entry).partition(":")
+        name, description = name.strip(), description.strip()
+        if not name:
+            raise InputError(f"{where}: label {n} is empty; give a name for every label (e.g. 'sport, politics')")
+        if name in found:
+            raise InputError(f"{where}: the label {name!r} is given twice; each label once")
+        found[name] = description or name
+    if len(found) < 2:
+        raise InputError(f"{where}: {len(found)} label given; a classifier needs at least two")
+    return found
+
+
+def _check_templates(templates: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(templates, str):
+        templates = [templates]
+    checked = tuple(templates)
+    if not checked:
+        raise InputError("give at least one --template")
+    for template in checked:
+        if template.count("{}") != 1:
+            raise InputError(f"--template {template!r} needs exactly one '{{}}' where the label goes, "
+                             f"e.g. 'a text about {{}}'")
+    return checked
+
+
+def zero_shot(model: str, labels: str | Path | Sequence[str], *, templates: Sequence[str] = TEMPLATES,
+              engine: str = "auto", registry_files: Sequence[str | Path] = ()) -> FewShot:
+    """A classifier from label names alone: each class's prototype is the normalised mean of the
+    embedded prompts (``templates`` with the label's name or description in them), so an input
+    goes to the label its embedding is closest to. It saves, predicts and exports exactly like a
+    :func:`fewshot` classifier. Needs a model that embeds text in the space of its inputs: a text
+    encoder for texts (a text-image model would do it for images; none is in the catalogue yet)."""
+    import numpy as np
+
+    from zoo.embed.ingest import embedder_identity, normalize
+    from zoo.loading import load
+    from zoo.pulling import pull, resolve_card
+
+    card = resolve_card(model, registry_files)
+    if card.modality != "text":
+        raise InputError(f"model {card.name!r} embeds {card.modality}s, not texts, so label names cannot be "
+                         f"compared with its inputs; zero-shot needs a text encoder (zoo list --modality text)")
+    names = parse_labels(labels)
+    chosen = _check_templates(templates)
+    fetched = pull(card, quiet=True)
+    backbone = load(card, engine=engine)
+    prototypes = []
+    for text in names.values():
+        prompts = [template.replace("{}", text) for template in chosen]
+        prototypes.append(normalize(backbone.embed(prompts).float().cpu().numpy()).mean(axis=0))
+    classifier = FewShot(model=card.name, revision=fetched.resolved or fetched.revision,
+                         embedder=embedder_identity(card, fetched), modality=card.modality,
+                         input={k: v for k, v in asdict(card.input).items() if v is not None},
+                         classes=list(names), prototypes=normalize(np.stack(prototypes)), counts=[0] * len(names),
+                         support={"zero_shot": {"labels": names, "templates": list(chosen)}}, engine=engine)
+    classifier._backbone = backbone
     return classifier
 
 

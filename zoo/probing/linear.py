@@ -22,6 +22,8 @@ __all__ = ["CVScore", "cross_validate", "fit_probe", "C_GRID", "folds_for", "MET
 #: Inverse regularisation strengths tried inside each fold (log-spaced; weak regularisation wins
 #: on few examples of good features: C=100 on digits with 10 labels per class, issue 11).
 C_GRID = (0.1, 1.0, 10.0, 100.0, 1000.0)
+#: The strength used where no inner fold can choose one (the middle of the grid).
+UNTUNED_C = 10.0
 #: What the regularisation is chosen for inside the folds (``--metric``), as scikit-learn scorers.
 METRICS = {"accuracy": "accuracy", "macro_f1": "f1_macro"}
 #: Below this many examples the outer folds are repeated (3 shuffles) to steady the estimate.
@@ -99,12 +101,16 @@ def _normalise(features: Any) -> Any:
 
 
 def _inner_model(labels: Any, seed: int, class_weight: str | None, metric: str = "accuracy") -> Any:
-    """A LogisticRegressionCV choosing C on its own training data by stratified folds."""
+    """A LogisticRegressionCV choosing C on its own training data by stratified folds; with one
+    example of every class (an outer fold of a set of 2 per class) no inner fold can be made, and
+    C is :data:`UNTUNED_C`."""
     import numpy as np
-    from sklearn.linear_model import LogisticRegressionCV
+    from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
     from sklearn.model_selection import StratifiedKFold
 
     counts = np.bincount(labels)
+    if int(counts.max()) < 2:
+        return LogisticRegression(C=UNTUNED_C, max_iter=5000, class_weight=class_weight)
     smallest = int(counts[counts > 0].min())
     inner = StratifiedKFold(n_splits=max(2, min(3, smallest)), shuffle=True, random_state=seed)
     return LogisticRegressionCV(Cs=list(C_GRID), cv=inner, max_iter=5000, class_weight=class_weight,
@@ -152,7 +158,7 @@ def cross_validate(features: Any, labels: Sequence[int], *, seed: int = 0, class
             accuracies.append(accuracy_score(y[test], predicted))
             f1s.append(f1_score(y[test], predicted, average="macro", labels=classes, zero_division=0))
             losses.append(log_loss(y[test], probabilities, labels=classes))
-            chosen[float(model.C_[0])] += 1
+            chosen[float(model.C_[0] if hasattr(model, "C_") else model.C)] += 1
     best_c = max(sorted(chosen), key=lambda c: chosen[c])
     return CVScore(accuracy=float(np.mean(accuracies)), accuracy_std=float(np.std(accuracies)),
                    macro_f1=float(np.mean(f1s)), log_loss=float(np.mean(losses)), C=best_c, folds=k,

@@ -20,8 +20,7 @@ PIXELS = 16
 #: Above this many labelled examples the baseline is fitted on a stratified sample of this size
 #: (seeded): it is a yardstick, and its nested cross-validation grows with the data.
 LIMIT = 3000
-#: The regularisation when folds cannot choose one (the middle of the probe's grid).
-UNTUNED_C = 10.0
+
 
 
 def _pixels(items: Sequence[Any]) -> Any:
@@ -50,7 +49,7 @@ def baseline(modality: str, labelled: Any, held_out: dict[str, Any] | None = Non
 
     import numpy as np
 
-    from zoo.probing.linear import cross_validate, fit_probe
+    from zoo.probing.linear import UNTUNED_C, cross_validate, fit_probe
 
     started = time.perf_counter()
     sampled = len(labelled) > LIMIT

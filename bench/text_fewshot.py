@@ -1,0 +1,114 @@
+"""Text with few or no labels on BBC News: zero-shot, linear models on frozen embeddings, zoo's head,
+and label-aware rules, at 0, 2, 5, 10 and 20 labels per class.
+
+Data as bench/finetune_text.py (the first 64 words of each distinct BBC News article, 5 topics);
+for each seed, per class, N labelled texts and 100 test texts (the same test texts for every N
+of a seed). Model: all-minilm-l6-v2-offline. Methods, side by side on the same split:
+
+- zero-shot: ``zoo.zero_shot(model, "business,entertainment,politics,sport,tech")`` with the
+  default templates (no labelled text at all; the same at every N);
+- tuned LR: scikit-learn GridSearchCV over C in 10^-3..10^3 (13 values, k = min(5, N) stratified
+  folds) on the frozen embeddings, fitted on all N per class;
+- zoo head: ``zoo.finetune(model, train.csv, test=test.csv, unfreeze=0)``: the cross-validated,
+  L2-normalised logistic regression on all labelled texts (issue 11);
+- label-aware rules (issue 12, measured here to choose one): "prompts as examples" (the zero-shot
+  prototypes added to the labelled set as one more example per class, then zoo's cross-validated
+  regression) and "prior mix" (the mean of zero-shot's and the regression's probabilities).
+
+    python bench/text_fewshot.py [--seeds 0 1 2 3 4] [--sizes 2 5 10 20]
+
+Prints one line per (seed, N) and a table of mean and worst test accuracy per method and N.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+MODEL = "all-minilm-l6-v2-offline"
+LABELS = "business,entertainment,politics,sports,tech"  # the corpus's folder names, as a user would give them
+
+
+def tuned_lr(x, y, x_test):
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+
+    k = min(5, int(np.bincount(y).min()))
+    search = GridSearchCV(LogisticRegression(max_iter=5000), {"C": np.logspace(-3, 3, 13)},
+                          cv=StratifiedKFold(k, shuffle=True, random_state=0))
+    search.fit(x, y)
+    return search.predict_proba(x_test)
+
+
+def main() -> None:
+    import numpy as np
+
+    import zoo
+    from finetune_text import load_bbc_news, write_csv
+    from zoo.probing.linear import cross_validate, fit_probe
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[2, 5, 10, 20])
+    args = parser.parse_args()
+    rows, _ = load_bbc_news(64)
+    classes = sorted({label for _, label in rows})
+    texts = [t for t, _ in rows]
+    labels = np.array([classes.index(y) for _, y in rows])
+    home = tempfile.mkdtemp()
+    os.environ.setdefault("ZOO_HOME", home)
+    model = zoo.load(MODEL, engine="auto")
+    x_all = model.embed(texts).numpy()
+    zs = zoo.zero_shot(MODEL, LABELS)
+    order = [zs.classes.index(c) for c in classes]
+    zs_probabilities = zs.probabilities(x_all)[:, order]
+    prompts = zs.prototypes[order]
+    results: dict[tuple[str, int], list[float]] = {}
+
+    def record(method: str, n: int, probabilities, test) -> float:
+        accuracy = float((probabilities.argmax(1) == labels[test]).mean())
+        results.setdefault((method, n), []).append(accuracy)
+        return accuracy
+
+    for seed in args.seeds:
+        rng = np.random.default_rng(seed)
+        by_class = {c: rng.permutation(np.flatnonzero(labels == c)) for c in range(len(classes))}
+        test = np.concatenate([idx[:100] for idx in by_class.values()])
+        record("zero-shot", 0, zs_probabilities[test], test)
+        for n in args.sizes:
+            train = np.concatenate([idx[100:100 + n] for idx in by_class.values()])
+            x, y, x_test = x_all[train], labels[train], x_all[test]
+            line = [f"seed {seed} N={n}: zero-shot {results[('zero-shot', 0)][-1]:.3f}"]
+            line.append(f"tuned LR {record('tuned LR', n, tuned_lr(x, y, x_test), test):.3f}")
+            folder = Path(home) / f"runs-{seed}-{n}"
+            folder.mkdir()
+            train_csv = write_csv(folder / "train.csv", [(texts[i], classes[labels[i]]) for i in train])
+            test_csv = write_csv(folder / "test.csv", [(texts[i], classes[labels[i]]) for i in test])
+            run = zoo.finetune(MODEL, str(train_csv), test=str(test_csv), unfreeze=0, seed=seed, out=folder / "zoo",
+                               progress=False, log=lambda _: None)
+            results.setdefault(("zoo head", n), []).append(run.test_accuracy)
+            line.append(f"zoo head {run.test_accuracy:.3f}")
+            # label-aware: the label prompts as one more example per class
+            x_aware = np.vstack([x, prompts])
+            y_aware = np.concatenate([y, np.arange(len(classes))])
+            score = cross_validate(x_aware, y_aware, seed=seed)
+            aware = fit_probe(x_aware, y_aware, score.C)
+            line.append(f"prompts as examples {record('prompts as examples', n, aware.predict_proba(x_test), test):.3f}")
+            plain = fit_probe(x, y, cross_validate(x, y, seed=seed).C)
+            mixed = 0.5 * plain.predict_proba(x_test) + 0.5 * zs_probabilities[test]
+            line.append(f"prior mix {record('prior mix', n, mixed, test):.3f}")
+            print(" | ".join(line), flush=True)
+    print("\nmethod                 N   mean    worst")
+    for (method, n), values in sorted(results.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        print(f"{method:<22} {n:>2}  {statistics.mean(values):.4f}  {min(values):.4f}")
+
+
+if __name__ == "__main__":
+    main()
