@@ -9,11 +9,15 @@ of a seed). Model: all-minilm-l6-v2-offline. Methods, side by side on the same s
   default templates (no labelled text at all; the same at every N);
 - tuned LR: scikit-learn GridSearchCV over C in 10^-3..10^3 (13 values, k = min(5, N) stratified
   folds) on the frozen embeddings, fitted on all N per class;
-- zoo head: ``zoo.finetune(model, train.csv, test=test.csv, unfreeze=0)``: the cross-validated,
-  L2-normalised logistic regression on all labelled texts (issue 11);
-- label-aware rules (issue 12, measured here to choose one): "prompts as examples" (the zero-shot
+- zoo head (no prior): ``zoo.finetune(model, train.csv, test=test.csv, unfreeze=0,
+  label_prior="none")``: the cross-validated, L2-normalised logistic regression on all labelled
+  texts (issue 11);
+- zoo default (label prior): the same with ``label_prior="auto"``: the head mixed with the class
+  names' zero-shot classifier, the weight chosen on folds (zoo.train.prior);
+- other label-aware rules, measured to choose one: "prompts as examples" (the zero-shot
   prototypes added to the labelled set as one more example per class, then zoo's cross-validated
-  regression) and "prior mix" (the mean of zero-shot's and the regression's probabilities).
+  regression) and "prior mix" (a fixed half-and-half mean of zero-shot's and the regression's
+  probabilities).
 
     python bench/text_fewshot.py [--seeds 0 1 2 3 4] [--sizes 2 5 10 20]
 
@@ -91,10 +95,12 @@ def main() -> None:
             folder.mkdir()
             train_csv = write_csv(folder / "train.csv", [(texts[i], classes[labels[i]]) for i in train])
             test_csv = write_csv(folder / "test.csv", [(texts[i], classes[labels[i]]) for i in test])
-            run = zoo.finetune(MODEL, str(train_csv), test=str(test_csv), unfreeze=0, seed=seed, out=folder / "zoo",
-                               progress=False, log=lambda _: None)
-            results.setdefault(("zoo head", n), []).append(run.test_accuracy)
-            line.append(f"zoo head {run.test_accuracy:.3f}")
+            for method, prior in (("zoo head (no prior)", "none"), ("zoo default (label prior)", "auto")):
+                run = zoo.finetune(MODEL, str(train_csv), test=str(test_csv), unfreeze=0, seed=seed, label_prior=prior,
+                                   out=folder / f"zoo-{prior}", progress=False, log=lambda _: None)
+                results.setdefault((method, n), []).append(run.test_accuracy)
+                weight = (run.label_prior or {}).get("weight")
+                line.append(f"{method} {run.test_accuracy:.3f}" + (f" (w={weight:g})" if weight is not None else ""))
             # label-aware: the label prompts as one more example per class
             x_aware = np.vstack([x, prompts])
             y_aware = np.concatenate([y, np.arange(len(classes))])

@@ -274,3 +274,37 @@ def test_more_than_25_labels_per_class_get_a_validation_split():
     chosen, why = _validation(config, many)
     assert chosen.validation == "split" and f"over {CV_PER_CLASS}" in why
     assert _validation(FinetuneConfig(model=IMAGE_MODEL, data="digits", head="mlp"), few)[0].validation == "split"
+
+
+def test_a_text_run_mixes_in_the_label_names_with_a_weight_chosen_on_folds(text_csv, tmp_path):
+    from zoo.embed import zero_shot
+    from zoo.train.heads import LabelAwareHead
+    from zoo.train.prior import WEIGHTS
+
+    lines: list[str] = []
+    run = zoo.finetune(TEXT_MODEL, str(text_csv), out=tmp_path / "run", unfreeze=0, progress=False, log=lines.append)
+    prior = json.loads((run.dir / "prior.json").read_text())
+    assert prior["weight"] in WEIGHTS and run.label_prior["weight"] == prior["weight"]
+    assert [s["weight"] for s in prior["scores"]] == list(WEIGHTS)
+    chosen = min(prior["scores"], key=lambda s: (s["log_loss"], -s["accuracy"]))
+    assert chosen["weight"] == prior["weight"] and any("label names as a prior" in line for line in lines)
+    # weight 1 is zero-shot itself: its out-of-fold accuracy is zero-shot's on the labelled texts
+    from zoo.data import open_dataset
+
+    labelled = open_dataset(str(text_csv), modality="text")
+    classifier = zero_shot(TEXT_MODEL, {c: c for c in labelled.classes})
+    predicted = [p.label for p in classifier.predict([e.item for e in labelled.examples])]
+    accuracy = np.mean([p == labelled.classes[e.label] for p, e in zip(predicted, labelled.examples)])
+    alone = next(s for s in prior["scores"] if s["weight"] == 1.0)
+    assert alone["accuracy"] == pytest.approx(accuracy, abs=1e-9)
+    model = run.load_model()
+    assert isinstance(model.head, LabelAwareHead) and float(model.head.weight) == prior["weight"]
+    with torch.no_grad():
+        batch = model.backbone.preprocess([e.item for e in labelled.examples[:4]])
+        probabilities = torch.softmax(model(**batch), 1)
+    torch.testing.assert_close(probabilities.sum(1), torch.ones(4))
+    off = zoo.finetune(TEXT_MODEL, str(text_csv), out=tmp_path / "off", unfreeze=0, label_prior="none", **quiet())
+    assert off.label_prior is None and not (off.dir / "prior.json").exists()
+    pytest.importorskip("onnxruntime")
+    exported = run_zoo("export", str(run.dir), timeout=300)
+    assert exported.returncode == 0, exported.stderr

@@ -266,11 +266,14 @@ def fewshot(model: str, support: str | Path, *, skip_bad: bool = False, batch_si
 TEMPLATES = ("{}", "a text about {}.", "this text is about {}.")
 
 
-def parse_labels(labels: str | Path | Sequence[str]) -> dict[str, str]:
+def parse_labels(labels: str | Path | Sequence[str] | dict[str, str]) -> dict[str, str]:
     """``{label: text to embed}`` from a comma-separated string, a file of one label per line
-    (``label: description`` lines give a description to embed instead of the name), or a list.
-    Empty or duplicate names are an error naming them."""
-    if isinstance(labels, (str, Path)) and Path(labels).is_file():
+    (``label: description`` lines give a description to embed instead of the name), a list, or
+    such a dict itself (names taken as they are). Empty or duplicate names are an error naming them."""
+    if isinstance(labels, dict):
+        pairs = [(n, str(name).strip(), str(text).strip()) for n, (name, text) in enumerate(labels.items(), start=1)]
+        where = "the labels"
+    elif isinstance(labels, (str, Path)) and Path(labels).is_file():
         where = str(labels)
         try:
             lines = Path(labels).read_text(encoding="utf-8").splitlines()
@@ -281,10 +284,10 @@ def parse_labels(labels: str | Path | Sequence[str]) -> dict[str, str]:
         where = "--labels"
         parts = labels.split(",") if isinstance(labels, str) else list(labels)
         entries = list(enumerate(parts, start=1))
+    if not isinstance(labels, dict):
+        pairs = [(n, *(part.strip() for part in str(entry).partition(":")[::2])) for n, entry in entries]
     found: dict[str, str] = {}
-    for n, entry in entries:
-        name, _, description = str(entry).partition(":")
-        name, description = name.strip(), description.strip()
+    for n, name, description in pairs:
         if not name:
             raise InputError(f"{where}: label {n} is empty; give a name for every label (e.g. 'sport, politics')")
         if name in found:

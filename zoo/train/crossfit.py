@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from zoo.atomic import atomic_write_json
-from zoo.train.heads import NormalisedLinear
+from zoo.train.heads import LabelAwareHead, NormalisedLinear
 from zoo.train.recipe import Diverged, Score, Trainer, _append_jsonl, _epoch_line, _truncate_jsonl
 
 __all__ = ["CrossFit", "SCHEDULE_FOLDS"]
@@ -68,7 +68,8 @@ class CrossFit:
         probe = fit_probe(self.x[rows], self.y[rows], self.selection.C, class_weight=self.weight)
         weight, bias = probe.linear()
         fitted = NormalisedLinear.fitted(weight, bias).to(self.t.device)
-        self.t.model.head.load_state_dict(fitted.state_dict())
+        head = self.t.model.head
+        (head.head if isinstance(head, LabelAwareHead) else head).load_state_dict(fitted.state_dict())
 
     def _head_scores(self, index: np.ndarray) -> tuple[float, float]:
         """(loss, metric) of the current head on cached features of ``index``."""

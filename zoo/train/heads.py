@@ -9,7 +9,7 @@ from torch import nn
 
 from zoo.errors import ZooError
 
-__all__ = ["make_head", "HEADS", "NormalisedLinear"]
+__all__ = ["make_head", "HEADS", "NormalisedLinear", "LabelAwareHead"]
 
 HEADS = ("linear", "mlp")
 
@@ -34,6 +34,25 @@ class NormalisedLinear(nn.Module):
             head.linear.weight.copy_(torch.as_tensor(weight, dtype=torch.float32))
             head.linear.bias.copy_(torch.as_tensor(bias, dtype=torch.float32))
         return head
+
+
+class LabelAwareHead(nn.Module):
+    """A head mixed with the label names' zero-shot classifier (:mod:`zoo.train.prior`): its output
+    is ``log((1 - w) * softmax(head(x)) + w * softmax(scale * cos(x, prototypes)))``, so a softmax
+    over it (the exported probabilities) is the mixture itself. The prototypes and ``w`` are
+    buffers: saved with the head, never trained."""
+
+    def __init__(self, head: nn.Module, prototypes: Any, weight: float, scale: float) -> None:
+        super().__init__()
+        self.head = head
+        self.register_buffer("prototypes", torch.as_tensor(prototypes, dtype=torch.float32).clone())
+        self.register_buffer("weight", torch.tensor(float(weight)))
+        self.scale = float(scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        learned = torch.softmax(self.head(x).float(), dim=1)
+        prior = torch.softmax(self.scale * nn.functional.normalize(x.float(), dim=1) @ self.prototypes.T, dim=1)
+        return torch.log(((1 - self.weight) * learned + self.weight * prior).clamp_min(1e-12))
 
 
 def make_head(kind: str, in_dim: int, n_classes: int, *, hidden: int = 512, dropout: float = 0.2,

@@ -40,6 +40,7 @@ class Run:
     metrics: dict[str, Any] = field(default_factory=dict)
     best: dict[str, Any] | None = None
     cut: tuple[str, ...] | None = None  # where the embedding is taken, when not the card's cut point
+    label_prior: dict[str, Any] | None = None  # the head mixes in the class names' zero-shot classifier
 
     @property
     def test_accuracy(self) -> float | None:
@@ -67,6 +68,12 @@ class Run:
             head = m.get("cv", {}).get("head", {})
             lines.append(f"cut {'+'.join(m.get('cut', []))}: cross-validated accuracy {head.get('accuracy', 0):.3f} "
                          f"macro-F1 {head.get('macro_f1', 0):.3f} over {head.get('folds')} folds x {head.get('repeats')}")
+            prior = m.get("cv", {}).get("label_prior")
+            if prior:
+                chosen = next(s for s in prior["scores"] if s["weight"] == prior["weight"])
+                alone = next(s for s in prior["scores"] if s["weight"] == 1.0)
+                lines.append(f"label names as a prior, weight {prior['weight']:g}: cross-validated accuracy "
+                             f"{chosen['accuracy']:.3f} (zero-shot alone {alone['accuracy']:.3f})")
             schedule = m.get("cv", {}).get("schedule")
             if schedule:
                 lines.append(f"unfrozen layers {'kept' if schedule['kept'] else 'not kept'}: {schedule['unfrozen']:.3f} "
@@ -90,6 +97,11 @@ class Run:
         head = make_head(config.head, backbone.feature_dim, len(self.classes), hidden=config.hidden,
                          dropout=config.dropout, normalised=config.validation == "cv")
         backbone.body.load_state_dict(final["body"], strict=False)
+        if self.label_prior:
+            from zoo.train.heads import LabelAwareHead
+
+            head = LabelAwareHead(head, torch.zeros(len(self.classes), backbone.feature_dim),
+                                  self.label_prior["weight"], self.label_prior["scale"])
         head.load_state_dict(final["head"])
         model = Classifier(backbone, head).eval()
         return model.to(device) if device is not None else model
@@ -116,7 +128,8 @@ def open_run(run_dir: str | Path) -> Run:
     best_path = folder / "checkpoints" / "best.json"
     best = json.loads(best_path.read_text(encoding="utf-8")) if best_path.is_file() else None
     return Run(dir=folder, config=config["config"], classes=tuple(labels), history=tuple(history),
-               metrics=metrics, best=best, cut=tuple(config["cut"]) if config.get("cut") else None)
+               metrics=metrics, best=best, cut=tuple(config["cut"]) if config.get("cut") else None,
+               label_prior=config.get("label_prior"))
 
 
 def _default_dir(model: str) -> Path:
@@ -195,16 +208,21 @@ def finetune(
     say(f"fine-tuning {config.model} on {len(splits.train)} train / {len(splits.val)} val"
         + (f" / {len(splits.test)} test" if splits.test is not None else "")
         + f" examples, {len(splits.train.classes)} classes, on {device}")
-    selection, labelled_x, test_x = None, None, None
+    selection, labelled_x, test_x, prior = None, None, None, None
     cut = parse_cut(card, config.cut)
     if config.validation == "cv":
         selection, labelled_x, test_x = _selection(card, splits, config, run_dir, resume is not None, device, say)
         cut = selection.cut
+        prior = _prior(card, splits, config, selection, labelled_x, run_dir, resume is not None, say)
     if cut == (card.embedding.node,):
         cut = None  # the card's own cut point: the plain backbone, its features cached as always
     _record_cut(run_dir, cut)
     backbone = load(card, device=device, cut=cut)
     trainer = Trainer(config, run_dir, splits, backbone, fetched, device=device, log=say, progress=progress)
+    if prior is not None:
+        from zoo.train.heads import LabelAwareHead
+
+        trainer.model.head = LabelAwareHead(trainer.model.head, prior.prototypes, prior.weight, prior.scale).to(device)
     if selection is not None:
         from zoo.train.crossfit import CrossFit
 
@@ -217,7 +235,7 @@ def finetune(
         loop = CrossFit(trainer, selection, labelled_x).fit(resume=resume is not None)
     else:
         loop = trainer.fit(resume=resume is not None)
-    _finish(trainer, loop, run_dir, selection)
+    _finish(trainer, loop, run_dir, selection, prior)
     _record_facts(run_dir, trainer)
     run = open_run(run_dir)
     for line in run.report_lines():
@@ -296,6 +314,32 @@ def _selection(card: Any, splits: Any, config: Any, run_dir: Path, resume: bool,
     return chosen, labelled_x, test_x
 
 
+def _prior(card: Any, splits: Any, config: Any, selection: Any, labelled_x: Any, run_dir: Path, resume: bool,
+           say: Callable[[str], None]) -> Any:
+    """The class names' zero-shot prior of a cross-validated text run, with its weight chosen on
+    folds (prior.json on resume: the same choice); None where it does not apply."""
+    from zoo.atomic import atomic_write_json
+    from zoo.train.prior import Prior, label_prior
+
+    path = run_dir / "prior.json"
+    if resume and path.is_file():
+        return Prior.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    if config.label_prior == "none" or card.modality != "text" or selection.cut != (card.embedding.node,):
+        return None
+    weight = "balanced" if _balanced(splits.train, config) else None
+    prior = label_prior(card, splits.train.classes, labelled_x, splits.train.labels, C=selection.C, seed=config.seed,
+                        class_weight=weight, engine=config.engine)
+    atomic_write_json(path, prior.to_dict())
+    chosen = prior.chosen()
+    alone = next(s for s in prior.scores if s["weight"] == 1.0)
+    say(f"label names as a prior: weight {prior.weight:g} (cross-validated accuracy {chosen['accuracy']:.3f}; the "
+        f"names alone, zero-shot, {alone['accuracy']:.3f}; --label-prior none to turn off)")
+    saved = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    saved["label_prior"] = {"weight": prior.weight, "scale": prior.scale, "templates": list(prior.templates)}
+    atomic_write_json(run_dir / "config.json", saved)
+    return prior
+
+
 def _balanced(dataset: Any, config: Any) -> bool:
     from zoo.classweights import class_weights
 
@@ -312,7 +356,8 @@ def _record_cut(run_dir: Path, cut: Any) -> None:
     atomic_write_json(path, saved)
 
 
-def _judgement(trainer: Any, loop: dict[str, Any], selection: Any, report: dict[str, Any]) -> dict[str, Any]:
+def _judgement(trainer: Any, loop: dict[str, Any], selection: Any, report: dict[str, Any],
+               prior: Any = None) -> dict[str, Any]:
     """How the run was judged (cross-validation or a split), what it chose, and the baseline."""
     from zoo.train.baseline import baseline, compare
 
@@ -338,6 +383,8 @@ def _judgement(trainer: Any, loop: dict[str, Any], selection: Any, report: dict[
                                         "unfrozen": schedule["unfrozen_metric"], "kept": schedule["keep"],
                                         "phase": schedule["phase"], "epochs": schedule["phase_epoch"] + 1}
         transfer["cv"] = {"accuracy": estimate["accuracy"], "macro_f1": estimate["macro_f1"]}
+        if prior is not None:
+            judged["cv"]["label_prior"] = {"weight": prior.weight, "scores": list(prior.scores)}
     judged["baseline"] = base
     judged["baseline_line"] = compare(transfer, base, config.metric)
     return judged
@@ -360,7 +407,7 @@ def _record_facts(run_dir: Path, trainer: Any) -> None:
     atomic_write_json(path, saved)
 
 
-def _finish(trainer: Any, loop: dict[str, Any], run_dir: Path, selection: Any = None) -> None:
+def _finish(trainer: Any, loop: dict[str, Any], run_dir: Path, selection: Any = None, prior: Any = None) -> None:
     """Evaluate the restored best model, save it, and write the report."""
     import torch
 
@@ -383,7 +430,7 @@ def _finish(trainer: Any, loop: dict[str, Any], run_dir: Path, selection: Any = 
         report[name] = classification_report(labels.numpy(), logits.argmax(1).numpy(), classes)
         plot_confusion(report[name]["confusion"], classes, folder / f"confusion_{name}.png",
                        f"{name}: accuracy {report[name]['accuracy']:.3f}")
-    report.update(_judgement(trainer, loop, selection, report))
+    report.update(_judgement(trainer, loop, selection, report, prior))
     atomic_write_json(folder / "metrics.json", report)
     history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     if history:

@@ -1,0 +1,94 @@
+"""Label-aware heads for text: the label names' zero-shot classifier as a prior, mixed with the head.
+
+With a handful of labelled texts per class a regression on the embeddings can do worse than
+comparing each text with its label names (on BBC News with 2 per class: 0.656 against zero-shot's
+0.792, bench/text_fewshot.py). When the model embeds text, ``zoo finetune`` therefore also builds
+the zero-shot prototypes of the class names (:func:`zoo.embed.zero_shot`) and predicts
+
+    p = (1 - w) * p_head + w * p_zero_shot
+
+with the weight ``w`` chosen from :data:`WEIGHTS` by the cross-validated log-loss of the mixture
+(out-of-fold head probabilities, the head refitted on each fold's training part): ``w`` is large
+when the labels are few and falls to 0 when the head no longer needs the prior. ``w = 1`` is
+zero-shot itself, so the cross-validated estimate is never below zero-shot's on the same folds.
+On BBC News (5 seeds; 2 / 5 / 10 / 20 per class) a fixed ``w = 0.5`` gave 0.830 / 0.866 / 0.904
+/ 0.902, the plain head 0.656 / 0.821 / 0.880 / 0.927: the better rule depends on the size, hence
+the choice by folds. (The other rule measured, the name prompts added as one more labelled example
+per class, gave 0.783 / 0.860 / 0.896 / 0.932: below zero-shot at 2 per class.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Prior", "label_prior", "WEIGHTS"]
+
+#: The prior's weights tried (0: the head alone; 1: zero-shot alone).
+WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+@dataclass(frozen=True)
+class Prior:
+    weight: float
+    prototypes: Any  # (classes, dim) unit rows, in the run's class order
+    scale: float
+    templates: tuple[str, ...]
+    scores: tuple[dict[str, float], ...] = field(default_factory=tuple)  # per weight: log_loss, accuracy
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"weight": self.weight, "scale": self.scale, "templates": list(self.templates),
+                "scores": list(self.scores), "prototypes": [[float(v) for v in row] for row in self.prototypes]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Prior:
+        import numpy as np
+
+        return cls(weight=float(data["weight"]), prototypes=np.asarray(data["prototypes"], dtype=np.float32),
+                   scale=float(data["scale"]), templates=tuple(data["templates"]), scores=tuple(data["scores"]))
+
+    def chosen(self) -> dict[str, float]:
+        return next(s for s in self.scores if s["weight"] == self.weight)
+
+
+def _softmax(logits: Any) -> Any:
+    import numpy as np
+
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    weights = np.exp(shifted)
+    return weights / weights.sum(axis=1, keepdims=True)
+
+
+def label_prior(card: Any, classes: Any, x: Any, y: Any, *, C: float, seed: int, class_weight: str | None,
+                engine: str = "auto") -> Prior:
+    """The zero-shot prototypes of ``classes`` and the mixture weight chosen on folds of ``(x, y)``
+    (features at the card's cut point)."""
+    import numpy as np
+    from sklearn.metrics import log_loss
+    from sklearn.model_selection import RepeatedStratifiedKFold
+
+    from zoo.embed.prototypes import SCALE, TEMPLATES, zero_shot
+    from zoo.probing.linear import fit_probe, folds_for, normalise
+
+    names = list(classes)
+    prior = zero_shot(card.name, {name: name for name in names}, templates=TEMPLATES, engine=engine)
+    prototypes = prior.prototypes.astype(np.float32)
+    y = np.asarray(y)
+    zero = _softmax(SCALE * (normalise(x) @ prototypes.T))
+    k, repeats = folds_for(y, "the labelled set")
+    splitter = RepeatedStratifiedKFold(n_splits=k, n_repeats=repeats, random_state=seed)
+    totals = {w: {"log_loss": 0.0, "correct": 0.0} for w in WEIGHTS}
+    seen = 0
+    for train, held in splitter.split(x, y):
+        head = fit_probe(x[train], y[train], C, class_weight=class_weight).predict_proba(x[held])
+        full = np.zeros((len(held), len(names)))
+        full[:, np.unique(y[train])] = head
+        for w in WEIGHTS:
+            mixed = (1 - w) * full + w * zero[held]
+            totals[w]["log_loss"] += log_loss(y[held], mixed, labels=np.arange(len(names))) * len(held)
+            totals[w]["correct"] += float((mixed.argmax(1) == y[held]).sum())
+        seen += len(held)
+    scores = tuple({"weight": w, "log_loss": t["log_loss"] / seen, "accuracy": t["correct"] / seen}
+                   for w, t in totals.items())
+    best = min(scores, key=lambda s: (s["log_loss"], -s["accuracy"]))
+    return Prior(weight=best["weight"], prototypes=prototypes, scale=SCALE, templates=TEMPLATES, scores=scores)
