@@ -282,12 +282,16 @@ def test_a_text_run_mixes_in_the_label_names_with_a_weight_chosen_on_folds(text_
     from zoo.train.prior import WEIGHTS
 
     lines: list[str] = []
-    run = zoo.finetune(TEXT_MODEL, str(text_csv), out=tmp_path / "run", unfreeze=0, progress=False, log=lines.append)
+    run = zoo.finetune(TEXT_MODEL, str(text_csv), out=tmp_path / "run", unfreeze=0, label_prior="always",
+                       progress=False, log=lines.append)
     prior = json.loads((run.dir / "prior.json").read_text())
     assert prior["weight"] in WEIGHTS and run.label_prior["weight"] == prior["weight"]
-    assert [s["weight"] for s in prior["scores"]] == list(WEIGHTS)
-    chosen = min(prior["scores"], key=lambda s: (s["log_loss"], -s["accuracy"]))
-    assert chosen["weight"] == prior["weight"] and any("label names as a prior" in line for line in lines)
+    from zoo.train.prior import SCALES
+
+    assert sorted({(s["scale"], s["weight"]) for s in prior["scores"]}) == [(c, w) for c in SCALES for w in WEIGHTS]
+    chosen = min(prior["scores"], key=lambda s: (s["log_loss"], -s["accuracy"], s["weight"]))
+    assert (chosen["weight"], chosen["scale"]) == (prior["weight"], prior["scale"])
+    assert any("label names as a prior" in line for line in lines)
     # weight 1 is zero-shot itself: its out-of-fold accuracy is zero-shot's on the labelled texts
     from zoo.data import open_dataset
 
@@ -299,12 +303,15 @@ def test_a_text_run_mixes_in_the_label_names_with_a_weight_chosen_on_folds(text_
     assert alone["accuracy"] == pytest.approx(accuracy, abs=1e-9)
     model = run.load_model()
     assert isinstance(model.head, LabelAwareHead) and float(model.head.weight) == prior["weight"]
+    assert model.head.scale == prior["scale"]
     with torch.no_grad():
         batch = model.backbone.preprocess([e.item for e in labelled.examples[:4]])
         probabilities = torch.softmax(model(**batch), 1)
     torch.testing.assert_close(probabilities.sum(1), torch.ones(4))
     off = zoo.finetune(TEXT_MODEL, str(text_csv), out=tmp_path / "off", unfreeze=0, label_prior="none", **quiet())
     assert off.label_prior is None and not (off.dir / "prior.json").exists()
+    auto = zoo.finetune(TEXT_MODEL, str(text_csv), out=tmp_path / "auto", unfreeze=0, **quiet())
+    assert auto.label_prior is None  # 6 labelled texts per class: over the measured 5
     pytest.importorskip("onnxruntime")
     exported = run_zoo("export", str(run.dir), timeout=300)
     assert exported.returncode == 0, exported.stderr

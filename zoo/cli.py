@@ -170,9 +170,10 @@ def _unfreeze(value: str) -> int | str:
 @click.option("--cut", default=_default("cut"), show_default=True,
               help="Where the embedding is taken: auto (chosen by cross-validation), all (every feature joined), "
                    "a feature of the card, or several joined by '+'.")
-@click.option("--label-prior", type=click.Choice(["auto", "none"]), default=_default("label_prior"), show_default=True,
+@click.option("--label-prior", type=click.Choice(["auto", "always", "none"]), default=_default("label_prior"),
+              show_default=True,
               help="Text, cross-validated: mix the head with the class names' zero-shot classifier, the weight chosen "
-                   "on folds (0 when the head does better alone).")
+                   "on folds; auto: up to 5 labelled texts per class, where it was measured to help.")
 @click.option("--metric", type=click.Choice(["accuracy", "macro_f1"]), default=_default("metric"), show_default=True,
               help="What the head's regularisation, keeping unfrozen layers and the baseline line judge by.")
 @click.option("--head", type=click.Choice(["linear", "mlp"]), default=_default("head"), show_default=True)

@@ -39,8 +39,9 @@ class FinetuneConfig:
     cut: str = "auto"
     # what the regularisation, the choice to keep unfrozen layers and the baseline line judge by
     metric: str = "accuracy"
-    # "auto": a cross-validated text run mixes its head with the class names' zero-shot
-    # classifier, the mixture's weight chosen on folds (zoo.train.prior); "none": the head alone
+    # "auto": a cross-validated text run with at most zoo.train.prior.PRIOR_PER_CLASS labelled
+    # texts per class mixes its head with the class names' zero-shot classifier, the mixture's
+    # weight chosen on folds; "always": at any size; "none": the head alone
     label_prior: str = "auto"
     skip_bad: bool = False
     # stage 1: a new head on cached embeddings of the frozen backbone
@@ -87,8 +88,8 @@ class FinetuneConfig:
             raise ZooError(f"--augment takes {', '.join(AUGMENTATIONS)}, got {self.augment!r}")
         if self.validation not in ("auto", "cv", "split"):
             raise ZooError(f"--validation takes auto, cv or split, got {self.validation!r}")
-        if self.label_prior not in ("auto", "none"):
-            raise ZooError(f"--label-prior takes auto or none, got {self.label_prior!r}")
+        if self.label_prior not in ("auto", "always", "none"):
+            raise ZooError(f"--label-prior takes auto, always or none, got {self.label_prior!r}")
         if self.metric not in ("accuracy", "macro_f1"):
             raise ZooError(f"--metric takes accuracy or macro_f1, got {self.metric!r}")
         if not 0.0 <= self.warmup < 1.0:

@@ -70,7 +70,8 @@ class Run:
                          f"macro-F1 {head.get('macro_f1', 0):.3f} over {head.get('folds')} folds x {head.get('repeats')}")
             prior = m.get("cv", {}).get("label_prior")
             if prior:
-                chosen = next(s for s in prior["scores"] if s["weight"] == prior["weight"])
+                chosen = next(s for s in prior["scores"] if s["weight"] == prior["weight"]
+                              and s.get("scale", prior.get("scale")) == prior.get("scale", s.get("scale")))
                 alone = next(s for s in prior["scores"] if s["weight"] == 1.0)
                 lines.append(f"label names as a prior, weight {prior['weight']:g}: cross-validated accuracy "
                              f"{chosen['accuracy']:.3f} (zero-shot alone {alone['accuracy']:.3f})")
@@ -324,7 +325,11 @@ def _prior(card: Any, splits: Any, config: Any, selection: Any, labelled_x: Any,
     path = run_dir / "prior.json"
     if resume and path.is_file():
         return Prior.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    from zoo.train.prior import PRIOR_PER_CLASS
+
     if config.label_prior == "none" or card.modality != "text" or selection.cut != (card.embedding.node,):
+        return None
+    if config.label_prior == "auto" and len(splits.train) > PRIOR_PER_CLASS * len(splits.train.classes):
         return None
     weight = "balanced" if _balanced(splits.train, config) else None
     prior = label_prior(card, splits.train.classes, labelled_x, splits.train.labels, C=selection.C, seed=config.seed,
@@ -384,7 +389,7 @@ def _judgement(trainer: Any, loop: dict[str, Any], selection: Any, report: dict[
                                         "phase": schedule["phase"], "epochs": schedule["phase_epoch"] + 1}
         transfer["cv"] = {"accuracy": estimate["accuracy"], "macro_f1": estimate["macro_f1"]}
         if prior is not None:
-            judged["cv"]["label_prior"] = {"weight": prior.weight, "scores": list(prior.scores)}
+            judged["cv"]["label_prior"] = {"weight": prior.weight, "scale": prior.scale, "scores": list(prior.scores)}
     judged["baseline"] = base
     judged["baseline_line"] = compare(transfer, base, config.metric)
     return judged
