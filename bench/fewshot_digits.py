@@ -56,7 +56,7 @@ def main() -> None:
     from zoo.atomic import atomic_write_bytes
     from zoo.data import make_splits, open_dataset
     from zoo.embed import FewShot
-    from zoo.embed.ingest import embedder_identity
+    from zoo.embed.embedder import embedder_identity
     from zoo.pulling import pull, resolve_card
     from zoo.settings import zoo_home
     from zoo.frozen.features import cached_embeddings, feature_key

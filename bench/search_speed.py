@@ -106,7 +106,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     from zoo.embed import Searcher, VectorStore
-    from zoo.embed.ingest import embedder_identity
+    from zoo.embed.embedder import embedder_identity
     from zoo.embed.store import INDEX_THRESHOLD, TableInfo
     from zoo.pulling import pull, resolve_card
 

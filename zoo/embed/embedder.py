@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Embedder", "resolve_embedder", "RUN_PREFIX"]
+__all__ = ["Embedder", "resolve_embedder", "embedder_identity", "RUN_PREFIX"]
 
 RUN_PREFIX = "run:"
 
@@ -54,13 +54,20 @@ class Embedder:
         return None if self.trained_body else self.fetched
 
 
+def embedder_identity(card: Any, fetched: Any) -> str:
+    """Weights, cut point and preprocessing in one key: equal keys give comparable vectors. It is the
+    feature cache's key for no data, so the two can never disagree about what changes embeddings."""
+    from zoo.frozen.features import feature_key
+
+    return feature_key(card, fetched, "")
+
+
 def _is_run(path: Path) -> bool:
     return (path / "config.json").is_file() and (path / "labels.json").is_file()
 
 
 def resolve_embedder(model: str | Path, registry_files: Any = (), *, quiet: bool = True) -> Embedder:
     """The embedder for a model name, a run folder, or a table's recorded ``run:`` name."""
-    from zoo.embed.ingest import embedder_identity
     from zoo.errors import ZooError
     from zoo.pulling import pull, resolve_card
 

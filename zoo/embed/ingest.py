@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from zoo.embed.embedder import embedder_identity  # noqa: F401 - re-exported: the table's identity key
 from zoo.errors import InputError
 
 __all__ = ["EmbedReport", "DeleteReport", "embed_dataset", "delete_items", "read_items", "normalize",
@@ -190,14 +191,6 @@ def normalize(vectors: Any) -> Any:
     vectors = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors / np.maximum(norms, 1e-12)
-
-
-def embedder_identity(card: Any, fetched: Any) -> str:
-    """Weights, cut point and preprocessing in one key: equal keys give comparable vectors. It is the
-    feature cache's key for no data, so the two can never disagree about what changes embeddings."""
-    from zoo.frozen.features import feature_key
-
-    return feature_key(card, fetched, "")
 
 
 # --------------------------------------------------------------------------- embedding

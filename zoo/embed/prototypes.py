@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.errors import InputError, ZooError
+from zoo.prompts import TEMPLATES, check_templates, parse_labels, prompt_prototypes
 from zoo.runtime import Prediction  # the same shape as `zoo predict` predictions: one class
 
 __all__ = ["FewShot", "Prediction", "fewshot", "zero_shot", "parse_labels", "load_fewshot", "expand_inputs",
@@ -107,7 +108,7 @@ class FewShot:
     def backbone(self) -> Any:
         """The model, loaded on first use and checked to be the one the prototypes came from."""
         if self._backbone is None:
-            from zoo.embed.ingest import embedder_identity
+            from zoo.embed.embedder import embedder_identity
             from zoo.loading import load
             from zoo.pulling import pull, resolve_card
 
@@ -222,7 +223,7 @@ def fewshot(model: str, support: str | Path, *, skip_bad: bool = False, batch_si
 
     from zoo.data import open_dataset
     from zoo.data.checks import problems_error
-    from zoo.embed.ingest import embedder_identity
+    from zoo.embed.embedder import embedder_identity
     from zoo.embed.store import forking_loaders
     from zoo.frozen.features import cached_embeddings
     from zoo.frozen.choice import LazyPass
@@ -258,69 +259,15 @@ def fewshot(model: str, support: str | Path, *, skip_bad: bool = False, batch_si
     return classifier
 
 
-#: Prompts a label name is embedded in by default (their embeddings are averaged), kept generic
-#: rather than fitted to one corpus. On all of BBC News (first 64 words, 2,109 texts, the folder
-#: names as labels) the bare name gave 0.757, "a text about {}." 0.797, these three 0.800, and the
-#: corpus-specific "a news article about {}." 0.817: a user who knows the domain should say so
-#: with --template.
-TEMPLATES = ("{}", "a text about {}.", "this text is about {}.")
-
-
-def parse_labels(labels: str | Path | Sequence[str] | dict[str, str]) -> dict[str, str]:
-    """``{label: text to embed}`` from a comma-separated string, a file of one label per line
-    (``label: description`` lines give a description to embed instead of the name), a list, or
-    such a dict itself (names taken as they are). Empty or duplicate names are an error naming them."""
-    if isinstance(labels, dict):
-        pairs = [(n, str(name).strip(), str(text).strip()) for n, (name, text) in enumerate(labels.items(), start=1)]
-        where = "the labels"
-    elif isinstance(labels, (str, Path)) and Path(labels).is_file():
-        where = str(labels)
-        try:
-            lines = Path(labels).read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"{where}: cannot read the label file ({exc}); give UTF-8 text, one label per line")
-        entries = [(n, line) for n, line in enumerate(lines, start=1) if line.strip() and not line.lstrip().startswith("#")]
-    else:
-        where = "--labels"
-        parts = labels.split(",") if isinstance(labels, str) else list(labels)
-        entries = list(enumerate(parts, start=1))
-    if not isinstance(labels, dict):
-        pairs = [(n, *(part.strip() for part in str(entry).partition(":")[::2])) for n, entry in entries]
-    found: dict[str, str] = {}
-    for n, name, description in pairs:
-        if not name:
-            raise InputError(f"{where}: label {n} is empty; give a name for every label (e.g. 'sport, politics')")
-        if name in found:
-            raise InputError(f"{where}: the label {name!r} is given twice; each label once")
-        found[name] = description or name
-    if len(found) < 2:
-        raise InputError(f"{where}: {len(found)} label given; a classifier needs at least two")
-    return found
-
-
-def _check_templates(templates: Sequence[str]) -> tuple[str, ...]:
-    if isinstance(templates, str):
-        templates = [templates]
-    checked = tuple(templates)
-    if not checked:
-        raise InputError("give at least one --template")
-    for template in checked:
-        if template.count("{}") != 1:
-            raise InputError(f"--template {template!r} needs exactly one '{{}}' where the label goes, "
-                             f"e.g. 'a text about {{}}'")
-    return checked
-
-
-def zero_shot(model: str, labels: str | Path | Sequence[str], *, templates: Sequence[str] = TEMPLATES,
+def zero_shot(model: str, labels: str | Path | Sequence[str] | dict[str, str], *,
+              templates: Sequence[str] = TEMPLATES,
               engine: str = "auto", registry_files: Sequence[str | Path] = ()) -> FewShot:
     """A classifier from label names alone: each class's prototype is the normalised mean of the
     embedded prompts (``templates`` with the label's name or description in them), so an input
     goes to the label its embedding is closest to. It saves, predicts and exports exactly like a
     :func:`fewshot` classifier. Needs a model that embeds text in the space of its inputs: a text
     encoder for texts (a text-image model would do it for images; none is in the catalogue yet)."""
-    import numpy as np
-
-    from zoo.embed.ingest import embedder_identity, normalize
+    from zoo.embed.embedder import embedder_identity
     from zoo.loading import load
     from zoo.pulling import pull, resolve_card
 
@@ -329,17 +276,14 @@ def zero_shot(model: str, labels: str | Path | Sequence[str], *, templates: Sequ
         raise InputError(f"model {card.name!r} embeds {card.modality}s, not texts, so label names cannot be "
                          f"compared with its inputs; zero-shot needs a text encoder (zoo list --modality text)")
     names = parse_labels(labels)
-    chosen = _check_templates(templates)
+    chosen = check_templates(templates)
     fetched = pull(card, quiet=True)
     backbone = load(card, engine=engine)
-    prototypes = []
-    for text in names.values():
-        prompts = [template.replace("{}", text) for template in chosen]
-        prototypes.append(normalize(backbone.embed(prompts).float().cpu().numpy()).mean(axis=0))
+    prototypes = prompt_prototypes(backbone, list(names.values()), chosen)
     classifier = FewShot(model=card.name, revision=fetched.resolved or fetched.revision,
                          embedder=embedder_identity(card, fetched), modality=card.modality,
                          input={k: v for k, v in asdict(card.input).items() if v is not None},
-                         classes=list(names), prototypes=normalize(np.stack(prototypes)), counts=[0] * len(names),
+                         classes=list(names), prototypes=prototypes, counts=[0] * len(names),
                          support={"zero_shot": {"labels": names, "templates": list(chosen)}}, engine=engine)
     classifier._backbone = backbone
     return classifier

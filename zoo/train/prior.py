@@ -77,12 +77,12 @@ def label_prior(card: Any, classes: Any, x: Any, y: Any, *, C: float, seed: int,
     from sklearn.metrics import log_loss
     from sklearn.model_selection import RepeatedStratifiedKFold
 
-    from zoo.embed.prototypes import TEMPLATES, zero_shot
+    from zoo.loading import load
     from zoo.probing.linear import fit_probe, folds_for, normalise
+    from zoo.prompts import TEMPLATES, prompt_prototypes
 
     names = list(classes)
-    prior = zero_shot(card.name, {name: name for name in names}, templates=TEMPLATES, engine=engine)
-    prototypes = prior.prototypes.astype(np.float32)
+    prototypes = prompt_prototypes(load(card, engine=engine), names, TEMPLATES)
     y = np.asarray(y)
     cosines = normalise(x) @ prototypes.T
     zeros = {scale: _softmax(scale * cosines) for scale in SCALES}
