@@ -289,7 +289,7 @@ def test_a_text_run_mixes_in_the_label_names_with_a_weight_chosen_on_folds(text_
     from zoo.train.prior import SCALES
 
     assert sorted({(s["scale"], s["weight"]) for s in prior["scores"]}) == [(c, w) for c in SCALES for w in WEIGHTS]
-    chosen = min(prior["scores"], key=lambda s: (s["log_loss"], -s["accuracy"], s["weight"]))
+    chosen = max(prior["scores"], key=lambda s: (s["accuracy"], -s["log_loss"], -s["weight"]))
     assert (chosen["weight"], chosen["scale"]) == (prior["weight"], prior["scale"])
     assert any("label names as a prior" in line for line in lines)
     # weight 1 is zero-shot itself: its out-of-fold accuracy is zero-shot's on the labelled texts
