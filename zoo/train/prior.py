@@ -12,10 +12,10 @@ by its log-loss; the head refitted on each fold's training part): ``w`` is large
 are few and falls towards 0 when the head no longer needs the prior. ``w = 1`` is zero-shot
 itself, so the cross-validated estimate is never below zero-shot's on the same folds.
 
-Measured on BBC News (bench/text_fewshot.py and the same folds offline, 5 seeds, mean test
-accuracy at 2 / 5 / 10 / 20 labels per class): the head alone 0.656 / 0.821 / 0.880 / 0.927;
-the mixture with ``w`` chosen by accuracy 0.813 / 0.828 / 0.906 / 0.931; chosen by log-loss
-0.794 / 0.835 / 0.880 / 0.922 (the weakly regularised head is overconfident, so log-loss is the
+Measured on BBC News (bench/text_fewshot.py, 5 seeds, mean test accuracy at 2 / 5 / 10 / 20
+labels per class): the head alone 0.656 / 0.821 / 0.880 / 0.927; the mixture with ``w`` chosen
+by accuracy 0.808 / 0.850 / 0.894 / 0.932 (zero-shot alone 0.792); chosen by log-loss
+0.794 / 0.827 / 0.880 / 0.922 (the weakly regularised head is overconfident, so log-loss is the
 wrong yardstick for the mixture); a fixed ``w = 0.5`` 0.830 / 0.866 / 0.904 / 0.902; the name
 prompts added as one more labelled example per class 0.783 / 0.860 / 0.896 / 0.932 (below
 zero-shot's 0.792 at 2 per class).
@@ -37,8 +37,8 @@ WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 #: log-loss and lost on test.
 SCALES = (10.0,)
 #: ``--label-prior auto`` uses the prior up to this many labelled texts per class (on average),
-#: where it matters most (+15.7 points at 2 per class, +0.7 at 5; see above); above, the head's
-#: measured results (issue 11) stand unchanged. ``always`` uses it at any size (+2.6 at 10, +0.4
+#: where it matters most (+15.2 points at 2 per class, +2.9 at 5; see above); above, the head's
+#: measured results (issue 11) stand unchanged. ``always`` uses it at any size (+1.4 at 10, +0.5
 #: at 20 in the same measurement).
 PRIOR_PER_CLASS = 5
 
