@@ -27,7 +27,7 @@ from typing import Any
 
 from zoo.errors import InputError, LoadError, PullError, ZooError
 
-__all__ = ["probe", "ProbeReport", "ProbeRow", "default_folder", "read_probe", "layer_features"]
+__all__ = ["probe", "ProbeReport", "ProbeRow", "default_folder", "read_probe", "layer_features", "cut_features"]
 
 
 @dataclass(frozen=True)
@@ -244,6 +244,21 @@ def layer_features(card: Any, labelled: Any, held_out: Any, *, engine: str, say:
     return ({names.get(n, n): (train[n], test.get(n)) for n in (EMBEDDING, *layers)},
             {"cache": "hit" if record["hit"] else "computed", "seconds": round(record["seconds"], 2),
              **record.get("engine", {})})
+
+
+def cut_features(card: Any, labelled: Any, held_out: Any, cut: Sequence[str], *, engine: str,
+                 say: Callable[[str], None], device: Any = None, workers: int | None = None,
+                 ) -> tuple[Any, Any, dict[str, Any]]:
+    """The embedding of a backbone cut at ``cut`` (one layer, or several joined:
+    :func:`zoo.probing.cuts.joined`) for ``labelled`` and ``held_out`` (None without one), from
+    :func:`layer_features`' per-layer cache, and its record."""
+    from zoo.probing.cuts import joined
+
+    features, record = layer_features(card, labelled, held_out, engine=engine, say=say, layers=list(cut),
+                                      device=device, workers=workers)
+    x = joined({name: pair[0] for name, pair in features.items()}, cut)
+    x_test = joined({name: pair[1] for name, pair in features.items()}, cut) if held_out is not None else None
+    return x, x_test, record
 
 
 def _probe_layer(card: Any, layer: str, x: Any, y: Any, x_test: Any, held_out: Any, *, seed: int,

@@ -205,15 +205,14 @@ class Trainer:
     def _cut_features(self, name: str, dataset: Any) -> torch.Tensor:
         """Stage-1 features of a backbone cut at other layers than the card's: each layer's pooled
         output from the shared per-layer cache (one pass through the uncut network), joined."""
-        from zoo.probing.run import layer_features
-        from zoo.train.selection import joined
+        from zoo.probing.run import cut_features
 
-        features, record = layer_features(self.backbone.card, dataset, None, engine=self.config.engine, say=self.log,
-                                          layers=self.backbone.cut, device=self.device, workers=self.config.workers)
+        x, _, record = cut_features(self.backbone.card, dataset, None, self.backbone.cut, engine=self.config.engine,
+                                    say=self.log, device=self.device, workers=self.config.workers)
         self.feature_records[name] = layer_record(record, self.backbone.cut)
         self.log(f"  {name}: {len(dataset)} features at {'+'.join(self.backbone.cut)} "
                  f"{'from the cache' if record['cache'] == 'hit' else 'computed'} in {record['seconds']:.1f}s")
-        return torch.from_numpy(joined({k: x for k, (x, _) in features.items()}, self.backbone.cut)).float()
+        return torch.from_numpy(x).float()
 
     @staticmethod
     def _labels(dataset: Any) -> torch.Tensor:

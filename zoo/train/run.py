@@ -299,16 +299,17 @@ def _selection(card: Any, splits: Any, config: Any, run_dir: Path, resume: bool,
     from zoo.train.selection import Selection, parse_cut, select_cut
 
     path = run_dir / "selection.json"
-    saved = None
-    if resume and path.is_file():
+    if resume and path.is_file():  # the choice is made: only its features are needed (a cache hit)
+        from zoo.probing.run import cut_features
+
         saved = Selection.from_dict(json.loads(path.read_text(encoding="utf-8")))
-    weight = "balanced" if _balanced(splits.train, config) else None
-    cut = saved.cut if saved is not None else parse_cut(card, config.cut)
-    chosen, labelled_x, test_x = select_cut(card, splits.train, splits.test, cut=cut, seed=config.seed,
-                                            class_weight=weight, metric=config.metric, engine=config.engine,
-                                            device=device, workers=config.workers, log=say)
-    if saved is not None:
+        labelled_x, test_x, _ = cut_features(card, splits.train, splits.test, saved.cut, engine=config.engine,
+                                             say=say, device=device, workers=config.workers)
         return saved, labelled_x, test_x
+    weight = "balanced" if _balanced(splits.train, config) else None
+    chosen, labelled_x, test_x = select_cut(card, splits.train, splits.test, cut=parse_cut(card, config.cut),
+                                            seed=config.seed, class_weight=weight, metric=config.metric,
+                                            engine=config.engine, device=device, workers=config.workers, log=say)
     atomic_write_json(path, chosen.to_dict())
     say(chosen.table())
     say(f"cut: {'+'.join(chosen.cut)} ({chosen.chosen_by}); C={chosen.C:g}")
