@@ -70,8 +70,7 @@ class Run:
                          f"macro-F1 {head.get('macro_f1', 0):.3f} over {head.get('folds')} folds x {head.get('repeats')}")
             prior = m.get("cv", {}).get("label_prior")
             if prior:
-                chosen = next(s for s in prior["scores"] if s["weight"] == prior["weight"]
-                              and s.get("scale", prior.get("scale")) == prior.get("scale", s.get("scale")))
+                chosen = next(s for s in prior["scores"] if (s["weight"], s["scale"]) == (prior["weight"], prior["scale"]))
                 alone = next(s for s in prior["scores"] if s["weight"] == 1.0)
                 lines.append(f"label names as a prior, weight {prior['weight']:g}: cross-validated accuracy "
                              f"{chosen['accuracy']:.3f} (zero-shot alone {alone['accuracy']:.3f})")
@@ -253,16 +252,16 @@ def _validation(config: Any, splits: Any) -> tuple[Any, str]:
 
     labelled = len(splits.train) + len(splits.val)
     per_class = labelled / max(1, len(splits.classes))
-    smallest = min(c for c in {**splits.train.counts()}.values())
+    # cross-validation folds all labelled examples: train and validation together
+    counts = [a + b for a, b in zip(splits.train.counts().values(), splits.val.counts().values())]
     if config.validation == "cv":
-        if smallest < 2:
+        if min(counts) < 2:
             raise ZooError(f"{config.data}: --validation cv needs at least 2 labelled examples per class (a fold must "
                            f"both train on a class and test it); give more examples, or use --validation split")
         return config, f"validation: cross-validation on all {labelled} labelled examples (--validation cv)"
     if config.validation == "split":
         return config, "validation: a held-out split (--validation split)"
     asked = [name for name, value in (("--val", config.val), ("--val-split", config.val_split)) if value is not None]
-    counts = [a + b for a, b in zip(splits.train.counts().values(), splits.val.counts().values())]
     if asked:
         reason = f"{' and '.join(asked)} given"
     elif config.head != "linear":
