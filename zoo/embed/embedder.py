@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Embedder", "resolve_embedder", "embedder_identity", "RUN_PREFIX"]
+__all__ = ["Embedder", "resolve_embedder", "embedder_identity", "is_run_folder", "RUN_PREFIX"]
 
 RUN_PREFIX = "run:"
 
@@ -29,10 +29,6 @@ class Embedder:
     dim: int
     run_dir: Path | None = None
     trained_body: bool = False  # the run changed backbone weights (unfrozen stages)
-
-    @property
-    def table_name(self) -> str:
-        return self.run_dir.name if self.run_dir is not None else self.card.name
 
     @property
     def uses_feature_cache(self) -> bool:
@@ -62,7 +58,8 @@ def embedder_identity(card: Any, fetched: Any) -> str:
     return feature_key(card, fetched, "")
 
 
-def _is_run(path: Path) -> bool:
+def is_run_folder(path: Path) -> bool:
+    """A ``zoo finetune`` run folder (what ``zoo embed RUN`` takes instead of a model name)."""
     return (path / "config.json").is_file() and (path / "labels.json").is_file()
 
 
@@ -73,7 +70,7 @@ def resolve_embedder(model: str | Path, registry_files: Any = (), *, quiet: bool
 
     text = str(model)
     folder = Path(text[len(RUN_PREFIX):]) if text.startswith(RUN_PREFIX) else Path(text)
-    if not (text.startswith(RUN_PREFIX) or _is_run(folder)):
+    if not (text.startswith(RUN_PREFIX) or is_run_folder(folder)):
         card = resolve_card(text, registry_files)
         fetched = pull(card, quiet=quiet)
         return Embedder(card.name, card, fetched, embedder_identity(card, fetched), card.embedding.dim)
@@ -82,7 +79,7 @@ def resolve_embedder(model: str | Path, registry_files: Any = (), *, quiet: bool
     from zoo.backbone import cut_dim
     from zoo.train import open_run
 
-    if not _is_run(folder):
+    if not is_run_folder(folder):
         raise ZooError(f"{folder}: the run folder that made this table is gone; embed the data again with a "
                        f"model or another run")
     final = folder / "checkpoints" / "final.pt"

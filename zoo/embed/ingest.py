@@ -223,9 +223,9 @@ def embed_dataset(
     from zoo.pulling import resolve_card
 
     started = time.perf_counter()
-    from zoo.embed.embedder import RUN_PREFIX, resolve_embedder
+    from zoo.embed.embedder import is_run_folder, resolve_embedder
 
-    is_run = not str(model).startswith(RUN_PREFIX) and Path(str(model), "config.json").is_file()
+    is_run = is_run_folder(Path(str(model)))
     if not is_run:
         card = resolve_card(model, registry_files)
     name = check_table_name(table or table_name_for(Path(model).name if is_run else card.name))
