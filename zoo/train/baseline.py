@@ -83,7 +83,7 @@ def baseline(modality: str, labelled: Any, held_out: dict[str, Any] | None = Non
             continue
         test_items = [e.item for e in dataset.examples]
         if modality == "image":
-            x, x_test = _pixels(items), _pixels(test_items)
+            x, x_test = features, _pixels(test_items)  # the training pixels read once, above
         else:
             vectorizer = _tfidf()
             x, x_test = vectorizer.fit_transform(items).toarray(), vectorizer.transform(test_items).toarray()
