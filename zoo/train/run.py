@@ -339,9 +339,8 @@ def _prior(card: Any, splits: Any, config: Any, selection: Any, labelled_x: Any,
     alone = next(s for s in prior.scores if s["weight"] == 1.0)
     say(f"label names as a prior: weight {prior.weight:g} (cross-validated accuracy {chosen['accuracy']:.3f}; the "
         f"names alone, zero-shot, {alone['accuracy']:.3f}; --label-prior none to turn off)")
-    saved = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
-    saved["label_prior"] = {"weight": prior.weight, "scale": prior.scale, "templates": list(prior.templates)}
-    atomic_write_json(run_dir / "config.json", saved)
+    _amend_config(run_dir, label_prior={"weight": prior.weight, "scale": prior.scale,
+                                        "templates": list(prior.templates)})
     return prior
 
 
@@ -351,14 +350,19 @@ def _balanced(dataset: Any, config: Any) -> bool:
     return bool(class_weights(list(dataset.counts().values()), config.class_weight))
 
 
-def _record_cut(run_dir: Path, cut: Any) -> None:
-    """config.json says where the run's embedding is taken (None: the card's cut point)."""
+def _amend_config(run_dir: Path, **facts: Any) -> dict[str, Any]:
+    """Add top-level facts to the run's config.json (rewritten atomically); returns what it holds."""
     from zoo.atomic import atomic_write_json
 
     path = run_dir / "config.json"
-    saved = json.loads(path.read_text(encoding="utf-8"))
-    saved["cut"] = list(cut) if cut else None
+    saved = {**json.loads(path.read_text(encoding="utf-8")), **facts}
     atomic_write_json(path, saved)
+    return saved
+
+
+def _record_cut(run_dir: Path, cut: Any) -> None:
+    """config.json says where the run's embedding is taken (None: the card's cut point)."""
+    _amend_config(run_dir, cut=list(cut) if cut else None)
 
 
 def _judgement(trainer: Any, loop: dict[str, Any], selection: Any, report: dict[str, Any],
@@ -398,18 +402,13 @@ def _judgement(trainer: Any, loop: dict[str, Any], selection: Any, report: dict[
 def _record_facts(run_dir: Path, trainer: Any) -> None:
     """config.json says which engine computed each set's features (and how far it was from
     PyTorch), and which class weights the loss used."""
-    from zoo.atomic import atomic_write_json
-
     records = trainer.feature_records
-    path = run_dir / "config.json"
-    saved = json.loads(path.read_text(encoding="utf-8"))
-    saved["class_weights"] = (dict(zip(trainer.classes, trainer.class_weights)) if trainer.class_weights
-                              else None)
+    earlier = json.loads((run_dir / "config.json").read_text(encoding="utf-8")).get("frozen_pass", {})
     # a resumed run keeps what its first part recorded for the sets it did not embed again
-    saved["frozen_pass"] = {**saved.get("frozen_pass", {}),
-                            **{name: {"cache": "hit" if r["hit"] else "computed", **r.get("engine", {})}
-                               for name, r in records.items()}}
-    atomic_write_json(path, saved)
+    _amend_config(run_dir,
+                  class_weights=dict(zip(trainer.classes, trainer.class_weights)) if trainer.class_weights else None,
+                  frozen_pass={**earlier, **{name: {"cache": "hit" if r["hit"] else "computed", **r.get("engine", {})}
+                                             for name, r in records.items()}})
 
 
 def _finish(trainer: Any, loop: dict[str, Any], run_dir: Path, selection: Any = None, prior: Any = None) -> None:
