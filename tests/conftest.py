@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -147,3 +147,20 @@ def digit_folder(tmp_path_factory) -> Path:
 def text_csv(tmp_path_factory) -> Path:
     """Three topics of six short texts each, as a CSV."""
     return write_topics_csv(tmp_path_factory.mktemp("text") / "topics.csv")
+
+
+def kill_when_written(args: Sequence[str], target: Path, timeout: float = 300) -> None:
+    """Run the `zoo` console script with ``args`` and SIGKILL it as soon as ``target`` exists
+    (or let it end first); for the kill -9 + resume tests."""
+    import signal
+    import time
+
+    exe = Path(sys.executable).with_name("zoo")
+    process = subprocess.Popen([str(exe), *args], env=dict(os.environ), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout
+    while time.time() < deadline and not target.exists() and process.poll() is None:
+        time.sleep(0.05)
+    if process.poll() is None:
+        os.kill(process.pid, signal.SIGKILL)
+    process.wait()

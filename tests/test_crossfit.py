@@ -4,17 +4,11 @@ labelled example, trained on all of them, with the baseline in the report (issue
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import run_zoo
+from conftest import kill_when_written, run_zoo
 
 import zoo
 from zoo.errors import InputError, ZooError
@@ -151,14 +145,7 @@ def test_a_killed_cross_validated_run_resumes_to_the_same_weights(digit_folder, 
     straight = run_zoo("finetune", *args, "--out", str(tmp_path / "straight"), timeout=600)
     assert straight.returncode == 0, straight.stderr
     killed = tmp_path / "killed"
-    process = subprocess.Popen([str(Path(sys.executable).with_name("zoo")), "finetune", *args, "--out", str(killed)],
-                               env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while time.time() < deadline and not (killed / "cv" / "fold-0.json").exists() and process.poll() is None:
-        time.sleep(0.05)
-    if process.poll() is None:
-        os.kill(process.pid, signal.SIGKILL)
-    process.wait()
+    kill_when_written(["finetune", *args, "--out", str(killed)], killed / "cv" / "fold-0.json")
     assert not (killed / "checkpoints" / "final.pt").exists(), "the run finished before it could be killed"
     resumed = run_zoo("finetune", "--resume", str(killed), "--quiet", timeout=600)
     assert resumed.returncode == 0, resumed.stderr

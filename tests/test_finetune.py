@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_zoo, write_digit_folder
+from conftest import kill_when_written, run_zoo, write_digit_folder
 
 import zoo
 from zoo.errors import ZooError
@@ -116,21 +111,12 @@ def _final_weights(folder: Path) -> dict[str, torch.Tensor]:
 def test_resume_after_kill_matches_a_straight_run(digit_folder, tmp_path):
     args = [IMAGE_MODEL, "--data", str(digit_folder), "--val-split", "0.25", "--epochs", "8", "--unfreeze", "1",
             "--unfreeze-epochs", "4", "--no-augment", "--workers", "0", "--quiet", "--seed", "3"]
-    env = {**os.environ, "ZOO_HOME": os.environ["ZOO_HOME"]}
     straight = run_zoo("finetune", *args, "--out", str(tmp_path / "straight"), timeout=600)
     assert straight.returncode == 0, straight.stderr
 
     killed_dir = tmp_path / "killed"
-    exe = Path(sys.executable).with_name("zoo")
-    process = subprocess.Popen([str(exe), "finetune", *args, "--out", str(killed_dir)], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    target = killed_dir / "checkpoints" / "epoch-0010.pt"  # inside the unfreezing phase (8 head epochs)
-    while time.time() < deadline and not target.exists() and process.poll() is None:
-        time.sleep(0.05)
-    if process.poll() is None:
-        os.kill(process.pid, signal.SIGKILL)
-    process.wait()
+    # epoch 10 is inside the unfreezing phase (8 head epochs)
+    kill_when_written(["finetune", *args, "--out", str(killed_dir)], killed_dir / "checkpoints" / "epoch-0010.pt")
     assert not (killed_dir / "checkpoints" / "final.pt").exists(), "the run finished before it could be killed"
 
     resumed = run_zoo("finetune", "--resume", str(killed_dir), "--quiet", timeout=600)
