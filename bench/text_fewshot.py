@@ -18,9 +18,19 @@ of a seed). Model: all-minilm-l6-v2-offline. Methods, side by side on the same s
 - other label-aware rules, measured to choose one: "prompts as examples" (the zero-shot
   prototypes added to the labelled set as one more example per class, then zoo's cross-validated
   regression) and "prior mix" (a fixed half-and-half mean of zero-shot's and the regression's
-  probabilities).
+  probabilities);
+- partial fine-tuning: ``zoo.finetune(..., recipe="gradual", unfreeze=2)`` (the top two layers,
+  the schedule chosen on folds and kept only when it beats the head there; label prior as the
+  default ``auto``);
+- full fine-tuning: the same with ``unfreeze="all"`` and ``unfreeze_epochs=2`` (every layer and
+  the embeddings, one more each phase: 7 phases; 2 epochs each bound its time);
+- contrastive: ``zoo.finetune(..., recipe="contrastive")``: the encoder trained on pairs of the
+  labelled texts (``--pairs auto``), then the cross-validated head;
+- the default: ``zoo.finetune(...)`` with every option left to ``auto`` (what a user gets).
 
-    python bench/text_fewshot.py [--seeds 0 1 2 3 4] [--sizes 2 5 10 20]
+The fine-tuning columns cost minutes per run on 2 cores; ``--methods`` picks columns.
+
+    python bench/text_fewshot.py [--seeds 0 1 2 3 4] [--sizes 2 5 10 20] [--methods head prior partial full contrastive default]
 
 Prints one line per (seed, N) and a table of mean and worst test accuracy per method and N.
 """
@@ -32,11 +42,21 @@ import os
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 MODEL = "all-minilm-l6-v2-offline"
+#: the zoo runs, by --methods key: (column, options of zoo.finetune)
+RUNS = {
+    "head": ("zoo head (no prior)", {"recipe": "gradual", "unfreeze": 0, "label_prior": "none"}),
+    "prior": ("zoo head + label prior", {"recipe": "gradual", "unfreeze": 0, "label_prior": "always"}),
+    "partial": ("partial fine-tuning", {"recipe": "gradual", "unfreeze": 2}),
+    "full": ("full fine-tuning", {"recipe": "gradual", "unfreeze": "all", "unfreeze_epochs": 2}),
+    "contrastive": ("contrastive", {"recipe": "contrastive"}),
+    "default": ("zoo default (auto)", {}),
+}
 LABELS = "business,entertainment,politics,sports,tech"  # the corpus's folder names, as a user would give them
 
 
@@ -62,6 +82,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--sizes", type=int, nargs="+", default=[2, 5, 10, 20])
+    parser.add_argument("--methods", nargs="+", default=list(RUNS),
+                        help=f"zoo runs to make ({', '.join(RUNS)}); the linear models always run")
     args = parser.parse_args()
     rows, _ = load_bbc_news(64)
     classes = sorted({label for _, label in rows})
@@ -76,6 +98,7 @@ def main() -> None:
     zs_probabilities = zs.probabilities(x_all)[:, order]
     prompts = zs.prototypes[order]
     results: dict[tuple[str, int], list[float]] = {}
+    times: dict[tuple[str, int], list[float]] = {}
 
     def record(method: str, n: int, probabilities, test) -> float:
         accuracy = float((probabilities.argmax(1) == labels[test]).mean())
@@ -96,12 +119,17 @@ def main() -> None:
             folder.mkdir()
             train_csv = write_csv(folder / "train.csv", [(texts[i], classes[labels[i]]) for i in train])
             test_csv = write_csv(folder / "test.csv", [(texts[i], classes[labels[i]]) for i in test])
-            for method, prior in (("zoo head (no prior)", "none"), ("zoo head + label prior", "always")):
-                run = zoo.finetune(MODEL, str(train_csv), test=str(test_csv), unfreeze=0, seed=seed, label_prior=prior,
-                                   out=folder / f"zoo-{prior}", progress=False, log=lambda _: None)
+            for key in args.methods:
+                method, options = RUNS[key]
+                started = time.perf_counter()
+                run = zoo.finetune(MODEL, str(train_csv), test=str(test_csv), seed=seed, out=folder / f"zoo-{key}",
+                                   progress=False, log=lambda _: None, **options)
+                seconds = time.perf_counter() - started
                 results.setdefault((method, n), []).append(run.test_accuracy)
+                times.setdefault((method, n), []).append(seconds)
                 weight = (run.label_prior or {}).get("weight")
-                line.append(f"{method} {run.test_accuracy:.3f}" + (f" (w={weight:g})" if weight is not None else ""))
+                line.append(f"{method} {run.test_accuracy:.3f}" + (f" (w={weight:g})" if weight is not None else "")
+                            + (f" [{run.config['recipe']}]" if key == "default" else "") + f" {seconds:.0f}s")
             # label-aware: the label prompts as one more example per class
             x_aware = np.vstack([x, prompts])
             y_aware = np.concatenate([y, np.arange(len(classes))])
@@ -112,9 +140,11 @@ def main() -> None:
             mixed = 0.5 * plain.predict_proba(x_test) + 0.5 * zs_probabilities[test]
             line.append(f"prior mix {record('prior mix', n, mixed, test):.3f}")
             print(" | ".join(line), flush=True)
-    print("\nmethod                      N   mean    worst")
+    print("\nmethod                      N   mean    worst   seconds (mean)")
     for (method, n), values in sorted(results.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        print(f"{method:<27} {n:>2}  {statistics.mean(values):.4f}  {min(values):.4f}")
+        spent = times.get((method, n))
+        print(f"{method:<27} {n:>2}  {statistics.mean(values):.4f}  {min(values):.4f}"
+              + (f"  {statistics.mean(spent):.0f}" if spent else ""))
 
 
 if __name__ == "__main__":

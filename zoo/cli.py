@@ -17,7 +17,7 @@ from zoo import api
 from zoo.__about__ import __version__
 from zoo.errors import ZooError
 from zoo.frozen.choice import ENGINES
-from zoo.train.config import AUGMENTATIONS
+from zoo.train.config import AUGMENTATIONS, RECIPES
 from zoo.classweights import CLASS_WEIGHTS
 from zoo.plugins import PluginWarning
 from zoo.render import card_lines, format_bytes, format_params, table
@@ -170,10 +170,23 @@ def _unfreeze(value: str) -> int | str:
 @click.option("--cut", default=_default("cut"), show_default=True,
               help="Where the embedding is taken: auto (chosen by cross-validation), all (every feature joined), "
                    "a feature of the card, or several joined by '+'.")
+@click.option("--labels", help="Text: the class names (or 'name: description' lines in a file) the label prior embeds; "
+                                "every label of the data must be among them. Given, the prior is used at any size.")
 @click.option("--label-prior", type=click.Choice(["auto", "always", "none"]), default=_default("label_prior"),
               show_default=True,
               help="Text, cross-validated: mix the head with the class names' zero-shot classifier, the weight chosen "
                    "on folds; auto: up to 5 labelled texts per class, where it was measured to help.")
+@click.option("--recipe", type=click.Choice(RECIPES), default=_default("recipe"), show_default=True,
+              help="gradual: the head on frozen embeddings, then the top stages unfrozen one by one; contrastive "
+                   "(text): the whole encoder trained on pairs of labelled texts (same class / not), then the head; "
+                   "auto: contrastive for cross-validated text runs of 5 to 25 labelled texts per class.")
+@click.option("--multi-label/--single-label", "multi_label", default=None,
+              help="Several labels per example (one sigmoid per label, thresholds chosen on folds); default: "
+                   "multi-label when a label cell names several, separated by ';'.")
+@click.option("--pairs", default=str(_default("pairs")), show_default=True,
+              help="Contrastive: pairs drawn from the labelled texts (auto: 40 per text, at most 1280).")
+@click.option("--contrastive-lr", type=float, default=_default("contrastive_lr"), show_default=True,
+              help="Contrastive: the encoder's peak learning rate.")
 @click.option("--metric", type=click.Choice(["accuracy", "macro_f1"]), default=_default("metric"), show_default=True,
               help="What the head's regularisation, keeping unfrozen layers and the baseline line judge by.")
 @click.option("--head", type=click.Choice(["linear", "mlp"]), default=_default("head"), show_default=True)
@@ -210,6 +223,13 @@ def finetune_cmd(model: str | None, data: str | None, resume: str | None, out: s
     if resume is None and (model is None or data is None):
         raise click.UsageError("give MODEL and --data (or --resume RUN_DIR)")
     options = {k: v for k, v in options.items() if v is not None}
+    if "multi_label" in options:
+        options["multi_label"] = "yes" if options["multi_label"] else "no"
+    if options.get("pairs") not in (None, "auto"):
+        try:
+            options["pairs"] = int(options["pairs"])
+        except ValueError:
+            raise click.BadParameter("a number of pairs, or 'auto'", param_hint="--pairs") from None
     if no_augment:
         options["augment"] = "none"
     run = finetune(model, data, out=out, resume=resume, unfreeze=_unfreeze(unfreeze), progress=not quiet,
@@ -515,9 +535,11 @@ def predict_cmd(model: str, inputs: tuple[str, ...], texts_file: str | None, top
         if out is not None:
             click.echo(f"saved {result.embeddings.shape[0]}x{result.embeddings.shape[1]} embeddings to {out}")
     else:
+        multi = any(p.labels is not None for p in result.predictions)
         rows = [[p.input if i == 0 else "", label, f"{prob:.4f}"]
+                + (["yes" if label in p.labels else ""] if multi else [])
                 for p in result.predictions for i, (label, prob) in enumerate(p.top)]
-        click.echo(table(["input", "label", "probability"], rows))
+        click.echo(table(["input", "label", "probability"] + (["over threshold"] if multi else []), rows))
 
 
 @cli.command("bench")

@@ -76,17 +76,23 @@ def choose_providers(requested: str | None = None) -> list[str]:
 
 @dataclass(frozen=True)
 class Prediction:
-    """Top-k classes for one input, best first."""
+    """Top-k classes for one input, best first; for a multi-label model also ``labels``: every label
+    whose probability reaches its threshold (none, one or several)."""
 
     input: str
     top: tuple[tuple[str, float], ...]
+    labels: tuple[str, ...] | None = None
 
     @property
     def label(self) -> str:
         return self.top[0][0]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"input": self.input, "predictions": [{"label": l, "probability": p} for l, p in self.top]}
+        out: dict[str, Any] = {"input": self.input,
+                               "predictions": [{"label": l, "probability": p} for l, p in self.top]}
+        if self.labels is not None:
+            out["labels"] = list(self.labels)
+        return out
 
 
 @dataclass(frozen=True)
@@ -220,10 +226,13 @@ class OnnxModel:
         probabilities = self.outputs(items)
         k = max(1, min(top_k, probabilities.shape[1]))
         names = list(names) if names is not None else [_describe(item) for item in items]
+        thresholds = self.info.source.get("thresholds")  # a multi-label model's, in label order
         result = []
         for name, row in zip(names, probabilities):
             best = np.argsort(-row, kind="stable")[:k]
-            result.append(Prediction(name, tuple((self.info.labels[i], float(row[i])) for i in best)))
+            chosen = (tuple(label for label, p, t in zip(self.info.labels, row, thresholds) if p >= t)
+                      if thresholds is not None else None)
+            result.append(Prediction(name, tuple((self.info.labels[i], float(row[i])) for i in best), chosen))
         return result
 
     def embed(self, items: Sequence[Any]) -> np.ndarray:

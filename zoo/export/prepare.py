@@ -64,9 +64,10 @@ class Prepared:
         return self.home.name if self.home else self.card.name.replace("/", "--")
 
 
-def graph_module(network: Any, modality: str, probabilities: bool) -> Any:
+def graph_module(network: Any, modality: str, probabilities: bool | str) -> Any:
     """``network`` wrapped for tracing, in eval mode (a wrapper left in train mode would switch the
-    network back to training, dropout included, when the exporter restores modes)."""
+    network back to training, dropout included, when the exporter restores modes). ``probabilities``:
+    True (a softmax over classes), ``"sigmoid"`` (one probability per label: multi-label) or False."""
     return _graph_class()(network, modality, probabilities).eval()
 
 
@@ -76,9 +77,10 @@ def _graph_class() -> type:
     from torch import nn
 
     class Graph(nn.Module):
-        """Images: ``pixel_values``; text: ``input_ids``, ``attention_mask``; softmax for classifiers."""
+        """Images: ``pixel_values``; text: ``input_ids``, ``attention_mask``; softmax for classifiers
+        (a sigmoid per label for multi-label ones)."""
 
-        def __init__(self, network: nn.Module, modality: str, probabilities: bool) -> None:
+        def __init__(self, network: nn.Module, modality: str, probabilities: bool | str) -> None:
             super().__init__()
             self.network = network
             self.modality = modality
@@ -89,6 +91,8 @@ def _graph_class() -> type:
                 out = self.network(input_ids=inputs[0], attention_mask=inputs[1])
             else:
                 out = self.network(inputs[0])
+            if self.probabilities == "sigmoid":
+                return out.sigmoid()
             return out.softmax(dim=-1) if self.probabilities else out
 
     return Graph
@@ -155,7 +159,7 @@ def _reference_encoder(backbone: Any) -> Callable[[Sequence[str]], dict[str, Any
     return encode
 
 
-def _finish(prepared_module: Any, card: Any, backbone: Any, probabilities: bool, **fields: Any) -> Prepared:
+def _finish(prepared_module: Any, card: Any, backbone: Any, probabilities: bool | str, **fields: Any) -> Prepared:
     module = graph_module(prepared_module, card.modality, probabilities)
     if card.modality == "image":
         names: tuple[str, ...] = ("pixel_values",)
@@ -227,6 +231,8 @@ def _prepare_run(folder: Path, *, samples: int, calibration: int, evaluation: in
     weights = {**saved.get("weights", {}), "checkpoint": "checkpoints/final.pt", "checkpoint_sha256": sha256_file(final)}
     classifier = run.load_model()
     notes: list[str] = []
+    if run.multi_label:
+        return _prepare_multilabel(run, folder, card, classifier, weights, samples=samples, calibration=calibration)
     try:
         splits = make_splits(config.data, modality=card.modality, val=config.val, test=config.test,
                              val_split=config.split_fraction, per_class=config.per_class, seed=config.seed,
@@ -257,6 +263,33 @@ def _prepare_run(folder: Path, *, samples: int, calibration: int, evaluation: in
     return _finish(classifier, card, classifier.backbone, probabilities=True, kind="classifier",
                    output_name="probabilities", labels=tuple(run.classes), source=source, weights=weights,
                    notes=notes, home=folder.resolve(), **fields)
+
+
+def _prepare_multilabel(run: Any, folder: Path, card: Any, classifier: Any, weights: dict[str, Any], *,
+                        samples: int, calibration: int) -> Prepared:
+    """A multi-label run: a sigmoid per label, its thresholds in the metadata; validated (and int8
+    calibrated) on its labelled data, int8 checked by the outputs' agreement with fp32 (an
+    accuracy needs one label per example)."""
+    from zoo.data import open_dataset
+    from zoo.train.config import FinetuneConfig
+
+    config = FinetuneConfig.from_dict(run.config)
+    notes: list[str] = []
+    try:
+        items = [e.item for e in open_dataset(config.data, modality=card.modality).examples]
+    except InputError as exc:
+        items = []
+        notes.append(f"the run's data cannot be read ({exc}); validated on generated inputs instead")
+    fields = (dict(samples=items[:samples], samples_from="the run's labelled data",
+                   calibration=_spread(items, calibration), calibration_from="the run's labelled data") if items else
+              dict(samples=generated_items(card, samples, seed=1), samples_from="generated (no run data)",
+                   calibration=[], calibration_from=""))
+    thresholds = run.multi_label["thresholds"]
+    source = {"model": card.name, "modality": card.modality, "task": "multi-label classification",
+              "run": str(folder.resolve()), "head": config.head, "thresholds": [thresholds[n] for n in run.classes]}
+    return _finish(classifier, card, classifier.backbone, probabilities="sigmoid", kind="classifier",
+                   output_name="probabilities", labels=tuple(run.classes), source=source, weights=weights, notes=notes,
+                   home=folder.resolve(), evaluation=None, evaluation_from="", **fields)
 
 
 def _prepare_fewshot(folder: Path, *, samples: int, calibration: int, evaluation: int) -> Prepared:

@@ -135,7 +135,7 @@ def head_nodes(path: Path) -> list[str]:
     graph = onnx.load(str(path), load_external_data=False).graph
     outputs = {o.name for o in graph.output}
     return [n.name for n in graph.node
-            if n.name.startswith(HEAD_PREFIX) or (n.op_type == "Softmax" and set(n.output) & outputs)]
+            if n.name.startswith(HEAD_PREFIX) or (n.op_type in ("Softmax", "Sigmoid") and set(n.output) & outputs)]
 
 
 def compare_int8(fp32_outputs: Any, int8_outputs: Any, labels: Sequence[int] | None) -> dict[str, Any]:

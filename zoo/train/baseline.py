@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["baseline", "PIXELS", "compare"]
+__all__ = ["baseline", "PIXELS", "compare", "pixel_features", "tfidf_vectorizer"]
 
 #: Images are resized to this square for the pixel baseline.
 PIXELS = 16
@@ -23,7 +23,7 @@ LIMIT = 3000
 
 
 
-def _pixels(items: Sequence[Any]) -> Any:
+def pixel_features(items: Sequence[Any]) -> Any:
     import numpy as np
     from PIL import Image
 
@@ -34,7 +34,7 @@ def _pixels(items: Sequence[Any]) -> Any:
     return np.stack(rows).reshape(len(rows), -1) / 255.0
 
 
-def _tfidf() -> Any:
+def tfidf_vectorizer() -> Any:
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     return TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1)
@@ -63,10 +63,10 @@ def baseline(modality: str, labelled: Any, held_out: dict[str, Any] | None = Non
     y = np.asarray(labelled.labels)
     if modality == "image":
         name = f"logistic regression on raw pixels ({PIXELS}x{PIXELS} RGB)"
-        features, featurizer = _pixels(items), None
+        features, featurizer = pixel_features(items), None
     elif modality == "text":
         name = "TF-IDF (words and pairs) + logistic regression"
-        features, featurizer = items, _tfidf
+        features, featurizer = items, tfidf_vectorizer
     else:
         return None
     from zoo.errors import InputError
@@ -83,9 +83,9 @@ def baseline(modality: str, labelled: Any, held_out: dict[str, Any] | None = Non
             continue
         test_items = [e.item for e in dataset.examples]
         if modality == "image":
-            x, x_test = features, _pixels(test_items)  # the training pixels read once, above
+            x, x_test = features, pixel_features(test_items)  # the training pixels read once, above
         else:
-            vectorizer = _tfidf()
+            vectorizer = tfidf_vectorizer()
             x, x_test = vectorizer.fit_transform(items).toarray(), vectorizer.transform(test_items).toarray()
         predicted = fit_probe(x, y, C, class_weight=class_weight).predict(x_test)
         from sklearn.metrics import accuracy_score, f1_score

@@ -7,7 +7,13 @@ from typing import Any
 
 from zoo.errors import ZooError
 
-__all__ = ["FinetuneConfig", "AUGMENTATIONS"]
+__all__ = ["FinetuneConfig", "AUGMENTATIONS", "RECIPES"]
+
+#: ``gradual``: a head on the frozen embeddings, then the top stages unfrozen one by one
+#: (zoo.train.recipe); ``contrastive``: the whole text encoder trained on pairs of the labelled
+#: texts first, then the head (zoo.train.contrastive); ``auto``: chosen from the data's size and
+#: modality by zoo.train.run._recipe, as measured in bench/text_fewshot.py.
+RECIPES = ("auto", "gradual", "contrastive")
 
 #: Image augmentation policies for unfrozen phases, all torchvision.transforms.v2 and built by
 #: zoo.batches.augmentation (no flips: digits and text in images are not mirror-symmetric):
@@ -43,7 +49,18 @@ class FinetuneConfig:
     # texts per class mixes its head with the class names' zero-shot classifier, the mixture's
     # weight chosen on folds; "always": at any size; "none": the head alone
     label_prior: str = "auto"
+    # the class names to embed for the prior (as `zoo fewshot --labels`: names, a file of names or
+    # `name: description` lines); None: the data's label names. Given, the prior is used at any size
+    labels: str | None = None
     skip_bad: bool = False
+    # see RECIPES
+    recipe: str = "auto"
+    # "auto": multi-label when a label cell names several labels ("a;b"); "yes"; "no" (such a
+    # cell is then an error). Multi-label runs: zoo.train.multilabel
+    multi_label: str = "auto"
+    # contrastive: the pairs drawn from the labelled texts ("auto": zoo.train.contrastive.pair_count)
+    pairs: int | str = "auto"
+    contrastive_lr: float = 2e-5
     # stage 1: a new head on cached embeddings of the frozen backbone
     head: str = "linear"
     hidden: int = 512
@@ -90,6 +107,25 @@ class FinetuneConfig:
             raise ZooError(f"--validation takes auto, cv or split, got {self.validation!r}")
         if self.label_prior not in ("auto", "always", "none"):
             raise ZooError(f"--label-prior takes auto, always or none, got {self.label_prior!r}")
+        if self.multi_label not in ("auto", "yes", "no"):
+            raise ZooError(f"multi_label takes auto, yes or no, got {self.multi_label!r}")
+        if self.multi_label == "yes":
+            self.check_multi_label()
+        if self.labels is not None and self.label_prior == "none":
+            raise ZooError("--labels gives the class names for the label prior; leave out --label-prior none")
+        if self.recipe not in RECIPES:
+            raise ZooError(f"--recipe takes {', '.join(RECIPES)}, got {self.recipe!r}")
+        if self.pairs != "auto" and (isinstance(self.pairs, bool) or not isinstance(self.pairs, int) or self.pairs < 1):
+            raise ZooError(f"--pairs takes a positive number of pairs or 'auto', got {self.pairs!r}")
+        if self.recipe == "contrastive":
+            if self.unfreeze not in ("auto", 0):
+                raise ZooError("--recipe contrastive trains the whole encoder on pairs before the head; leave out "
+                               "--unfreeze (or use --recipe gradual)")
+            if self.cut != "auto":
+                raise ZooError("--recipe contrastive trains the card's embedding; leave out --cut "
+                               "(or use --recipe gradual)")
+            if self.head != "linear":
+                raise ZooError("--recipe contrastive fits a linear head on the adapted embeddings; leave out --head")
         if self.metric not in ("accuracy", "macro_f1"):
             raise ZooError(f"--metric takes accuracy or macro_f1, got {self.metric!r}")
         if not 0.0 <= self.warmup < 1.0:
@@ -115,9 +151,22 @@ class FinetuneConfig:
 
         if self.engine not in ENGINES:
             raise ZooError(f"--engine takes {', '.join(ENGINES)}, got {self.engine!r}")
-        for name in ("head_lr", "backbone_lr", "batch_size", "head_epochs"):
+        for name in ("head_lr", "backbone_lr", "batch_size", "head_epochs", "contrastive_lr"):
             if getattr(self, name) <= 0:
                 raise ZooError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+
+    def check_multi_label(self) -> None:
+        """A multi-label run is a head per label on cached embeddings, cross-validated on every
+        labelled example: the options that ask for something else say so."""
+        asked = [flag for flag, given in (
+            ("--per-class", self.per_class is not None), ("--val-split", self.val_split is not None),
+            ("--validation split", self.validation == "split"), ("--recipe contrastive", self.recipe == "contrastive"),
+            ("--unfreeze", self.unfreeze not in ("auto", 0)), ("--head mlp", self.head != "linear"),
+            ("--cut", self.cut != "auto"), ("--label-prior always", self.label_prior == "always")) if given]
+        if asked:
+            raise ZooError(f"a multi-label run fits one logistic regression per label on the frozen embeddings, "
+                           f"cross-validated on every labelled example; {', '.join(asked)} "
+                           f"{'does' if len(asked) == 1 else 'do'} not apply (give a --test set to hold data out)")
 
     @property
     def split_fraction(self) -> float:
@@ -125,10 +174,11 @@ class FinetuneConfig:
         return 0.2 if self.val_split is None else self.val_split
 
     def resolved(self, modality: str) -> FinetuneConfig:
-        """The configuration with ``unfreeze="auto"`` decided for the model's modality."""
+        """The configuration with ``unfreeze="auto"`` decided for the model's modality and the recipe
+        (decided first: contrastive training replaces unfreezing)."""
         if self.unfreeze != "auto":
             return self
-        return replace(self, unfreeze=2 if modality == "text" else 0)
+        return replace(self, unfreeze=2 if modality == "text" and self.recipe != "contrastive" else 0)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -76,8 +76,9 @@ def _softmax(logits: Any) -> Any:
 
 def label_prior(card: Any, classes: Any, x: Any, y: Any, *, C: float, seed: int, class_weight: str | None,
                 engine: str = "auto") -> Prior:
-    """The zero-shot prototypes of ``classes`` and the mixture weight chosen on folds of ``(x, y)``
-    (features at the card's cut point)."""
+    """The zero-shot prototypes of ``classes`` (the texts to embed for each class, in class order:
+    its name or description) and the mixture weight chosen on folds of ``(x, y)`` (features at the
+    card's cut point)."""
     import numpy as np
     from sklearn.metrics import log_loss
     from sklearn.model_selection import RepeatedStratifiedKFold

@@ -102,6 +102,7 @@ class Trainer:
         self.model = Classifier(backbone, head).to(device)
         self.backbone = backbone
         self.pretrained = {k: v.detach().clone() for k, v in backbone.body.state_dict().items()}
+        self.adapted = False  # the whole encoder was trained before the head (--recipe contrastive)
         self.stages = backbone.stages()
         self.checkpoints = Checkpoints(run_dir / "checkpoints")
         self.metrics_path = run_dir / "metrics.jsonl"
@@ -163,9 +164,37 @@ class Trainer:
         names = {id(p) for _, params in self.unfrozen(phase) for p in params}
         return {k: v.detach().cpu().clone() for k, v in self.backbone.body.named_parameters() if id(v) in names}
 
+    def final_body(self, phase: int) -> dict[str, torch.Tensor]:
+        """The body's trained parameters for final.pt: every one after contrastive training (the
+        checkpoints of the head's epochs leave the adapted encoder out: one copy of it is enough)."""
+        if self.adapted:
+            return {k: v.detach().cpu().clone() for k, v in self.backbone.body.named_parameters()}
+        return self._trained_body(phase)
+
     def restore_pretrained(self) -> None:
-        """The body as pulled (the head is left to the caller)."""
+        """The body as pulled, or as adapted before the head (the head is left to the caller)."""
         self.backbone.body.load_state_dict(self.pretrained)
+
+    def adopt_encoder(self) -> None:
+        """The body as it is now becomes the one the head's phases start from and restore: the
+        encoder adapted by contrastive training. Its embeddings come from PyTorch (the frozen pass
+        and the feature cache hold the pulled weights'), computed here for every set."""
+        self.pretrained = {k: v.detach().clone() for k, v in self.backbone.body.state_dict().items()}
+        self.adapted = True
+        for name, dataset in (("train", self.splits.train), ("val", self.splits.val), ("test", self.splits.test)):
+            if dataset is None:
+                continue
+            started = time.perf_counter()
+            self.features[name] = self.encode(dataset)
+            self.feature_records[name] = {"hit": False, "seconds": time.perf_counter() - started,
+                                          "engine": {"engine": "torch", "encoder": "adapted (contrastive)"}}
+
+    def encode(self, dataset: Any) -> torch.Tensor:
+        """Embeddings of ``dataset`` by the encoder as it is now (PyTorch, eval mode)."""
+        if len(dataset) == 0:
+            return torch.zeros(0, self.backbone.feature_dim)
+        items = [e.item for e in dataset.examples]
+        return self._unfrozen_pass().embed(items, batch_size=max(self.config.batch_size, 64)).float().cpu()
 
     def restore(self, checkpoint: dict[str, Any]) -> None:
         """Pretrained body, then the checkpoint's trained stages and head."""

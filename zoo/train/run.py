@@ -41,6 +41,7 @@ class Run:
     best: dict[str, Any] | None = None
     cut: tuple[str, ...] | None = None  # where the embedding is taken, when not the card's cut point
     label_prior: dict[str, Any] | None = None  # the head mixes in the class names' zero-shot classifier
+    multi_label: dict[str, Any] | None = None  # a sigmoid per label: {"thresholds": {label: t}}
 
     @property
     def test_accuracy(self) -> float | None:
@@ -56,7 +57,10 @@ class Run:
             parts.append(f"best epoch {self.best['epoch']} (phase {self.best['phase']})")
         for name in ("val", "test"):
             m = self.metrics.get(name)
-            if m:
+            if m and self.multi_label:
+                parts.append(f"{name} micro-F1 {m['micro_f1']:.3f} macro-F1 {m['macro_f1']:.3f} exact match "
+                             f"{m['accuracy']:.3f} (n={m['n']})")
+            elif m:
                 parts.append(f"{name} acc {m['accuracy']:.3f} macro-F1 {m['macro_f1']:.3f} (n={m['n']})")
         return ", ".join(parts)
 
@@ -64,10 +68,33 @@ class Run:
         """What the run chose and how it compares with the baseline, in plain lines."""
         m = self.metrics
         lines = []
+        if m.get("multi_label"):
+            head = m.get("cv", {}).get("head", {})
+            shown = ", ".join(f"{name} {t:.2f}" for name, t in list(m.get("thresholds", {}).items())[:6])
+            lines.append(f"multi-label head: cross-validated micro-F1 {head.get('micro_f1', 0):.3f} macro-F1 "
+                         f"{head.get('macro_f1', 0):.3f} over {head.get('folds')} folds (thresholds chosen on the "
+                         f"same folds: slightly optimistic); thresholds {shown}")
+            if m.get("baseline_line"):
+                lines.append(m["baseline_line"])
+            return lines
+        tuned = m.get("contrastive")
+        if tuned:
+            rounds = tuned["rounds"]
+            line = (f"contrastive: {tuned['pairs']} pairs, pair loss {rounds[0]['pair_loss']:.3f} -> "
+                    f"{rounds[-1]['pair_loss']:.3f} over {len(rounds)} rounds" if rounds else
+                    f"contrastive: {tuned.get('stopped', 'no round completed')}")
+            if tuned.get("judged") and rounds:
+                kept = tuned["best"]
+                line += (f"; kept round {kept} (val loss {rounds[kept - 1]['val_loss']:.3f} vs the pulled encoder's "
+                         f"{tuned['start']['val_loss']:.3f})" if kept else
+                         f"; kept the pulled encoder (val loss {tuned['start']['val_loss']:.3f}, no round beat it)")
+            lines.append(line)
         if m.get("validation") == "cv":
             head = m.get("cv", {}).get("head", {})
+            after = " (optimistic: the encoder was trained on every fold)" if tuned else ""
             lines.append(f"cut {'+'.join(m.get('cut', []))}: cross-validated accuracy {head.get('accuracy', 0):.3f} "
-                         f"macro-F1 {head.get('macro_f1', 0):.3f} over {head.get('folds')} folds x {head.get('repeats')}")
+                         f"macro-F1 {head.get('macro_f1', 0):.3f} over {head.get('folds')} folds x "
+                         f"{head.get('repeats')}{after}")
             prior = m.get("cv", {}).get("label_prior")
             if prior:
                 chosen = next(s for s in prior["scores"] if (s["weight"], s["scale"]) == (prior["weight"], prior["scale"]))
@@ -83,7 +110,8 @@ class Run:
         return lines
 
     def load_model(self, device: Any = None):
-        """The fine-tuned classifier (backbone + head) as a torch module in eval mode."""
+        """The fine-tuned classifier (backbone + head) as a torch module in eval mode: class logits
+        out (a multi-label run's are per label: a sigmoid of each, against its threshold)."""
         import torch
 
         from zoo.loading import load
@@ -129,7 +157,7 @@ def open_run(run_dir: str | Path) -> Run:
     best = json.loads(best_path.read_text(encoding="utf-8")) if best_path.is_file() else None
     return Run(dir=folder, config=config["config"], classes=tuple(labels), history=tuple(history),
                metrics=metrics, best=best, cut=tuple(config["cut"]) if config.get("cut") else None,
-               label_prior=config.get("label_prior"))
+               label_prior=config.get("label_prior"), multi_label=config.get("multi_label"))
 
 
 def _default_dir(model: str) -> Path:
@@ -182,12 +210,20 @@ def finetune(
                            f"or continue it with --resume {run_dir}")
 
     card = resolve_card(config.model)
-    config = config.resolved(card.modality)
     started = time.perf_counter()
+    if _is_multi_label(config, card):
+        from dataclasses import replace
+
+        config = replace(config, multi_label="yes", validation="cv", unfreeze=0, recipe="gradual")
+        config.check_multi_label()
+        return _finetune_multilabel(card, config, run_dir, resume is not None, progress, say, started)
     splits = make_splits(config.data, modality=card.modality, val=config.val, test=config.test,
                          val_split=config.split_fraction, per_class=config.per_class, seed=config.seed,
                          skip_bad=config.skip_bad)
+    names = _label_texts(config, splits, card)
     config, why = _validation(config, splits)
+    config, how = _recipe(config, card, splits)
+    config = config.resolved(card.modality)
     run_dir.mkdir(parents=True, exist_ok=True)
     fetched = pull(card, quiet=not progress)
     if resume is None:
@@ -203,17 +239,24 @@ def finetune(
             say(f"skipped {len(splits.skipped)} bad inputs (listed in {run_dir / 'skipped.json'})")
     device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     say(why)
+    say(how)
     if config.validation == "cv":
         splits = _all_labelled(splits)
     say(f"fine-tuning {config.model} on {len(splits.train)} train / {len(splits.val)} val"
         + (f" / {len(splits.test)} test" if splits.test is not None else "")
         + f" examples, {len(splits.train.classes)} classes, on {device}")
+    if config.recipe == "contrastive":
+        trainer, loop, selection = _contrastive(card, splits, config, run_dir, fetched, resume is not None,
+                                                device, say, progress)
+        _finish(trainer, loop, run_dir, selection)
+        (run_dir / "checkpoints" / "encoder.pt").unlink(missing_ok=True)  # final.pt holds the adapted encoder
+        return _done(run_dir, trainer, started, say)
     selection, labelled_x, test_x, prior = None, None, None, None
     cut = parse_cut(card, config.cut)
     if config.validation == "cv":
         selection, labelled_x, test_x = _selection(card, splits, config, run_dir, resume is not None, device, say)
         cut = selection.cut
-        prior = _prior(card, splits, config, selection, labelled_x, run_dir, resume is not None, say)
+        prior = _prior(card, splits, config, selection, labelled_x, run_dir, resume is not None, say, names)
     if cut == (card.embedding.node,):
         cut = None  # the card's own cut point: the plain backbone, its features cached as always
     _record_cut(run_dir, cut)
@@ -236,12 +279,156 @@ def finetune(
     else:
         loop = trainer.fit(resume=resume is not None)
     _finish(trainer, loop, run_dir, selection, prior)
+    return _done(run_dir, trainer, started, say)
+
+
+def _is_multi_label(config: Any, card: Any) -> bool:
+    """Whether the run is multi-label: asked for, or (``auto``) a label cell names several labels."""
+    if config.multi_label == "yes":
+        return True
+    from zoo.data.multilabel import SEPARATOR, rows_with_label_sets
+
+    rows = rows_with_label_sets(config.data, card.modality)
+    if rows and config.multi_label == "no":
+        raise ZooError(f"{rows[0]}: the label names several labels (separated by {SEPARATOR!r})"
+                       f"{f', and so do {len(rows) - 1} other rows' if len(rows) > 1 else ''}, but the run is "
+                       f"single-label (--single-label); leave that out to train one sigmoid per label, or give "
+                       f"each row one label")
+    return bool(rows)
+
+
+def _finetune_multilabel(card: Any, config: Any, run_dir: Path, resume: bool, progress: bool,
+                         say: Callable[[str], None], started: float) -> Run:
+    """A multi-label run (zoo.train.multilabel): cheap enough that a resume simply redoes it from
+    the cached features."""
+    import torch
+
+    from zoo.atomic import atomic_write_json
+    from zoo.data import open_dataset
+    from zoo.data.checks import problems_error
+    from zoo.data.multilabel import label_sets
+    from zoo.probing.run import cut_features
+    from zoo.pulling import pull
+    from zoo.train.multilabel import fit_multilabel
+
+    sets = {role: open_dataset(path, modality=card.modality) for role, path in
+            (("train", config.data), ("val", config.val), ("test", config.test)) if path is not None}
+    problems = [problem for dataset in sets.values() for problem in dataset.problems]
+    if problems and not config.skip_bad:
+        raise problems_error(problems)
+    # cross-validated on every labelled example: validation data join them
+    labelled = _joined(sets["train"], sets["val"]) if "val" in sets else sets["train"]
+    train_sets = label_sets(labelled)
+    test = sets.get("test")
+    test_sets = label_sets(test, train_sets.names) if test is not None else None
+    fetched = pull(card, quiet=not progress)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        summary = {"labels": list(train_sets.names), "train": {"size": len(labelled), "per_label": train_sets.counts()},
+                   "val": None, "test": {"size": len(test), "per_label": test_sets.counts()} if test is not None else None,
+                   "skipped": len(problems)}
+        atomic_write_json(run_dir / "config.json", {
+            "config": config.to_dict(), "zoo_version": __version__, "data": summary,
+            "weights": {"source": fetched.locator, "revision": fetched.resolved or fetched.revision,
+                        "sha256": {f.name: f.sha256 for f in fetched.files}}, "cut": None})
+        atomic_write_json(run_dir / "labels.json", list(train_sets.names))
+        if problems:
+            atomic_write_json(run_dir / "skipped.json", [{"where": p.where, "reason": p.reason} for p in problems])
+            say(f"skipped {len(problems)} bad inputs (listed in {run_dir / 'skipped.json'})")
+    say(f"multi-label: {len(train_sets.names)} labels over {len(labelled)} labelled examples "
+        f"({float(train_sets.matrix.sum(1).mean()):.2f} labels per example)" + (f", {len(test)} test" if test else ""))
+    device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    x, x_test, record = cut_features(card, labelled, test, (card.embedding.node,), engine=config.engine, say=say,
+                                     device=device, workers=config.workers)
+    report = fit_multilabel(card, config, run_dir, names=train_sets.names, labelled=labelled,
+                            matrix=train_sets.matrix, x=x, test=test,
+                            test_matrix=test_sets.matrix if test_sets is not None else None, x_test=x_test,
+                            record=record, say=say)
+    _amend_config(run_dir, multi_label={"thresholds": report["thresholds"]})
+    run = open_run(run_dir)
+    for line in run.report_lines():
+        say(line)
+    say(f"done in {time.perf_counter() - started:.0f}s")
+    return run
+
+
+def _joined(first: Any, second: Any) -> Any:
+    """Two datasets as one, over the union of their label names."""
+    from zoo.data.dataset import Dataset, Example
+
+    names = tuple(sorted(set(first.classes) | set(second.classes)))
+    examples = tuple(Example(e.item, names.index(d.classes[e.label]), e.where)
+                     for d in (first, second) for e in d.examples)
+    return Dataset(f"{first.name} + {second.name}", first.modality, names, examples)
+
+
+def _done(run_dir: Path, trainer: Any, started: float, say: Callable[[str], None]) -> Run:
     _record_facts(run_dir, trainer)
     run = open_run(run_dir)
     for line in run.report_lines():
         say(line)
     say(f"done in {time.perf_counter() - started:.0f}s")
     return run
+
+
+def _recipe(config: Any, card: Any, splits: Any) -> tuple[Any, str]:
+    """``recipe="auto"`` decided from the data, and the line that says why."""
+    from dataclasses import replace
+
+    from zoo.train.contrastive import CONTRASTIVE_PER_CLASS
+
+    if config.recipe == "contrastive":
+        if card.modality != "text":
+            raise ZooError(f"model {card.name!r}: --recipe contrastive trains a text encoder on pairs of texts; "
+                           f"use --recipe gradual for {card.modality} models")
+        return config, "recipe: contrastive encoder training on pairs, then the head (--recipe contrastive)"
+    if config.recipe == "gradual":
+        return config, "recipe: the head on frozen embeddings, then gradual unfreezing (--recipe gradual)"
+    labelled = len(splits.train) + len(splits.val)
+    per_class = labelled / max(1, len(splits.classes))
+    low, high = CONTRASTIVE_PER_CLASS
+    fits = (card.modality == "text" and config.validation == "cv" and config.unfreeze == "auto"
+            and config.cut == "auto" and config.head == "linear" and low <= per_class <= high)
+    if fits:
+        return (replace(config, recipe="contrastive"),
+                f"recipe: contrastive encoder training on pairs, then the head ({per_class:.0f} labelled texts per "
+                f"class: between {low} and {high}, where it was measured best; --recipe gradual for the other)")
+    return replace(config, recipe="gradual"), "recipe: the head on frozen embeddings, then gradual unfreezing"
+
+
+def _contrastive(card: Any, splits: Any, config: Any, run_dir: Path, fetched: Any, resume: bool, device: Any,
+                 say: Callable[[str], None], progress: bool) -> tuple[Any, dict[str, Any], Any]:
+    """The contrastive recipe: the encoder trained on pairs, then the head on its embeddings
+    (cross-validated on all labelled texts, or trained by epochs against a validation split)."""
+    import time as clock
+
+    from zoo.atomic import atomic_write_json
+    from zoo.loading import load
+    from zoo.train.contrastive import Contrastive
+    from zoo.train.recipe import Trainer
+    from zoo.train.selection import choose
+
+    _record_cut(run_dir, None)
+    trainer = Trainer(config, run_dir, splits, load(card, device=device), fetched, device=device, log=say,
+                      progress=progress)
+    Contrastive(trainer).fit(resume=resume)
+    if config.validation != "cv":
+        return trainer, trainer.fit(resume=resume), None
+    from zoo.train.crossfit import CrossFit
+
+    path = run_dir / "selection.json"
+    x = trainer.features["train"].numpy()
+    if resume and path.is_file():
+        from zoo.train.selection import Selection
+
+        selection = Selection.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    else:
+        node = (card.embedding.node,)
+        selection = choose({node[0]: x}, splits.train, [node], seed=config.seed,
+                           class_weight="balanced" if _balanced(splits.train, config) else None, metric=config.metric,
+                           requested=None, started=clock.perf_counter(), record={"encoder": "adapted (contrastive)"})
+        atomic_write_json(path, selection.to_dict())
+    return trainer, CrossFit(trainer, selection, x).fit(resume=resume), selection
 
 
 def _validation(config: Any, splits: Any) -> tuple[Any, str]:
@@ -315,8 +502,28 @@ def _selection(card: Any, splits: Any, config: Any, run_dir: Path, resume: bool,
     return chosen, labelled_x, test_x
 
 
+def _label_texts(config: Any, splits: Any, card: Any) -> list[str] | None:
+    """What ``--labels`` says to embed for each class, in class order (None without it); a class of
+    the data that it does not name is an error."""
+    if config.labels is None:
+        return None
+    from zoo.prompts import parse_labels
+
+    if card.modality != "text":
+        raise ZooError(f"model {card.name!r}: --labels gives class names for a text model's label prior; "
+                       f"leave it out for {card.modality} models")
+    given = parse_labels(config.labels)
+    missing = [name for name in splits.classes if name not in given]
+    if missing:
+        raise ZooError(f"{config.data}: the label {missing[0]!r} is in the data but not in --labels "
+                       f"({', '.join(list(given)[:8])}{'...' if len(given) > 8 else ''})"
+                       f"{f', nor are {len(missing) - 1} more' if len(missing) > 1 else ''}; add it to --labels "
+                       f"or fix the data")
+    return [given[name] for name in splits.classes]
+
+
 def _prior(card: Any, splits: Any, config: Any, selection: Any, labelled_x: Any, run_dir: Path, resume: bool,
-           say: Callable[[str], None]) -> Any:
+           say: Callable[[str], None], names: list[str] | None = None) -> Any:
     """The class names' zero-shot prior of a cross-validated text run, with its weight chosen on
     folds (prior.json on resume: the same choice); None where it does not apply."""
     from zoo.atomic import atomic_write_json
@@ -329,11 +536,12 @@ def _prior(card: Any, splits: Any, config: Any, selection: Any, labelled_x: Any,
 
     if config.label_prior == "none" or card.modality != "text" or selection.cut != (card.embedding.node,):
         return None
-    if config.label_prior == "auto" and len(splits.train) > PRIOR_PER_CLASS * len(splits.train.classes):
+    if (config.label_prior == "auto" and names is None
+            and len(splits.train) > PRIOR_PER_CLASS * len(splits.train.classes)):
         return None
     weight = "balanced" if _balanced(splits.train, config) else None
-    prior = label_prior(card, splits.train.classes, labelled_x, splits.train.labels, C=selection.C, seed=config.seed,
-                        class_weight=weight, engine=config.engine)
+    prior = label_prior(card, names or splits.train.classes, labelled_x, splits.train.labels, C=selection.C,
+                        seed=config.seed, class_weight=weight, engine=config.engine)
     atomic_write_json(path, prior.to_dict())
     chosen = prior.chosen()
     alone = next(s for s in prior.scores if s["weight"] == 1.0)
@@ -378,8 +586,11 @@ def _judgement(trainer: Any, loop: dict[str, Any], selection: Any, report: dict[
     base = baseline(trainer.backbone.card.modality, splits.train, held_out, seed=config.seed, class_weight=weight,
                     metric=config.metric)
     transfer: dict[str, Any] = {name: report[name] for name in ("val", "test") if name in report}
-    judged: dict[str, Any] = {"validation": config.validation, "metric": config.metric,
+    judged: dict[str, Any] = {"validation": config.validation, "metric": config.metric, "recipe": config.recipe,
                               "cut": list(trainer.backbone.cut or (trainer.backbone.card.embedding.node,))}
+    contrastive = trainer.dir / "contrastive.json"
+    if config.recipe == "contrastive" and contrastive.is_file():
+        judged["contrastive"] = json.loads(contrastive.read_text(encoding="utf-8"))
     if selection is not None:
         estimate = selection.estimate
         judged["selection"] = selection.to_dict()
@@ -441,6 +652,6 @@ def _finish(trainer: Any, loop: dict[str, Any], run_dir: Path, selection: Any = 
         plot_curves(history, folder / "curves.png")
     atomic_torch_save(run_dir / "checkpoints" / "final.pt", {
         "head": {k: v.detach().cpu() for k, v in trainer.model.head.state_dict().items()},
-        "body": trainer._trained_body(phase), "best": best,
+        "body": trainer.final_body(phase), "best": best,
     })
     atomic_write_json(run_dir / "features" / "index.json", trainer.feature_records)

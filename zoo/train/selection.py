@@ -27,7 +27,7 @@ from typing import Any
 from zoo.errors import InputError
 from zoo.probing.cuts import ALL, candidates, joined
 
-__all__ = ["Selection", "select_cut", "candidates", "joined", "parse_cut", "CV_PER_CLASS", "CV_LIMIT", "ALL"]
+__all__ = ["Selection", "select_cut", "choose", "candidates", "joined", "parse_cut", "CV_PER_CLASS", "CV_LIMIT", "ALL"]
 
 #: ``--validation auto`` cross-validates when there are at most this many labelled examples per
 #: class (on average); above, a validation split of a fifth is large enough to judge by. Measured
@@ -102,7 +102,6 @@ def select_cut(card: Any, labelled: Any, held_out: Any, *, cut: tuple[str, ...] 
     the chosen cut's features for ``labelled`` and ``held_out`` (None without one)."""
     import time
 
-    from zoo.probing.linear import cross_validate
     from zoo.probing.run import layer_features
 
     started = time.perf_counter()
@@ -112,16 +111,30 @@ def select_cut(card: Any, labelled: Any, held_out: Any, *, cut: tuple[str, ...] 
                                       workers=workers, layers=needed)
     train = {name: x for name, (x, _) in features.items()}
     test = {name: x_test for name, (_, x_test) in features.items()}
-    rows = []
-    for candidate in tried:
-        score = cross_validate(joined(train, candidate), labelled.labels, seed=seed, class_weight=class_weight,
-                               metric=metric, where=labelled.name)
-        rows.append({"cut": list(candidate), "dim": int(sum(train[n].shape[1] for n in candidate)), **score.to_dict()})
-    best = min(rows, key=lambda r: (r["log_loss"], -r["accuracy"]))
-    selection = Selection(cut=tuple(best["cut"]), C=best["C"], metric=metric,
-                          estimate={k: v for k, v in best.items() if k not in ("cut", "dim")}, rows=tuple(rows),
-                          requested="auto" if cut is None else cut_name(cut),
-                          chosen_by="cross-validated log-loss" if cut is None else "--cut",
-                          seconds=time.perf_counter() - started, features=record)
+    selection = choose(train, labelled, tried, seed=seed, class_weight=class_weight, metric=metric,
+                       requested=cut, started=started, record=record)
     x_test = joined(test, selection.cut) if held_out is not None else None
     return selection, joined(train, selection.cut), x_test
+
+
+def choose(features: dict[str, Any], labelled: Any, tried: Sequence[tuple[str, ...]], *, seed: int,
+           class_weight: str | None, metric: str, requested: tuple[str, ...] | None, started: float,
+           record: dict[str, Any] | None = None) -> Selection:
+    """Cross-validate each candidate of ``tried`` on ``features`` (layer name -> labelled rows) and
+    keep the lowest log-loss: the :class:`Selection`."""
+    import time
+
+    from zoo.probing.linear import cross_validate
+
+    rows = []
+    for candidate in tried:
+        score = cross_validate(joined(features, candidate), labelled.labels, seed=seed, class_weight=class_weight,
+                               metric=metric, where=labelled.name)
+        rows.append({"cut": list(candidate), "dim": int(sum(features[n].shape[1] for n in candidate)),
+                     **score.to_dict()})
+    best = min(rows, key=lambda r: (r["log_loss"], -r["accuracy"]))
+    return Selection(cut=tuple(best["cut"]), C=best["C"], metric=metric,
+                     estimate={k: v for k, v in best.items() if k not in ("cut", "dim")}, rows=tuple(rows),
+                     requested="auto" if requested is None else cut_name(requested),
+                     chosen_by="cross-validated log-loss" if requested is None else "--cut",
+                     seconds=time.perf_counter() - started, features=record or {})
