@@ -128,6 +128,13 @@ def test_resume_after_kill_matches_a_straight_run(digit_folder, tmp_path):
     straight_history = [json.loads(x) for x in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()]
     resumed_history = [json.loads(x) for x in (killed_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in straight_history] == [r["epoch"] for r in resumed_history]
+    # every epoch's weights stay (the rollback needs them); only the newest keeps an optimizer state
+    for folder in (tmp_path / "straight", killed_dir):
+        checkpoints = folder / "checkpoints"
+        epochs = sorted(checkpoints.glob("epoch-*.pt"))
+        assert len(epochs) == len(straight_history)
+        assert [p.name for p in checkpoints.glob("optimizer-*.pt")] == [epochs[-1].name.replace("epoch", "optimizer")]
+        assert all("optimizer" not in torch.load(p, weights_only=True) for p in epochs)
 
 
 def test_cli_end_to_end(digit_folder, tmp_path):

@@ -1,8 +1,12 @@
 """Checkpoints of a run: one per epoch, written atomically, so a killed run resumes from the last
 complete one and a finished run can roll back to its best.
 
-A checkpoint holds only what training changed (the head and the unfrozen stages) plus the
-optimizer and the loop's position; the frozen rest is the pretrained backbone, rebuilt on load.
+A checkpoint holds only what training changed (the head and the unfrozen stages) and the loop's
+position; the frozen rest is the pretrained backbone, rebuilt on load. The optimizer's state
+(AdamW's two moments: twice the size of the trained weights) only matters to a resume, which
+continues from the newest checkpoint: it is written beside that one (``optimizer-NNNN.pt``, before
+the epoch's weights land) and the previous epoch's is then removed, so a run folder keeps the
+weights of every epoch (for the rollback to the best) and one optimizer state.
 """
 
 from __future__ import annotations
@@ -20,10 +24,12 @@ from zoo.errors import ZooError
 __all__ = ["Checkpoints"]
 
 _NAME = re.compile(r"^epoch-(\d{4,})\.pt$")
+_OPTIMIZER = re.compile(r"^optimizer-(\d{4,})\.pt$")
 
 
 class Checkpoints:
-    """The ``checkpoints/`` folder of a run: ``epoch-0001.pt``, ... and ``best.json``."""
+    """The ``checkpoints/`` folder of a run: ``epoch-0001.pt``, ..., the newest epoch's
+    ``optimizer-NNNN.pt`` and ``best.json``."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -31,8 +37,22 @@ class Checkpoints:
     def path(self, epoch: int) -> Path:
         return self.folder / f"epoch-{epoch:04d}.pt"
 
+    def optimizer_path(self, epoch: int) -> Path:
+        return self.folder / f"optimizer-{epoch:04d}.pt"
+
     def save(self, epoch: int, state: dict[str, Any]) -> Path:
-        return atomic_torch_save(self.path(epoch), state)
+        """Write ``state``; its ``optimizer`` goes to its own file first (a kill between the two
+        leaves the previous epoch, with its optimizer file, as the newest complete one)."""
+        state = dict(state)
+        optimizer = state.pop("optimizer", None)
+        if optimizer is not None:
+            atomic_torch_save(self.optimizer_path(epoch), optimizer)
+        path = atomic_torch_save(self.path(epoch), state)
+        for old in self.folder.iterdir():
+            match = _OPTIMIZER.match(old.name)
+            if match and int(match.group(1)) != epoch:
+                old.unlink(missing_ok=True)
+        return path
 
     def epochs(self) -> list[int]:
         if not self.folder.is_dir():
@@ -40,21 +60,31 @@ class Checkpoints:
         return sorted(int(m.group(1)) for p in self.folder.iterdir() if (m := _NAME.match(p.name)))
 
     def load(self, epoch: int) -> dict[str, Any]:
-        path = self.path(epoch)
+        """The weights and position of ``epoch`` (no optimizer state: see :meth:`latest`)."""
+        return self._read(self.path(epoch), "checkpoint", "delete it to resume from the one before")
+
+    def _read(self, path: Path, what: str, fix: str) -> Any:
         try:
             return torch.load(path, map_location="cpu", weights_only=True)
         except FileNotFoundError:
-            raise ZooError(f"{path}: checkpoint not found; the run folder is incomplete") from None
+            raise ZooError(f"{path}: {what} not found; the run folder is incomplete") from None
         except Exception as exc:
-            raise ZooError(f"{path}: unreadable checkpoint ({exc}); delete it to resume from the one before") from None
+            raise ZooError(f"{path}: unreadable {what} ({type(exc).__name__}: {exc}); {fix}") from None
 
     def latest(self) -> tuple[int, dict[str, Any]] | None:
-        """The newest checkpoint that loads (a torn write never has the final name, but be safe)."""
+        """The newest checkpoint that loads, with its optimizer state under ``optimizer`` (None
+        where it is missing: the phase's optimizer then starts afresh). Checkpoints written before
+        optimizer files existed hold it inline."""
         for epoch in reversed(self.epochs()):
             try:
-                return epoch, self.load(epoch)
+                state = self.load(epoch)
             except ZooError:
                 continue
+            if "optimizer" not in state:
+                path = self.optimizer_path(epoch)
+                state["optimizer"] = (self._read(path, "optimizer state", "delete it to resume without it")
+                                      if path.is_file() else None)
+            return epoch, state
         return None
 
     def mark_best(self, epoch: int, score: dict[str, Any]) -> None:

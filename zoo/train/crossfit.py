@@ -190,7 +190,7 @@ class CrossFit:
         if latest is not None and latest[1]["phase"] > 0:
             epoch, checkpoint = latest
             t.restore(checkpoint)
-            optimizer_state = checkpoint["optimizer"]
+            optimizer_state = checkpoint.get("optimizer")
             start = points.index((checkpoint["phase"], checkpoint["phase_epoch"])) + 1
             _truncate_jsonl(t.metrics_path, epoch)
             t.log(f"resuming after epoch {epoch}")

@@ -339,7 +339,7 @@ class Trainer:
                 self.restore(checkpoint)
                 loop = checkpoint["loop"]
                 start_phase, start_epoch = checkpoint["phase"], checkpoint["phase_epoch"] + 1
-                optimizer_state = checkpoint["optimizer"]
+                optimizer_state = checkpoint.get("optimizer")
                 _truncate_jsonl(self.metrics_path, epoch)
                 self.log(f"resuming after epoch {epoch} (phase {start_phase}, epoch {start_epoch - 1})")
         else:
