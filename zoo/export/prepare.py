@@ -213,8 +213,6 @@ def _prepare_model(name: str, *, pretrained: bool, samples: int, calibration: in
 
 
 def _prepare_run(folder: Path, *, samples: int, calibration: int, evaluation: int) -> Prepared:
-    import json
-
     from zoo.data import make_splits
     from zoo.pulling import resolve_card
     from zoo.train import open_run
@@ -227,8 +225,7 @@ def _prepare_run(folder: Path, *, samples: int, calibration: int, evaluation: in
         raise ZooError(f"{folder}: the run has no checkpoints/final.pt (did it finish?); finish it with "
                        f"`zoo finetune --resume {folder}`")
     card = resolve_card(config.model)
-    saved = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    weights = {**saved.get("weights", {}), "checkpoint": "checkpoints/final.pt", "checkpoint_sha256": sha256_file(final)}
+    weights = {**run.weights, "checkpoint": "checkpoints/final.pt", "checkpoint_sha256": sha256_file(final)}
     classifier = run.load_model()
     notes: list[str] = []
     if run.multi_label:

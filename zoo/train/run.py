@@ -42,6 +42,7 @@ class Run:
     cut: tuple[str, ...] | None = None  # where the embedding is taken, when not the card's cut point
     label_prior: dict[str, Any] | None = None  # the head mixes in the class names' zero-shot classifier
     multi_label: dict[str, Any] | None = None  # a sigmoid per label: {"thresholds": {label: t}}
+    weights: dict[str, Any] = field(default_factory=dict)  # the pulled weights it used: source, revision, sha256
 
     @property
     def test_accuracy(self) -> float | None:
@@ -120,7 +121,15 @@ class Run:
         from zoo.train.recipe import Classifier
 
         config = FinetuneConfig.from_dict(self.config)
-        final = torch.load(self.dir / "checkpoints" / "final.pt", map_location="cpu", weights_only=True)
+        path = self.dir / "checkpoints" / "final.pt"
+        if not path.is_file():
+            raise ZooError(f"{path}: the run has no final model (did it finish?); finish it with "
+                           f"`zoo finetune --resume {self.dir}`")
+        try:
+            final = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # a truncated or overwritten file: torch raises anything
+            raise ZooError(f"{path}: damaged ({type(exc).__name__}: {exc}); delete it and run `zoo finetune "
+                           f"--resume {self.dir}` to write it again") from None
         backbone = load(config.model, cut=self.cut)
         head = make_head(config.head, backbone.feature_dim, len(self.classes), hidden=config.hidden,
                          dropout=config.dropout, normalised=config.validation == "cv")
@@ -135,14 +144,28 @@ class Run:
         return model.to(device) if device is not None else model
 
 
+def read_run_json(folder: Path, name: str) -> Any:
+    """``name`` in a run folder, parsed; a missing or damaged file is one line naming it."""
+    path = folder / name
+    if not path.is_file():
+        if name == "config.json":
+            raise ZooError(f"{folder}: not a zoo run folder (no config.json)")
+        raise ZooError(f"{path}: missing, so the run folder is incomplete; fine-tune again into a new folder")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ZooError(f"{path}: damaged (not valid JSON: {exc}); restore it from a copy, or fine-tune again into a "
+                       f"new folder") from None
+
+
 def open_run(run_dir: str | Path) -> Run:
     """Read a run folder (finished or not)."""
     folder = Path(run_dir)
-    config_path = folder / "config.json"
-    if not config_path.is_file():
-        raise ZooError(f"{folder}: not a zoo run folder (no config.json)")
-    config = json.loads(config_path.read_text(encoding="utf-8"))
-    labels = json.loads((folder / "labels.json").read_text(encoding="utf-8"))
+    config = read_run_json(folder, "config.json")
+    labels = read_run_json(folder, "labels.json")
+    if not isinstance(config, dict) or not isinstance(config.get("config"), dict) or not isinstance(labels, list):
+        raise ZooError(f"{folder}: config.json or labels.json does not hold what zoo wrote there; restore them "
+                       f"or fine-tune again into a new folder")
     history = []
     metrics_path = folder / "metrics.jsonl"
     if metrics_path.is_file():
@@ -152,12 +175,12 @@ def open_run(run_dir: str | Path) -> Run:
             except ValueError:
                 break  # a torn last line of a killed run
     report = folder / "report" / "metrics.json"
-    metrics = json.loads(report.read_text(encoding="utf-8")) if report.is_file() else {}
-    best_path = folder / "checkpoints" / "best.json"
-    best = json.loads(best_path.read_text(encoding="utf-8")) if best_path.is_file() else None
+    metrics = read_run_json(folder, "report/metrics.json") if report.is_file() else {}
+    best = read_run_json(folder, "checkpoints/best.json") if (folder / "checkpoints" / "best.json").is_file() else None
     return Run(dir=folder, config=config["config"], classes=tuple(labels), history=tuple(history),
                metrics=metrics, best=best, cut=tuple(config["cut"]) if config.get("cut") else None,
-               label_prior=config.get("label_prior"), multi_label=config.get("multi_label"))
+               label_prior=config.get("label_prior"), multi_label=config.get("multi_label"),
+               weights=config.get("weights") or {})
 
 
 def _default_dir(model: str) -> Path:
@@ -181,22 +204,18 @@ def finetune(
     ``unfreeze``, ``head``, ``seed``...). ``resume=RUN_DIR`` continues a killed run from its last
     complete checkpoint with its saved configuration.
     """
-    import torch
-
-    from zoo.atomic import atomic_write_json
-    from zoo.data import make_splits
-    from zoo.loading import load
-    from zoo.pulling import pull, resolve_card
     from zoo.train.config import FinetuneConfig
-    from zoo.train.recipe import Trainer
-    from zoo.train.selection import parse_cut
 
     say = log or (lambda text: print(text, file=sys.stderr, flush=True))
     if resume is not None:
         run_dir = Path(resume)
         if not (run_dir / "config.json").is_file():
             raise ZooError(f"{run_dir}: cannot resume: no config.json (is it a zoo run folder?)")
-        saved = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))["config"]
+        saved = read_run_json(run_dir, "config.json")
+        if not isinstance(saved, dict) or not isinstance(saved.get("config"), dict):
+            raise ZooError(f"{run_dir / 'config.json'}: does not hold a run's configuration; fine-tune again into "
+                           f"a new folder")
+        saved = saved["config"]
         # how to compute may change on resume (another machine); what to compute may not
         config = FinetuneConfig.from_dict({**saved, **{k: v for k, v in options.items()
                                                         if k in ("device", "workers", "engine")}})
@@ -208,7 +227,52 @@ def finetune(
         if run_dir.exists() and any(run_dir.iterdir()):
             raise ZooError(f"{run_dir}: the run folder exists and is not empty; choose another --out, "
                            f"or continue it with --resume {run_dir}")
+    created = not run_dir.exists()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ZooError(f"{run_dir}: cannot create the run folder ({exc.strerror}); choose a writable --out") from None
+    lock = _lock(run_dir)
+    try:
+        return _finetune(config, run_dir, resume is not None, say, progress)
+    except BaseException:
+        if created and not (run_dir / "config.json").is_file():  # failed before it began: leave nothing behind
+            import shutil
 
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    finally:
+        lock.release()
+
+
+def _lock(run_dir: Path) -> Any:
+    """One process at a time per run folder: a second ``--resume`` (or a run into the same
+    ``--out``) would interleave its writes with the first's."""
+    import filelock
+
+    lock = filelock.FileLock(str(run_dir / ".lock"))
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        raise ZooError(f"{run_dir}: another `zoo finetune` is writing this run folder; wait for it to end (or stop "
+                       f"it), then resume with `zoo finetune --resume {run_dir}`") from None
+    except OSError as exc:
+        raise ZooError(f"{run_dir}: cannot write in the run folder ({exc.strerror}); choose a writable --out") from None
+    return lock
+
+
+def _finetune(config: Any, run_dir: Path, resuming: bool, say: Callable[[str], None], progress: bool) -> Run:
+    """The run itself, in a locked ``run_dir``."""
+    import torch
+
+    from zoo.atomic import atomic_write_json
+    from zoo.data import make_splits
+    from zoo.loading import load
+    from zoo.pulling import pull, resolve_card
+    from zoo.train.recipe import Trainer
+    from zoo.train.selection import parse_cut
+
+    resume = run_dir if resuming else None
     card = resolve_card(config.model)
     started = time.perf_counter()
     if _is_multi_label(config, card):
@@ -220,15 +284,19 @@ def finetune(
     splits = make_splits(config.data, modality=card.modality, val=config.val, test=config.test,
                          val_split=config.split_fraction, per_class=config.per_class, seed=config.seed,
                          skip_bad=config.skip_bad)
+    fingerprints = {role: dataset.fingerprint() for role, dataset in
+                    (("train", splits.train), ("val", splits.val), ("test", splits.test)) if dataset is not None}
+    if resume is not None:
+        _check_same_data(run_dir, splits, fingerprints)
     names = _label_texts(config, splits, card)
     config, why = _validation(config, splits)
     config, how = _recipe(config, card, splits)
     config = config.resolved(card.modality)
-    run_dir.mkdir(parents=True, exist_ok=True)
     fetched = pull(card, quiet=not progress)
     if resume is None:
         atomic_write_json(run_dir / "config.json", {
             "config": config.to_dict(), "zoo_version": __version__, "data": splits.summary(),
+            "fingerprints": fingerprints,
             "weights": {"source": fetched.locator, "revision": fetched.resolved or fetched.revision,
                         "sha256": {f.name: f.sha256 for f in fetched.files}},
         })
@@ -280,6 +348,28 @@ def finetune(
         loop = trainer.fit(resume=resume is not None)
     _finish(trainer, loop, run_dir, selection, prior)
     return _done(run_dir, trainer, started, say)
+
+
+def _check_same_data(run_dir: Path, splits: Any, fingerprints: dict[str, str]) -> None:
+    """A resumed run trains on the data it started with: the same classes and contents (and its
+    folder's records are readable before any work is done)."""
+    saved = read_run_json(run_dir, "config.json")
+    classes = list((saved.get("data") or {}).get("classes") or [])
+    if classes and classes != list(splits.classes):
+        raise ZooError(f"{run_dir}: cannot resume: the data's classes changed since the run started (then "
+                       f"{len(classes)}: {', '.join(classes[:5])}{'...' if len(classes) > 5 else ''}; now "
+                       f"{len(splits.classes)}: {', '.join(splits.classes[:5])}{'...' if len(splits.classes) > 5 else ''}); "
+                       f"restore the data, or fine-tune again into a new folder")
+    labels = read_run_json(run_dir, "labels.json")
+    if labels != list(splits.classes):
+        raise ZooError(f"{run_dir / 'labels.json'}: lists other classes than the run's data ({len(labels)} vs "
+                       f"{len(splits.classes)}); restore the file, or fine-tune again into a new folder")
+    for role, before in (saved.get("fingerprints") or {}).items():
+        if fingerprints.get(role) != before:
+            where = {"train": "training", "val": "validation", "test": "test"}[role]
+            raise ZooError(f"{run_dir}: cannot resume: the {where} data changed since the run started (content "
+                           f"sha256 {before[:12]}... then, {str(fingerprints.get(role))[:12]}... now); restore the "
+                           f"data, or fine-tune again into a new folder")
 
 
 def _is_multi_label(config: Any, card: Any) -> bool:

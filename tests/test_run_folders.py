@@ -1,0 +1,96 @@
+"""Damaged run folders, two processes on one folder, and changed data under --resume: one line each,
+never a traceback, never a run silently trained on other data (issue 13, item 3)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import run_zoo, write_digit_folder
+
+import zoo
+from zoo.errors import ZooError
+
+IMAGE_MODEL = "efficientnet_lite0"
+QUICK = ["--val-split", "0.25", "--epochs", "3", "--quiet", "--workers", "0"]
+
+
+@pytest.fixture(scope="module")
+def finished(digit_folder, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("runs") / "run"
+    result = run_zoo("finetune", IMAGE_MODEL, "--data", str(digit_folder), "--out", str(folder), *QUICK, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return folder
+
+
+def damaged_copy(finished: Path, tmp_path: Path, name: str, content: bytes | None) -> Path:
+    copy = tmp_path / "copy"
+    shutil.copytree(finished, copy)
+    if content is None:
+        (copy / name).unlink()
+    else:
+        (copy / name).write_bytes(content)
+    return copy
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("labels.json", b'["digit-0", "dig', "labels.json: damaged (not valid JSON"),
+    ("labels.json", None, "labels.json: missing, so the run folder is incomplete"),
+    ("config.json", b'{"config": {"model": "efficien', "config.json: damaged (not valid JSON"),
+    ("checkpoints/final.pt", b"PK\x03\x04 truncated", "final.pt: damaged"),
+])
+def test_a_damaged_run_folder_is_one_line_in_export_and_resume(finished, tmp_path, name, content, message):
+    copy = damaged_copy(finished, tmp_path, name, content)
+    for args in (["export", str(copy), "--out", str(tmp_path / "m.onnx")], ["finetune", "--resume", str(copy)]):
+        result = run_zoo(*args, timeout=300)
+        if name == "checkpoints/final.pt" and args[0] == "finetune":
+            continue  # a resume writes final.pt again
+        assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+        assert message in result.stderr.strip().splitlines()[-1]
+        assert "fine-tuning" not in result.stderr  # refused before any work
+
+
+def test_resume_refuses_changed_data(digit_folder, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(digit_folder, data)
+    folder = tmp_path / "run"
+    args = ["finetune", IMAGE_MODEL, "--data", str(data), "--out", str(folder), *QUICK]
+    assert run_zoo(*args, timeout=300).returncode == 0
+    victim = sorted((data / "digit-1").iterdir())[0]
+    shutil.copy(sorted((data / "digit-7").iterdir())[0], victim)  # same names, other contents
+    result = run_zoo("finetune", "--resume", str(folder), timeout=300)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    import re
+
+    assert re.search(r"cannot resume: the (training|validation) data changed since the run started", result.stderr)
+    shutil.rmtree(data / "digit-7")  # a class fewer
+    result = run_zoo("finetune", "--resume", str(folder), timeout=300)
+    assert "cannot resume: the data's classes changed" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_one_process_at_a_time_per_run_folder(finished, tmp_path):
+    import filelock
+
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import filelock, sys, time; lock = filelock.FileLock(sys.argv[1]); lock.acquire(); "
+        "print('held', flush=True); time.sleep(60)"), str(finished / ".lock")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(ZooError, match="another `zoo finetune` is writing this run folder"):
+            zoo.finetune(resume=finished, progress=False, log=lambda _: None)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert filelock.FileLock(str(finished / ".lock")).acquire(timeout=5)  # released with the process
+
+
+def test_a_run_that_fails_before_it_starts_leaves_no_folder(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("text,label\n")
+    with pytest.raises(ZooError):
+        zoo.finetune(IMAGE_MODEL, str(write_digit_folder(tmp_path / "d", dark_ink=True)), out=tmp_path / "run",
+                     val="/nonexistent/val", progress=False, log=lambda _: None)
+    assert not (tmp_path / "run").exists()
