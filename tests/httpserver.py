@@ -48,6 +48,9 @@ class Route:
     redirect: str | None = None  # answer 302 with this Location (a path on this server or a URL)
     declared_length: int | None = None  # lie in Content-Length (a short body)
     etag: str | None = None
+    busy_status: int | None = None  # answer this status (429, 503...) to the first ``busy_times`` requests
+    busy_times: int | None = 1
+    retry_after: str | None = None  # ... with this Retry-After header
 
 
 @dataclass
@@ -133,6 +136,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
+        if route.busy_status is not None and _take(route, "busy_times", route.busy_status):
+            return self._page(route.busy_status, "Busy", headers={"Retry-After": route.retry_after}
+                              if route.retry_after is not None else None)
         if route.status >= 400 or route.content_type == "text/html":
             return self._page(route.status, "Error" if route.status >= 400 else "OK", route.body or HTML_PAGE)
         body = route.body
@@ -199,8 +205,10 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             pass
 
-    def _page(self, status: int, reason: str, page: bytes = HTML_PAGE) -> None:
+    def _page(self, status: int, reason: str, page: bytes = HTML_PAGE, headers: dict[str, str] | None = None) -> None:
         self.send_response(status, reason)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Type", "text/html; charset=utf-8")
         self.send_header("Content-Length", str(len(page)))
         self.end_headers()

@@ -284,3 +284,48 @@ def test_a_progress_bar_shows_on_a_terminal_unless_quiet(http_server, tmp_path, 
         assert shown.strip() == ""
     else:
         assert "w.bin:" in shown and "%|" in shown and "B/s" in shown
+
+
+def test_retry_after_is_honoured_and_a_long_one_is_refused(http_server, tmp_path, capsys):
+    import time
+
+    http_server.add("/w.bin", BODY, busy_status=503, busy_times=1, retry_after="1")
+    started = time.perf_counter()
+    download(http_server.url("/w.bin"), tmp_path / "w.bin", sha256=sha256(BODY), quiet=True)
+    assert time.perf_counter() - started >= 1.0  # waited what the server asked, not the 0.25 s backoff
+    assert http_server.count("/w.bin") == 2
+    http_server.add("/later.bin", BODY, busy_status=429, busy_times=None, retry_after="3600")
+    with pytest.raises(PullError, match=r"asks to retry after 3600 s \(Retry-After\), beyond the 120 s zoo waits"):
+        download(http_server.url("/later.bin"), tmp_path / "later.bin", quiet=True)
+    assert http_server.count("/later.bin") == 1  # no point asking again before then
+    assert leftovers(tmp_path) == ["w.bin"]
+
+
+def test_a_host_that_does_not_resolve_is_not_retried(tmp_path):
+    import time
+
+    started = time.perf_counter()
+    with pytest.raises(PullError, match="the host name 'no-such-host.invalid' does not resolve") as caught:
+        download("http://no-such-host.invalid/w.bin", tmp_path / "w.bin", quiet=True)
+    assert "retries" not in str(caught.value)
+    assert time.perf_counter() - started < 5
+
+
+def test_passwords_and_tokens_in_urls_never_reach_a_message(http_server, tmp_path):
+    from zoo.download import redact
+
+    assert redact("https://alice:s3cret@host/f.bin?token=abc&x=1") == "https://alice:***@host/f.bin?token=***&x=1"
+    assert redact("https://s3cret@host/f.bin") == "https://***@host/f.bin"
+    assert redact("https://host/f.bin?X-Amz-Signature=abc") == "https://host/f.bin?X-Amz-Signature=***"
+    url = http_server.url("/missing.bin").replace("http://", "http://alice:s3cret@") + "?access_token=t0ken"
+    with pytest.raises(PullError) as caught:
+        download(url, tmp_path / "w.bin", quiet=True)
+    assert "s3cret" not in str(caught.value) and "t0ken" not in str(caught.value)
+    assert "alice:***@" in str(caught.value)
+
+
+def test_a_restart_after_an_ignored_range_says_so(http_server, tmp_path, capsys):
+    http_server.add("/w.bin", BODY, ranges=False, cut_after=HALF, cut_times=1)
+    download(http_server.url("/w.bin"), tmp_path / "w.bin", quiet=False)
+    err = capsys.readouterr().err
+    assert "downloading from the start" in err and "(if the server allows)" in err

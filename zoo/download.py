@@ -6,8 +6,11 @@ Stdlib HTTP (urllib) and filelock only: no torch, no requests. What a caller can
   unique name in the destination's folder (``.{name}.{pid}.{random}.part``), are fsynced, checked
   against the expected sha256 / prefix / size, and only then renamed over the destination with
   ``os.replace``. Any failure removes the temp; a previous file at the destination stays untouched.
-- Resume: a dropped connection, a timeout or a short body is retried (``retries`` times, short
-  backoff) with ``Range: bytes=N-``, continuing the running hash. A server that answers 200 to a
+- Resume: a dropped connection, a timeout or a short body is retried (``retries`` times, backoff
+  0.25, 0.5, 1, 2, 4 s) with ``Range: bytes=N-``, continuing the running hash. A 429 or 503 with
+  ``Retry-After`` waits what the server asks, as long as all such waits stay within
+  :data:`RETRY_AFTER_BUDGET`; a host name that does not resolve is not retried (it will not
+  resolve in a second either). A server that answers 200 to a
   range request (it ignores Range, or the file changed: ``If-Range``) restarts the temp from zero.
   A retry that made progress past everything received before does not count against ``retries``.
 - One download per file at a time: a lock at ``dest + ".lock"`` makes a second process wait. When
@@ -16,6 +19,8 @@ Stdlib HTTP (urllib) and filelock only: no torch, no requests. What a caller can
   may be the corrupted one a ``--force`` pull is meant to replace. (Pulls take their own lock and
   find the pull record first, so concurrent pulls of one model download it once.) Correctness does
   not rest on the lock: the unique temp and the atomic rename are enough.
+- Messages show URLs through :func:`redact`: no password or token from a URL reaches a terminal
+  or a log.
 - ``offline=True`` never opens a socket: a verified file already at ``dest`` (full sha256 given)
   is returned, anything else raises :class:`zoo.errors.OfflineError`.
 
@@ -44,13 +49,40 @@ from zoo.__about__ import __version__
 from zoo.errors import CacheError, IntegrityError, OfflineError, PullError
 from zoo.fetched import FetchedFile
 
-__all__ = ["download", "sha256_file", "http_timeout"]
+__all__ = ["download", "sha256_file", "http_timeout", "redact", "RETRY_AFTER_BUDGET"]
 
 CHUNK = 1 << 16
 DEFAULT_TIMEOUT = 30.0
 _RETRY_STATUSES = frozenset({408, 429, 502, 503, 504})  # transient by definition; 500 and 4xx are final
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
 _UNSATISFIED_RANGE = re.compile(r"bytes\s+\*/(\d+)")
+#: Seconds a download waits in all for servers that answer 429/503 with ``Retry-After``.
+RETRY_AFTER_BUDGET = 120.0
+#: Query parameters whose values are credentials (compared lower-case): redacted in messages.
+_SECRET_PARAMETERS = ("token", "access_token", "auth", "key", "api_key", "apikey", "password", "secret",
+                      "signature", "sig", "x-amz-signature", "x-amz-credential", "x-amz-security-token")
+
+
+def redact(url: str) -> str:
+    """``url`` for a message: a password in it (``user:password@``) and the values of credential
+    query parameters (``token=``, ``X-Amz-Signature=``...) replaced by ``***``."""
+    from urllib.parse import parse_qsl, urlencode, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<an unparsable URL>"
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        user = userinfo.split(":", 1)[0]
+        netloc = f"{user}:***@{host}" if ":" in userinfo else f"***@{host}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(k.lower() in _SECRET_PARAMETERS for k, _ in pairs):
+            query = urlencode([(k, "***" if k.lower() in _SECRET_PARAMETERS else v) for k, v in pairs], safe="*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def http_timeout() -> float:
@@ -95,14 +127,14 @@ def download(
     dest = Path(dest)
     label = name or dest.name
     if urlsplit(url).scheme not in ("http", "https"):
-        raise PullError(f"cannot download {url!r}: only http(s) URLs are supported. "
+        raise PullError(f"cannot download {redact(url)!r}: only http(s) URLs are supported. "
                         "For a file on disk use the `local` source")
     if offline:
         reused = _reuse(dest, label, sha256, sha256_prefix, size)
         if reused is not None:
             return reused
         raise OfflineError(
-            f"{label} is not cached ({dest}) and offline mode forbids downloading it from {url}. "
+            f"{label} is not cached ({dest}) and offline mode forbids downloading it from {redact(url)}. "
             "Pull it once with network access (drop ZOO_OFFLINE / --offline), then it loads offline"
         )
     _make_folder(dest.parent)
@@ -194,11 +226,37 @@ def _disk_error(exc: OSError, path: Path) -> CacheError:
 
 
 class _Retry(Exception):
-    """A transient failure: retry (with Range when something was received)."""
+    """A transient failure: retry (with Range when something was received), after ``wait``
+    seconds when the server said how long (Retry-After)."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, wait: float | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.wait = wait
+
+
+def _retry_after(value: str | None) -> float | None:
+    """``Retry-After``: seconds, or an HTTP date; None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _unresolvable(exc: BaseException) -> bool:
+    """A host name that does not resolve (DNS): permanent for this download."""
+    import socket
+
+    inner = getattr(exc, "reason", exc)
+    return isinstance(inner, socket.gaierror) and inner.errno not in (socket.EAI_AGAIN,)
 
 
 class _Transfer:
@@ -206,6 +264,7 @@ class _Transfer:
 
     def __init__(self, url: str, dest: Path, *, quiet: bool, retries: int, timeout: float) -> None:
         self.url = url
+        self.shown = redact(url)  # what messages say
         self.dest = dest
         self.quiet = quiet
         self.retries = retries
@@ -240,6 +299,7 @@ class _Transfer:
     def _loop(self, out: IO[bytes]) -> None:
         attempt = 0
         best = 0
+        waited = 0.0  # on Retry-After
         while True:
             try:
                 self._request(out)
@@ -252,12 +312,21 @@ class _Transfer:
                 if attempt > self.retries:
                     got = f"{self.received} of {self.total} bytes" if self.total else f"{self.received} bytes"
                     raise PullError(
-                        f"could not download {self.url}: {exc.reason} (gave up after {self.retries} retries, "
+                        f"could not download {self.shown}: {exc.reason} (gave up after {self.retries} retries, "
                         f"had {got}; nothing was cached). Check the network or the server, then pull again"
                     ) from None
-                where = f" from byte {self.received}" if self.received else ""
-                self._note(f"{exc.reason}; retrying{where} (retry {attempt} of {self.retries})")
-                time.sleep(min(0.1 * 2 ** (attempt - 1), 2.0))  # 0.1, 0.2, 0.4 ... seconds
+                delay = min(0.25 * 2 ** (attempt - 1), 4.0)  # 0.25, 0.5, 1, 2, 4 seconds
+                if exc.wait is not None:
+                    if waited + exc.wait > RETRY_AFTER_BUDGET:
+                        raise PullError(
+                            f"could not download {self.shown}: {exc.reason} and asks to retry after {exc.wait:.0f} s "
+                            f"(Retry-After), beyond the {RETRY_AFTER_BUDGET:.0f} s zoo waits; nothing was cached. "
+                            f"Pull again later") from None
+                    delay = exc.wait
+                    waited += delay
+                where = f" from byte {self.received} (if the server allows)" if self.received else ""
+                self._note(f"{exc.reason}; retrying{where} in {delay:.2g} s (retry {attempt} of {self.retries})")
+                time.sleep(delay)
 
     def _request(self, out: IO[bytes]) -> None:
         headers = {"User-Agent": f"zoo/{__version__}", "Accept-Encoding": "identity"}
@@ -270,14 +339,20 @@ class _Transfer:
             response = urllib.request.urlopen(request, timeout=self.timeout)
         except urllib.error.HTTPError as exc:
             exc.close()
-            self._http_error(exc.code, exc.reason, exc.headers.get("Content-Range"), out)
+            self._http_error(exc.code, exc.reason, exc.headers, out)
             return
         except (urllib.error.URLError, OSError, HTTPException) as exc:
+            if _unresolvable(exc):
+                host = urlsplit(self.url).hostname
+                raise PullError(f"could not download {self.shown}: the host name {host!r} does not resolve "
+                                f"({_reason(exc)}); check the URL and the network (or DNS), then pull again; "
+                                f"nothing was cached") from None
             raise _Retry(f"cannot reach the server ({_reason(exc)})") from None
         with response:
             self._receive(response, out)
 
-    def _http_error(self, code: int, reason: str, content_range: str | None, out: IO[bytes]) -> None:
+    def _http_error(self, code: int, reason: str, headers: Any, out: IO[bytes]) -> None:
+        content_range = headers.get("Content-Range") if headers is not None else None
         if code == 416 and self.received:
             match = _UNSATISFIED_RANGE.match(content_range or "")
             size = int(match.group(1)) if match else None
@@ -287,8 +362,9 @@ class _Transfer:
             self._restart(out)  # the file changed or our part is bogus: start over
             raise _Retry("the server refused to resume (HTTP 416)")
         if code in _RETRY_STATUSES:
-            raise _Retry(f"the server answered HTTP {code} {reason}")
-        raise PullError(f"download of {self.url} failed: the server answered HTTP {code} {reason}. "
+            wait = _retry_after(headers.get("Retry-After")) if code in (429, 503) and headers is not None else None
+            raise _Retry(f"the server answered HTTP {code} {reason}", wait=wait)
+        raise PullError(f"download of {self.shown} failed: the server answered HTTP {code} {reason}. "
                         "Check that the URL is right and that you may access it; nothing was cached")
 
     def _receive(self, response: HTTPResponse, out: IO[bytes]) -> None:
@@ -296,7 +372,7 @@ class _Transfer:
         content_type = (response.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         if content_type == "text/html" and not self.dest.name.lower().endswith((".html", ".htm")):
             raise PullError(
-                f"download of {self.url}: the server returned an HTML page instead of the file "
+                f"download of {self.shown}: the server returned an HTML page instead of the file "
                 f"(HTTP {status}, Content-Type text/html); it is probably a login, error or mirror page. "
                 "Check the URL in a browser; nothing was cached"
             )
@@ -309,6 +385,8 @@ class _Transfer:
             self.total = whole
         else:
             if self.received:  # a 200 to a range request: the server ignores Range (or the file changed)
+                self._note(f"the server sent the whole file again instead of the rest from byte {self.received}: "
+                           f"downloading from the start")
                 self._restart(out)
             length = response.headers.get("Content-Length")
             self.total = int(length) if length and length.isdigit() else None
@@ -341,7 +419,7 @@ class _Transfer:
             self.bar.reset(total=self.total)
 
     def _verify(self, digest: str, sha256: str | None, prefix: str | None, size: int | None) -> None:
-        where = f"download of {self.url} to {self.dest}"
+        where = f"download of {self.shown} to {self.dest}"
         after = "; the file was not kept. Check the card's hash, or the server sends a different file"
         if self.total is not None and self.received != self.total:
             raise IntegrityError(f"{where}: the server announced {self.total} bytes and sent {self.received}{after}")

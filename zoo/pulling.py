@@ -12,6 +12,7 @@ from pathlib import Path
 from zoo.cache import Cache  # noqa
 from zoo.card import ModelCard
 from zoo.catalog import load_registry
+from zoo.download import redact
 from zoo.errors import IntegrityError, LoadError, PullError
 from zoo.fetched import Fetched
 from zoo.plugins import get_host
@@ -89,7 +90,7 @@ def check_against_card(card: ModelCard, fetched: Fetched) -> None:
     by_name = {f.name: f for f in fetched.files}
     for spec in card.files:
         got = by_name.get(spec.name)
-        where = f"model {card.name!r}, file {spec.name!r} from {fetched.locator}"
+        where = f"model {card.name!r}, file {spec.name!r} from {redact(fetched.locator)}"
         if got is None:
             raise IntegrityError(f"{where}: the source did not deliver it (got: {', '.join(by_name) or 'nothing'}). "
                                  "Check the card's files and the source's locator")

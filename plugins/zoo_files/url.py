@@ -12,6 +12,7 @@ from urllib.parse import unquote, urlsplit
 
 from zoo import Field, ModelCard
 from zoo.cache import Cache
+from zoo.download import redact
 from zoo.errors import PullError
 from zoo.fetched import Fetched
 
@@ -22,7 +23,7 @@ def url_file_name(url: str, model: str) -> str:
     """The last path segment of a URL (``.../resnet50-11ad3fa6.pth`` -> ``resnet50-11ad3fa6.pth``)."""
     name = posixpath.basename(unquote(urlsplit(url).path))
     if not name or name in (".", ".."):
-        raise PullError(f"model {model!r}: cannot tell a file name from the URL {url}; "
+        raise PullError(f"model {model!r}: cannot tell a file name from the URL {redact(url)}; "
                         "add files = [{ name = \"...\" }] to the card")
     return name
 
