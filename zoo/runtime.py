@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoo.errors import InputError
+from zoo.errors import InputError, ZooError
 from zoo.modelinfo import ModelInfo
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -55,9 +55,19 @@ def _gpu_present() -> bool:
     return any(Path(p).exists() for p in ("/dev/nvidiactl", "/proc/driver/nvidia/version")) or os.name == "nt"
 
 
+def onnxruntime_module() -> Any:
+    """onnxruntime, or one line on how to install it (it is an extra: ``zoo[cpu]`` or ``zoo[gpu]``)."""
+    try:
+        import onnxruntime
+    except ModuleNotFoundError:
+        raise ZooError("onnxruntime is not installed, and ONNX models run on it: pip install 'zoo[cpu]' "
+                       "(or 'zoo[gpu]' for CUDA, never both)") from None
+    return onnxruntime
+
+
 def choose_providers(requested: str | None = None) -> list[str]:
     """The providers to ask onnxruntime for, best first, always ending with the CPU."""
-    import onnxruntime as ort
+    ort = onnxruntime_module()
 
     available = ort.get_available_providers()
     if requested:
@@ -242,7 +252,7 @@ class OnnxModel:
 
 def open_model(path: str | Path, *, provider: str | None = None, threads: int | None = None) -> OnnxModel:
     """An :class:`OnnxModel` for an ONNX file exported by zoo; bad files are an InputError."""
-    import onnxruntime as ort
+    ort = onnxruntime_module()
 
     path = Path(path)
     if not path.is_file():

@@ -349,13 +349,12 @@ def _vectors(plan: _Plan, dataset: Any, table: Any, embedder: Any, *, batch_size
     cache_note = None
     used: dict[str, Any] | None = None
     if plan.to_embed:
-        import torch
-
+        from zoo.devices import torch_device
         from zoo.embed.store import forking_loaders
         from zoo.frozen.choice import LazyPass
         from zoo.frozen.features import cached_embeddings
 
-        chosen = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        chosen = torch_device(device)
         backbone = embedder.backbone(device=chosen)
         whole = _whole(plan, dataset) and embedder.uses_feature_cache
         order = list(plan.to_embed.items())  # (content, example index), one per new content

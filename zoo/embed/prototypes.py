@@ -219,9 +219,8 @@ def fewshot(model: str, support: str | Path, *, skip_bad: bool = False, batch_si
     """A prototype classifier for ``model`` from labelled ``support`` data (any dataset zoo reads:
     class folders, CSV/JSONL manifests, digits), a handful of examples per class. The support
     embeddings go through zoo finetune's feature cache, computed by a frozen pass on ``engine``."""
-    import torch
-
     from zoo.data import open_dataset
+    from zoo.devices import torch_device
     from zoo.data.checks import problems_error
     from zoo.embed.embedder import embedder_identity
     from zoo.embed.store import forking_loaders
@@ -237,7 +236,7 @@ def fewshot(model: str, support: str | Path, *, skip_bad: bool = False, batch_si
     if len(dataset.classes) < 2:
         raise InputError(f"{support}: {len(dataset.classes)} class found; a classifier needs at least two")
     fetched = pull(card, quiet=not progress)
-    chosen = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    chosen = torch_device(device)
     backbone = load(card, device=chosen)
     frozen = LazyPass(backbone, fetched, engine=engine, device=chosen, workers=workers,
                       check=[e.item for e in dataset.examples])

@@ -273,9 +273,11 @@ def export(
       over ``external_data_threshold`` bytes go to ``OUT.data`` beside it.
     """
     from zoo.export.prepare import prepare
+    from zoo.runtime import onnxruntime_module
 
     started = time.perf_counter()
     say = log or (lambda text: print(text, file=sys.stderr, flush=True))
+    onnxruntime_module()  # the export is validated on onnxruntime: say so before any work
     if quantize not in (None, "int8"):
         raise ZooError(f"unknown quantization {quantize!r}: the only one is 'int8'")
     if max_drop < 0:
@@ -285,8 +287,11 @@ def export(
     prepared = prepare(source, pretrained=pretrained, samples=samples, calibration=calibration,
                        registry_files=registry_files)
     path = _output(out, prepared, quantize)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    except OSError as exc:
+        raise ZooError(f"{path}: cannot write the export there ({exc.strerror}); choose a writable --out") from None
     try:
         built = build_fp32(prepared, work / "fp32", path.name, atol=atol, rtol=rtol, opset=opset,
                            threshold=external_data_threshold, say=say)

@@ -272,7 +272,10 @@ def _finetune(config: Any, run_dir: Path, resuming: bool, say: Callable[[str], N
     from zoo.train.recipe import Trainer
     from zoo.train.selection import parse_cut
 
+    from zoo.devices import torch_device
+
     resume = run_dir if resuming else None
+    torch_device(config.device)  # a device this machine lacks: refused before any work
     card = resolve_card(config.model)
     started = time.perf_counter()
     if _is_multi_label(config, card):
@@ -305,7 +308,9 @@ def _finetune(config: Any, run_dir: Path, resuming: bool, say: Callable[[str], N
             atomic_write_json(run_dir / "skipped.json",
                               [{"where": p.where, "reason": p.reason} for p in splits.skipped])
             say(f"skipped {len(splits.skipped)} bad inputs (listed in {run_dir / 'skipped.json'})")
-    device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    from zoo.devices import torch_device
+
+    device = torch_device(config.device)
     say(why)
     say(how)
     if config.validation == "cv":
@@ -391,8 +396,6 @@ def _finetune_multilabel(card: Any, config: Any, run_dir: Path, resume: bool, pr
                          say: Callable[[str], None], started: float) -> Run:
     """A multi-label run (zoo.train.multilabel): cheap enough that a resume simply redoes it from
     the cached features."""
-    import torch
-
     from zoo.atomic import atomic_write_json
     from zoo.data import open_dataset
     from zoo.data.checks import problems_error
@@ -427,7 +430,9 @@ def _finetune_multilabel(card: Any, config: Any, run_dir: Path, resume: bool, pr
             say(f"skipped {len(problems)} bad inputs (listed in {run_dir / 'skipped.json'})")
     say(f"multi-label: {len(train_sets.names)} labels over {len(labelled)} labelled examples "
         f"({float(train_sets.matrix.sum(1).mean()):.2f} labels per example)" + (f", {len(test)} test" if test else ""))
-    device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    from zoo.devices import torch_device
+
+    device = torch_device(config.device)
     x, x_test, record = cut_features(card, labelled, test, (card.embedding.node,), engine=config.engine, say=say,
                                      device=device, workers=config.workers)
     report = fit_multilabel(card, config, run_dir, names=train_sets.names, labelled=labelled,
