@@ -277,3 +277,48 @@ def test_pulling_never_imports_torch(http_server, tmp_path):
     result = subprocess.run([sys.executable, "-c", code, str(reg)], capture_output=True, text=True,
                             env={**os.environ, **FAST}, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def flip_keeping_stamp(path: Path) -> None:
+    """One flipped byte with the size and mtime left as they were (bit rot, or `cp -p` of a bad copy)."""
+    stat = path.stat()
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def test_bit_rot_under_an_unchanged_size_and_mtime_is_caught_before_a_load(http_server, tmp_path, zoo_env):
+    http_server.add("/tiny.bin", BODY)
+    reg = registry(tmp_path, http_server, tiny="/tiny.bin")
+    assert run_zoo("--registry", str(reg), "pull", "tiny", env=FAST).returncode == 0
+    path = the_file(zoo_env, "tiny")
+    flip_keeping_stamp(path)
+    offline = run_zoo("--offline", "--registry", str(reg), "pull", "tiny")
+    assert offline.returncode == 1 and "Traceback" not in offline.stderr
+    assert "the cached copy is damaged" in offline.stderr and "sha256 is" in offline.stderr
+    assert "not cached" not in offline.stderr and "zoo pull tiny --force" in offline.stderr
+    online = run_zoo("--registry", str(reg), "pull", "tiny", env=FAST)  # trusted on first use: same bytes back
+    assert online.returncode == 0, online.stderr
+    assert "damaged" in online.stderr and path.read_bytes() == BODY and http_server.count("/tiny.bin") == 2
+
+
+def test_a_re_pull_must_bring_the_recorded_bytes_unless_forced(http_server, tmp_path, zoo_env):
+    http_server.add("/tiny.bin", BODY)
+    reg = registry(tmp_path, http_server, tiny="/tiny.bin")
+    pull("tiny", registry_files=[reg], quiet=True)
+    the_file(zoo_env, "tiny").write_bytes(b"y" * len(BODY))  # damaged in the cache ...
+    http_server.add("/tiny.bin", BODY[::-1])  # ... and the server now sends other bytes
+    with pytest.raises(IntegrityError, match=r"came back with sha256 .* but its first pull recorded"):
+        pull("tiny", registry_files=[reg], quiet=True)
+    fetched = pull("tiny", registry_files=[reg], quiet=True, force=True)
+    assert fetched.files[0].sha256 == sha256(BODY[::-1])
+
+
+def test_force_downloads_again_even_when_the_card_pins_the_hash(http_server, tmp_path, zoo_env):
+    http_server.add("/tiny.bin", BODY)
+    files = f'files = [{{ name = "weights.bin", sha256 = "{sha256(BODY)}", size = {len(BODY)} }}]'
+    reg = write(tmp_path / "registry.toml", url_card("pinned", http_server.url("/tiny.bin"), files))
+    pull("pinned", registry_files=[reg], quiet=True)
+    pull("pinned", registry_files=[reg], quiet=True, force=True)
+    assert http_server.count("/tiny.bin") == 2

@@ -3,6 +3,7 @@ never a traceback, never a run silently trained on other data (issue 13, item 3)
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -94,3 +95,16 @@ def test_a_run_that_fails_before_it_starts_leaves_no_folder(tmp_path):
         zoo.finetune(IMAGE_MODEL, str(write_digit_folder(tmp_path / "d", dark_ink=True)), out=tmp_path / "run",
                      val="/nonexistent/val", progress=False, log=lambda _: None)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_run_refuses_weights_that_drifted_under_it(finished, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(finished, copy)
+    config = json.loads((copy / "config.json").read_text())
+    (name, recorded), = config["weights"]["sha256"].items()
+    config["weights"]["sha256"][name] = "0" * 64  # as if the run had been trained on other bytes
+    (copy / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ZooError, match=f"file {name!r} of sha256 0{{64}}, but the cache now holds sha256 {recorded}"):
+        zoo.open_run(copy).load_model()
+    result = run_zoo("export", str(copy), "--out", str(tmp_path / "m.onnx"), timeout=300)
+    assert result.returncode != 0 and "Traceback" not in result.stderr and "cache now holds" in result.stderr

@@ -89,10 +89,12 @@ def safe_name(name: str, what: str = "name") -> str:
 class Cache:
     """zoo's cache folder. ``root`` defaults to ``$ZOO_HOME``, ``offline`` to ``$ZOO_OFFLINE``."""
 
-    def __init__(self, root: Path | None = None, *, offline: bool | None = None, quiet: bool = False) -> None:
+    def __init__(self, root: Path | None = None, *, offline: bool | None = None, quiet: bool = False,
+                 force: bool = False) -> None:
         self.root = Path(root) if root is not None else settings.zoo_home()
         self.offline = settings.offline() if offline is None else offline
         self.quiet = quiet
+        self.force = force  # downloads replace files even when their hash matches (zoo pull --force)
 
     def __repr__(self) -> str:
         return f"Cache({str(self.root)!r}, offline={self.offline})"
@@ -140,7 +142,7 @@ class Cache:
         from zoo.download import download
 
         return download(url, dest, sha256=sha256, sha256_prefix=sha256_prefix, size=size, name=name,
-                        offline=self.offline, quiet=self.quiet)
+                        offline=self.offline, quiet=self.quiet, reuse=not self.force)
 
     # pull records
 
@@ -177,8 +179,11 @@ class Cache:
     # checks
 
     def check(self, fetched: Fetched) -> list[str]:
-        """Quick check before a load: every file is there with its recorded size; a file whose
-        mtime changed since the pull is re-hashed. Returns problems (empty: intact)."""
+        """The check before a load: every file is there with its recorded size, and its full sha256
+        matches the record, computed once per file per process (a flipped byte under an unchanged
+        size and mtime, bit rot or ``cp -p``, is caught). Files over :data:`FULL_HASH_LIMIT` are
+        re-hashed only when their size or mtime changed; ``zoo cache verify`` hashes everything.
+        Returns problems (empty: intact); each says ``missing`` or what differs."""
         problems = []
         for item in fetched.files:
             try:
@@ -188,8 +193,16 @@ class Cache:
                 continue
             if stat.st_size != item.size:
                 problems.append(f"{item.path}: {stat.st_size} bytes, the pull record says {item.size}")
-            elif item.mtime_ns is None or stat.st_mtime_ns != item.mtime_ns:
-                problems.extend(_hash_problem(item))
+                continue
+            stamp = (str(item.path), stat.st_size, stat.st_mtime_ns, stat.st_ino, item.sha256)
+            if stamp in _VERIFIED:
+                continue
+            if stat.st_size > FULL_HASH_LIMIT and item.mtime_ns is not None and stat.st_mtime_ns == item.mtime_ns:
+                continue
+            found = _hash_problem(item)
+            problems.extend(found)
+            if not found:
+                _VERIFIED.add(stamp)
         return problems
 
     def verify(self, model: str | None = None) -> list[VerifyReport]:
@@ -232,6 +245,14 @@ class Cache:
             raise CacheError(f"cannot remove {folder}: {exc.strerror or exc}. "
                              "Check its permissions, or delete it by hand") from None
         return removed
+
+
+#: Files up to this size are fully re-hashed before their first load in a process (sha256 ran at
+#: 1.8 GB/s on the project machine: a 90 MB MiniLM in 0.05 s, 2 GiB in about 1.2 s); larger ones
+#: are trusted on an unchanged size and mtime until `zoo cache verify`.
+FULL_HASH_LIMIT = 2 << 30
+#: (path, size, mtime, inode, sha256) of the files this process has hashed and found intact.
+_VERIFIED: set[tuple[str, int, int, int, str]] = set()
 
 
 def _hash_problem(item: FetchedFile) -> list[str]:

@@ -117,8 +117,10 @@ def download(
     quiet: bool = False,
     timeout: float | None = None,
     retries: int = 5,
+    reuse: bool = True,
 ) -> FetchedFile:
     """Download ``url`` to ``dest``, verified, and describe the file (see the module docstring).
+    ``reuse=False`` downloads again even over a file whose full sha256 matches (``zoo pull --force``).
 
     Raises :class:`OfflineError` (offline and not there), :class:`PullError` (HTTP error status,
     an HTML page, the connection kept failing), :class:`IntegrityError` (hash or size mismatch)
@@ -146,7 +148,7 @@ def download(
     except OSError as exc:  # the lock file itself could not be created or locked
         raise _disk_error(exc, Path(lock.lock_file)) from None
     try:
-        reused = _reuse(dest, label, sha256, sha256_prefix, size)
+        reused = _reuse(dest, label, sha256, sha256_prefix, size) if reuse else None
         if reused is not None:
             return reused
         _remove_stale_temps(dest)

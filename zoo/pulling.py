@@ -18,7 +18,7 @@ from zoo.fetched import Fetched
 from zoo.plugins import get_host
 from zoo.protocols import Source
 
-__all__ = ["pull", "cached", "source_of", "resolve_card"]
+__all__ = ["pull", "cached", "source_of", "resolve_card", "check_same_weights"]
 
 
 def resolve_card(model: str | ModelCard, registry_files: Sequence[str | Path] = ()) -> ModelCard:
@@ -38,13 +38,29 @@ def source_of(card: ModelCard) -> Source:
 
 def cached(card: ModelCard, cache: Cache | None = None) -> Fetched | None:
     """The model's pull record when it matches the card and its files are intact; no network."""
-    cache = cache or Cache()
+    record, problems = _recorded(card, cache or Cache())
+    return None if record is None or problems else record
+
+
+def _recorded(card: ModelCard, cache: Cache) -> tuple[Fetched | None, list[str]]:
+    """The pull record that matches the card (None: never pulled), and what is wrong with its files."""
     source = source_of(card)
     record = cache.read_record(card.name, source.revision(card))
     if record is None or record.locator != source.locator(card):
-        return None
-    problems = cache.check(record)
-    return None if problems else record
+        return None, []
+    return record, cache.check(record)
+
+
+def check_same_weights(recorded: dict[str, str], fetched: Fetched, where: str) -> None:
+    """``fetched`` holds the files ``recorded`` names with the same sha256 (``{file: sha256}``, as
+    a run, a few-shot folder or a table recorded them), or an error naming both hashes."""
+    now = {f.name: f.sha256 for f in fetched.files}
+    for name, sha in recorded.items():
+        if name in now and now[name] != sha:
+            raise IntegrityError(
+                f"{where} was made with model {fetched.model!r} file {name!r} of sha256 {sha}, but the cache now "
+                f"holds sha256 {now[name]} (the source changed, or the file was pulled again with --force). "
+                f"Restore those weights (pull the revision it recorded) or make it again with the current ones")
 
 
 def pull(
@@ -65,22 +81,40 @@ def pull(
     cache = cache or Cache(offline=offline, quiet=quiet)
     source = source_of(card)
     if not force:
-        hit = cached(card, cache)  # records are written atomically: no lock needed to read one
-        if hit is not None:
-            return hit
+        record, problems = _recorded(card, cache)  # records are written atomically: no lock needed to read one
+        if record is not None and not problems:
+            return record
     revision = source.revision(card)
     with cache.lock(cache.model_dir(card.name, revision) / "pull.json"):
-        if not force:
-            hit = cached(card, cache)  # another process may have pulled it while we waited
-            if hit is not None:
-                return hit
+        record, problems = _recorded(card, cache)  # another process may have pulled it while we waited
+        if record is not None and not problems and not force:
+            return record
+        if problems:
+            if cache.offline:
+                raise IntegrityError(f"model {card.name!r}: the cached copy is damaged ({problems[0]}); with network "
+                                     f"access, `zoo pull {card.name} --force` downloads it again")
+            if not cache.quiet:
+                import sys
+
+                print(f"model {card.name!r}: the cached copy is damaged ({problems[0]}); pulling it again",
+                      file=sys.stderr, flush=True)
+        fetch_cache = Cache(cache.root, offline=cache.offline, quiet=cache.quiet, force=force or bool(problems))
         try:
-            fetched = source.fetch(card, cache)
+            fetched = source.fetch(card, fetch_cache)
         except PullError as exc:
             if str(exc).startswith(f"model {card.name!r}"):
                 raise
             raise type(exc)(f"model {card.name!r}: {exc}") from None
         check_against_card(card, fetched)
+        if record is not None and not force:  # trust on first use: a re-pull brings the recorded bytes
+            changed = [f for f in fetched.files
+                       if any(r.name == f.name and r.sha256 != f.sha256 for r in record.files)]
+            if changed:
+                old = next(r for r in record.files if r.name == changed[0].name)
+                raise IntegrityError(
+                    f"model {card.name!r}: file {changed[0].name!r} came back with sha256 {changed[0].sha256}, but "
+                    f"its first pull recorded {old.sha256} (the source now serves other bytes); "
+                    f"`zoo pull {card.name} --force` accepts the new file")
         cache.write_record(fetched)
     return fetched
 

@@ -110,6 +110,15 @@ class Run:
             lines.append(m["baseline_line"])
         return lines
 
+    def check_weights(self) -> None:
+        """The pulled weights are still the ones the run was trained on (the sha256 of every file
+        recorded at its start), or an error naming both hashes: a run never silently mixes its head
+        with another backbone."""
+        from zoo.pulling import check_same_weights, pull
+
+        fetched = pull(self.config["model"], quiet=True)
+        check_same_weights(self.weights.get("sha256") or {}, fetched, f"run {self.dir}")
+
     def load_model(self, device: Any = None):
         """The fine-tuned classifier (backbone + head) as a torch module in eval mode: class logits
         out (a multi-label run's are per label: a sigmoid of each, against its threshold)."""
@@ -121,6 +130,7 @@ class Run:
         from zoo.train.recipe import Classifier
 
         config = FinetuneConfig.from_dict(self.config)
+        self.check_weights()
         path = self.dir / "checkpoints" / "final.pt"
         if not path.is_file():
             raise ZooError(f"{path}: the run has no final model (did it finish?); finish it with "
