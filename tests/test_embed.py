@@ -69,8 +69,14 @@ def test_text_table_is_incremental_and_searchable(tmp_path):
 
     relabelled = [(text, "markets" if text.startswith("Shares") else label) for text, label in topic_rows()]
     write_text_csv(data, relabelled + [("The goalkeeper saved a penalty", "sport")])
+    from zoo.embed.store import VectorStore
+
+    before = VectorStore(db).table(TEXT_MODEL).version
     grown = embed_dataset(TEXT_MODEL, data, db=db)
     assert (grown.embedded, grown.reused, grown.replaced, grown.unchanged, grown.rows) == (1, 1, 1, 8, 10)
+    # the changed row and the new one landed in one commit (merge_insert): no kill can fall between
+    # a delete and an add, because there is none
+    assert VectorStore(db).table(TEXT_MODEL).version == before + 1
 
     result = search(db, "a football player kicked the ball into the net", k=3)
     assert result.method == "exact" and len(result.hits) == 3

@@ -247,8 +247,13 @@ def embed_dataset(
         plan = _plan(dataset, target)
         vectors, cache_note, engine_used = _vectors(plan, dataset, target, embedder, batch_size=batch_size,
                                                     device=device, workers=workers, engine=engine, progress=progress)
-        target.delete_ids(plan.replace_ids)
-        target.add(plan.ids, plan.sources, plan.labels, plan.contents, vectors)
+        stale = sorted(set(plan.replace_ids) - set(plan.ids))  # a replaced row under an id of another scheme
+        if plan.replace_ids:  # changed rows replaced and new ones added in one commit
+            target.upsert(plan.ids, plan.sources, plan.labels, plan.contents, vectors)
+        else:
+            target.add(plan.ids, plan.sources, plan.labels, plan.contents, vectors)
+        if stale:
+            target.delete_ids(stale)
         index_note = target.maintain_index(index)
         rows = len(target)
     return EmbedReport(

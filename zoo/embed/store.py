@@ -291,21 +291,38 @@ class Table:
     def add(self, ids: Sequence[str], sources: Sequence[str], labels: Sequence[str | None],
             contents: Sequence[str], vectors: Any) -> None:
         """Append rows; ``vectors`` is an (n, dim) float32 array, already L2-normalised."""
+        if not len(ids):
+            return
+        self._lance.add(self._batch(ids, sources, labels, contents, vectors))
+
+    def _batch(self, ids: Sequence[str], sources: Sequence[str], labels: Sequence[str | None],
+               contents: Sequence[str], vectors: Any) -> Any:
         import numpy as np
         import pyarrow as pa
 
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.shape != (len(ids), self.info.dim):
             raise ZooError(f"table {self.name!r}: {vectors.shape} vectors for {len(ids)} rows of {self.info.dim}-d")
-        if not len(ids):
-            return
-        schema = self._lance.schema
-        batch = pa.table({
+        return pa.table({
             "id": pa.array(ids, pa.string()), "source": pa.array(sources, pa.string()),
             "label": pa.array(labels, pa.string()), "content": pa.array(contents, pa.string()),
             "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), self.info.dim),
-        }, schema=schema)
-        self._lance.add(batch)
+        }, schema=self._lance.schema)
+
+    def upsert(self, ids: Sequence[str], sources: Sequence[str], labels: Sequence[str | None],
+               contents: Sequence[str], vectors: Any) -> None:
+        """Rows with these ids replaced, the others added, in one commit (LanceDB's merge_insert on
+        ``id``): a process killed mid-way leaves the table as it was before or after, never with the
+        old rows deleted and the new ones missing."""
+        if not len(ids):
+            return
+        batch = self._batch(ids, sources, labels, contents, vectors)
+        (self._lance.merge_insert("id").when_matched_update_all().when_not_matched_insert_all().execute(batch))
+
+    @property
+    def version(self) -> int:
+        """The table's commit number (LanceDB's version): one more per add, upsert or delete."""
+        return int(self._lance.version)
 
     def delete_ids(self, ids: Iterable[str]) -> None:
         ids = sorted(set(ids))
