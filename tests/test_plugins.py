@@ -147,6 +147,19 @@ def test_invalid_model_entries_mark_the_plugin_broken():
     assert "bad" not in registry and "resnet50" in registry
 
 
+def test_a_plugin_card_with_a_bad_component_field_marks_only_that_plugin_broken():
+    host = PluginHost()
+    module = types.ModuleType("badfield")
+    bad = card_toml("badfield-net", MINIMAL_CARD.replace('arch = "resnet18"', 'arch = "resnet18", colour = 1'))
+    module.register_models = hookimpl(lambda register: register(bad))
+    host.register(module)
+    with pytest.warns(PluginWarning, match="badfield.*invalid model entry"):
+        registry = load_registry(host=host)  # zoo list, show, pull... all go on
+    assert "badfield-net" not in registry and "resnet50" in registry
+    record = {p.name: p for p in host.plugins()}["badfield"]
+    assert record.status == "broken" and "colour" in record.error
+
+
 def test_register_and_unregister_an_in_process_plugin():
     host = PluginHost(load_entrypoints=False)
     module = types.ModuleType("inproc")

@@ -56,7 +56,7 @@ def load_registry(
     for path in files:
         cards.extend(parse_registry_file(path, Origin("user", str(path), path)))
     merged = merge_cards(cards)
-    unavailable = _check_components(merged.values(), host)
+    unavailable = _check_components(merged, host)
     registry = Registry(merged, unavailable)
     _CACHE[key] = registry
     return registry
@@ -89,24 +89,41 @@ def _plugin_cards(host: PluginHost, contribution: Contribution) -> list[ModelCar
         return []
 
 
-def _check_components(cards: Iterable[ModelCard], host: PluginHost) -> Mapping[str, str]:
-    """Check plugin-owned fields; return the models whose source or adapter no plugin provides."""
+def _check_components(merged: dict[str, ModelCard], host: PluginHost) -> Mapping[str, str]:
+    """Check plugin-owned fields; return the models whose source or adapter no plugin provides.
+
+    A card a plugin contributed with a bad field marks that plugin broken and leaves the registry
+    (``zoo plugins`` says why); every other command goes on. A user file's bad field is an error
+    naming the file and the model: the user can fix it."""
     unavailable: dict[str, str] = {}
-    for card in cards:
-        location = Location(str(card.origin.path or card.origin), card.name)
-        for key, ref, table in (("source", card.source, host.sources()),
-                                ("adapter", card.adapter, host.adapters())):
-            provided = table.get(ref.type)
-            if provided is None:
-                known = ", ".join(sorted(table)) or "none"
-                unavailable.setdefault(
-                    card.name,
-                    f"no loaded plugin provides {key} type {ref.type!r} (loaded: {known}); "
-                    f"run `zoo plugins` to see which plugins are broken or disabled",
-                )
-                continue
-            check_fields(ref.options, provided.value.fields, location, key)
+    for card in list(merged.values()):
+        try:
+            _check_card(card, host, unavailable)
+        except RegistryError as exc:
+            if card.origin.kind != "plugin":
+                raise
+            host.mark_broken(card.origin.name, f"gave an invalid model entry: {exc}")
+            del merged[card.name]
+            unavailable.pop(card.name, None)
     return unavailable
+
+
+def _check_card(card: ModelCard, host: PluginHost, unavailable: dict[str, str]) -> None:
+    """One card's source and adapter against the loaded plugins' (``unavailable`` collects the
+    models no plugin can serve); a bad field raises :class:`RegistryError`."""
+    location = Location(str(card.origin.path or card.origin), card.name)
+    for key, ref, table in (("source", card.source, host.sources()),
+                            ("adapter", card.adapter, host.adapters())):
+        provided = table.get(ref.type)
+        if provided is None:
+            known = ", ".join(sorted(table)) or "none"
+            unavailable.setdefault(
+                card.name,
+                f"no loaded plugin provides {key} type {ref.type!r} (loaded: {known}); "
+                f"run `zoo plugins` to see which plugins are broken or disabled",
+            )
+            continue
+        check_fields(ref.options, provided.value.fields, location, key)
 
 
 def clear_cache() -> None:
