@@ -9,7 +9,7 @@ from zoo import RegistryError, UnknownModelError
 from zoo.card import Origin
 from zoo.catalog import load_registry
 from zoo.plugins import PluginHost
-from zoo.registry import Registry, merge_cards, parse_registry_file, parse_registry_text, parse_size
+from zoo.registries import Registry, merge_cards, parse_registry_file, parse_registry_text, parse_size
 
 USER = Origin("user", "test")
 
@@ -247,3 +247,13 @@ def test_builtin_registry_suggests_namespaced_names():
     registry = load_registry()
     assert "google-bert/bert-base-uncased" in registry.suggest("bert-base-uncased")
     assert "resnet50" in registry.suggest("resnet5")
+
+
+def test_zoo_registry_stays_callable_whatever_is_imported():
+    import subprocess
+    import sys
+
+    code = "import zoo, zoo.registries, zoo.catalog, zoo.card; assert callable(zoo.registry); print(len(zoo.registry()))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout) > 10

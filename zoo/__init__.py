@@ -36,7 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from zoo.pulling import pull
     from zoo.card import ComponentRef, CutPoint, FileSpec, InputSpec, ModelCard, Origin
     from zoo.hookspecs import hookimpl
-    from zoo.registry import Registry
+    from zoo.registries import Registry
     from zoo.schema import Field
     from zoo.embed import (FewShot, Searcher, VectorStore, delete_items, embed_dataset, fewshot, load_fewshot, search,
                            zero_shot)
@@ -68,7 +68,7 @@ _LAZY = {
     "FileSpec": "zoo.card",
     "ComponentRef": "zoo.card",
     "Origin": "zoo.card",
-    "Registry": "zoo.registry",
+    "Registry": "zoo.registries",
     "Field": "zoo.schema",
     "hookimpl": "zoo.hookspecs",
     "embed_dataset": "zoo.embed",

@@ -8,7 +8,7 @@ from pathlib import Path
 from zoo.card import ModelCard
 from zoo.catalog import load_registry
 from zoo.plugins import PluginInfo, get_host
-from zoo.registry import Registry
+from zoo.registries import Registry
 
 __all__ = ["registry", "list_models", "get_card", "list_plugins"]
 
@@ -30,7 +30,7 @@ def list_models(
     sort: str = "name",
     registry_files: Sequence[str | Path] = (),
 ) -> list[ModelCard]:
-    """Cards matching the filters (see :meth:`zoo.registry.Registry.select`), offline and fast."""
+    """Cards matching the filters (see :meth:`zoo.registries.Registry.select`), offline and fast."""
     return registry(registry_files).select(
         pattern, modality=modality, task=task, source=source, tag=tag, plugin=plugin,
         max_params=max_params, sort=sort,

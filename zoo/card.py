@@ -1,6 +1,6 @@
 """Model cards: what zoo knows about one backbone, as frozen plain data.
 
-A card is parsed from a registry table (see :mod:`zoo.registry`) and never changes afterwards.
+A card is parsed from a registry table (see :mod:`zoo.registries`) and never changes afterwards.
 Fields are grouped the way a user reads them: identity, where the weights come from, what input
 the network expects, where to cut it, and the evidence behind it.
 """

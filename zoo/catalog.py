@@ -13,7 +13,7 @@ from pathlib import Path
 from zoo.card import ModelCard, Origin
 from zoo.errors import RegistryError
 from zoo.plugins import Contribution, PluginHost, get_host
-from zoo.registry import (
+from zoo.registries import (
     Registry,
     builtin_registry_path,
     merge_cards,
