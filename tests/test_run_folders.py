@@ -108,3 +108,21 @@ def test_a_run_refuses_weights_that_drifted_under_it(finished, tmp_path):
         zoo.open_run(copy).load_model()
     result = run_zoo("export", str(copy), "--out", str(tmp_path / "m.onnx"), timeout=300)
     assert result.returncode != 0 and "Traceback" not in result.stderr and "cache now holds" in result.stderr
+
+
+def test_a_card_from_registry_is_remembered_by_the_run(digit_folder, tmp_path):
+    import re
+
+    builtin = (Path(zoo.__file__).resolve().parent.parent / "registry.toml").read_text()
+    block = re.search(r"(?ms)^\[models\.efficientnet_lite0\]\n(.*?)(?=^\[models\.)", builtin).group(1)
+    extra = tmp_path / "mine.toml"
+    extra.write_text("[models.my-lite]\n" + block)
+    folder = tmp_path / "run"
+    made = run_zoo("--registry", str(extra), "finetune", "my-lite", "--data", str(digit_folder), "--out", str(folder),
+                   *QUICK, timeout=300)
+    assert made.returncode == 0, made.stderr
+    assert json.loads((folder / "config.json").read_text())["config"]["registry"] == [str(extra.resolve())]
+    # later commands find the card without being told again
+    exported = run_zoo("export", str(folder), "--out", str(tmp_path / "m.onnx"), timeout=300)
+    assert exported.returncode == 0, exported.stderr
+    assert zoo.open_run(folder).card().name == "my-lite"

@@ -91,6 +91,7 @@ def bench(
     pretrained: bool = True,
     int8: bool = True,
     log: Callable[[str], None] | None = None,
+    registry_files: Sequence[str | Path] = (),
 ) -> BenchResult:
     """Time PyTorch eager, onnxruntime fp32 and onnxruntime int8 on a run or a registry model.
 
@@ -111,7 +112,8 @@ def bench(
         raise ZooError("--batch, --runs and the throughput runs must be at least 1")
     threads = threads or os.cpu_count() or 1
     # a few hundred held-out examples are enough for the accuracy line of a speed benchmark
-    prepared = prepare(source, pretrained=pretrained, samples=max(8, min(batch, 16)), calibration=64, evaluation=300)
+    prepared = prepare(source, pretrained=pretrained, samples=max(8, min(batch, 16)), calibration=64, evaluation=300,
+                       registry_files=registry_files)
     work = Path(tempfile.mkdtemp(prefix=".zoo-bench."))
     try:
         fp32 = build_fp32(prepared, work / "fp32", "model.onnx", say=say)

@@ -215,14 +215,18 @@ def _unfreeze(value: str) -> int | str:
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable or mislabelled inputs (listed in the run folder).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or epoch lines.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final metrics as JSON.")
-def finetune_cmd(model: str | None, data: str | None, resume: str | None, out: str | None, unfreeze: str,
-                 no_augment: bool, quiet: bool, as_json: bool, **options: Any) -> None:
-    """Fine-tune MODEL on labelled data: a new head, then optional gradual unfreezing."""
+@click.pass_context
+def finetune_cmd(ctx: click.Context, model: str | None, data: str | None, resume: str | None, out: str | None,
+                 unfreeze: str, no_augment: bool, quiet: bool, as_json: bool, **options: Any) -> None:
+    """Fine-tune MODEL on labelled data: a new head then gradual unfreezing, or (text) contrastive
+    training on pairs then the head; multi-label with ';'-separated labels."""
     from zoo.train import finetune
 
     if resume is None and (model is None or data is None):
         raise click.UsageError("give MODEL and --data (or --resume RUN_DIR)")
     options = {k: v for k, v in options.items() if v is not None}
+    if _registries(ctx) and resume is None:
+        options["registry"] = tuple(os.path.abspath(p) for p in _registries(ctx))
     if "multi_label" in options:
         options["multi_label"] = "yes" if options["multi_label"] else "no"
     if options.get("pairs") not in (None, "auto"):
@@ -350,13 +354,15 @@ def embed_cmd(ctx: click.Context, args: tuple[str, ...], db: str, table: str | N
 @click.option("--engine", type=click.Choice(ENGINES), default="auto", show_default=True,
               help="How the query is embedded: auto (onnxruntime on CPU, checked against PyTorch), torch, onnxruntime.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-def search_cmd(query: str, db: str, table: str | None, k: int, exact: bool, device: str | None,
+@click.pass_context
+def search_cmd(ctx: click.Context, query: str, db: str, table: str | None, k: int, exact: bool, device: str | None,
                engine: str, as_json: bool) -> None:
     """Nearest stored items to QUERY: an image file for an image table, a text for a text table."""
     from zoo.embed import search
     from zoo.render import table as table_text  # the name `table` is the option here
 
-    result = search(db, query, table=table, k=k, exact=exact, device=device, engine=engine)
+    result = search(db, query, table=table, k=k, exact=exact, device=device, engine=engine,
+                    registry_files=_registries(ctx))
     if as_json:
         _echo_json(result.to_dict())
         return
@@ -550,13 +556,15 @@ def predict_cmd(model: str, inputs: tuple[str, ...], texts_file: str | None, top
 @click.option("--no-int8", is_flag=True, help="Skip the int8 model.")
 @click.option("--random-weights", is_flag=True, help="A model's architecture with random weights (speed only).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-def bench_cmd(source: str, batch: int, runs: int, threads: int | None, no_int8: bool, random_weights: bool,
+@click.pass_context
+def bench_cmd(ctx: click.Context, source: str, batch: int, runs: int, threads: int | None, no_int8: bool, random_weights: bool,
               as_json: bool) -> None:
     """PyTorch eager vs onnxruntime fp32 vs int8 on a RUN or MODEL: latency and throughput."""
     from zoo.benchmark import bench
 
     result = bench(source, batch=batch, runs=runs, threads=threads, int8=not no_int8,
-                   pretrained=not random_weights, log=(lambda text: None) if as_json else None)
+                   pretrained=not random_weights, log=(lambda text: None) if as_json else None,
+                   registry_files=_registries(ctx))
     if as_json:
         _echo_json(result.to_dict())
         return

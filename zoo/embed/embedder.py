@@ -87,7 +87,7 @@ def resolve_embedder(model: str | Path, registry_files: Any = (), *, quiet: bool
         raise ZooError(f"{folder}: the run has no checkpoints/final.pt (did it finish?); finish it with "
                        f"`zoo finetune --resume {folder}`")
     run = open_run(folder)
-    card = resolve_card(run.config["model"], registry_files)
+    card = resolve_card(run.config["model"], tuple(registry_files) + tuple(run.config.get("registry") or ()))
     fetched = pull(card, quiet=quiet)
     from zoo.download import sha256_file
 

@@ -41,8 +41,9 @@ class Searcher:
     """Queries one table and keeps its model loaded, for many queries in one process."""
 
     def __init__(self, db: str | Path, table: str | None = None, *, device: str | None = None,
-                 engine: str = "auto") -> None:
+                 engine: str = "auto", registry_files: Any = ()) -> None:
         self.table = VectorStore(db).table(table)
+        self.registry_files = tuple(registry_files)  # where the table's model card is, besides the user's
         self.device = device
         self.engine = engine
         self._backbone: Any = None
@@ -56,7 +57,7 @@ class Searcher:
             from zoo.embed.embedder import resolve_embedder
 
             info = self.table.info
-            embedder = resolve_embedder(info.model)
+            embedder = resolve_embedder(info.model, self.registry_files)
             fetched = embedder.fetched
             if embedder.identity != info.embedder:
                 raise ZooError(
@@ -103,8 +104,8 @@ class Searcher:
 
 
 def search(db: str | Path, query: Any, *, table: str | None = None, k: int = 10, exact: bool = False,
-           device: str | None = None, engine: str = "auto") -> SearchResult:
+           device: str | None = None, engine: str = "auto", registry_files: Any = ()) -> SearchResult:
     """The ``k`` items of ``table`` (default: the database's only table) nearest to ``query``: an image
     (path, PIL image, array) for an image table, a text for a text table."""
-    return Searcher(db, table, device=device, engine=engine)(query, k, exact=exact)
+    return Searcher(db, table, device=device, engine=engine, registry_files=registry_files)(query, k, exact=exact)
 

@@ -214,7 +214,6 @@ def _prepare_model(name: str, *, pretrained: bool, samples: int, calibration: in
 
 def _prepare_run(folder: Path, *, samples: int, calibration: int, evaluation: int) -> Prepared:
     from zoo.data import make_splits
-    from zoo.pulling import resolve_card
     from zoo.train import open_run
     from zoo.train.config import FinetuneConfig
 
@@ -224,7 +223,7 @@ def _prepare_run(folder: Path, *, samples: int, calibration: int, evaluation: in
     if not final.is_file():
         raise ZooError(f"{folder}: the run has no checkpoints/final.pt (did it finish?); finish it with "
                        f"`zoo finetune --resume {folder}`")
-    card = resolve_card(config.model)
+    card = run.card()
     weights = {**run.weights, "checkpoint": "checkpoints/final.pt", "checkpoint_sha256": sha256_file(final)}
     classifier = run.load_model()
     notes: list[str] = []

@@ -53,6 +53,9 @@ class FinetuneConfig:
     # `name: description` lines); None: the data's label names. Given, the prior is used at any size
     labels: str | None = None
     skip_bad: bool = False
+    # registry files the model's card comes from besides the user's own (--registry), absolute:
+    # resume, export and load_model find the card with them
+    registry: tuple[str, ...] = ()
     # see RECIPES
     recipe: str = "auto"
     # "auto": multi-label when a label cell names several labels ("a;b"); "yes"; "no" (such a
@@ -99,6 +102,7 @@ class FinetuneConfig:
     channels_last: bool | str = "auto"
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "registry", tuple(str(p) for p in self.registry))  # a JSON list when read back
         if isinstance(self.augment, bool):  # configs written before augmentation policies
             object.__setattr__(self, "augment", "light" if self.augment else "none")
         if self.augment not in AUGMENTATIONS:

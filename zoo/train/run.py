@@ -110,13 +110,19 @@ class Run:
             lines.append(m["baseline_line"])
         return lines
 
+    def card(self) -> Any:
+        """The card of the run's backbone (found with the registry files the run was given)."""
+        from zoo.pulling import resolve_card
+
+        return resolve_card(self.config["model"], self.config.get("registry") or ())
+
     def check_weights(self) -> None:
         """The pulled weights are still the ones the run was trained on (the sha256 of every file
         recorded at its start), or an error naming both hashes: a run never silently mixes its head
         with another backbone."""
         from zoo.pulling import check_same_weights, pull
 
-        fetched = pull(self.config["model"], quiet=True)
+        fetched = pull(self.config["model"], quiet=True, registry_files=self.config.get("registry") or ())
         check_same_weights(self.weights.get("sha256") or {}, fetched, f"run {self.dir}")
 
     def load_model(self, device: Any = None):
@@ -140,7 +146,7 @@ class Run:
         except Exception as exc:  # a truncated or overwritten file: torch raises anything
             raise ZooError(f"{path}: damaged ({type(exc).__name__}: {exc}); delete it and run `zoo finetune "
                            f"--resume {self.dir}` to write it again") from None
-        backbone = load(config.model, cut=self.cut)
+        backbone = load(self.card(), cut=self.cut)
         head = make_head(config.head, backbone.feature_dim, len(self.classes), hidden=config.hidden,
                          dropout=config.dropout, normalised=config.validation == "cv")
         backbone.body.load_state_dict(final["body"], strict=False)
@@ -286,7 +292,7 @@ def _finetune(config: Any, run_dir: Path, resuming: bool, say: Callable[[str], N
 
     resume = run_dir if resuming else None
     torch_device(config.device)  # a device this machine lacks: refused before any work
-    card = resolve_card(config.model)
+    card = resolve_card(config.model, config.registry)
     started = time.perf_counter()
     if _is_multi_label(config, card):
         from dataclasses import replace
