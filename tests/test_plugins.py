@@ -105,6 +105,8 @@ def register_modles(register):
         host = PluginHost()
     message = str(caught[0].message)
     assert "'zoo_typo'" in message and "register_modles" in message and "unknown hook" in message
+    listed = message.split("zoo's hooks: ")[1]
+    assert "register_models" in listed and "register_modles" not in listed  # the typo is not one of zoo's
     info = {p.name: p for p in host.plugins()}["zoo_typo"]
     assert info.status == "broken"
 

@@ -25,8 +25,19 @@ def test_a_pickle_that_runs_code_is_refused(tmp_path):
     path = tmp_path / "evil.pth"
     with path.open("wb") as f:
         pickle.dump({"weight": Payload()}, f)
-    with pytest.raises(LoadError, match="refused to load .*evil.pth.*arbitrary code"):
+    with pytest.raises(LoadError, match="refused to load .*evil.pth.*arbitrary code") as caught:
         read_state_dict(path, model="evil")
+    message = str(caught.value)
+    assert "(Unsupported " in message  # what the unpickler stopped at
+    assert "weights_only" not in message and "likely succeed" not in message  # not torch's advice to run it
+
+
+def test_a_broken_file_outside_the_cache_is_not_pulled_again(tmp_path):
+    path = tmp_path / "mine.pth"
+    path.write_bytes(b"PK\x03\x04 not a checkpoint")
+    with pytest.raises(LoadError) as caught:
+        read_state_dict(path, model="mine")
+    assert "zoo pull --force" not in str(caught.value) and "not zoo's copy" in str(caught.value)
 
 
 def test_safetensors_and_wrapped_checkpoints(tmp_path):

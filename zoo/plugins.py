@@ -189,7 +189,7 @@ class PluginHost:
                 self.pm.check_pending()
             except pluggy.PluginValidationError as exc:
                 self.pm.unregister(name=record.name)
-                known = ", ".join(sorted(n for n in dir(self.pm.hook) if not n.startswith("_")))
+                known = ", ".join(_spec_names())
                 problem = f"implements an unknown hook: {exc} (zoo's hooks: {known})"
         if problem is not None:
             if strict:
@@ -344,3 +344,9 @@ def reset_host(host: PluginHost | None = None) -> PluginHost | None:
     previous, _HOST = _HOST, host
     return previous
 
+
+def _spec_names() -> list[str]:
+    """zoo's own hooks, from its hookspecs (pluggy's ``pm.hook`` also lists the hooks that
+    plugins implement, a misspelled one included)."""
+    return sorted(name for name, value in vars(hookspecs).items()
+                  if callable(value) and any(attr.endswith("_spec") for attr in dir(value)))

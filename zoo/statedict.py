@@ -37,6 +37,27 @@ def weights_file(fetched: Fetched) -> Path:
                     f"(looked for {', '.join(_WEIGHT_SUFFIXES)})")
 
 
+def _culprit(exc: BaseException) -> str:
+    """What torch's refusal names (``Unsupported global: GLOBAL os.system``), without its advice
+    to load with ``weights_only=False``, which is exactly the code execution zoo refuses."""
+    import re
+
+    found = re.search(r"Unsupported (?:global|operand)[^.\n]*", str(exc))
+    return f" ({found.group(0).strip()})" if found else ""
+
+
+def _fix(path: Path, model: str) -> str:
+    """How to get a good copy: zoo's cache can pull it again; a local or package file is the user's."""
+    from zoo.settings import zoo_home
+
+    try:
+        path.resolve().relative_to((zoo_home() / "models").resolve())
+    except ValueError:
+        return ("The file is not zoo's copy (a local or package source): replace it with a good one, or fix "
+                "the card's path")
+    return f"Pull it again with `zoo pull --force {model}`"
+
+
 def read_state_dict(path: Path, *, model: str) -> dict[str, torch.Tensor]:
     """Tensors from a .safetensors file, or a pickle read with ``weights_only=True``.
 
@@ -51,19 +72,17 @@ def read_state_dict(path: Path, *, model: str) -> dict[str, torch.Tensor]:
         try:
             return load_file(str(path), device="cpu")
         except Exception as exc:  # safetensors raises its own error types
-            raise LoadError(f"model {model!r}: cannot read {path}: {exc}. Pull it again with "
-                            f"`zoo pull --force {model}`") from None
+            raise LoadError(f"model {model!r}: cannot read {path}: {exc}. {_fix(path, model)}") from None
     try:
         data: Any = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise LoadError(
             f"model {model!r}: refused to load {path}: the pickle needs more than tensors, and loading "
-            f"it would run arbitrary code ({str(exc).splitlines()[0]}). Ask the publisher for a "
-            f"safetensors file, or convert it yourself after reviewing its source"
+            f"it would run arbitrary code{_culprit(exc)}. Ask the publisher for a safetensors file, or "
+            f"convert it yourself after reviewing its source"
         ) from None
     except (RuntimeError, EOFError, OSError) as exc:
-        raise LoadError(f"model {model!r}: cannot read weights file {path}: {exc}. Pull it again with "
-                        f"`zoo pull --force {model}`") from None
+        raise LoadError(f"model {model!r}: cannot read weights file {path}: {exc}. {_fix(path, model)}") from None
     for _ in range(2):  # training checkpoints wrap the weights: {"state_dict": {...}, "epoch": 3}
         if isinstance(data, Mapping):
             inner = [data[k] for k in _WRAPPERS if isinstance(data.get(k), Mapping)]
