@@ -226,3 +226,17 @@ def test_zero_shot_bad_input_is_one_line_each(tmp_path):
     assert image.returncode == 1 and "text encoder" in image.stderr and "Traceback" not in image.stderr
     both = run_zoo("fewshot", TEXT_MODEL, "--labels", "a,b", "--support", "digits")
     assert both.returncode == 2 and "not both" in both.stderr
+
+
+def test_a_fewshot_json_missing_keys_is_one_line(tmp_path):
+    from conftest import run_zoo
+
+    from zoo.embed import zero_shot
+
+    folder = zero_shot(TEXT_MODEL, "sport,cooking").save(tmp_path / "zs")
+    meta = json.loads((folder / "fewshot.json").read_text())
+    del meta["embedder"], meta["scale"]
+    (folder / "fewshot.json").write_text(json.dumps(meta))
+    result = run_zoo("fewshot", str(folder), "--predict", "a late goal")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "fewshot.json: damaged: embedder, scale missing" in result.stderr

@@ -303,9 +303,19 @@ def load_fewshot(folder: str | Path, *, engine: str = "auto") -> FewShot:
         prototypes = np.load(folder / "prototypes.npy", allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise ZooError(f"{folder}: the few-shot classifier is damaged ({exc}); build it again") from None
+    if not isinstance(meta, dict):
+        raise ZooError(f"{meta_path}: does not hold a few-shot classifier's description; build it again")
     if meta.get("kind") != _KIND or meta.get("version") != _VERSION:
         raise ZooError(f"{folder}: fewshot.json is kind {meta.get('kind')!r} version {meta.get('version')!r}; "
                        f"this zoo reads {_KIND!r} version {_VERSION}")
+    missing = [key for key in ("model", "revision", "embedder", "modality", "input", "classes", "counts", "scale")
+               if key not in meta]
+    if missing:
+        raise ZooError(f"{meta_path}: damaged: {', '.join(missing)} missing; build the classifier again with "
+                       f"`zoo fewshot MODEL --support DATA --out {folder}`")
+    if len(meta["classes"]) != len(prototypes):
+        raise ZooError(f"{folder}: fewshot.json lists {len(meta['classes'])} classes but prototypes.npy holds "
+                       f"{len(prototypes)}; build the classifier again")
     return FewShot(model=meta["model"], revision=meta["revision"], embedder=meta["embedder"],
                    modality=meta["modality"], input=meta["input"], classes=meta["classes"], prototypes=prototypes,
                    counts=meta["counts"], scale=meta["scale"], support=meta.get("support"), path=folder,
