@@ -253,3 +253,14 @@ def test_index_policy_on_synthetic_vectors(tmp_path):
     ann, exact = table.search(query, 5), table.search(query, 5, exact=True)
     assert ann[0].id == exact[0].id == f"{7:016x}" and ann[0].score == pytest.approx(1.0, abs=1e-5)
     assert [h.score for h in ann] == pytest.approx([h.score for h in exact], abs=1e-5)
+
+
+def test_a_db_that_cannot_be_written_is_one_line(tmp_path):
+    from conftest import run_zoo
+
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("a file, not a folder")
+    data = write_text_csv(tmp_path / "topics.csv", topic_rows())
+    result = run_zoo("embed", TEXT_MODEL, str(data), "--db", str(blocker / "db"))
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert "cannot create the vector database there" in result.stderr

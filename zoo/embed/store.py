@@ -146,7 +146,11 @@ class VectorStore:
             raise InputError(f"--db {self.path} is a file; give a folder for the vector database")
         import lancedb
 
-        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"--db {self.path}: cannot create the vector database there ({exc.strerror}); give a "
+                             f"writable folder") from None
         self._db = lancedb.connect(str(self.path))
 
     def tables(self) -> list[str]:
@@ -193,7 +197,12 @@ class VectorStore:
         import filelock
 
         folder = self.path / ".zoo-locks"
-        folder.mkdir(exist_ok=True)
+        try:
+            folder.mkdir(exist_ok=True)
+            (folder / f"{name}.lock").touch()
+        except OSError as exc:
+            raise InputError(f"--db {self.path}: the vector database cannot be written ({exc.strerror}); give a "
+                             f"writable folder, or make this one writable") from None
         return filelock.FileLock(str(folder / f"{name}.lock"))
 
 
