@@ -178,3 +178,22 @@ def test_an_imbalanced_training_set_gets_balanced_class_weights(tmp_path):
     plain = zoo.finetune("efficientnet_lite0", str(data), out=tmp_path / "plain", head_epochs=5, class_weight="none",
                          progress=False, log=lambda _: None)
     assert json.loads((plain.dir / "config.json").read_text())["class_weights"] is None
+
+
+def test_the_reports_metrics_are_scikit_learns():
+    import numpy as np
+    from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
+
+    from zoo.train.metrics import classification_report
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        truth = rng.integers(0, 3, 40)  # class 3 never occurs in the labels ...
+        predicted = rng.integers(0, 4, 40)  # ... but is predicted: macro-F1 counts it as 0, like scikit-learn
+        report = classification_report(truth, predicted, ["a", "b", "c", "d"])
+        assert report["macro_f1"] == pytest.approx(f1_score(truth, predicted, average="macro", zero_division=0))
+        assert report["accuracy"] == pytest.approx(accuracy_score(truth, predicted))
+        precision, recall, f1, support = precision_recall_fscore_support(truth, predicted, labels=[0, 1, 2, 3],
+                                                                         zero_division=0)
+        assert [report["per_class"][c]["f1"] for c in "abcd"] == pytest.approx(list(f1))
+        assert [report["per_class"][c]["support"] for c in "abcd"] == list(support)
