@@ -49,7 +49,6 @@ def test_embeddings_are_cached_and_reused(digit_folder, tmp_path):
     again = json.loads((second.dir / "features" / "index.json").read_text())
     assert again["train"]["hit"] is True and again["val"]["hit"] is True
     assert again["train"]["key"] == records["train"]["key"]
-    assert again["train"]["seconds"] < 0.5
 
 
 def test_rollback_restores_the_best_epoch(digit_folder, tmp_path):

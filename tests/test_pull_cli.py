@@ -77,15 +77,13 @@ def test_pull_json_prints_the_records(http_server, tmp_path, zoo_env):
     assert Path(item["path"]).read_bytes() == BODY
 
 
-def test_a_second_pull_makes_no_request_and_is_fast(http_server, tmp_path):
+def test_a_second_pull_makes_no_request(http_server, tmp_path):
     http_server.add("/tiny.bin", BODY)
     reg = registry(tmp_path, http_server, tiny="/tiny.bin")
     assert run_zoo("--registry", str(reg), "pull", "tiny", env=FAST).returncode == 0
-    started = time.monotonic()
     again = run_zoo("--registry", str(reg), "pull", "tiny", env=FAST)
     assert again.returncode == 0, again.stderr
-    assert time.monotonic() - started < 5
-    assert http_server.count() == 1
+    assert http_server.count() == 1  # speed is bench/'s business (timings in tests only flake)
 
 
 def test_a_damaged_cached_file_is_pulled_again_and_force_pulls_anyway(http_server, tmp_path, zoo_env):
