@@ -418,7 +418,7 @@ def fewshot_cmd(ctx: click.Context, model: str, inputs: tuple[str, ...], support
                                registry_files=_registries(ctx))
         classifier.save(out or default_folder(classifier.model))
     elif os.path.isdir(model):
-        classifier = load_fewshot(model, engine=engine)
+        classifier = load_fewshot(model, engine=engine, registry_files=_registries(ctx))
     else:
         raise click.UsageError(f"give --support DATA (or --labels NAMES) to build a classifier for {model!r}, or "
                                f"the folder of a saved classifier")

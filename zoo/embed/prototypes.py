@@ -43,7 +43,8 @@ class FewShot:
 
     def __init__(self, *, model: str, revision: str, embedder: str, modality: str, input: dict[str, Any],
                  classes: Sequence[str], prototypes: Any, counts: Sequence[int], scale: float = SCALE,
-                 support: dict[str, Any] | None = None, path: Path | None = None, engine: str = "auto") -> None:
+                 support: dict[str, Any] | None = None, path: Path | None = None, engine: str = "auto",
+                 registry_files: Sequence[str | Path] = ()) -> None:
         import numpy as np
 
         self.model, self.revision, self.embedder, self.modality = model, revision, embedder, modality
@@ -55,6 +56,7 @@ class FewShot:
         self.support = dict(support or {})  # where the examples came from: {"data", "fingerprint"}
         self.path = path
         self.engine = engine  # the frozen pass that embeds what it predicts (zoo.frozen.frozen_pass)
+        self.registry_files = tuple(registry_files)  # where the model's card is, besides the user's own files
         self._backbone: Any = None
         if self.prototypes.shape[0] != len(self.classes):
             raise ZooError(f"{len(self.classes)} classes but {self.prototypes.shape[0]} prototypes")
@@ -112,7 +114,7 @@ class FewShot:
             from zoo.loading import load
             from zoo.pulling import pull, resolve_card
 
-            card = resolve_card(self.model)
+            card = resolve_card(self.model, self.registry_files)
             fetched = pull(card, quiet=True)
             if embedder_identity(card, fetched) != self.embedder:
                 where = f" at {self.path}" if self.path else ""
@@ -288,7 +290,7 @@ def zero_shot(model: str, labels: str | Path | Sequence[str] | dict[str, str], *
     return classifier
 
 
-def load_fewshot(folder: str | Path, *, engine: str = "auto") -> FewShot:
+def load_fewshot(folder: str | Path, *, engine: str = "auto", registry_files: Sequence[str | Path] = ()) -> FewShot:
     """A classifier saved by :meth:`FewShot.save` (the model loads when it first predicts, with a
     frozen pass on ``engine``)."""
     import numpy as np
@@ -319,7 +321,7 @@ def load_fewshot(folder: str | Path, *, engine: str = "auto") -> FewShot:
     return FewShot(model=meta["model"], revision=meta["revision"], embedder=meta["embedder"],
                    modality=meta["modality"], input=meta["input"], classes=meta["classes"], prototypes=prototypes,
                    counts=meta["counts"], scale=meta["scale"], support=meta.get("support"), path=folder,
-                   engine=engine)
+                   engine=engine, registry_files=registry_files)
 
 
 def expand_inputs(inputs: Sequence[str], modality: str) -> list[str]:
