@@ -67,7 +67,7 @@ def test_stages_partition_the_parameters_from_input_to_output(lite0):
 
 
 def test_minilm_offline_matches_sentence_transformers():
-    sentence_transformers = pytest.importorskip("sentence_transformers")
+    import sentence_transformers  # the dev extra installs it: this reference check is never skipped
     backbone = load("all-minilm-l6-v2-offline")
     texts = ["A man is eating food.", "A man is eating a piece of bread.", "The stock market fell sharply."]
     ours = torch.nn.functional.normalize(backbone.embed(texts), dim=-1)
