@@ -114,3 +114,30 @@ def test_corrupt_image_is_a_clear_error(lite0, tmp_path):
     bad.write_bytes(b"\xff\xd8 not really a jpeg")
     with pytest.raises(zoo.ZooError, match="bad.jpg: not a readable image"):
         lite0.preprocess([bad])
+
+
+@pytest.mark.parametrize("size", [(640, 427), (427, 640), (300, 300), (200, 150)])
+def test_image_preprocessing_is_timms_and_torchvisions_to_the_pixel(size):
+    """zoo's resize + crop + normalise against the libraries' own eval transforms (the reference):
+    timm's create_transform for the offline cards, torchvision's Resize + CenterCrop for others."""
+    import numpy as np
+    import timm
+    from PIL import Image
+    from sklearn.datasets import load_sample_images
+    from timm.data import create_transform, resolve_data_config
+    from torchvision.transforms import v2
+
+    from zoo.card import InputSpec
+    from zoo.preprocess import image_array
+
+    photo = Image.fromarray(load_sample_images().images[0]).resize(size, Image.BICUBIC)
+    for name, arch in (("efficientnet_lite0", "tf_efficientnet_lite0"), ("efficientnet_lite2", "tf_efficientnet_lite2")):
+        card = zoo.get_card(name)
+        reference = create_transform(**resolve_data_config({}, model=timm.create_model(arch, pretrained=False)))
+        np.testing.assert_allclose(image_array(photo, card.input), reference(photo).numpy(), atol=1e-6)
+    spec = InputSpec(size=(224, 224), resize=232, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
+                     interpolation="bilinear")  # torchvision's ResNet-50 V2 weights' transforms
+    torchvision_eval = v2.Compose([v2.Resize(232, interpolation=v2.InterpolationMode.BILINEAR), v2.CenterCrop(224),
+                                   v2.PILToTensor(), v2.ToDtype(torch.float32, scale=True),
+                                   v2.Normalize(spec.mean, spec.std)])
+    np.testing.assert_allclose(image_array(photo, spec), torchvision_eval(photo).numpy(), atol=1e-6)

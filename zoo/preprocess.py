@@ -49,18 +49,39 @@ def open_image(item: ImageLike) -> Image.Image:
     raise ImageError(f"cannot use a {type(item).__name__} as an image: give a path, a PIL image or an array")
 
 
+#: Bumped whenever the pixels :func:`image_array` makes change for the same input spec; feature
+#: cache keys and embedder identities include it, so nothing computed before is reused. 2: the
+#: resize and the crop follow torchvision (``Resize(int)``, ``CenterCrop``) to the pixel.
+VERSION = 2
+
+
 def image_array(item: ImageLike, spec: InputSpec) -> np.ndarray:
-    """Resize the shorter side, center-crop to ``spec.size``, scale to [0, 1], normalize: CHW float32."""
+    """Resize the shorter side, center-crop to ``spec.size``, scale to [0, 1], normalize: CHW float32.
+
+    The same pixels as torchvision's ``Resize(resize)`` + ``CenterCrop(size)`` on a PIL image (and
+    so timm's eval transform and torchvision's ``weights.transforms()``, which are built from them):
+    the longer side is truncated, not rounded (``int(resize * long / short)``), and the crop offset
+    is ``round((new - crop) / 2)``. A pixel of difference in either shifts every pixel of the crop.
+    """
     import numpy as np
 
     image = open_image(item)
     height, width = spec.size or (224, 224)
     shorter = spec.resize or min(height, width)
     w, h = image.size
-    scale = shorter / min(w, h)
-    new_w, new_h = max(width, round(w * scale)), max(height, round(h * scale))
-    image = image.resize((new_w, new_h), _RESAMPLE[spec.interpolation or "bilinear"])
-    left, top = (new_w - width) // 2, (new_h - height) // 2
+    if w <= h:
+        new_w, new_h = shorter, int(shorter * h / w)
+    else:
+        new_w, new_h = int(shorter * w / h), shorter
+    if (new_w, new_h) != (w, h):
+        image = image.resize((new_w, new_h), _RESAMPLE[spec.interpolation or "bilinear"])
+    if new_w < width or new_h < height:  # smaller than the crop: pad with black, as CenterCrop does
+        from PIL import Image
+
+        padded = Image.new(image.mode, (max(new_w, width), max(new_h, height)))
+        padded.paste(image, ((max(new_w, width) - new_w) // 2, (max(new_h, height) - new_h) // 2))
+        image, (new_w, new_h) = padded, padded.size
+    left, top = int(round((new_w - width) / 2.0)), int(round((new_h - height) / 2.0))
     image = image.crop((left, top, left + width, top + height))
     return _normalize(np.asarray(image), spec.mean or (0.0, 0.0, 0.0), spec.std or (1.0, 1.0, 1.0))
 

@@ -24,6 +24,7 @@ from typing import Any
 from zoo.atomic import atomic_write_bytes
 from zoo.card import ModelCard
 from zoo.fetched import Fetched
+from zoo.preprocess import VERSION as PIXELS_VERSION
 
 __all__ = ["feature_key", "cached_embeddings", "cached_features"]
 
@@ -40,7 +41,7 @@ def feature_key(card: ModelCard, fetched: Fetched | None, data_fingerprint: str,
         "model": card.name,
         "weights": sorted(f.sha256 for f in fetched.files) if fetched else "random",
         "cut": [card.embedding.node, card.embedding.dim, card.embedding.pooling],
-        "input": repr(card.input),
+        "input": repr(card.input) + (f"|pixels-v{PIXELS_VERSION}" if card.modality == "image" else ""),
         "data": data_fingerprint,
     }
     if precision != "fp32":  # fp32 keys stay as they were before engines existed
