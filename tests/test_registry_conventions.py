@@ -87,4 +87,10 @@ def test_timm_cards_match_timms_pretrained_configs(card):
     assert tuple(cfg.input_size[1:]) == card.input.size
     assert card.input.mean == pytest.approx(cfg.mean) and card.input.std == pytest.approx(cfg.std)
     assert card.input.interpolation == cfg.interpolation
-    assert card.input.resize == round(card.input.size[0] / cfg.crop_pct)
+    # timm's own eval transform is the reference (it floors size / crop_pct: 224 / 0.95 -> 235)
+    from timm.data import create_transform, resolve_data_config
+    from torchvision.transforms import Resize
+
+    reference = create_transform(**resolve_data_config(pretrained_cfg=cfg.to_dict()))
+    resize = next(t for t in reference.transforms if isinstance(t, Resize))
+    assert card.input.resize == (resize.size if isinstance(resize.size, int) else resize.size[0])
