@@ -33,6 +33,14 @@ The fine-tuning columns cost minutes per run on 2 cores; ``--methods`` picks col
     python bench/text_fewshot.py [--seeds 0 1 2 3 4] [--sizes 2 5 10 20] [--methods head prior partial full contrastive default]
 
 Prints one line per (seed, N) and a table of mean and worst test accuracy per method and N.
+
+Measured on 2 CPU cores (seeds 0-4; `--methods head prior contrastive`, 30 minutes with other jobs
+running), mean / worst: zero-shot 0.792 / 0.782; contrastive 0.737 / 0.706, 0.900 / 0.856, 0.929 /
+0.904, 0.948 / 0.938 at 2 / 5 / 10 / 20 per class; head + label prior 0.808 / 0.782, 0.850 /
+0.768, 0.894 / 0.866, 0.932 / 0.912; head 0.656, 0.821, 0.880, 0.927; tuned LR 0.658, 0.805,
+0.870, 0.919; prior mix 0.830, 0.866, 0.904, 0.902; prompts as examples 0.783, 0.860, 0.896,
+0.932. `--recipe auto` follows it: the head with the label prior below 5 per class, contrastive
+from 5 to 25.
 """
 
 from __future__ import annotations
