@@ -309,3 +309,23 @@ def test_cli_bench_prints_the_three_backends(text_run):
         assert backend in done.output
     assert "int8 vs fp32:" in done.output and "b1 vs torch" in done.output
     assert "int8 accuracy on the run's validation set" in done.output
+
+
+def test_int8_quantization_leaves_the_callers_logging_and_stdout_alone(text_run, tmp_path, capsys):
+    import logging
+
+    root = logging.getLogger()
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.DEBUG)
+    handler.emit = records.append
+    root.addHandler(handler)
+    level = root.level
+    root.setLevel(logging.DEBUG)
+    try:
+        zoo.export(text_run.dir, tmp_path / "m.int8.onnx", quantize="int8", max_drop=100, **QUIET)
+        assert root.level == logging.DEBUG  # never lowered, not even while the quantizer ran
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+    assert not [r for r in records if "onnxruntime" in r.pathname]  # its per-tensor chatter stayed in its process
+    assert capsys.readouterr().out == ""  # and nothing reached this process's stdout

@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterable, Sequence
-from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,59 +67,67 @@ def calibration_batches(items: Sequence[Any], encode: Callable[[Sequence[Any]], 
     return feeds
 
 
-@contextmanager
-def _quiet() -> Any:
-    """onnxruntime's quantizer logs a warning per tensor through the root logger, and its histogram
-    calibrators print progress to stdout (which belongs to the CLI's results)."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        with open(os.devnull, "w") as sink, redirect_stdout(sink):
-            yield
-    finally:
-        root.setLevel(level)
-
-
 def quantize_int8(fp32: Path, out: Path, batches: Iterable[dict[str, Any]], *,
                   settings: QuantSettings = QuantSettings(), external_data: bool = False,
                   exclude: Sequence[str] = ()) -> Path:
     """Write the int8 QDQ version of ``fp32`` to ``out``, calibrated on ``batches`` of feeds;
-    the nodes named in ``exclude`` stay fp32 (:func:`head_nodes`)."""
+    the nodes named in ``exclude`` stay fp32 (:func:`head_nodes`).
+
+    onnxruntime's quantizer logs a warning per tensor through the root logger and its calibrators
+    print progress to stdout; silencing them in this process would change the caller's logging and
+    stdout while it runs. It runs instead in a child process (spawned: no threads or CUDA state
+    inherited) whose root logger and stdout are its own; the calibration feeds go to it once."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    feeds = list(batches)
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        count = pool.submit(_quantize_quietly, str(fp32), str(out), feeds, settings, external_data,
+                            list(exclude)).result()
+    if count == 0:
+        raise ZooError("int8 calibration got no samples; quantization needs the run's training data")
+    return out
+
+
+def _quantize_quietly(fp32: str, out: str, feeds: list[dict[str, Any]], settings: QuantSettings,
+                      external_data: bool, exclude: list[str]) -> int:
+    """The child's side of :func:`quantize_int8`: quiet (its own root logger and stdout), then
+    quantize; returns how many calibration batches were read."""
+    import sys
+
+    logging.getLogger().setLevel(logging.ERROR)
+    sys.stdout = open(os.devnull, "w")  # this process's own stdout
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
-            self.feeds = iter(batches)
+            self.feeds = iter(feeds)
             self.count = 0
 
         def get_next(self) -> dict[str, Any] | None:
-            feeds = next(self.feeds, None)
-            self.count += feeds is not None
-            return feeds
+            batch = next(self.feeds, None)
+            self.count += batch is not None
+            return batch
 
     methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                "percentile": CalibrationMethod.Percentile}
-    optimized = out.with_name(out.stem + ".pre.onnx")
+    target = Path(out)
+    optimized = target.with_name(target.stem + ".pre.onnx")
     reader = Reader()
-    with _quiet():
-        # ONNX's own shape inference only: onnxruntime's symbolic one gives up on BERT's masks and
-        # then dumps its partial model into the current directory.
-        quant_pre_process(str(fp32), str(optimized), skip_symbolic_shape=True, save_as_external_data=external_data,
-                          all_tensors_to_one_file=True, external_data_location=optimized.name + ".data")
-        quantize_static(str(optimized), str(out), reader, quant_format=QuantFormat.QDQ,
-                        nodes_to_exclude=list(exclude),
-                        op_types_to_quantize=list(settings.op_types) if settings.op_types else None,
-                        per_channel=settings.per_channel, activation_type=QuantType.QUInt8,
-                        weight_type=QuantType.QInt8, calibrate_method=methods[settings.calibrate_method],
-                        use_external_data_format=external_data)
-    if reader.count == 0:
-        raise ZooError("int8 calibration got no samples; quantization needs the run's training data")
-    for leftover in out.parent.glob(optimized.name + "*"):
+    # ONNX's own shape inference only: onnxruntime's symbolic one gives up on BERT's masks and
+    # then dumps its partial model into the current directory.
+    quant_pre_process(fp32, str(optimized), skip_symbolic_shape=True, save_as_external_data=external_data,
+                      all_tensors_to_one_file=True, external_data_location=optimized.name + ".data")
+    quantize_static(str(optimized), out, reader, quant_format=QuantFormat.QDQ, nodes_to_exclude=exclude,
+                    op_types_to_quantize=list(settings.op_types) if settings.op_types else None,
+                    per_channel=settings.per_channel, activation_type=QuantType.QUInt8,
+                    weight_type=QuantType.QInt8, calibrate_method=methods[settings.calibrate_method],
+                    use_external_data_format=external_data)
+    for leftover in target.parent.glob(optimized.name + "*"):
         leftover.unlink()
-    return out
+    return reader.count
 
 
 #: Node names of the new head in a traced classifier (``Graph.network`` is backbone + ``head``).
