@@ -264,3 +264,24 @@ def test_a_db_that_cannot_be_written_is_one_line(tmp_path):
     result = run_zoo("embed", TEXT_MODEL, str(data), "--db", str(blocker / "db"))
     assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
     assert "cannot create the vector database there" in result.stderr
+
+
+def test_a_query_through_onnxruntime_leaves_torchs_thread_count_alone(tmp_path):
+    import torch
+
+    db = tmp_path / "db"
+    embed_dataset(TEXT_MODEL, write_text_csv(tmp_path / "topics.csv", topic_rows()), db=db)
+    from zoo.embed.query import Searcher
+
+    searcher = Searcher(db, engine="onnxruntime")
+    seen = []
+    original = searcher.backbone.embed
+
+    def watching(items):
+        seen.append(torch.get_num_threads())
+        return original(items)
+
+    searcher.backbone.embed = watching
+    before = torch.get_num_threads()
+    searcher("a football match", 1)
+    assert seen == [before] and torch.get_num_threads() == before

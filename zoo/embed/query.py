@@ -90,8 +90,11 @@ class Searcher:
         # machine waiting for a second, descheduled thread made each operation take a scheduler
         # slice (MiniLM on one short text: 10-15 ms on one thread, 700 ms on two, with other jobs
         # on the two cores).
-        with torch_threads(1):
-            return normalize(self.backbone.embed([query]).float().cpu().numpy())[0]
+        backbone = self.backbone
+        if backbone.engine == "onnxruntime":  # its session has its own one thread: nothing global changes
+            return normalize(backbone.embed([query]).float().cpu().numpy())[0]
+        with torch_threads(1):  # PyTorch's thread count is the process's: set for the query, then restored
+            return normalize(backbone.embed([query]).float().cpu().numpy())[0]
 
     def __call__(self, query: Any, k: int = 10, *, exact: bool = False) -> SearchResult:
         self.backbone  # loaded (once) before the clock starts
