@@ -718,6 +718,9 @@ def _judgement(trainer: Any, loop: dict[str, Any], selection: Any, report: dict[
             judged["cv"]["label_prior"] = {"weight": prior.weight, "scale": prior.scale, "scores": list(prior.scores)}
     judged["baseline"] = base
     judged["baseline_line"] = compare(transfer, base, config.metric)
+    if config.recipe == "contrastive" and selection is not None and not held_out:
+        judged["baseline_line"] += (" (transfer's cross-validated estimate is optimistic here: the encoder was "
+                                    "trained on every fold; give a --test set to compare fairly)")
     return judged
 
 
