@@ -98,12 +98,16 @@ def baseline(modality: str, labelled: Any, held_out: dict[str, Any] | None = Non
     return result
 
 
+#: The estimate a baseline line compares, by --metric (micro_f1: multi-label runs): key, shown as.
+_COMPARED = {"accuracy": ("accuracy", "accuracy"), "macro_f1": ("macro_f1", "macro-F1"),
+             "micro_f1": ("micro_f1", "micro-F1")}
+
+
 def compare(transfer: dict[str, Any], base: dict[str, Any] | None, metric: str) -> str:
     """One plain line: did transfer beat the baseline, on which estimate, by how much."""
     if base is None:
         return "baseline: none for this modality"
-    key = "accuracy" if metric == "accuracy" else "macro_f1"
-    label = "accuracy" if metric == "accuracy" else "macro-F1"
+    key, label = _COMPARED[metric]
     where = next((w for w in ("test", "val", "cv") if transfer.get(w) and base.get(w)), None)
     if where is None:
         return f"baseline ({base['name']}): no estimate to compare with"

@@ -30,6 +30,8 @@ from typing import Any
 import numpy as np
 
 from zoo.errors import InputError
+from zoo.probing.linear import C_GRID, fit_probe, normalise
+from zoo.train.baseline import PIXELS, compare, pixel_features, tfidf_vectorizer
 
 __all__ = ["fit_multilabel", "choose_thresholds", "multilabel_scores", "MIN_PER_LABEL"]
 
@@ -50,12 +52,6 @@ def _folds(matrix: np.ndarray, where: str, names: tuple[str, ...]) -> int:
     return int(min(FOLDS, positives.min(), negatives.min()))
 
 
-def _fit_one(x: np.ndarray, y: np.ndarray, C: float) -> Any:
-    from zoo.probing.linear import fit_probe
-
-    return fit_probe(x, y, C)
-
-
 def _out_of_fold(x: np.ndarray, matrix: np.ndarray, C: float, k: int, seed: int) -> np.ndarray:
     """Out-of-fold P(label) for every example and label. Folds come from KFold (scikit-learn has no
     stratified multi-label splitter); a fold whose training part lacks a label's positives or
@@ -69,7 +65,7 @@ def _out_of_fold(x: np.ndarray, matrix: np.ndarray, C: float, k: int, seed: int)
             if y.min() == y.max():
                 out[held, label] = float(y.mean())
                 continue
-            out[held, label] = _fit_one(x[train], y, C).predict_proba(x[held])[:, 1]
+            out[held, label] = fit_probe(x[train], y, C).predict_proba(x[held])[:, 1]
     return out
 
 
@@ -107,8 +103,6 @@ def multilabel_scores(matrix: np.ndarray, predicted: np.ndarray, names: tuple[st
 
 def cross_fit(x: np.ndarray, matrix: np.ndarray, names: tuple[str, ...], *, seed: int, where: str) -> dict[str, Any]:
     """C and thresholds chosen on folds; the out-of-fold estimate."""
-    from zoo.probing.linear import C_GRID
-
     k = _folds(matrix, where, names)
     tried = []
     for C in C_GRID:
@@ -126,7 +120,7 @@ def fitted_head(x: np.ndarray, matrix: np.ndarray, C: float) -> tuple[np.ndarray
     ``sigmoid(normalise(x) @ weight.T + bias)`` is each label's probability."""
     rows, biases = [], []
     for label in range(matrix.shape[1]):
-        weight, bias = _fit_one(x, matrix[:, label], C).linear()  # two rows: [0, w] (see fit_probe)
+        weight, bias = fit_probe(x, matrix[:, label], C).linear()  # two rows: [0, w] (see fit_probe)
         rows.append(weight[1] - weight[0])
         biases.append(bias[1] - bias[0])
     return np.stack(rows), np.asarray(biases)
@@ -135,8 +129,6 @@ def fitted_head(x: np.ndarray, matrix: np.ndarray, C: float) -> tuple[np.ndarray
 def _baseline(modality: str, labelled: Any, matrix: np.ndarray, test: Any, test_matrix: Any, names: tuple[str, ...],
               seed: int) -> dict[str, Any] | None:
     """The same procedure on TF-IDF (text) or 16x16 pixels (images), scored on the test set."""
-    from zoo.train.baseline import PIXELS, pixel_features, tfidf_vectorizer
-
     items = [e.item for e in labelled.examples]
     if modality == "text":
         vectorizer = tfidf_vectorizer()
@@ -155,29 +147,13 @@ def _baseline(modality: str, labelled: Any, matrix: np.ndarray, test: Any, test_
     result: dict[str, Any] = {"name": name, "cv": chosen["estimate"], "C": chosen["C"]}
     if test is not None:
         weight, bias = fitted_head(x, matrix, chosen["C"])
-        probabilities = _sigmoid(_unit(x_test) @ weight.T + bias)
+        probabilities = _sigmoid(normalise(x_test) @ weight.T + bias)
         result["test"] = multilabel_scores(test_matrix, probabilities >= np.asarray(chosen["thresholds"]), names)
     return result
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-z))
-
-
-def compare_line(transfer: dict[str, Any], base: dict[str, Any] | None) -> str:
-    if base is None:
-        return "baseline: none for this modality"
-    where = "test" if transfer.get("test") and base.get("test") else "cv"
-    mine, theirs = transfer[where]["micro_f1"], base[where]["micro_f1"]
-    gap = 100 * (mine - theirs)
-    what = {"test": "test", "cv": "cross-validated"}[where]
-    verdict = (f"transfer beat it by {gap:.1f} points" if gap > 0 else "transfer did NOT beat it (equal)" if gap == 0
-               else f"transfer did NOT beat it: {-gap:.1f} points worse")
-    return f"baseline ({base['name']}): {what} micro-F1 {theirs:.3f} vs transfer {mine:.3f}; {verdict}"
 
 
 def fit_multilabel(card: Any, config: Any, run_dir: Path, *, names: tuple[str, ...], labelled: Any,
@@ -212,7 +188,7 @@ def fit_multilabel(card: Any, config: Any, run_dir: Path, *, names: tuple[str, .
     base = _baseline(card.modality, labelled, matrix, test, test_matrix, names,
                      config.seed)
     report["baseline"] = base
-    report["baseline_line"] = compare_line({"cv": estimate, "test": report.get("test")}, base)
+    report["baseline_line"] = compare({"cv": estimate, "test": report.get("test")}, base, "micro_f1")
     seconds = time.perf_counter() - started
     row = {"epoch": 1, "stage": "head (cv, multi-label)", "phase": 0, "phase_epoch": 0, "train_loss": None,
            "train_acc": None, "val_loss": None, "val_acc": None, "cv_acc": estimate["micro_f1"],
