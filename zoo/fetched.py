@@ -72,6 +72,12 @@ class Fetched:
     def size(self) -> int:
         return sum(f.size for f in self.files)
 
+    def weights_record(self) -> dict[str, Any]:
+        """Which weights these are, as runs, few-shot folders and exports record them (and
+        :func:`zoo.pulling.check_same_weights` compares): source, resolved revision, sha256 per file."""
+        return {"source": self.locator, "revision": self.resolved or self.revision,
+                "sha256": {f.name: f.sha256 for f in self.files}}
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "model": self.model, "source": self.source, "locator": self.locator,

@@ -178,12 +178,6 @@ def _finish(prepared_module: Any, card: Any, backbone: Any, probabilities: bool 
                     reference_encode=reference, **fields)
 
 
-def _pulled_weights(fetched: Any) -> dict[str, Any]:
-    """Where the pretrained weights came from, and their hashes, for the metadata."""
-    return {"source": fetched.locator, "revision": fetched.resolved or fetched.revision,
-            "sha256": {f.name: f.sha256 for f in fetched.files}}
-
-
 def _labelled(examples: Sequence[Any], limit: int, where: str) -> tuple[tuple[list[Any], list[int]] | None, str]:
     """The int8 check's labelled data: up to ``limit`` examples spread evenly, and what they are."""
     checked = _spread(list(examples), limit)
@@ -201,7 +195,7 @@ def _prepare_model(name: str, *, pretrained: bool, samples: int, calibration: in
     backbone = load(card, pretrained=pretrained)
     if pretrained:
         fetched = pull(card, quiet=True)
-        weights = _pulled_weights(fetched)
+        weights = fetched.weights_record()
     else:
         weights = {"random": True, "note": "random weights (pretrained=False): for tests and speed benchmarks only"}
     spec = "generated from the card's input spec" if card.modality == "image" else "built-in sentences"
@@ -299,7 +293,7 @@ def _prepare_fewshot(folder: Path, *, samples: int, calibration: int, evaluation
     card = resolve_card(classifier.model)
     module = classifier.to_module()  # checks the model still has the weights the prototypes came from
     fetched = pull(card, quiet=True)
-    weights = {**_pulled_weights(fetched), "prototypes": "prototypes.npy",
+    weights = {**fetched.weights_record(), "prototypes": "prototypes.npy",
                "prototypes_sha256": sha256_file(folder / "prototypes.npy")}
     notes: list[str] = []
     data = classifier.support.get("data")

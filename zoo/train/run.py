@@ -281,17 +281,15 @@ def _finetune(config: Any, run_dir: Path, resuming: bool, say: Callable[[str], N
     """The run itself, in a locked ``run_dir``."""
     import torch
 
-    from zoo.atomic import atomic_write_json
     from zoo.data import make_splits
+    from zoo.devices import torch_device
     from zoo.loading import load
     from zoo.pulling import pull, resolve_card
     from zoo.train.recipe import Trainer
     from zoo.train.selection import parse_cut
 
-    from zoo.devices import torch_device
-
     resume = run_dir if resuming else None
-    torch_device(config.device)  # a device this machine lacks: refused before any work
+    device = torch_device(config.device)  # a device this machine lacks: refused before any work
     card = resolve_card(config.model, config.registry)
     started = time.perf_counter()
     if _is_multi_label(config, card):
@@ -299,7 +297,7 @@ def _finetune(config: Any, run_dir: Path, resuming: bool, say: Callable[[str], N
 
         config = replace(config, multi_label="yes", validation="cv", unfreeze=0, recipe="gradual")
         config.check_multi_label()
-        return _finetune_multilabel(card, config, run_dir, resume is not None, progress, say, started)
+        return _finetune_multilabel(card, config, run_dir, resume is not None, device, progress, say, started)
     splits = make_splits(config.data, modality=card.modality, val=config.val, test=config.test,
                          val_split=config.split_fraction, per_class=config.per_class, seed=config.seed,
                          skip_bad=config.skip_bad)
@@ -313,20 +311,8 @@ def _finetune(config: Any, run_dir: Path, resuming: bool, say: Callable[[str], N
     config = config.resolved(card.modality)
     fetched = pull(card, quiet=not progress)
     if resume is None:
-        atomic_write_json(run_dir / "config.json", {
-            "config": config.to_dict(), "zoo_version": __version__, "data": splits.summary(),
-            "fingerprints": fingerprints,
-            "weights": {"source": fetched.locator, "revision": fetched.resolved or fetched.revision,
-                        "sha256": {f.name: f.sha256 for f in fetched.files}},
-        })
-        atomic_write_json(run_dir / "labels.json", list(splits.train.classes))
-        if splits.skipped:
-            atomic_write_json(run_dir / "skipped.json",
-                              [{"where": p.where, "reason": p.reason} for p in splits.skipped])
-            say(f"skipped {len(splits.skipped)} bad inputs (listed in {run_dir / 'skipped.json'})")
-    from zoo.devices import torch_device
-
-    device = torch_device(config.device)
+        _write_start(run_dir, config, fetched, splits.summary(), splits.train.classes, splits.skipped, say,
+                     fingerprints=fingerprints)
     say(why)
     say(how)
     if config.validation == "cv":
@@ -408,11 +394,10 @@ def _is_multi_label(config: Any, card: Any) -> bool:
     return bool(rows)
 
 
-def _finetune_multilabel(card: Any, config: Any, run_dir: Path, resume: bool, progress: bool,
+def _finetune_multilabel(card: Any, config: Any, run_dir: Path, resume: bool, device: Any, progress: bool,
                          say: Callable[[str], None], started: float) -> Run:
     """A multi-label run (zoo.train.multilabel): cheap enough that a resume simply redoes it from
     the cached features."""
-    from zoo.atomic import atomic_write_json
     from zoo.data import open_dataset
     from zoo.data.checks import problems_error
     from zoo.data.multilabel import label_sets
@@ -431,24 +416,13 @@ def _finetune_multilabel(card: Any, config: Any, run_dir: Path, resume: bool, pr
     test = sets.get("test")
     test_sets = label_sets(test, train_sets.names) if test is not None else None
     fetched = pull(card, quiet=not progress)
-    run_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
         summary = {"labels": list(train_sets.names), "train": {"size": len(labelled), "per_label": train_sets.counts()},
                    "val": None, "test": {"size": len(test), "per_label": test_sets.counts()} if test is not None else None,
                    "skipped": len(problems)}
-        atomic_write_json(run_dir / "config.json", {
-            "config": config.to_dict(), "zoo_version": __version__, "data": summary,
-            "weights": {"source": fetched.locator, "revision": fetched.resolved or fetched.revision,
-                        "sha256": {f.name: f.sha256 for f in fetched.files}}, "cut": None})
-        atomic_write_json(run_dir / "labels.json", list(train_sets.names))
-        if problems:
-            atomic_write_json(run_dir / "skipped.json", [{"where": p.where, "reason": p.reason} for p in problems])
-            say(f"skipped {len(problems)} bad inputs (listed in {run_dir / 'skipped.json'})")
+        _write_start(run_dir, config, fetched, summary, train_sets.names, problems, say, cut=None)
     say(f"multi-label: {len(train_sets.names)} labels over {len(labelled)} labelled examples "
         f"({float(train_sets.matrix.sum(1).mean()):.2f} labels per example)" + (f", {len(test)} test" if test else ""))
-    from zoo.devices import torch_device
-
-    device = torch_device(config.device)
     x, x_test, record = cut_features(card, labelled, test, (card.embedding.node,), engine=config.engine, say=say,
                                      device=device, workers=config.workers)
     report = fit_multilabel(card, config, run_dir, names=train_sets.names, labelled=labelled,
@@ -461,6 +435,21 @@ def _finetune_multilabel(card: Any, config: Any, run_dir: Path, resume: bool, pr
         say(line)
     say(f"done in {time.perf_counter() - started:.0f}s")
     return run
+
+
+def _write_start(run_dir: Path, config: Any, fetched: Any, summary: dict[str, Any], classes: Any, skipped: Any,
+                 say: Callable[[str], None], **facts: Any) -> None:
+    """What a new run records before any work: config.json (the configuration, the data's summary,
+    the pulled weights' identity, and ``facts``), labels.json and, when inputs were skipped,
+    skipped.json."""
+    from zoo.atomic import atomic_write_json
+
+    atomic_write_json(run_dir / "config.json", {"config": config.to_dict(), "zoo_version": __version__,
+                                                "data": summary, **facts, "weights": fetched.weights_record()})
+    atomic_write_json(run_dir / "labels.json", list(classes))
+    if skipped:
+        atomic_write_json(run_dir / "skipped.json", [{"where": p.where, "reason": p.reason} for p in skipped])
+        say(f"skipped {len(skipped)} bad inputs (listed in {run_dir / 'skipped.json'})")
 
 
 def _joined(first: Any, second: Any) -> Any:
