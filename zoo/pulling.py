@@ -54,13 +54,20 @@ def _recorded(card: ModelCard, cache: Cache) -> tuple[Fetched | None, list[str]]
 def check_same_weights(recorded: dict[str, str], fetched: Fetched, where: str) -> None:
     """``fetched`` holds the files ``recorded`` names with the same sha256 (``{file: sha256}``, as
     a run, a few-shot folder or a table recorded them), or an error naming both hashes."""
+    changed = _first_changed(recorded, fetched)
+    if changed is not None:
+        name, sha, now = changed
+        raise IntegrityError(
+            f"{where} was made with model {fetched.model!r} file {name!r} of sha256 {sha}, but the cache now "
+            f"holds sha256 {now} (the source changed, or the file was pulled again with --force). "
+            f"Restore those weights (pull the revision it recorded) or make it again with the current ones")
+
+
+def _first_changed(recorded: dict[str, str], fetched: Fetched) -> tuple[str, str, str] | None:
+    """The first file of ``recorded`` (``{file: sha256}``) that ``fetched`` holds with other bytes:
+    (name, recorded sha256, sha256 now); None when every common file is the same."""
     now = {f.name: f.sha256 for f in fetched.files}
-    for name, sha in recorded.items():
-        if name in now and now[name] != sha:
-            raise IntegrityError(
-                f"{where} was made with model {fetched.model!r} file {name!r} of sha256 {sha}, but the cache now "
-                f"holds sha256 {now[name]} (the source changed, or the file was pulled again with --force). "
-                f"Restore those weights (pull the revision it recorded) or make it again with the current ones")
+    return next(((name, sha, now[name]) for name, sha in recorded.items() if name in now and now[name] != sha), None)
 
 
 def pull(
@@ -106,15 +113,12 @@ def pull(
                 raise
             raise type(exc)(f"model {card.name!r}: {exc}") from None
         check_against_card(card, fetched)
-        if record is not None and not force:  # trust on first use: a re-pull brings the recorded bytes
-            changed = [f for f in fetched.files
-                       if any(r.name == f.name and r.sha256 != f.sha256 for r in record.files)]
-            if changed:
-                old = next(r for r in record.files if r.name == changed[0].name)
-                raise IntegrityError(
-                    f"model {card.name!r}: file {changed[0].name!r} came back with sha256 {changed[0].sha256}, but "
-                    f"its first pull recorded {old.sha256} (the source now serves other bytes); "
-                    f"`zoo pull {card.name} --force` accepts the new file")
+        changed = _first_changed({f.name: f.sha256 for f in record.files}, fetched) if record and not force else None
+        if changed is not None:  # trust on first use: a re-pull brings the recorded bytes
+            name, first, now = changed
+            raise IntegrityError(
+                f"model {card.name!r}: file {name!r} came back with sha256 {now}, but its first pull recorded "
+                f"{first} (the source now serves other bytes); `zoo pull {card.name} --force` accepts the new file")
         cache.write_record(fetched)
     return fetched
 
