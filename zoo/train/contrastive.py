@@ -109,7 +109,7 @@ class Contrastive:
         body = self.t.backbone.body
         for p in body.parameters():
             p.requires_grad_(True)
-        optimizer = torch.optim.AdamW([p for p in body.parameters()], lr=self.t.config.contrastive_lr,
+        optimizer = torch.optim.AdamW(list(body.parameters()), lr=self.t.config.contrastive_lr,
                                       weight_decay=self.t.config.weight_decay)
         for group in optimizer.param_groups:
             group["base_lr"] = group["lr"]
@@ -147,12 +147,12 @@ class Contrastive:
         start = 0
         final = t.dir / "checkpoints" / "final.pt"
         if resume and (self.encoder_path.is_file() or final.is_file()):
-            state = (torch.load(self.encoder_path, map_location="cpu", weights_only=True) if self.encoder_path.is_file()
-                     else torch.load(final, map_location="cpu", weights_only=True)["body"])
-            t.backbone.body.load_state_dict(state, strict=False)
+            source = self.encoder_path if self.encoder_path.is_file() else final
+            state = torch.load(source, map_location="cpu", weights_only=True)
+            t.backbone.body.load_state_dict(state if source == self.encoder_path else state["body"], strict=False)
             t.backbone.freeze()
             t.adopt_encoder()
-            t.log("contrastive training was complete: the adapted encoder from checkpoints/encoder.pt")
+            t.log(f"contrastive training was complete: the adapted encoder from checkpoints/{source.name}")
             return json.loads((t.dir / "contrastive.json").read_text(encoding="utf-8"))
         if resume and self.path.is_file():
             saved = torch.load(self.path, map_location="cpu", weights_only=True)
@@ -169,8 +169,11 @@ class Contrastive:
                 record["best"] = 0
                 atomic_torch_save(self.best_path, {"body": self._body()})
         chunks = np.array_split(np.arange(len(self.pairs)), ROUNDS)
-        steps = sum(max(1, -(-len(c) // PAIR_BATCH)) for c in chunks)
-        done = sum(max(1, -(-len(c) // PAIR_BATCH)) for c in chunks[:start])
+        # the optimizer steps of each round, counted as _round takes them (a round may have none
+        # when there are fewer pairs than rounds), so a resumed round continues the same schedule
+        per_round = [-(-len(c) // PAIR_BATCH) for c in chunks]
+        steps = max(1, sum(per_round))
+        done = sum(per_round[:start])
         for number in range(start, ROUNDS):
             started = time.perf_counter()
             try:
@@ -218,10 +221,8 @@ class Contrastive:
         torch.manual_seed(derive_seed(t.config.seed, 0x5E7F17, number))
         total, seen = 0.0, 0
         with torch_threads(t.budget.threads):
-            for begin in range(0, max(1, len(rows)), PAIR_BATCH):
+            for begin in range(0, len(rows), PAIR_BATCH):
                 batch = self.pairs[rows[begin:begin + PAIR_BATCH]]
-                if not len(batch):
-                    break
                 schedule(optimizer, done / steps, t.config.warmup)
                 first = encode_items(body, [self.texts[i] for i in batch[:, 0]])
                 second = encode_items(body, [self.texts[j] for j in batch[:, 1]])
