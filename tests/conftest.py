@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -149,18 +149,20 @@ def text_csv(tmp_path_factory) -> Path:
     return write_topics_csv(tmp_path_factory.mktemp("text") / "topics.csv")
 
 
-def kill_when_written(args: Sequence[str], target: Path, timeout: float = 300) -> None:
-    """Run the `zoo` console script with ``args`` and SIGKILL it as soon as ``target`` exists
-    (or let it end first); for the kill -9 + resume tests."""
+def kill_when_written(args: Sequence[str], target: Path | Callable[[], bool], timeout: float = 300,
+                      poll: float = 0.05) -> None:
+    """Run the `zoo` console script with ``args`` and SIGKILL it as soon as ``target`` exists (or,
+    for a callable, returns true), or let it end first; for the kill -9 tests."""
     import signal
     import time
 
+    written = target if callable(target) else target.exists
     exe = Path(sys.executable).with_name("zoo")
     process = subprocess.Popen([str(exe), *args], env=dict(os.environ), stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     deadline = time.time() + timeout
-    while time.time() < deadline and not target.exists() and process.poll() is None:
-        time.sleep(0.05)
+    while time.time() < deadline and not written() and process.poll() is None:
+        time.sleep(poll)
     if process.poll() is None:
         os.kill(process.pid, signal.SIGKILL)
     process.wait()

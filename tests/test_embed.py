@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_zoo, write_text_csv
+from conftest import kill_when_written, run_zoo, write_text_csv
 
 import zoo
 from zoo.embed import TableInfo, VectorStore, delete_items, embed_dataset, search
-from zoo.errors import InputError, ZooError
+from zoo.errors import InputError, IntegrityError, ZooError
 
 IMAGE_MODEL = "efficientnet_lite0"
 TEXT_MODEL = "all-minilm-l6-v2-offline"
@@ -157,6 +157,29 @@ def test_delete_removes_items_for_good_even_with_an_index(tmp_path):
     assert delete_items(db, ["never stored"]).not_found == ("never stored",)
 
 
+def test_a_kill_during_an_update_loses_no_row(tmp_path):
+    """kill -9 as soon as the update writes its first file into the table: the table still holds
+    every row, old or new, never neither (a delete-then-add lost the replaced rows here)."""
+    db = tmp_path / "db"
+    data = write_text_csv(tmp_path / "topics.csv", topic_rows())
+    embed_dataset(TEXT_MODEL, data, db=db)
+    table = VectorStore(db).table(TEXT_MODEL)
+    before = dict(zip(table.keys()["id"], table.keys()["label"]))
+    folder = db / f"{TEXT_MODEL}.lance"
+    written = set(folder.rglob("*"))
+    write_text_csv(data, [(text, "changed") for text, _ in topic_rows()] + [("The goalkeeper saved a penalty", "sport")])
+
+    kill_when_written(["embed", TEXT_MODEL, str(data), "--db", str(db)], lambda: bool(set(folder.rglob("*")) - written),
+                      poll=0.002)
+    after = VectorStore(db).table(TEXT_MODEL).keys()
+    labels = dict(zip(after["id"], after["label"]))
+    assert set(before) <= set(labels) and len(after["id"]) == len(set(after["id"]))
+    states = {"old" if labels[i] == before[i] else "new" for i in before}
+    assert len(states) == 1  # one commit: all replaced or none
+    finished = embed_dataset(TEXT_MODEL, data, db=db)  # the next run completes the update
+    assert finished.rows == 10 and set(VectorStore(db).table(TEXT_MODEL).keys()["label"]) == {"changed", "sport"}
+
+
 def test_delete_by_path_and_folder(tmp_path, image_folder):
     db = tmp_path / "db"
     embed_dataset(IMAGE_MODEL, image_folder, db=db, workers=0)
@@ -176,11 +199,22 @@ def test_model_mismatch_is_refused(tmp_path, image_folder):
         store.create("stale", TableInfo(model=TEXT_MODEL, revision="old", embedder="0" * 32, modality="text", dim=384))
     with pytest.raises(ZooError, match="other weights, cut point or preprocessing"):
         embed_dataset(TEXT_MODEL, tmp_path / "t.csv", db=db, table="stale")
-    with pytest.raises(InputError, match="holds 2 tables"):
+    # recorded file hashes that differ from the cache's: refused naming both, by embed and search
+    now = VectorStore(db).table("shared").info.weights
+    name = next(n for n in now if n.endswith(".safetensors"))
+    with store.lock("drifted"):
+        store.create("drifted", TableInfo(model=TEXT_MODEL, revision="old", embedder="0" * 32, modality="text",
+                                          dim=384, weights={**now, name: "f" * 64}))
+    drift = f"file {name!r} of sha256 {'f' * 64}, but the cache now holds sha256 {now[name]}"
+    with pytest.raises(IntegrityError, match=drift):
+        embed_dataset(TEXT_MODEL, tmp_path / "t.csv", db=db, table="drifted")
+    with pytest.raises(IntegrityError, match=drift):
+        search(db, "anything", table="drifted")
+    with pytest.raises(InputError, match="holds 3 tables"):
         search(db, "anything")
     with pytest.raises(InputError, match="no vector database"):
         search(tmp_path / "nowhere", "anything")
-    assert store.tables() == ["shared", "stale"]  # the deletion registers stay internal
+    assert store.tables() == ["drifted", "shared", "stale"]  # the deletion registers stay internal
 
 
 def test_cli_embed_search_delete(tmp_path, image_folder):
@@ -266,22 +300,23 @@ def test_a_db_that_cannot_be_written_is_one_line(tmp_path):
     assert "cannot create the vector database there" in result.stderr
 
 
-def test_a_query_through_onnxruntime_leaves_torchs_thread_count_alone(tmp_path):
+def test_a_query_leaves_torchs_thread_count_alone_on_either_engine(tmp_path):
     import torch
 
     db = tmp_path / "db"
     embed_dataset(TEXT_MODEL, write_text_csv(tmp_path / "topics.csv", topic_rows()), db=db)
     from zoo.embed.query import Searcher
 
-    searcher = Searcher(db, engine="onnxruntime")
-    seen = []
-    original = searcher.backbone.embed
+    for engine in ("onnxruntime", "torch"):
+        searcher = Searcher(db, engine=engine)
+        seen = []
+        original = searcher.backbone.embed
 
-    def watching(items):
-        seen.append(torch.get_num_threads())
-        return original(items)
+        def watching(items, original=original, seen=seen):
+            seen.append(torch.get_num_threads())
+            return original(items)
 
-    searcher.backbone.embed = watching
-    before = torch.get_num_threads()
-    searcher("a football match", 1)
-    assert seen == [before] and torch.get_num_threads() == before
+        searcher.backbone.embed = watching
+        before = torch.get_num_threads()
+        searcher("a football match", 1)
+        assert seen == [before] and torch.get_num_threads() == before, engine

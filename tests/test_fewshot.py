@@ -83,8 +83,14 @@ def test_text_fewshot_and_model_checks(tmp_path):
     folder = classifier.save(tmp_path / "clf")
     meta = json.loads((folder / "fewshot.json").read_text())
     assert (meta["model"], meta["dim"], meta["input"]["max_length"]) == (TEXT_MODEL, 384, 256)
-    meta["embedder"] = "0" * 32  # as if the model's weights had changed since
+    (name, sha), = [(n, s) for n, s in meta["weights"].items() if n.endswith(".safetensors")]
+    good = dict(meta)
+    meta["weights"] = {**meta["weights"], name: "0" * 64}  # as if it had been built on other bytes
     (folder / "fewshot.json").write_text(json.dumps(meta))
+    with pytest.raises(ZooError, match=f"file {name!r} of sha256 {'0' * 64}, but the cache now holds sha256 {sha}"):
+        load_fewshot(folder).predict(queries[:1])
+    good["embedder"] = "0" * 32  # other preprocessing or cut point, same bytes
+    (folder / "fewshot.json").write_text(json.dumps(good))
     with pytest.raises(ZooError, match="build it again"):
         load_fewshot(folder).predict(queries[:1])
     with pytest.raises(InputError, match="not a few-shot classifier folder"):

@@ -238,9 +238,10 @@ def embed_dataset(
         card, fetched = embedder.card, embedder.fetched
         info = TableInfo(model=embedder.name, revision=fetched.resolved or fetched.revision,
                          embedder=embedder.identity, modality=card.modality, dim=embedder.dim,
-                         zoo_version=__version__, created_at=now_utc())
+                         zoo_version=__version__, created_at=now_utc(),
+                         weights=fetched.weights_record()["sha256"])
         if existing is not None:
-            _check_same_model(existing, embedder.name, info)
+            _check_same_model(existing, embedder.name, info, fetched)
         dataset = read_items(data, card.modality, skip_bad=skip_bad)
         created = existing is None
         target = store.create(name, info) if created else existing
@@ -265,8 +266,9 @@ def embed_dataset(
         created=created)
 
 
-def _check_same_model(table: Any, model: str, info: Any) -> None:
-    """Refuse vectors of another model, or of other weights or preprocessing of this one."""
+def _check_same_model(table: Any, model: str, info: Any, fetched: Any = None) -> None:
+    """Refuse vectors of another model, or of other weights (``fetched``: the files pulled now,
+    compared with the sha256 the table recorded) or preprocessing of this one."""
     from zoo.errors import ZooError
 
     have = table.info
@@ -275,6 +277,10 @@ def _check_same_model(table: Any, model: str, info: Any) -> None:
             f"table {table.name!r} in {table.store.path} holds embeddings from {have.describe()}, not from "
             f"{model!r}: vectors of two models cannot be compared. Leave out --table (each model gets "
             f"its own table) or name another one")
+    if fetched is not None:
+        from zoo.pulling import check_same_weights
+
+        check_same_weights(have.weights, fetched, f"table {table.name!r} in {table.store.path}")
     if info is not None and (have.embedder != info.embedder or have.dim != info.dim):
         raise ZooError(
             f"table {table.name!r} in {table.store.path} was made by {have.describe()}, but {info.model!r} "

@@ -44,10 +44,11 @@ class FewShot:
     def __init__(self, *, model: str, revision: str, embedder: str, modality: str, input: dict[str, Any],
                  classes: Sequence[str], prototypes: Any, counts: Sequence[int], scale: float = SCALE,
                  support: dict[str, Any] | None = None, path: Path | None = None, engine: str = "auto",
-                 registry_files: Sequence[str | Path] = ()) -> None:
+                 registry_files: Sequence[str | Path] = (), weights: dict[str, str] | None = None) -> None:
         import numpy as np
 
         self.model, self.revision, self.embedder, self.modality = model, revision, embedder, modality
+        self.weights = dict(weights or {})  # {file: sha256} of the pulled files the prototypes came from
         self.input = dict(input)
         self.classes = tuple(classes)
         self.prototypes = np.asarray(prototypes, dtype=np.float32)
@@ -112,12 +113,13 @@ class FewShot:
         if self._backbone is None:
             from zoo.embed.embedder import embedder_identity
             from zoo.loading import load
-            from zoo.pulling import pull, resolve_card
+            from zoo.pulling import check_same_weights, pull, resolve_card
 
             card = resolve_card(self.model, self.registry_files)
             fetched = pull(card, quiet=True)
+            where = f" at {self.path}" if self.path else ""
+            check_same_weights(self.weights, fetched, f"the few-shot classifier{where}")
             if embedder_identity(card, fetched) != self.embedder:
-                where = f" at {self.path}" if self.path else ""
                 raise ZooError(f"the few-shot classifier{where} was built with {self.model} revision {self.revision}, "
                                f"but the model now has other weights, cut point or preprocessing; build it again "
                                f"with `zoo fewshot {self.model} --support DATA`")
@@ -156,7 +158,7 @@ class FewShot:
         from zoo.__about__ import __version__
 
         return {"kind": _KIND, "version": _VERSION, "model": self.model, "revision": self.revision,
-                "embedder": self.embedder, "modality": self.modality, "input": self.input,
+                "embedder": self.embedder, "weights": self.weights, "modality": self.modality, "input": self.input,
                 "dim": int(self.prototypes.shape[1]), "classes": list(self.classes), "counts": list(self.counts),
                 "scale": self.scale, "metric": "cosine", "support": self.support, "zoo_version": __version__}
 
@@ -247,7 +249,8 @@ def fewshot(model: str, support: str | Path, *, skip_bad: bool = False, batch_si
     classifier = FewShot.from_embeddings(
         embeddings.numpy(), dataset.labels, dataset.classes, model=card.name,
         revision=fetched.resolved or fetched.revision, embedder=embedder_identity(card, fetched),
-        modality=card.modality, input={k: v for k, v in asdict(card.input).items() if v is not None},
+        weights=fetched.weights_record()["sha256"], modality=card.modality,
+        input={k: v for k, v in asdict(card.input).items() if v is not None},
         support={"data": str(support) if str(support) == "digits" else str(Path(support).resolve()),
                  "fingerprint": dataset.fingerprint()})
     classifier.engine = engine
@@ -282,7 +285,8 @@ def zero_shot(model: str, labels: str | Path | Sequence[str] | dict[str, str], *
     backbone = load(card, engine=engine)
     prototypes = prompt_prototypes(backbone, list(names.values()), chosen)
     classifier = FewShot(model=card.name, revision=fetched.resolved or fetched.revision,
-                         embedder=embedder_identity(card, fetched), modality=card.modality,
+                         embedder=embedder_identity(card, fetched), weights=fetched.weights_record()["sha256"],
+                         modality=card.modality,
                          input={k: v for k, v in asdict(card.input).items() if v is not None},
                          classes=list(names), prototypes=prototypes, counts=[0] * len(names),
                          support={"zero_shot": {"labels": names, "templates": list(chosen)}}, engine=engine)
@@ -321,7 +325,7 @@ def load_fewshot(folder: str | Path, *, engine: str = "auto", registry_files: Se
     return FewShot(model=meta["model"], revision=meta["revision"], embedder=meta["embedder"],
                    modality=meta["modality"], input=meta["input"], classes=meta["classes"], prototypes=prototypes,
                    counts=meta["counts"], scale=meta["scale"], support=meta.get("support"), path=folder,
-                   engine=engine, registry_files=registry_files)
+                   engine=engine, registry_files=registry_files, weights=meta.get("weights"))
 
 
 def expand_inputs(inputs: Sequence[str], modality: str) -> list[str]:

@@ -14,7 +14,6 @@ from typing import Any
 
 from zoo.embed.store import VectorStore
 from zoo.errors import InputError, ZooError
-from zoo.threads import torch_threads
 
 __all__ = ["Searcher", "SearchResult", "search"]
 
@@ -59,6 +58,9 @@ class Searcher:
             info = self.table.info
             embedder = resolve_embedder(info.model, self.registry_files)
             fetched = embedder.fetched
+            from zoo.pulling import check_same_weights
+
+            check_same_weights(info.weights, fetched, f"table {self.table.name!r} in {self.table.store.path}")
             if embedder.identity != info.embedder:
                 raise ZooError(
                     f"table {self.table.name!r} was made by {info.describe()}, but {info.model!r} now has other "
@@ -86,15 +88,10 @@ class Searcher:
         elif not isinstance(query, str) or not query.strip():
             raise InputError(f"table {self.table.name!r} holds text embeddings ({info.model}): the query must be "
                              f"a non-empty text")
-        # One query runs on one CPU thread: its matrices are too small to split, and on a busy
-        # machine waiting for a second, descheduled thread made each operation take a scheduler
-        # slice (MiniLM on one short text: 10-15 ms on one thread, 700 ms on two, with other jobs
-        # on the two cores).
-        backbone = self.backbone
-        if backbone.engine == "onnxruntime":  # its session has its own one thread: nothing global changes
-            return normalize(backbone.embed([query]).float().cpu().numpy())[0]
-        with torch_threads(1):  # PyTorch's thread count is the process's: set for the query, then restored
-            return normalize(backbone.embed([query]).float().cpu().numpy())[0]
+        # onnxruntime's session for a query has its own one thread; PyTorch (``engine="torch"``) runs
+        # with the caller's thread count, which is process-wide and so the caller's to set: `zoo
+        # search` sets one (see the CLI), a service embedding many queries at once may want more.
+        return normalize(self.backbone.embed([query]).float().cpu().numpy())[0]
 
     def __call__(self, query: Any, k: int = 10, *, exact: bool = False) -> SearchResult:
         self.backbone  # loaded (once) before the clock starts

@@ -27,7 +27,7 @@ import re
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +70,7 @@ class TableInfo:
     metric: str = "cosine"  # vectors are L2-normalised and searched by dot product
     zoo_version: str = ""
     created_at: str = ""
+    weights: dict[str, str] = field(default_factory=dict)  # {file: sha256} of the pulled model's files
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
