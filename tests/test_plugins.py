@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import types
 import warnings
+from pathlib import Path
 
 import pytest
 from conftest import MINIMAL_CARD, card_toml, make_distribution, run_zoo
@@ -274,3 +275,26 @@ def test_no_warnings_from_a_clean_install():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         PluginHost().plugins()
+
+
+def test_built_in_plugins_use_only_the_public_api():
+    """The plugins in plugins/ are written as a third party's would be: every zoo name they use is
+    imported from the top-level ``zoo`` package and listed in ``zoo.__all__``."""
+    import ast
+
+    import zoo
+
+    root = Path(__file__).resolve().parents[1] / "plugins"
+    used: dict[str, list[str]] = {}
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "zoo":
+                assert node.module == "zoo", f"{path.relative_to(root)} imports {node.module}: not public"
+                for alias in node.names:
+                    used.setdefault(alias.name, []).append(path.name)
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    assert alias.name.split(".")[0] != "zoo" or alias.name == "zoo", f"{path}: import {alias.name}"
+    assert set(used) <= set(zoo.__all__), sorted(set(used) - set(zoo.__all__))
+    for name in used:  # each resolves (lazily) to a real object
+        assert getattr(zoo, name) is not None

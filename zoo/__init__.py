@@ -37,7 +37,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from zoo.card import ComponentRef, CutPoint, FileSpec, InputSpec, ModelCard, Origin
     from zoo.hookspecs import hookimpl
     from zoo.registries import Registry
-    from zoo.schema import Field
+    from zoo.schema import STATE_DICT_FIELDS, Field
+    from zoo.cache import Cache
+    from zoo.download import redact, sha256_file
+    from zoo.statedict import load_into, read_state_dict, weights_file
     from zoo.embed import (FewShot, Searcher, VectorStore, delete_items, embed_dataset, fewshot, load_fewshot, search,
                            zero_shot)
     from zoo.probing import ProbeReport, probe
@@ -70,6 +73,14 @@ _LAZY = {
     "Origin": "zoo.card",
     "Registry": "zoo.registries",
     "Field": "zoo.schema",
+    # for plugins: what a source or adapter needs (README "Writing a source or an adapter")
+    "STATE_DICT_FIELDS": "zoo.schema",
+    "Cache": "zoo.cache",
+    "sha256_file": "zoo.download",
+    "redact": "zoo.download",
+    "load_into": "zoo.statedict",
+    "read_state_dict": "zoo.statedict",
+    "weights_file": "zoo.statedict",
     "hookimpl": "zoo.hookspecs",
     "embed_dataset": "zoo.embed",
     "delete_items": "zoo.embed",

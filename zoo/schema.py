@@ -8,9 +8,10 @@ with the same messages it uses for its own fields.
 from __future__ import annotations
 
 import difflib
+import functools
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,33 +90,47 @@ def _plural(phrase: str) -> str:
 
 def check_type(value: Any, annotation: Any) -> bool:
     """Whether a TOML value matches a plain annotation (bool is never an int or a float)."""
+    return _checker(annotation)(value)
+
+
+@functools.lru_cache(maxsize=None)
+def _checker(annotation: Any) -> Callable[[Any], bool]:
+    """``annotation`` compiled once into a test of a value: the catalogue has thousands of cards,
+    and interpreting the annotation again for every value was most of ``zoo list``'s time."""
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if annotation is Any:
-        return True
+        return lambda value: True
     if origin in (typing.Union, types.UnionType):
-        return any(check_type(value, a) for a in args)
+        options = tuple(_checker(a) for a in args)
+        return lambda value: any(check(value) for check in options)
     if origin is list:
-        return isinstance(value, list) and (not args or all(check_type(v, args[0]) for v in value))
+        if not args:
+            return lambda value: isinstance(value, list)
+        item = _checker(args[0])
+        return lambda value: isinstance(value, list) and all(item(v) for v in value)
     if origin is tuple:
-        if not isinstance(value, list):
-            return False
         if args and args[-1] is Ellipsis:
-            return all(check_type(v, args[0]) for v in value)
-        return len(value) == len(args) and all(check_type(v, a) for v, a in zip(value, args))
+            item = _checker(args[0])
+            return lambda value: isinstance(value, list) and all(item(v) for v in value)
+        items = tuple(_checker(a) for a in args)
+        return lambda value: (isinstance(value, list) and len(value) == len(items)
+                              and all(check(v) for check, v in zip(items, value)))
     if origin in (dict, Mapping):
-        return isinstance(value, dict) and (
-            not args
-            or all(check_type(k, args[0]) and check_type(v, args[1]) for k, v in value.items())
-        )
+        if not args:
+            return lambda value: isinstance(value, dict)
+        key, item = _checker(args[0]), _checker(args[1])
+        return lambda value: isinstance(value, dict) and all(key(k) and item(v) for k, v in value.items())
     if annotation is bool:
-        return isinstance(value, bool)
+        return lambda value: isinstance(value, bool)
     if annotation is int:
-        return isinstance(value, int) and not isinstance(value, bool)
+        return lambda value: isinstance(value, int) and not isinstance(value, bool)
     if annotation is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+        return lambda value: isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is str:
+        return lambda value: isinstance(value, str)
     if isinstance(annotation, type):
-        return isinstance(value, annotation)
+        return lambda value: isinstance(value, annotation)
     raise TypeError(f"unsupported annotation in a zoo Field: {annotation!r}")
 
 

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from zoo import Field
-from zoo.card import ModelCard
-from zoo.errors import PullError
-from zoo.fetched import Fetched, FetchedFile
+from zoo import Fetched, FetchedFile, Field, ModelCard, PullError
 
 
 def files_in_place(card: ModelCard, target: Path, locator: str, revision: str) -> Fetched:
     """A pull record for files that already sit on disk: a single file, or every file of a folder."""
-    from zoo.download import sha256_file
+    from zoo import sha256_file
 
     if target.is_file():
         root, paths = target.parent, [target]

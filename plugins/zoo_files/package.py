@@ -9,10 +9,7 @@ import importlib.util
 from importlib import metadata, resources
 from pathlib import Path
 
-from zoo import Field
-from zoo.card import ModelCard
-from zoo.errors import PullError
-from zoo.fetched import Fetched
+from zoo import Fetched, Field, ModelCard, PullError
 
 from zoo_files.local import files_in_place
 

@@ -10,11 +10,7 @@ import hashlib
 import posixpath
 from urllib.parse import unquote, urlsplit
 
-from zoo import Field, ModelCard
-from zoo.cache import Cache
-from zoo.download import redact
-from zoo.errors import PullError
-from zoo.fetched import Fetched
+from zoo import Cache, Fetched, Field, ModelCard, PullError, redact
 
 __all__ = ["UrlSource", "url_file_name"]
 

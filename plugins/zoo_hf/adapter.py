@@ -6,10 +6,7 @@ import os
 from collections.abc import Sequence
 from contextlib import contextmanager
 
-from zoo import Field
-from zoo.card import ModelCard
-from zoo.errors import LoadError
-from zoo.fetched import Fetched
+from zoo import Fetched, Field, LoadError, ModelCard
 
 
 def _user_trusts_remote_code() -> bool:

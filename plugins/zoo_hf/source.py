@@ -17,13 +17,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoo import Field
-from zoo.errors import IntegrityError, OfflineError, PullError, ZooError
-from zoo.fetched import Fetched, FetchedFile
+from zoo import Fetched, FetchedFile, Field, IntegrityError, OfflineError, PullError, ZooError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from zoo.cache import Cache
-    from zoo.card import ModelCard
+    from zoo import Cache, ModelCard
 
 __all__ = ["HubSource"]
 

@@ -6,7 +6,6 @@ Written exactly as a third-party plugin: it touches zoo only through its public 
 from __future__ import annotations
 
 from zoo import hookimpl
-from zoo.schema import STATE_DICT_FIELDS
 
 from zoo_torchvision.adapter import TorchvisionAdapter
 from zoo_torchvision.source import TorchvisionSource

@@ -4,12 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from zoo import Field
-from zoo.card import ModelCard
-from zoo.errors import LoadError
-from zoo.fetched import Fetched
-from zoo.schema import STATE_DICT_FIELDS
-from zoo.statedict import load_into, weights_file
+from zoo import Fetched, Field, LoadError, ModelCard, STATE_DICT_FIELDS, load_into, weights_file
 
 
 class TorchvisionAdapter:

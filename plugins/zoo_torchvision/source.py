@@ -10,10 +10,7 @@ import posixpath
 import re
 from urllib.parse import unquote, urlsplit
 
-from zoo import Field, ModelCard
-from zoo.cache import Cache
-from zoo.errors import PullError
-from zoo.fetched import Fetched
+from zoo import Cache, Fetched, Field, ModelCard, PullError
 
 __all__ = ["TorchvisionSource", "hash_prefix"]
 
