@@ -17,6 +17,7 @@ __all__ = ["ModelCard", "InputSpec", "CutPoint", "FileSpec", "ComponentRef", "Or
 
 MODALITIES = ("image", "text", "audio")
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
+CROP_MODES = ("center", "squash")  # timm's names: keep the aspect ratio and crop, or scale both sides
 POOLINGS = ("mean", "cls", "max", "pooler", "avg", "token")
 TOKENIZER_KINDS = ("wordpiece", "sentencepiece", "bpe", "unigram", "char")
 
@@ -80,6 +81,7 @@ class InputSpec:
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     interpolation: str | None = None
+    crop_mode: str | None = None  # None or "center": shorter side to ``resize``; "squash": both sides
     # text
     max_length: int | None = None
     tokenizer: str | None = None  # tokenizer kind; its files come with the model's files
@@ -120,6 +122,10 @@ class ModelCard:
     features: Mapping[str, int] = field(default_factory=frozen_map)
     # evidence and provenance
     metrics: Mapping[str, float] = field(default_factory=frozen_map)
+    family: str | None = None  # architecture family ("resnet", "vit"...), for finding a backbone
+    gflops: float | None = None  # one forward pass at the card's input size, as the library states it
+    weights_mb: float | None = None  # the download, as the library states it
+    provenance: str | None = None  # where the card's numbers come from (a generator, a library's metadata)
     tags: tuple[str, ...] = ()
     homepage: str | None = None
     paper: str | None = None

@@ -56,7 +56,8 @@ VERSION = 2
 
 
 def image_array(item: ImageLike, spec: InputSpec) -> np.ndarray:
-    """Resize the shorter side, center-crop to ``spec.size``, scale to [0, 1], normalize: CHW float32.
+    """Resize the shorter side (``crop_mode="squash"``: both sides), center-crop to ``spec.size``,
+    scale to [0, 1], normalize: CHW float32.
 
     The same pixels as torchvision's ``Resize(resize)`` + ``CenterCrop(size)`` on a PIL image (and
     so timm's eval transform and torchvision's ``weights.transforms()``, which are built from them):
@@ -69,7 +70,9 @@ def image_array(item: ImageLike, spec: InputSpec) -> np.ndarray:
     height, width = spec.size or (224, 224)
     shorter = spec.resize or min(height, width)
     w, h = image.size
-    if w <= h:
+    if spec.crop_mode == "squash":  # timm's and Hugging Face's: both sides scaled, the aspect ratio lost
+        new_w, new_h = int(shorter * width / min(height, width)), int(shorter * height / min(height, width))
+    elif w <= h:
         new_w, new_h = shorter, int(shorter * h / w)
     else:
         new_w, new_h = int(shorter * w / h), shorter

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.card import (
+    CROP_MODES,
     INTERPOLATIONS,
     MODALITIES,
     POOLINGS,
@@ -148,6 +149,13 @@ def parse_card(name: str, table: Any, origin: Origin, location: Location) -> Mod
     homepage = r.take("homepage", str)
     paper = r.take("paper", str)
     notes = r.take("notes", str)
+    family = r.take("family", str)
+    gflops = r.take("gflops", float)
+    weights_mb = r.take("weights_mb", float)
+    for key, value in (("gflops", gflops), ("weights_mb", weights_mb)):
+        if value is not None and value <= 0:
+            raise location.error(key, f"must be positive, got {value}")
+    provenance = r.take("provenance", str)
     replace = r.take("replace", bool, default=False)
     if replace and origin.kind != "user":
         raise location.error(
@@ -160,7 +168,9 @@ def parse_card(name: str, table: Any, origin: Origin, location: Location) -> Mod
         params=params, source=source, adapter=adapter, files=files, input=input_spec,
         embedding=embedding, head=head, stages=stages, features=frozen_map(features),
         metrics=frozen_map({k: float(v) for k, v in metrics.items()}), tags=tags,
-        homepage=homepage, paper=paper, notes=notes, replace=replace, origin=origin,
+        homepage=homepage, paper=paper, notes=notes, family=family,
+        gflops=None if gflops is None else float(gflops), weights_mb=None if weights_mb is None else float(weights_mb),
+        provenance=provenance, replace=replace, origin=origin,
     )
 
 
@@ -217,9 +227,13 @@ def _input(r: TableReader, modality: str) -> InputSpec:
         if interpolation not in INTERPOLATIONS:
             raise loc.error(t.key("interpolation"), f"unknown interpolation {interpolation!r}",
                             f"Use one of: {', '.join(INTERPOLATIONS)}")
+        crop_mode = t.take("crop_mode", str)
+        if crop_mode is not None and crop_mode not in CROP_MODES:
+            raise loc.error(t.key("crop_mode"), f"unknown crop mode {crop_mode!r}", f"Use one of: {', '.join(CROP_MODES)}")
         t.finish()
         return InputSpec(size=(size[0], size[1]), resize=resize, mean=tuple(map(float, mean)),
-                         std=tuple(map(float, std)), interpolation=interpolation)
+                         std=tuple(map(float, std)), interpolation=interpolation,
+                         crop_mode=None if crop_mode == "center" else crop_mode)
     if modality == "text":
         max_length = t.take("max_length", int, required=True)
         if max_length <= 0:

@@ -152,7 +152,7 @@ class Preprocessor:
 
         p = self.info.preprocessing
         spec = InputSpec(size=tuple(p["size"]), resize=p.get("resize"), mean=tuple(p["mean"]), std=tuple(p["std"]),
-                         interpolation=p.get("interpolation"))
+                         interpolation=p.get("interpolation"), crop_mode=p.get("crop_mode"))
         try:
             return image_batch(items, spec)
         except InputError as exc:

@@ -131,7 +131,7 @@ def _image_preprocessing(card: Any) -> dict[str, Any]:
     spec = card.input
     return {"size": list(spec.size or (224, 224)), "resize": spec.resize or min(spec.size or (224, 224)),
             "mean": list(spec.mean or (0.0, 0.0, 0.0)), "std": list(spec.std or (1.0, 1.0, 1.0)),
-            "interpolation": spec.interpolation or "bilinear"}
+            "interpolation": spec.interpolation or "bilinear", **({"crop_mode": spec.crop_mode} if spec.crop_mode else {})}
 
 
 def _text_tokenizer(card: Any, tokenizer: Any) -> tuple[Any, dict[str, Any]]:

@@ -41,7 +41,7 @@ def feature_key(card: ModelCard, fetched: Fetched | None, data_fingerprint: str,
         "model": card.name,
         "weights": sorted(f.sha256 for f in fetched.files) if fetched else "random",
         "cut": [card.embedding.node, card.embedding.dim, card.embedding.pooling],
-        "input": repr(card.input) + (f"|pixels-v{PIXELS_VERSION}" if card.modality == "image" else ""),
+        "input": _input_identity(card.input) + (f"|pixels-v{PIXELS_VERSION}" if card.modality == "image" else ""),
         "data": data_fingerprint,
     }
     if precision != "fp32":  # fp32 keys stay as they were before engines existed
@@ -49,6 +49,13 @@ def feature_key(card: ModelCard, fetched: Fetched | None, data_fingerprint: str,
     if layer is not None:
         identity["layer"] = layer
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def _input_identity(spec: Any) -> str:
+    """The input spec as the key spells it: its repr, without fields added later at their default
+    (so a new field, ``crop_mode``, leaves existing caches and tables valid)."""
+    text = repr(spec)
+    return text.replace(", crop_mode=None", "") if spec.crop_mode is None else text
 
 
 def cached_embeddings(card: ModelCard, fetched: Fetched | None, dataset: Any, frozen: Callable[[], Any], *,
