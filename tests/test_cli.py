@@ -23,13 +23,14 @@ def test_list_shows_a_table_in_a_stable_order():
     result = invoke("list")
     assert result.exit_code == 0
     lines = result.output.splitlines()
-    assert lines[0].split() == ["name", "modality", "task", "source", "params", "dim", "license"]
+    assert lines[0].split() == ["name", "modality", "task", "family", "source", "params", "gflops", "acc@1", "dim",
+                                "license"]
     names = [ln.split()[0] for ln in lines[2:]]
     assert names == sorted(names)
     assert {"resnet50", "efficientnet_lite0", "google-bert/bert-base-uncased"} <= set(names)
     row = next(ln for ln in lines if ln.startswith("resnet50 "))
-    assert row.split() == ["resnet50", "image", "image-classification", "torchvision", "25.6M", "2048",
-                           "BSD-3-Clause"]
+    assert row.split()[:6] == ["resnet50", "image", "image-classification", "resnet", "torchvision", "25.6M"]
+    assert row.split()[7:] == ["80.9", "2048", "BSD-3-Clause"]
     assert invoke("list").output == result.output
 
 
@@ -63,7 +64,8 @@ def test_show_prints_the_whole_card():
     text = result.output
     for expected in ("ResNet50_Weights.IMAGENET1K_V2", "embedding    flatten -> 2048-d", "head         fc",
                      "conv1 -> layer1 -> layer2 -> layer3 -> layer4", "imagenet-1k/acc@1",
-                     "224x224 (resize 232), bilinear"):
+                     "Resize(232, shorter side) -> CenterCrop(224x224) -> [0, 1] -> Normalize(mean, std); bilinear",
+                     "numbers from "):
         assert expected in text, expected
     data = json.loads(invoke("show", "sentence-transformers/all-MiniLM-L6-v2", "--json").output)
     assert data["embedding"] == {"node": "last_hidden_state", "dim": 384, "pooling": "mean"}

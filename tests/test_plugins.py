@@ -298,3 +298,54 @@ def test_built_in_plugins_use_only_the_public_api():
     assert set(used) <= set(zoo.__all__), sorted(set(used) - set(zoo.__all__))
     for name in used:  # each resolves (lazily) to a real object
         assert getattr(zoo, name) is not None
+
+
+def _catalogue(path: Path, models: dict) -> Path:
+    path.write_text(json.dumps({"catalogue": 1, "models": models}), encoding="utf-8")
+    return path
+
+
+def test_a_json_catalogue_is_listed_unchecked_and_checked_when_used(tmp_path):
+    """A generated catalogue's cards are built without checks (listing thousands stays fast); a
+    card is checked when first used, and a bad one then names the plugin, the file and the field."""
+    good = {**_table(), "family": "resnet", "gflops": 1.8, "weights_mb": 44.7}
+    bad = {**_table(), "params": "many"}
+    path = _catalogue(tmp_path / "catalog.json", {"cat-good": good, "cat-bad": bad})
+    host = PluginHost()
+    module = types.ModuleType("cataloguer")
+    module.register_models = hookimpl(lambda register: register(path))
+    host.register(module)
+    registry = load_registry(host=host)
+    assert {"cat-good", "cat-bad"} <= set(registry)  # listed
+    card = registry.card("cat-good")
+    assert (card.family, card.gflops, card.weights_mb, card.origin.name) == ("resnet", 1.8, 44.7, "cataloguer")
+    with pytest.raises(RegistryError, match=r"plugin 'cataloguer' \(.*catalog.json\).*cat-bad.*params.*expected an integer"):
+        registry.card("cat-bad")
+
+
+def test_an_unreadable_catalogue_marks_its_plugin_broken(tmp_path):
+    path = tmp_path / "catalog.json"
+    path.write_text('{"catalogue": 1, "models": ', encoding="utf-8")
+    host = PluginHost()
+    module = types.ModuleType("brokencat")
+    module.register_models = hookimpl(lambda register: register(path))
+    host.register(module)
+    with pytest.warns(PluginWarning, match="brokencat.*cannot read the model catalogue"):
+        registry = load_registry(host=host)
+    assert "efficientnet_lite0" in registry
+    assert {p.name: p.status for p in host.plugins()}["brokencat"] == "broken"
+
+
+def test_the_fast_builder_and_the_checking_parser_make_equal_cards():
+    """card_from_table (catalogues) and parse_card (every other file) must agree: checked over the
+    hand-written registry, which has every kind of card (image, text, package files, pooling)."""
+    import tomllib
+
+    from zoo.card import Origin
+    from zoo.registries import builtin_registry_path, card_from_table, parse_card
+    from zoo.schema import Location
+
+    origin = Origin("plugin", "x")
+    tables = tomllib.loads(builtin_registry_path().read_text(encoding="utf-8"))["models"]
+    for name, table in tables.items():
+        assert card_from_table(name, table, origin) == parse_card(name, table, origin, Location("x", name)), name

@@ -6,18 +6,23 @@ This is the one place where the registry layer and the plugin layer meet.
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
-from zoo.card import ModelCard, Origin
+from zoo.card import ModelCard, Origin, frozen_map
 from zoo.errors import RegistryError
 from zoo.plugins import Contribution, PluginHost, get_host
 from zoo.registries import (
     Registry,
     builtin_registry_path,
+    card_from_table,
     merge_cards,
+    parse_card,
     parse_models,
+    read_catalogue,
     parse_registry_file,
     parse_registry_text,
 )
@@ -51,13 +56,14 @@ def load_registry(
 
     builtin = builtin_registry_path()
     cards = parse_registry_file(builtin, Origin("builtin", "zoo", builtin))
+    unchecked: dict[str, Callable[[], ModelCard]] = {}
     for contribution in host.model_contributions():
-        cards.extend(_plugin_cards(host, contribution))
+        cards.extend(_plugin_cards(host, contribution, unchecked))
     for path in files:
         cards.extend(parse_registry_file(path, Origin("user", str(path), path)))
     merged = merge_cards(cards)
-    unavailable = _check_components(merged, host)
-    registry = Registry(merged, unavailable)
+    unavailable = _check_components(merged, host, skip=unchecked)
+    registry = Registry(merged, unavailable, unchecked)
     _CACHE[key] = registry
     return registry
 
@@ -72,13 +78,23 @@ def _mtimes(files: Iterable[Path]) -> tuple:
     return tuple(stamps)
 
 
-def _plugin_cards(host: PluginHost, contribution: Contribution) -> list[ModelCard]:
-    """Parse one plugin's entries; invalid ones mark that plugin broken instead of failing zoo."""
+def _plugin_cards(host: PluginHost, contribution: Contribution,
+                  unchecked: dict[str, Callable[[], ModelCard]]) -> list[ModelCard]:
+    """Parse one plugin's entries; invalid ones mark that plugin broken instead of failing zoo.
+
+    A generated catalogue (a ``.json`` path, :func:`zoo.registries.read_catalogue`) is built
+    without checks; ``unchecked`` gets, per card, the check that runs when the card is used."""
     value = contribution.value
     path = value if isinstance(value, Path) else None
     origin = Origin("plugin", contribution.plugin, path)
     label = f"plugin {contribution.plugin!r}" + (f" ({path})" if path else "")
     try:
+        if isinstance(value, Path) and value.suffix == ".json":
+            models = read_catalogue(value, origin)
+            cards = [card_from_table(name, table, origin) for name, table in models.items()]
+            for card in cards:
+                unchecked[card.name] = functools.partial(_checked, host, card.name, models[card.name], origin, label)
+            return cards
         if isinstance(value, Path):
             return parse_registry_text(value.read_text(encoding="utf-8"), origin, label)
         if isinstance(value, str):
@@ -89,7 +105,15 @@ def _plugin_cards(host: PluginHost, contribution: Contribution) -> list[ModelCar
         return []
 
 
-def _check_components(merged: dict[str, ModelCard], host: PluginHost) -> Mapping[str, str]:
+def _checked(host: PluginHost, name: str, table: Any, origin: Origin, label: str) -> ModelCard:
+    """A catalogue card checked as every other card is: its fields, then its plugin-owned ones."""
+    card = parse_card(name, table, origin, Location(label, name))
+    _check_card(card, host, {})
+    return card
+
+
+def _check_components(merged: dict[str, ModelCard], host: PluginHost,
+                      skip: Mapping[str, Any] = frozen_map()) -> Mapping[str, str]:
     """Check plugin-owned fields; return the models whose source or adapter no plugin provides.
 
     A card a plugin contributed with a bad field marks that plugin broken and leaves the registry
@@ -98,7 +122,7 @@ def _check_components(merged: dict[str, ModelCard], host: PluginHost) -> Mapping
     unavailable: dict[str, str] = {}
     for card in list(merged.values()):
         try:
-            _check_card(card, host, unavailable)
+            _check_card(card, host, unavailable, fields=card.name not in skip)
         except RegistryError as exc:
             if card.origin.kind != "plugin":
                 raise
@@ -108,9 +132,10 @@ def _check_components(merged: dict[str, ModelCard], host: PluginHost) -> Mapping
     return unavailable
 
 
-def _check_card(card: ModelCard, host: PluginHost, unavailable: dict[str, str]) -> None:
+def _check_card(card: ModelCard, host: PluginHost, unavailable: dict[str, str], *, fields: bool = True) -> None:
     """One card's source and adapter against the loaded plugins' (``unavailable`` collects the
-    models no plugin can serve); a bad field raises :class:`RegistryError`."""
+    models no plugin can serve); a bad field raises :class:`RegistryError` (``fields=False``:
+    only whether a plugin serves it, for a catalogue card checked later)."""
     location = Location(str(card.origin.path or card.origin), card.name)
     for key, ref, table in (("source", card.source, host.sources()),
                             ("adapter", card.adapter, host.adapters())):
@@ -123,7 +148,8 @@ def _check_card(card: ModelCard, host: PluginHost, unavailable: dict[str, str]) 
                 f"run `zoo plugins` to see which plugins are broken or disabled",
             )
             continue
-        check_fields(ref.options, provided.value.fields, location, key)
+        if fields:
+            check_fields(ref.options, provided.value.fields, location, key)
 
 
 def clear_cache() -> None:

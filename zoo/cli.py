@@ -59,31 +59,53 @@ def _echo_json(data: Any) -> None:
 @cli.command("list")
 @click.argument("pattern", required=False)
 @click.option("--modality", type=click.Choice(["image", "text", "audio"]), help="Only this modality.")
-@click.option("--task", help="Only this task, e.g. image-classification.")
+@click.option("--task", help="Only this task, e.g. image-classification, feature-extraction.")
+@click.option("--family", help="Only this architecture family, e.g. resnet, vit, convnext, bert.")
+@click.option("--license", "license_", help="Only this license, e.g. apache-2.0 (any case).")
+@click.option("--search", help="Only cards whose name, description, family or tags hold all these words.")
+@click.option("--min-acc", type=float, help="At least this ImageNet-1k top-1 accuracy (percent).")
+@click.option("--max-gflops", type=float, help="At most this many GFLOPs per image.")
+@click.option("--max-params", help="At most this many parameters, e.g. 30M.")
 @click.option("--source", help="Only this source type, e.g. torchvision, hf, package.")
 @click.option("--tag", help="Only models with this tag.")
 @click.option("--plugin", help="Only entries from this plugin ('builtin' for the built-in file, 'user' for yours).")
-@click.option("--max-params", help="At most this many parameters, e.g. 30M.")
 @click.option("--sort", default="name", show_default=True,
-              help="name, params, or a metric such as acc@1 (best first).")
+              help="name, params, gflops (smallest first), or a metric such as acc@1 (best first).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.pass_context
-def list_cmd(ctx: click.Context, pattern: str | None, modality: str | None, task: str | None,
-             source: str | None, tag: str | None, plugin: str | None, max_params: str | None,
+def list_cmd(ctx: click.Context, pattern: str | None, modality: str | None, task: str | None, family: str | None,
+             license_: str | None, search: str | None, min_acc: float | None, max_gflops: float | None,
+             max_params: str | None, source: str | None, tag: str | None, plugin: str | None,
              sort: str, as_json: bool) -> None:
-    """List models. PATTERN matches names with shell wildcards, or a substring of name/description."""
+    """Find a backbone. PATTERN matches names with shell wildcards, or a substring of name/description."""
     registry = api.registry(_registries(ctx))
-    cards = registry.select(pattern, modality=modality, task=task, source=source, tag=tag,
-                            plugin=plugin, max_params=max_params, sort=sort)
+    cards = registry.select(pattern, modality=modality, task=task, source=source, tag=tag, plugin=plugin,
+                            family=family, license=license_, search=search, min_acc=min_acc,
+                            max_gflops=max_gflops, max_params=max_params, sort=sort)
     if as_json:
         _echo_json([{**c.to_dict(), "unavailable": registry.unavailable.get(c.name)} for c in cards])
         return
-    rows = [[c.name + (" !" if c.name in registry.unavailable else ""), c.modality, c.task,
-             c.source.type, format_params(c.params), str(c.embedding.dim), c.license] for c in cards]
-    click.echo(table(["name", "modality", "task", "source", "params", "dim", "license"], rows))
+    rows = [[c.name + (" !" if c.name in registry.unavailable else ""), c.modality, c.task, c.family or "-",
+             c.source.type, format_params(c.params), f"{c.gflops:.2f}" if c.gflops is not None else "-",
+             _acc(c), str(c.embedding.dim), c.license] for c in cards]
+    click.echo(table(["name", "modality", "task", "family", "source", "params", "gflops", "acc@1", "dim", "license"],
+                     rows))
     missing = [c.name for c in cards if c.name in registry.unavailable]
     if missing:
         click.echo(f"! {len(missing)} unavailable now (a plugin is missing): see `zoo show NAME`", err=True)
+    if not cards:
+        for value, field in ((family, "family"), (license_, "license"), (task, "task")):
+            if value:
+                click.echo(f"no model matches; the catalogue's {field} values: {', '.join(registry.values_of(field))}",
+                           err=True)
+                break
+    else:
+        click.echo(f"{len(cards)} of {len(registry)} models", err=True)
+
+
+def _acc(card: Any) -> str:
+    value = card.metric("imagenet-1k/acc@1")
+    return f"{value:.1f}" if value is not None else "-"
 
 
 @cli.command("show")

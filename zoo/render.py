@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from zoo.card import ModelCard
 
@@ -48,7 +49,10 @@ def card_lines(card: ModelCard, unavailable: str | None = None) -> list[str]:
 
     row("modality", card.modality)
     row("task", card.task)
+    row("family", card.family)
     row("params", f"{card.params:,} ({format_params(card.params)})")
+    row("gflops", f"{card.gflops:g}" if card.gflops is not None else None)
+    row("weights", f"{card.weights_mb:g} MB" if card.weights_mb is not None else None)
     row("license", card.license)
     row("tags", ", ".join(card.tags))
     row("homepage", card.homepage)
@@ -66,8 +70,8 @@ def card_lines(card: ModelCard, unavailable: str | None = None) -> list[str]:
     lines.append("")
     spec = card.input
     if card.modality == "image":
-        row("input", f"{spec.size[0]}x{spec.size[1]}" + (f" (resize {spec.resize})" if spec.resize else "")
-            + f", {spec.interpolation}")
+        row("input", f"{spec.size[0]}x{spec.size[1]}, {spec.interpolation}")
+        row("transforms", image_transforms(spec))
         row("mean / std", f"{list(spec.mean or ())} / {list(spec.std or ())}")
     elif card.modality == "text":
         row("input", f"max_length {spec.max_length}, {spec.tokenizer} tokenizer")
@@ -84,9 +88,25 @@ def card_lines(card: ModelCard, unavailable: str | None = None) -> list[str]:
         lines.append("")
         for key, value in card.metrics.items():
             row("metric", f"{key} = {value:g}")
+    row("numbers from", card.provenance or f"written by hand in {card.origin}")
     if card.notes:
         lines += ["", f"notes        {card.notes}"]
     return lines
+
+
+def image_transforms(spec: Any) -> str:
+    """The eval transform zoo applies, in the libraries' words (what ``zoo.preprocess`` does)."""
+    height, width = spec.size
+    resize = spec.resize or min(height, width)
+    scaled: tuple[int, int] | None = None
+    if spec.crop_mode == "squash":
+        scaled = (int(resize * height / min(height, width)), int(resize * width / min(height, width)))
+        steps = f"Resize({scaled[0]}x{scaled[1]}, both sides)"
+    else:
+        steps = f"Resize({resize}, shorter side)"
+    if scaled != (height, width):
+        steps += f" -> CenterCrop({height}x{width})"
+    return f"{steps} -> [0, 1] -> Normalize(mean, std); {spec.interpolation or 'bilinear'}"
 
 
 def _component(kind: str, options: object) -> str:

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
-from zoo import Cache, Fetched, Field, ModelCard, PullError, redact
+from zoo import Fetched, Field, ModelCard, PullError
+
+if TYPE_CHECKING:  # pragma: no cover - the downloader loads when a pull needs it
+    from zoo import Cache
 
 __all__ = ["UrlSource", "url_file_name"]
 
@@ -19,6 +23,8 @@ def url_file_name(url: str, model: str) -> str:
     """The last path segment of a URL (``.../resnet50-11ad3fa6.pth`` -> ``resnet50-11ad3fa6.pth``)."""
     name = posixpath.basename(unquote(urlsplit(url).path))
     if not name or name in (".", ".."):
+        from zoo import redact
+
         raise PullError(f"model {model!r}: cannot tell a file name from the URL {redact(url)}; "
                         "add files = [{ name = \"...\" }] to the card")
     return name

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import posixpath
 import re
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
-from zoo import Cache, Fetched, Field, ModelCard, PullError
+from zoo import Fetched, Field, ModelCard, PullError
+
+if TYPE_CHECKING:  # pragma: no cover - the downloader loads when a pull needs it
+    from zoo import Cache
 
 __all__ = ["TorchvisionSource", "hash_prefix"]
 

@@ -1,5 +1,19 @@
-"""Fine-tuning: the transfer-learning recipe behind ``zoo finetune`` (see :mod:`zoo.train.run`)."""
+"""Fine-tuning: the transfer-learning recipe behind ``zoo finetune`` (see :mod:`zoo.train.run`).
 
-from zoo.train.run import Run, finetune, open_run
+Names load on first use, so the CLI's option lists (``zoo.train.config``) import no trainer.
+"""
 
-__all__ = ["finetune", "Run", "open_run"]
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from zoo.lazy import lazy_exports
+
+if TYPE_CHECKING:  # pragma: no cover
+    from zoo.train.run import Run, finetune, open_run
+
+_LAZY = {"finetune": "zoo.train.run", "Run": "zoo.train.run", "open_run": "zoo.train.run"}
+
+__all__ = list(_LAZY)
+
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
