@@ -194,9 +194,11 @@ def test_unknown_source_type_makes_the_model_unavailable_not_fatal(tmp_path):
 @pytest.fixture
 def small_registry():
     cards = parse(
-        card_toml("alpha-net", extra='metrics = { "imagenet-1k/acc@1" = 70.0 }\ntags = ["cnn"]')
-        + card_toml("beta-net", MINIMAL_CARD.replace("params = 1000", "params = 50000000"),
-                    extra='metrics = { "imagenet-1k/acc@1" = 80.0 }')
+        card_toml("alpha-net", extra='metrics = { "imagenet-1k/acc@1" = 70.0 }\ntags = ["cnn"]\nfamily = "ResNet"\n'
+                                     'gflops = 1.8')
+        + card_toml("beta-net", MINIMAL_CARD.replace("params = 1000", "params = 50000000").replace(
+                        'license = "MIT"', 'license = "Apache-2.0"'),
+                    extra='metrics = { "imagenet-1k/acc@1" = 80.0 }\nfamily = "resnet"\ngflops = 4.1')
         + card_toml("org/gamma-transformer", MINIMAL_CARD.replace("A tiny test network", "A vision transformer"))
     )
     return Registry({c.name: c for c in cards})
@@ -214,6 +216,19 @@ def test_select_filters(small_registry):
     assert small_registry.select(modality="text") == []
     assert [c.name for c in small_registry.select(source="url", plugin="user")] == [
         "alpha-net", "beta-net", "org/gamma-transformer"]
+
+
+def test_finding_a_backbone_by_property(small_registry):
+    names = lambda **kw: [c.name for c in small_registry.select(**kw)]  # noqa: E731
+    assert names(family="RESNET") == ["alpha-net", "beta-net"]  # any case
+    assert names(license="apache-2.0") == ["beta-net"]
+    assert names(min_acc=75) == ["beta-net"] and names(min_acc=60) == ["alpha-net", "beta-net"]
+    assert names(max_gflops=2.0) == ["alpha-net"]  # a card without gflops is left out
+    assert names(search="vision TRANSFORMER") == ["org/gamma-transformer"] and names(search="cnn resnet") == [
+        "alpha-net"]
+    assert names(sort="gflops") == ["alpha-net", "beta-net", "org/gamma-transformer"]  # unknown last
+    assert names(family="resnet", min_acc=75, sort="gflops") == ["beta-net"]
+    assert small_registry.values_of("family") == ["ResNet", "resnet"]
 
 
 def test_sorting(small_registry):
