@@ -196,7 +196,7 @@ def register_models(register):
 def test_a_plugin_model_colliding_with_a_builtin_names_both():
     host = PluginHost()
     module = types.ModuleType("copycat")
-    module.register_models = hookimpl(lambda register: register({"resnet50": _table()}))
+    module.register_models = hookimpl(lambda register: register({"efficientnet_lite0": _table()}))
     host.register(module)
     with pytest.raises(RegistryError, match=r"built-in registry.*plugin 'copycat'"):
         load_registry(host=host)
@@ -244,7 +244,8 @@ def test_disable_all_plugins(monkeypatch):
     assert set(status.values()) == {"disabled"} and "zoo_hf" in status
     registry = load_registry(host=host)
     assert not any(name.startswith("timm/") for name in registry)
-    assert "no loaded plugin provides source type 'torchvision'" in registry.unavailable["resnet50"]
+    assert "resnet50" not in registry  # the torchvision plugin's catalogue
+    assert "no loaded plugin provides source type 'hf'" in registry.unavailable["google-bert/bert-base-uncased"]
 
 
 def test_disable_some_plugins(monkeypatch):

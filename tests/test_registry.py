@@ -147,16 +147,16 @@ def test_collision_names_both_origins():
 
 
 def test_user_file_overrides_builtin_only_when_it_says_so(tmp_path):
-    path = write(tmp_path / "mine.toml", card_toml("resnet50"))
+    path = write(tmp_path / "mine.toml", card_toml("efficientnet_lite0"))
     with pytest.raises(RegistryError) as info:
         load_registry([path])
     message = str(info.value)
     assert "built-in registry" in message and "mine.toml" in message and "replace = true" in message
 
-    write(path, card_toml("resnet50", extra="replace = true"))
+    write(path, card_toml("efficientnet_lite0", extra="replace = true"))
     registry = load_registry([path])
-    assert registry.card("resnet50").params == 1000
-    assert registry.card("resnet50").origin.kind == "user"
+    assert registry.card("efficientnet_lite0").params == 1000
+    assert registry.card("efficientnet_lite0").origin.kind == "user"
 
 
 def test_user_files_merge_in_order(zoo_env, tmp_path, monkeypatch):

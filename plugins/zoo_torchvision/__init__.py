@@ -1,14 +1,22 @@
-"""zoo plugin: torchvision weights (the `torchvision` source) and architectures (the `torchvision` adapter).
+"""zoo plugin: torchvision weights (the `torchvision` source), architectures (the `torchvision`
+adapter) and a card for every torchvision classification weight (``catalog.json``).
+
+The catalogue is generated from torchvision's own metadata by ``python -m zoo_torchvision.generate``
+and shipped: registering it reads JSON only, so ``zoo list`` imports neither torch nor torchvision.
 
 Written exactly as a third-party plugin: it touches zoo only through its public API and hooks.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from zoo import hookimpl
 
 from zoo_torchvision.adapter import TorchvisionAdapter
 from zoo_torchvision.source import TorchvisionSource
+
+CATALOG = Path(__file__).with_name("catalog.json")
 
 
 @hookimpl
@@ -19,3 +27,8 @@ def register_sources(register):
 @hookimpl
 def register_adapters(register):
     register(TorchvisionAdapter())
+
+
+@hookimpl
+def register_models(register):
+    register(CATALOG)

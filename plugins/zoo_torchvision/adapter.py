@@ -17,17 +17,27 @@ class TorchvisionAdapter:
     }
 
     def build(self, card: ModelCard, fetched: Fetched | None):
+        """The network torchvision's builder makes for the card's weights (a SWAG ViT at its 384-518
+        px, GoogLeNet and Inception v3 re-normalising their input inside), then the file loaded."""
         import torchvision
+
+        from zoo_torchvision.families import after_load, pretrained_kwargs
 
         arch = card.adapter.get("arch")
         try:
-            network = torchvision.models.get_model(arch, weights=None)
+            weights = torchvision.models.get_weight(card.source.get("weights")) if card.source.type == "torchvision" \
+                else None
+        except (ValueError, KeyError, AttributeError):
+            weights = None  # a card of another source (a URL, a file) names no enum: the plain builder
+        try:
+            network = torchvision.models.get_model(arch, weights=None,
+                                                   **(pretrained_kwargs(arch, weights) if weights else {}))
         except ValueError:
             raise LoadError(f"model {card.name!r}: torchvision has no architecture {arch!r} "
                             f"(torchvision {torchvision.__version__}); fix the card's adapter.arch") from None
         if fetched is not None:
             load_into(network, weights_file(fetched), model=card.name, options=card.adapter.options)
-        return network.eval()
+        return (after_load(arch, network) if weights else network).eval()
 
     def extractor(self, card: ModelCard, model, nodes: Sequence[str]):
         from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
