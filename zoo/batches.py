@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Sampler, default_collate
 from zoo.backbone import Backbone
 from zoo.preprocess import image_array, open_image
 
-__all__ = ["derive_seed", "make_loader", "encode_items", "default_workers", "augment", "augmentation"]
+__all__ = ["derive_seed", "make_loader", "global_batches", "encode_items", "default_workers", "augment", "augmentation"]
 
 
 def derive_seed(*parts: int) -> int:
@@ -47,6 +47,39 @@ class _SeededOrder(Sampler):
 
     def __len__(self) -> int:
         return self.size
+
+
+class _RankBatches(Sampler):
+    """This rank's part of every global batch of a :class:`_SeededOrder` (torch.distributed): the
+    epoch's order and its global batches are the single process's, and rank ``r`` of ``n`` takes
+    the ``r``-th contiguous slice of each (:func:`zoo.distributed.shard`), so the ranks together
+    see exactly the batches one process would, each example with its own seed.
+
+    A DistributedSampler would instead deal the examples out before batching, which changes the
+    batches with the world size; here the data order is the run's, whatever the world size."""
+
+    def __init__(self, order: _SeededOrder, batch_size: int, rank: int, size: int) -> None:
+        self.order, self.batch_size, self.rank, self.size = order, batch_size, rank, size
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        from zoo.distributed import World, shard
+
+        keys = list(self.order)
+        for start in range(0, len(keys), self.batch_size):
+            batch = keys[start:start + self.batch_size]
+            part = shard(len(batch), World(rank=self.rank, size=self.size))
+            if len(part):  # a batch smaller than the world: this rank sits it out (DDP's join)
+                yield batch[part.start:part.stop]
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+def global_batches(size: int, seed: int | None, shuffle: bool, batch_size: int) -> list[list[int]]:
+    """The example indices of every batch of an epoch, as :func:`make_loader` orders them (what a
+    rank needs to normalise its part of a batch's loss by the whole batch's)."""
+    keys = [index for index, _ in _SeededOrder(size, seed, shuffle)]
+    return [keys[start:start + batch_size] for start in range(0, size, batch_size)]
 
 
 def augmentation(policy: str, size: tuple[int, int]) -> Any:
@@ -139,15 +172,21 @@ def make_loader(
     shuffle: bool = False,
     augmenting: str | bool = False,
     workers: int | None = None,
+    rank: tuple[int, int] | None = None,
 ) -> DataLoader:
-    """Batches of ``(inputs, labels)``; inputs are an NCHW tensor or a dict of token tensors."""
+    """Batches of ``(inputs, labels)``; inputs are an NCHW tensor or a dict of token tensors.
+    ``rank=(r, n)``: rank ``r`` of ``n``'s part of each batch (:class:`_RankBatches`)."""
     workers = default_workers() if workers is None else workers
     sampler = _SeededOrder(len(items), seed, shuffle)
     dataset, collate = _dataset(backbone, items, labels, augmenting)
     if backbone.card.modality == "text":
         workers = 0  # fast tokenizers are already parallel; forking them only adds overhead
+    pin = torch.cuda.is_available()
+    if rank is not None and rank[1] > 1:
+        return DataLoader(dataset, batch_sampler=_RankBatches(sampler, batch_size, *rank), num_workers=workers,
+                          collate_fn=collate, persistent_workers=False, pin_memory=pin)
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                      collate_fn=collate, persistent_workers=False, pin_memory=torch.cuda.is_available())
+                      collate_fn=collate, persistent_workers=False, pin_memory=pin)
 
 
 def encode_items(backbone: Backbone, items: Sequence[Any]) -> Any:

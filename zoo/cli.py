@@ -45,7 +45,7 @@ def cli(ctx: click.Context, registries: tuple[str, ...], offline: bool) -> None:
     """zoo: pretrained backbones, cut at the right place, for transfer learning."""
     if offline:
         os.environ["ZOO_OFFLINE"] = "1"  # every zoo layer reads it; the hf source turns it into local_files_only
-    ctx.obj = {"registries": registries}
+    ctx.obj = {**(ctx.obj or {}), "registries": registries}
 
 
 def _registries(ctx: click.Context) -> Sequence[str]:
@@ -177,6 +177,55 @@ def _unfreeze(value: str) -> int | str:
         raise click.BadParameter("a number of stages, or 'all'") from None
 
 
+def _distributed_options(command: Any) -> Any:
+    """--nproc/--nnodes/--rdzv-endpoint: run the command in several processes (torch.distributed)."""
+    for option in (
+        click.option("--rdzv-endpoint", help="With --nnodes: HOST:PORT of the rendezvous (torchrun's c10d)."),
+        click.option("--nnodes", type=click.IntRange(min=1), help="Machines taking part (each runs the same command)."),
+        click.option("--nproc", type=click.IntRange(min=1),
+                     help="Processes on this machine (torch.distributed: gloo on CPU, NCCL on CUDA); the same as "
+                          "`torchrun --nproc-per-node N -m zoo ...`."),
+    ):
+        command = option(command)
+    return command
+
+
+def _relaunched(ctx: click.Context, nproc: int | None, nnodes: int | None, endpoint: str | None) -> bool:
+    """With --nproc (and not already under a launcher): this command again in ``nproc``
+    processes, through torch's elastic launcher in this process; True once they are done."""
+    from zoo.distributed import launch, world
+
+    if world().distributed or (nproc in (None, 1) and nnodes in (None, 1)):
+        return False
+    if (nnodes or 1) > 1 and not endpoint:
+        raise click.UsageError("--nnodes needs --rdzv-endpoint HOST:PORT (the same on every machine)")
+    argv = _without((ctx.obj or {}).get("argv") or sys.argv[1:], ("--nproc", "--nnodes", "--rdzv-endpoint"))
+    rendezvous = ([] if (nnodes or 1) == 1 else
+                  ["--nnodes", str(nnodes), "--rdzv-backend", "c10d", "--rdzv-endpoint", str(endpoint)])
+    launch(nproc or 1, argv, rendezvous=rendezvous)
+    return True
+
+
+def _without(argv: Sequence[str], options: Sequence[str]) -> list[str]:
+    """``argv`` without ``options`` and their values (``--nproc 2`` and ``--nproc=2`` alike)."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in options:
+            skip = True
+        elif not any(arg.startswith(f"{option}=") for option in options):
+            out.append(arg)
+    return out
+
+
+def _speaks() -> bool:
+    """Only rank 0 prints a command's result under torch.distributed."""
+    from zoo.distributed import world
+
+    return world().main
+
+
 @cli.command("finetune")
 @click.argument("model", required=False)
 @click.option("--data", help="Image folder, CSV/JSONL manifest, or 'digits' (the offline demo).")
@@ -239,15 +288,19 @@ def _unfreeze(value: str) -> int | str:
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable or mislabelled inputs (listed in the run folder).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or epoch lines.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final metrics as JSON.")
+@_distributed_options
 @click.pass_context
 def finetune_cmd(ctx: click.Context, model: str | None, data: str | None, resume: str | None, out: str | None,
-                 unfreeze: str, no_augment: bool, quiet: bool, as_json: bool, **options: Any) -> None:
+                 unfreeze: str, no_augment: bool, quiet: bool, as_json: bool, nproc: int | None, nnodes: int | None,
+                 rdzv_endpoint: str | None, **options: Any) -> None:
     """Fine-tune MODEL on labelled data: a new head then gradual unfreezing, or (text) contrastive
     training on pairs then the head; multi-label with ';'-separated labels."""
     from zoo.train import finetune
 
     if resume is None and (model is None or data is None):
         raise click.UsageError("give MODEL and --data (or --resume RUN_DIR)")
+    if _relaunched(ctx, nproc, nnodes, rdzv_endpoint):
+        return
     options = {k: v for k, v in options.items() if v is not None}
     if _registries(ctx) and resume is None:
         options["registry"] = tuple(os.path.abspath(p) for p in _registries(ctx))
@@ -262,6 +315,8 @@ def finetune_cmd(ctx: click.Context, model: str | None, data: str | None, resume
         options["augment"] = "none"
     run = finetune(model, data, out=out, resume=resume, unfreeze=_unfreeze(unfreeze), progress=not quiet,
                    log=(lambda text: None) if quiet or as_json else None, **options)
+    if not _speaks():
+        return
     if as_json:
         _echo_json({"run": str(run.dir), "best": run.best, **run.metrics})
     else:
@@ -337,10 +392,12 @@ def cache_rm_cmd(name: str) -> None:
               help="Frozen pass: auto (onnxruntime on CPU, checked against PyTorch; PyTorch on CUDA), torch, onnxruntime.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@_distributed_options
 @click.pass_context
 def embed_cmd(ctx: click.Context, args: tuple[str, ...], db: str, table: str | None, delete: bool,
               index: bool | None, skip_bad: bool, batch_size: int, device: str | None, workers: int | None,
-              engine: str, quiet: bool, as_json: bool) -> None:
+              engine: str, quiet: bool, as_json: bool, nproc: int | None, nnodes: int | None,
+              rdzv_endpoint: str | None) -> None:
     """Store embeddings of DATA made by MODEL in a vector database; only new items are embedded.
 
     MODEL: a registry name, or a `zoo finetune` run folder (its backbone, cut where the run chose
@@ -362,10 +419,13 @@ def embed_cmd(ctx: click.Context, args: tuple[str, ...], db: str, table: str | N
         return
     if len(args) != 2:
         raise click.UsageError("give MODEL and DATA (or --delete ID_OR_PATH...)")
+    if _relaunched(ctx, nproc, nnodes, rdzv_endpoint):
+        return
     report = embed_dataset(args[0], args[1], db=db, table=table, skip_bad=skip_bad, index=index,
                            batch_size=batch_size, device=device, workers=workers, engine=engine,
                            progress=not (quiet or as_json), registry_files=_registries(ctx))
-    _echo_json(report.to_dict()) if as_json else click.echo(report.summary())
+    if _speaks():
+        _echo_json(report.to_dict()) if as_json else click.echo(report.summary())
 
 
 @cli.command("search")
@@ -629,7 +689,8 @@ _original_showwarning = warnings.showwarning
 def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point."""
     warnings.showwarning = _show_warning
-    cli.main(args=list(argv) if argv is not None else None, prog_name="zoo")
+    args = list(argv) if argv is not None else sys.argv[1:]
+    cli.main(args=args, prog_name="zoo", obj={"argv": args})
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -18,11 +18,17 @@ __all__ = ["available_cores", "ThreadBudget", "thread_budget", "torch_threads"]
 
 
 def available_cores() -> int:
-    """The cores this process may run on (its affinity mask), not the machine's count."""
+    """The cores this process may run on (its affinity mask), not the machine's count; under a
+    distributed launcher, its share: the mask divided among the processes of this node
+    (``LOCAL_WORLD_SIZE``), since every rank sees the whole mask and gloo ranks each spinning a
+    thread per core would oversubscribe them."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):  # macOS, Windows
-        return max(1, os.cpu_count() or 1)
+        cores = max(1, os.cpu_count() or 1)
+    from zoo.distributed import world
+
+    return max(1, cores // world().local_size)
 
 
 @dataclass(frozen=True)

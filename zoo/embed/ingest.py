@@ -214,10 +214,50 @@ def embed_dataset(
     LanceDB database ``db`` (created when missing), embedding only what the table lacks.
 
     ``index``: None builds the ANN index once the table reaches ``INDEX_THRESHOLD`` rows, True
-    builds it now, False never. ``engine``: the frozen pass's engine (:func:`zoo.frozen.frozen_pass`). Raises :class:`zoo.errors.ZooError` when the table was made by
-    another model (or other weights of this one).
+    builds it now, False never. ``engine``: the frozen pass's engine (:func:`zoo.frozen.frozen_pass`).
+    Raises :class:`zoo.errors.ZooError` when the table was made by another model (or other weights
+    of this one).
+
+    Under torch.distributed (torchrun, or ``zoo embed --nproc N``) rank 0 owns the database: it
+    plans (what is new, what changed) and writes; every rank embeds its share of the new items
+    and rank 0 gathers them, so the table is the one a single process makes. Every rank returns
+    rank 0's report.
     """
+    from zoo.distributed import broadcast, init_world
+
+    from zoo.devices import torch_device
+
+    here = init_world(torch_device(device))
+    if not here.main:
+        return _help_embed(model, data, skip_bad=skip_bad, batch_size=batch_size, device=device, workers=workers,
+                           engine=engine, registry_files=registry_files)
+    report = _embed_dataset(model, data, db=db, table=table, skip_bad=skip_bad, index=index, batch_size=batch_size,
+                            device=device, workers=workers, engine=engine, progress=progress,
+                            registry_files=registry_files)
+    return broadcast(report) if here.distributed else report
+
+
+def _help_embed(model: str, data: str | Path, *, skip_bad: bool, batch_size: int, device: str | None,
+                workers: int | None, engine: str, registry_files: Sequence[str | Path]) -> EmbedReport:
+    """A rank other than 0 in a distributed embed: the same model and data, rank 0's job (which
+    examples to embed), its share of them; then rank 0's report."""
+    from zoo.distributed import broadcast
+    from zoo.embed.embedder import resolve_embedder
+
+    embedder = resolve_embedder(model, registry_files)
+    dataset = read_items(data, embedder.card.modality, skip_bad=skip_bad)
+    job = broadcast(None)
+    if job is not None:
+        _compute(job, dataset, embedder, batch_size=batch_size, device=device, workers=workers, engine=engine,
+                 progress=False)
+    return broadcast(None)
+
+
+def _embed_dataset(model: str, data: str | Path, *, db: str | Path, table: str | None, skip_bad: bool,
+                   index: bool | None, batch_size: int, device: str | None, workers: int | None, engine: str,
+                   progress: bool, registry_files: Sequence[str | Path]) -> EmbedReport:
     from zoo.__about__ import __version__
+    from zoo.distributed import broadcast, world
     from zoo.embed.store import TableInfo, VectorStore, check_table_name, table_name_for
     from zoo.fetched import now_utc
     from zoo.pulling import resolve_card
@@ -246,7 +286,10 @@ def embed_dataset(
         created = existing is None
         target = store.create(name, info) if created else existing
         plan = _plan(dataset, target)
-        vectors, cache_note, engine_used = _vectors(plan, dataset, target, embedder, batch_size=batch_size,
+        job = _job(plan, dataset, embedder) if plan.ids and plan.to_embed else None
+        if world().distributed:
+            broadcast(job)  # the other ranks embed their share of it (see _help_embed)
+        vectors, cache_note, engine_used = _vectors(plan, job, dataset, target, embedder, batch_size=batch_size,
                                                     device=device, workers=workers, engine=engine, progress=progress)
         stale = sorted(set(plan.replace_ids) - set(plan.ids))  # a replaced row under an id of another scheme
         if plan.replace_ids:  # changed rows replaced and new ones added in one commit
@@ -339,58 +382,85 @@ def _plan(dataset: Any, table: Any) -> _Plan:
     return plan
 
 
-def _vectors(plan: _Plan, dataset: Any, table: Any, embedder: Any, *, batch_size: int,
+def _job(plan: _Plan, dataset: Any, embedder: Any) -> dict[str, Any]:
+    """What must be embedded, as plain data every rank can act on: the examples of the new
+    contents, and whether that is the whole dataset (then zoo finetune's feature cache serves)."""
+    return {"examples": [n for _, n in plan.to_embed.items()],
+            "whole": _whole(plan, dataset) and embedder.uses_feature_cache}
+
+
+def _vectors(plan: _Plan, job: dict[str, Any] | None, dataset: Any, table: Any, embedder: Any, *, batch_size: int,
              device: str | None, workers: int | None, engine: str, progress: bool
              ) -> tuple[Any, str | None, dict[str, Any] | None]:
-    """The (rows, dim) normalised vectors of the plan's rows: stored ones reused, the rest computed,
-    with the cache note and the record of the frozen pass that computed them.
+    """The (rows, dim) normalised vectors of the plan's rows: stored ones reused, the rest computed
+    (``job``, :func:`_compute`), with the cache note and the record of the frozen pass that
+    computed them."""
+    import numpy as np
+
+    if not plan.ids:
+        return np.zeros((0, embedder.dim), np.float32), None, None
+    computed: dict[str, Any] = {}
+    cache_note, used = None, None
+    if job is not None:
+        matrix, cache_note, used = _compute(job, dataset, embedder, batch_size=batch_size, device=device,
+                                            workers=workers, engine=engine, progress=progress)
+        computed = dict(zip(plan.to_embed, normalize(matrix.numpy())))
+    reused = table.vectors_for(c for c in plan.contents if c not in computed)  # stored: already normalised
+    return np.stack([computed[c] if c in computed else reused[c] for c in plan.contents]), cache_note, used
+
+
+def _compute(job: dict[str, Any], dataset: Any, embedder: Any, *, batch_size: int, device: str | None,
+             workers: int | None, engine: str, progress: bool) -> tuple[Any, str | None, dict[str, Any] | None]:
+    """The embeddings of the job's examples (a tensor, in its order), the cache note and the engine.
 
     When the table is empty and every example is needed, the whole dataset goes through zoo
     finetune's feature cache (a hit when finetune already embedded this data with this model; else
     it is filled, so a later finetune starts from it); otherwise only the new contents are embedded.
     A run's backbone (cut where it chose, trained where it trained) is not the card's: its vectors
     are computed, through the compiled engine only when its weights are still the pulled ones.
-    """
-    import numpy as np
+    Under torch.distributed every rank calls this and embeds its share."""
+    from zoo.devices import torch_device
+    from zoo.distributed import gather_rows, shard, world
+    from zoo.embed.store import forking_loaders
+    from zoo.frozen.choice import LazyPass
+    from zoo.frozen.features import cached_embeddings
 
-    card = embedder.card
-    if not plan.ids:
-        return np.zeros((0, embedder.dim), np.float32), None, None
-    computed: dict[str, Any] = {}
-    cache_note = None
-    used: dict[str, Any] | None = None
-    if plan.to_embed:
-        from zoo.devices import torch_device
-        from zoo.embed.store import forking_loaders
-        from zoo.frozen.choice import LazyPass
-        from zoo.frozen.features import cached_embeddings
+    chosen = torch_device(device)
+    here = world()
+    if here.distributed and chosen.type == "cuda" and chosen.index is None:
+        import torch
 
-        chosen = torch_device(device)
-        backbone = embedder.backbone(device=chosen)
-        whole = _whole(plan, dataset) and embedder.uses_feature_cache
-        order = list(plan.to_embed.items())  # (content, example index), one per new content
-        items = [dataset.examples[n].item for _, n in order]
-        fetched = embedder.engine_fetched()
-        frozen = LazyPass(backbone, fetched, engine=engine if fetched is not None else "torch", device=chosen,
-                          workers=workers, check=items)
-        bar = _bar(len(dataset) if whole else len(order), progress)
-        try:
-            with forking_loaders():
-                if whole:
-                    matrix, record = cached_embeddings(card, fetched, dataset, frozen, batch_size=batch_size,
-                                                       progress=bar)
-                    cache_note = "hit" if record["hit"] else "stored"
-                    used = record.get("engine")
-                    matrix = matrix[[n for _, n in order]]
-                else:
-                    matrix = frozen().embed(items, batch_size=batch_size, progress=bar)
-                    used = frozen.made.record()
-        finally:
-            if bar is not None:
-                bar.close()
-        computed = dict(zip((c for c, _ in order), normalize(matrix.numpy())))
-    reused = table.vectors_for(c for c in plan.contents if c not in computed)  # stored: already normalised
-    return np.stack([computed[c] if c in computed else reused[c] for c in plan.contents]), cache_note, used
+        chosen = torch.device("cuda", here.local_rank)
+    backbone = embedder.backbone(device=chosen)
+    examples = job["examples"]
+    items = [dataset.examples[n].item for n in examples]
+    fetched = embedder.engine_fetched()
+    frozen = LazyPass(backbone, fetched, engine=engine if fetched is not None else "torch", device=chosen,
+                      workers=workers, check=items)
+    bar = _bar(len(dataset) if job["whole"] else len(items), progress)
+    cache_note, used = None, None
+    try:
+        with forking_loaders():
+            if job["whole"]:
+                matrix, record = cached_embeddings(embedder.card, fetched, dataset, frozen, batch_size=batch_size,
+                                                   progress=bar)
+                cache_note = "hit" if record["hit"] else "stored"
+                used = record.get("engine")
+                matrix = matrix[examples]
+            else:
+                part = shard(len(items), here)
+                mine = items[part.start:part.stop]
+                matrix = frozen().embed(mine, batch_size=batch_size, progress=bar) if mine else None
+                if matrix is None:
+                    import torch
+
+                    matrix = torch.zeros(0, embedder.dim)
+                matrix = gather_rows(matrix.float().cpu(), len(items))
+                used = frozen.made.record() if frozen.made is not None else None
+    finally:
+        if bar is not None:
+            bar.close()
+    return matrix, cache_note, used
 
 
 def _whole(plan: _Plan, dataset: Any) -> bool:

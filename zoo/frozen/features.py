@@ -23,6 +23,7 @@ from typing import Any
 
 from zoo.atomic import atomic_write_bytes
 from zoo.card import ModelCard
+from zoo.distributed import broadcast, broadcast_rows, gather_rows, main_first, shard, world
 from zoo.fetched import Fetched
 from zoo.preprocess import VERSION as PIXELS_VERSION
 
@@ -112,20 +113,47 @@ def cached_features(card: ModelCard, fetched: Fetched | None, dataset: Any, froz
             continue  # missing or damaged: computed again
         if array.ndim == 2 and len(array) == len(dataset) and array.shape[1] == (dims[name] or array.shape[1]):
             found[name] = array
-    if len(found) == len(paths):
+    here = world()
+    complete = len(found) == len(paths)
+    if here.distributed:  # rank 0's cache decides, and gives its arrays to the ranks of other nodes
+        complete = broadcast(complete)
+        if complete:
+            found = {name: _numpy(broadcast_rows(_torch(found[name]) if here.main else None)) for name in paths}
+    if complete:
         if progress is not None:
             progress.update(len(dataset))
         return found, {**where, "hit": True, "seconds": time.perf_counter() - started,
                        **_read_meta(paths[EMBEDDING])}
     engine = frozen()
-    outputs = engine.outputs([e.item for e in dataset.examples], batch_size=batch_size, progress=progress)
+    items = [e.item for e in dataset.examples]
+    # Under torch.distributed each rank embeds its share and every rank gets all of them; a set
+    # smaller than the world is embedded whole by each (a few items, not worth the bookkeeping).
+    sharded = here.distributed and len(items) >= here.size
+    part = shard(len(items), here) if sharded else range(len(items))
+    outputs = engine.outputs(items[part.start:part.stop], batch_size=batch_size, progress=progress)
+    if sharded:
+        outputs = {name: _numpy(gather_rows(_torch(outputs[name]), len(items))) for name in paths}
     made_by = {"engine": engine.record()}
-    for name, path in paths.items():
-        buffer = io.BytesIO()
-        np.save(buffer, outputs[name], allow_pickle=False)
-        atomic_write_bytes(path.with_suffix(".json"), json.dumps(made_by, indent=2).encode())
-        atomic_write_bytes(path, buffer.getvalue())
+    with main_first() as writing:  # one writer (rank 0); the others go on once the files are in place
+        for name, path in paths.items():
+            if not writing:
+                break
+            buffer = io.BytesIO()
+            np.save(buffer, outputs[name], allow_pickle=False)
+            atomic_write_bytes(path.with_suffix(".json"), json.dumps(made_by, indent=2).encode())
+            atomic_write_bytes(path, buffer.getvalue())
     return outputs, {**where, "hit": False, "seconds": time.perf_counter() - started, **made_by}
+
+
+def _torch(array: Any) -> Any:
+    import numpy as np
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(array))
+
+
+def _numpy(tensor: Any) -> Any:
+    return tensor.cpu().numpy()
 
 
 def _read_meta(path: Path) -> dict[str, Any]:

@@ -27,7 +27,8 @@ from torch import nn
 
 from zoo.atomic import atomic_write_bytes
 from zoo.backbone import Backbone
-from zoo.batches import derive_seed, make_loader
+from zoo.batches import derive_seed, global_batches, make_loader
+from zoo.distributed import all_reduce_sum, gather_rows, shard, world
 from zoo.errors import ZooError
 from zoo.frozen.features import cached_embeddings
 from zoo.frozen.choice import LazyPass, frozen_pass
@@ -112,6 +113,12 @@ class Trainer:
         self.class_weights = class_weights(counts, config.class_weight)
         weight = torch.tensor(self.class_weights, dtype=torch.float32, device=device) if self.class_weights else None
         self.loss_fn = nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing)
+        # Unfrozen phases sum a batch's losses and divide by the whole batch's weight: under
+        # torch.distributed each rank holds part of the batch, and DDP's average of the ranks'
+        # gradients is then the gradient of the one-process batch mean, uneven parts included.
+        self.loss_sum = nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing, reduction="sum")
+        self.world = world()
+        self._ddp: tuple[tuple[int, ...], nn.Module] | None = None
         self.val_loss_fn = nn.CrossEntropyLoss(weight=weight.cpu() if weight is not None else None)
         if self.class_weights:
             log(f"balanced class weights in the loss (training classes of {min(c for c in counts if c)} to "
@@ -193,8 +200,7 @@ class Trainer:
         """Embeddings of ``dataset`` by the encoder as it is now (PyTorch, eval mode)."""
         if len(dataset) == 0:
             return torch.zeros(0, self.backbone.feature_dim)
-        items = [e.item for e in dataset.examples]
-        return self._unfrozen_pass().embed(items, batch_size=max(self.config.batch_size, 64)).float().cpu()
+        return self._embed_now([e.item for e in dataset.examples])
 
     def restore(self, checkpoint: dict[str, Any]) -> None:
         """Pretrained body, then the checkpoint's trained stages and head."""
@@ -281,34 +287,82 @@ class Trainer:
         self.model.train()
         _freeze_batchnorm(self.model.backbone)
         items = [e.item for e in data.examples]
-        loader = make_loader(self.backbone, items, self._labels(data).tolist(),
-                             batch_size=self.config.batch_size, seed=seed, shuffle=True,
-                             augmenting=self.config.augment, workers=self.budget.workers)
+        labels_all = self._labels(data)
+        size = self.config.batch_size
+        batches = global_batches(len(items), seed, True, size)
+        loader = make_loader(self.backbone, items, labels_all.tolist(), batch_size=size, seed=seed, shuffle=True,
+                             augmenting=self.config.augment, workers=self.budget.workers,
+                             rank=(self.world.rank, self.world.size))
+        model = self._wrapped()
         bar = _bar(self.progress, len(items), f"phase {phase} epoch {phase_epoch}")
-        steps = math.ceil(len(items) / self.config.batch_size)
-        with torch_threads(self.budget.threads):
+        steps = len(batches)
+        with torch_threads(self.budget.threads), _joined(model):
             for step, (inputs, labels) in enumerate(loader):
                 schedule(optimizer, (phase_epoch * steps + step) / (self.config.unfreeze_epochs * steps),
                          self.config.warmup)
                 labels = labels.to(self.device)
+                whole = labels_all[batches[step]]
                 with _autocast(self.device):
-                    logits = self._forward(inputs)
-                total_loss += self._step(optimizer, logits, labels) * len(labels)
+                    logits = self._forward(inputs, model)
+                loss = self.loss_sum(logits.float(), labels) / self._batch_weight(whole) * self.world.size
+                self._step_on(optimizer, loss)
+                total_loss += loss.item() / self.world.size * len(whole)
                 correct += int((logits.argmax(1) == labels).sum())
                 count += len(labels)
                 if bar is not None:
-                    bar.update(len(labels))
+                    bar.update(len(labels) * self.world.size)
         if bar is not None:
             bar.close()
+        total_loss, correct, count = all_reduce_sum((total_loss, correct, count))
         return total_loss / count, correct / count
 
-    def _forward(self, inputs: Any) -> torch.Tensor:
+    def _batch_weight(self, labels: torch.Tensor) -> float:
+        """What CrossEntropyLoss's mean divides a batch's summed loss by: its count, or with class
+        weights the sum of its examples' weights."""
+        if self.loss_sum.weight is None:
+            return float(len(labels))
+        return float(self.loss_sum.weight.cpu()[labels].sum())
+
+    def _step_on(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+        """A step on an already normalised loss; a NaN on any rank stops every rank."""
+        finite = bool(torch.isfinite(loss))
+        if self.world.distributed:
+            finite = all_reduce_sum((0.0 if finite else 1.0,))[0] == 0
+        if not finite:
+            raise Diverged()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    def _wrapped(self) -> nn.Module:
+        """The classifier for a training step: itself, or under torch.distributed wrapped in
+        DistributedDataParallel over the parameters that learn now. A phase that unfreezes more
+        stages gets a new wrapper (DDP fixes its parameters when it is made); the old one is
+        dropped first, so its gradient hooks never fire beside the new ones. Frozen parameters
+        are not in the wrapper, so no ``find_unused_parameters``; BatchNorm statistics do not
+        move (eval mode), so no buffers are broadcast."""
+        if not self.world.distributed:
+            return self.model
+        learning = tuple(id(p) for p in self.model.parameters() if p.requires_grad)
+        if self._ddp is None or self._ddp[0] != learning:
+            import gc
+
+            from torch.nn.parallel import DistributedDataParallel
+
+            self._ddp = None
+            gc.collect()
+            ids = [self.device.index or 0] if self.device.type == "cuda" else None
+            self._ddp = (learning, DistributedDataParallel(self.model, device_ids=ids, broadcast_buffers=False))
+        return self._ddp[1]
+
+    def _forward(self, inputs: Any, model: nn.Module | None = None) -> torch.Tensor:
+        model = model or self.model
         if isinstance(inputs, dict):
-            return self.model(**{k: v.to(self.device) for k, v in inputs.items()})
+            return model(**{k: v.to(self.device) for k, v in inputs.items()})
         inputs = inputs.to(self.device, non_blocking=True)
         if self.channels_last:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
-        return self.model(inputs)
+        return model(inputs)
 
     @torch.no_grad()
     def logits(self, name: str, dataset: Any, phase: int) -> torch.Tensor:
@@ -316,9 +370,19 @@ class Trainer:
         self.model.eval()
         if phase == 0:
             return self.model.head(self.embeddings(name, dataset).to(self.device)).float().cpu()
-        items = [e.item for e in dataset.examples]
-        embedded = self._unfrozen_pass().embed(items, batch_size=max(self.config.batch_size, 64))
+        embedded = self._embed_now([e.item for e in dataset.examples])
         return self.model.head(embedded.to(self.device)).float().cpu()
+
+    def _embed_now(self, items: list[Any]) -> torch.Tensor:
+        """Embeddings by the backbone as it is now (PyTorch, eval mode), each rank embedding its
+        share of the items and every rank getting all of them, in order."""
+        part = shard(len(items), self.world)
+        mine = items[part.start:part.stop]
+        if mine:
+            embedded = self._unfrozen_pass().embed(mine, batch_size=max(self.config.batch_size, 64)).float().cpu()
+        else:
+            embedded = torch.zeros(0, self.backbone.feature_dim)
+        return gather_rows(embedded, len(items))
 
     def validate(self, phase: int) -> Score:
         logits = self.logits("val", self.splits.val, phase)
@@ -432,6 +496,14 @@ def schedule(optimizer: torch.optim.Optimizer, position: float, warmup: float) -
         factor = 0.5 * (1 + math.cos(math.pi * min(1.0, (position - warmup) / (1 - warmup))))
     for group in optimizer.param_groups:
         group["lr"] = group.get("base_lr", group["lr"]) * min(1.0, factor)
+
+
+def _joined(model: nn.Module):
+    """DDP's join for a rank whose part of the last batch was empty (fewer examples than ranks):
+    the others' gradient reductions go on without it. A plain module needs none."""
+    from contextlib import nullcontext
+
+    return model.join() if hasattr(model, "join") and world().distributed else nullcontext()
 
 
 def _autocast(device: torch.device):

@@ -220,9 +220,13 @@ def finetune(
     ``unfreeze``, ``head``, ``seed``...). ``resume=RUN_DIR`` continues a killed run from its last
     complete checkpoint with its saved configuration.
     """
+    from zoo.distributed import world
     from zoo.train.config import FinetuneConfig
 
+    here = world()
     say = log or (lambda text: print(text, file=sys.stderr, flush=True))
+    if not here.main:  # under torch.distributed rank 0 speaks for every rank
+        say, progress = (lambda text: None), False
     if resume is not None:
         run_dir = Path(resume)
         if not (run_dir / "config.json").is_file():
@@ -240,9 +244,54 @@ def finetune(
             raise ZooError("finetune needs a model and data (or resume=RUN_DIR)")
         config = FinetuneConfig(model=model, data=str(data), **options)
         run_dir = Path(out) if out is not None else _default_dir(model)
-        if run_dir.exists() and any(run_dir.iterdir()):
+        if here.main and run_dir.exists() and any(run_dir.iterdir()):
             raise ZooError(f"{run_dir}: the run folder exists and is not empty; choose another --out, "
                            f"or continue it with --resume {run_dir}")
+    if here.distributed:
+        return _finetune_distributed(config, run_dir, resume is not None, say, progress)
+    return _finetune_in(config, run_dir, resume is not None, say, progress)
+
+
+def _finetune_distributed(config: Any, run_dir: Path, resuming: bool, say: Callable[[str], None],
+                          progress: bool) -> Run:
+    """One rank of a run under torch.distributed (torchrun, or ``zoo finetune --nproc``).
+
+    Every rank runs the whole recipe on the same data: the frozen pass, validation and the test
+    are sharded and gathered (:mod:`zoo.distributed`), the unfrozen phases step one
+    DistributedDataParallel model, and everything else (the head on cached features,
+    cross-validation, the choices) is computed identically on every rank from the same numbers,
+    so no rank waits for another's decision. Rank 0 owns the run folder. The other ranks write
+    what the recipe writes into a private scratch copy (deleted at the end), which keeps the
+    recipe free of rank checks; a resumed run's scratch starts as a copy of the run folder, so
+    resuming needs the run folder on a filesystem every node sees (as multi-node training
+    always does). Nothing in a checkpoint depends on the world size, so a run may be resumed
+    with another one."""
+    import shutil
+    import tempfile
+
+    from zoo.distributed import barrier, broadcast, init_world
+
+    from zoo.devices import torch_device
+
+    here = init_world(torch_device(config.device))
+    run_dir = Path(broadcast(str(run_dir)))  # rank 0's default name (its clock) for every rank
+    scratch = None
+    if not here.main:
+        scratch = Path(tempfile.mkdtemp(prefix=f"zoo-rank{here.rank}-"))
+        if resuming:
+            shutil.copytree(run_dir, scratch / "run", ignore=shutil.ignore_patterns(".lock"))
+    barrier()  # the copies are made before rank 0 writes anything
+    try:
+        run = _finetune_in(config, run_dir if scratch is None else scratch / "run", resuming, say, progress)
+        barrier()  # rank 0's folder is complete
+        return run if here.main else open_run(run_dir) if (run_dir / "config.json").is_file() else run
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _finetune_in(config: Any, run_dir: Path, resuming: bool, say: Callable[[str], None], progress: bool) -> Run:
+    """The run in ``run_dir``: created (or resumed), locked, and removed if it failed before it began."""
     created = not run_dir.exists()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -250,7 +299,7 @@ def finetune(
         raise ZooError(f"{run_dir}: cannot create the run folder ({exc.strerror}); choose a writable --out") from None
     lock = _lock(run_dir)
     try:
-        return _finetune(config, run_dir, resume is not None, say, progress)
+        return _finetune(config, run_dir, resuming, say, progress)
     except BaseException:
         if created and not (run_dir / "config.json").is_file():  # failed before it began: leave nothing behind
             import shutil
@@ -288,8 +337,17 @@ def _finetune(config: Any, run_dir: Path, resuming: bool, say: Callable[[str], N
     from zoo.train.recipe import Trainer
     from zoo.train.selection import parse_cut
 
+    from zoo.distributed import world
+
     resume = run_dir if resuming else None
     device = torch_device(config.device)  # a device this machine lacks: refused before any work
+    here = world()
+    if here.distributed:
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", here.local_rank)  # one GPU per rank of this node
+        if config.batch_size < here.size:
+            raise ZooError(f"--batch-size {config.batch_size} is smaller than the {here.size} processes: each rank "
+                           f"takes a part of every batch; use a batch of at least {here.size}")
     card = resolve_card(config.model, config.registry)
     started = time.perf_counter()
     if _is_multi_label(config, card):
