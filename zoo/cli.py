@@ -33,6 +33,13 @@ class _ZooGroup(click.Group):
             return super().invoke(ctx)
         except ZooError as exc:
             raise click.ClickException(str(exc)) from None
+        except RuntimeError as exc:
+            from zoo.distributed import lost_peer, world
+
+            if lost_peer(exc):  # the launcher names the rank that died; this one only lost it
+                raise click.ClickException(f"rank {world().rank}: another rank stopped "
+                                           f"({str(exc).splitlines()[0][:120]})") from None
+            raise
 
 
 @click.group(cls=_ZooGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -27,7 +27,7 @@ from typing import Any
 from zoo.errors import ZooError
 
 __all__ = ["World", "world", "init_world", "shard", "gather_rows", "broadcast", "broadcast_rows", "barrier",
-           "main_first", "all_equal", "all_reduce_sum", "launch"]
+           "main_first", "all_equal", "all_reduce_sum", "lost_peer", "launch"]
 
 
 @dataclass(frozen=True)
@@ -199,6 +199,17 @@ def main_first() -> Iterator[bool]:
             barrier()
 
 
+def lost_peer(exc: BaseException) -> bool:
+    """Whether ``exc`` is a collective failing because another rank is gone (killed, crashed):
+    then the launcher stops every rank, and this one's traceback only repeats that."""
+    here = world()
+    if not here.distributed or not isinstance(exc, RuntimeError):
+        return False
+    text = str(exc)
+    return type(exc).__name__ in ("DistBackendError", "DistNetworkError") or any(
+        clue in text for clue in ("Connection closed by peer", "Connection reset by peer", "Broken pipe"))
+
+
 def launch(nproc: int, argv: Sequence[str], *, rendezvous: Sequence[str] = ()) -> None:
     """Run ``python -m zoo ARGV`` in ``nproc`` processes with torch's elastic launcher, in this
     process (what ``zoo finetune --nproc N`` does): the same as ``torchrun --standalone
@@ -214,8 +225,11 @@ def launch(nproc: int, argv: Sequence[str], *, rendezvous: Sequence[str] = ()) -
     try:
         run(args)
     except ChildFailedError as exc:
-        failures = sorted(exc.failures.items())
-        rank, failure = failures[0]
+        # the cause, not the ranks the launcher stopped after it (SIGTERM) or that lost their peer
+        stopped = {-15}
+        causes = [item for item in sorted(exc.failures.items()) if item[1].exitcode not in stopped] \
+            or sorted(exc.failures.items())
+        rank, failure = min(causes, key=lambda item: (item[1].exitcode == 1, item[1].timestamp))
         how = f"exit code {failure.exitcode}" if failure.exitcode >= 0 else f"signal {-failure.exitcode}"
         raise ZooError(f"rank {rank} of {nproc} failed ({how}); every rank was stopped. The run folder keeps its "
                        f"last complete checkpoint: continue with `--resume RUN` (any --nproc)") from None

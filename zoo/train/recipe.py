@@ -352,7 +352,7 @@ class Trainer:
             self._ddp = None
             gc.collect()
             ids = [self.device.index or 0] if self.device.type == "cuda" else None
-            self._ddp = (learning, DistributedDataParallel(self.model, device_ids=ids, broadcast_buffers=False))
+            self._ddp = (learning, DistributedDataParallel(self.model, device_ids=ids, forward_sync_buffers=False))
         return self._ddp[1]
 
     def _forward(self, inputs: Any, model: nn.Module | None = None) -> torch.Tensor:

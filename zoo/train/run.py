@@ -265,9 +265,9 @@ def _finetune_distributed(config: Any, run_dir: Path, resuming: bool, say: Calla
     recipe free of rank checks; a resumed run's scratch starts as a copy of the run folder, so
     resuming needs the run folder on a filesystem every node sees (as multi-node training
     always does). Nothing in a checkpoint depends on the world size, so a run may be resumed
-    with another one."""
+    with another one. The scratch copy is a hidden sibling of the run folder (``.NAME.rankR``):
+    a rank killed with SIGKILL cannot remove it, and the next resume replaces it."""
     import shutil
-    import tempfile
 
     from zoo.distributed import barrier, broadcast, init_world
 
@@ -277,12 +277,13 @@ def _finetune_distributed(config: Any, run_dir: Path, resuming: bool, say: Calla
     run_dir = Path(broadcast(str(run_dir)))  # rank 0's default name (its clock) for every rank
     scratch = None
     if not here.main:
-        scratch = Path(tempfile.mkdtemp(prefix=f"zoo-rank{here.rank}-"))
+        scratch = run_dir.parent / f".{run_dir.name}.rank{here.rank}"
+        shutil.rmtree(scratch, ignore_errors=True)  # a killed rank's
         if resuming:
-            shutil.copytree(run_dir, scratch / "run", ignore=shutil.ignore_patterns(".lock"))
+            shutil.copytree(run_dir, scratch, ignore=shutil.ignore_patterns(".lock"))
     barrier()  # the copies are made before rank 0 writes anything
     try:
-        run = _finetune_in(config, run_dir if scratch is None else scratch / "run", resuming, say, progress)
+        run = _finetune_in(config, run_dir if scratch is None else scratch, resuming, say, progress)
         barrier()  # rank 0's folder is complete
         return run if here.main else open_run(run_dir) if (run_dir / "config.json").is_file() else run
     finally:
