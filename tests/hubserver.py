@@ -3,7 +3,8 @@
 It answers what huggingface_hub's client asks when it downloads a snapshot (read from the
 installed client's ``_snapshot_download.py``, ``file_download.py`` and ``hf_api.py``):
 
-- ``GET  /api/models/{repo}/revision/{rev}``: repo info, ``sha`` is the commit the revision names;
+- ``GET  /api/models/{repo}[/revision/{rev}]``: repo info, ``sha`` is the commit the revision names
+  (the default branch, ``main``, without one), with ``cardData`` and ``pipeline_tag`` when set;
 - ``GET  /api/models/{repo}/tree/{rev}[/{path}]?recursive=..&expand=..``: the file listing,
   paginated with a ``Link: <...>; rel="next"`` header when longer than ``page_size``;
 - ``HEAD``/``GET /{repo}/resolve/{rev}/{file}``: ``X-Repo-Commit``, ``ETag`` (sha256 for
@@ -55,6 +56,8 @@ class HubRepo:
     token: str | None = None  # the bearer token that may read a gated or private repo
     private: bool = False  # every path answers 401 RepoNotFound without the token (as the Hub does)
     withheld: set[str] = field(default_factory=set)  # listed in the tree, but /resolve says 404
+    card_data: dict[str, Any] | None = None  # the model info's ``cardData`` (the README's front matter on the Hub)
+    pipeline_tag: str | None = None  # the model info's ``pipeline_tag``
 
     @property
     def gated(self) -> bool:
@@ -92,13 +95,16 @@ class HubServer:
 
     # -- content ---------------------------------------------------------------------------
     def add_repo(self, repo_id: str, files: Mapping[str, bytes], *, branch: str = "main",
-                 token: str | None = None, private: bool = False) -> str:
+                 token: str | None = None, private: bool = False, card_data: dict[str, Any] | None = None,
+                 pipeline_tag: str | None = None) -> str:
         """Publish ``files`` as a new commit of ``repo_id`` on ``branch``; returns the commit sha.
 
         ``token`` makes the repo gated (files need ``Authorization: Bearer <token>``), or private
-        with ``private=True`` (everything needs it)."""
+        with ``private=True`` (everything needs it). ``card_data`` and ``pipeline_tag`` are what the
+        model info says (``cardData``, ``pipeline_tag``), as the Hub reads them from the README."""
         repo = self.repos.setdefault(repo_id, HubRepo(repo_id))
         repo.token, repo.private = token, private
+        repo.card_data, repo.pipeline_tag = card_data, pipeline_tag
         digest = hashlib.sha1(f"{repo_id}@{branch}#{len(repo.commits)}".encode())
         for name in sorted(files):
             digest.update(name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
@@ -216,11 +222,14 @@ class _Handler(BaseHTTPRequestHandler):
             return
         files = repo.commits[sha]
         if kind != "tree":
+            described = {"cardData": repo.card_data} if repo.card_data is not None else {}
+            if repo.pipeline_tag is not None:
+                described["pipeline_tag"] = repo.pipeline_tag
             return self._json(200, {
                 "_id": sha[:24], "id": repo_id, "modelId": repo_id, "sha": sha, "private": repo.private,
                 "gated": "manual" if repo.gated else False, "disabled": False,
                 "lastModified": "2024-01-01T00:00:00.000Z", "tags": [], "library_name": "transformers",
-                "siblings": [{"rfilename": name} for name in sorted(files)],
+                "siblings": [{"rfilename": name} for name in sorted(files)], **described,
             })
         entries = _tree(files, sub, recursive=_flag(query, "recursive"))
         start = int(query.get("cursor", ["0"])[0])

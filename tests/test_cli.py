@@ -96,7 +96,7 @@ def test_plugins_command():
     for name in ("zoo_files", "zoo_hf", "zoo_timm", "zoo_torchvision"):
         assert name in result.output
     data = {p["name"]: p for p in json.loads(invoke("plugins", "--json").output)}
-    assert data["zoo_hf"]["hooks"] == ["register_adapters", "register_sources"]
+    assert data["zoo_hf"]["hooks"] == ["register_adapters", "register_finders", "register_sources"]
     assert data["zoo_hf"]["origin"] == "built-in" and data["zoo_hf"]["status"] == "ok"
     assert data["zoo.data.formats"]["hooks"] == ["register_dataset_formats"]
 

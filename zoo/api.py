@@ -38,8 +38,13 @@ def list_models(
 
 
 def get_card(name: str, *, registry_files: Sequence[str | Path] = ()) -> ModelCard:
-    """The card of one model; an unknown name raises :class:`zoo.UnknownModelError` with suggestions."""
-    return registry(registry_files).card(name)
+    """The card of one model; an unknown name raises :class:`zoo.UnknownModelError` with suggestions.
+
+    ``PREFIX:REF`` (``hf:ORG/NAME``) is a finder's model: its card comes from the registry when it
+    was derived before, else the finder derives and saves it (see :func:`zoo.pulling.resolve_card`)."""
+    from zoo.pulling import resolve_card
+
+    return resolve_card(name, registry_files)
 
 
 def list_plugins() -> list[PluginInfo]:

@@ -114,10 +114,15 @@ class Backbone(nn.Module):
     def _card_embedding(self, outputs: dict[str, torch.Tensor], inputs: Sequence[torch.Tensor],
                         named: dict[str, torch.Tensor]) -> torch.Tensor:
         embedding = outputs[self.card.embedding.node]
+        pooling = self.card.embedding.pooling
         if self.card.modality == "text":
-            pooling = self.card.embedding.pooling or "mean"
+            pooling = pooling or "mean"
             if pooling != "pooler":
                 embedding = pool_tokens(embedding, _attention_mask(embedding, inputs, named), pooling)
+        elif pooling in ("cls", "token") and embedding.dim() == 3:  # image tokens (N, T, C): a ViT's class token
+            embedding = embedding[:, 0]
+        elif pooling in ("mean", "avg") and embedding.dim() > 2:
+            embedding = pool_feature(embedding)
         return embedding.flatten(1)
 
     # ----------------------------------------------------------------- inputs

@@ -121,9 +121,8 @@ def _acc(card: Any) -> str:
 @click.pass_context
 def show_cmd(ctx: click.Context, name: str, as_json: bool) -> None:
     """Show a model's whole card: source, input, cut point, head and stages."""
-    registry = api.registry(_registries(ctx))
-    card = registry.card(name)
-    problem = registry.unavailable.get(name)
+    card = api.get_card(name, registry_files=_registries(ctx))  # an hf:ORG/NAME is derived on first use
+    problem = api.registry(_registries(ctx)).unavailable.get(card.name)
     if as_json:
         _echo_json({**card.to_dict(), "unavailable": problem})
         return

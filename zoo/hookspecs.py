@@ -33,3 +33,11 @@ def register_models(register: Callable[[Any], None]) -> None:
 def register_dataset_formats(register: Callable[[Any], None]) -> None:
     """Register dataset formats for ``zoo finetune --data``: ``register(fmt)`` with an object that has
     a ``name``, ``detect(path) -> bool`` and ``load(path, modality) -> zoo.data.Dataset``."""
+
+
+@hookspec
+def register_finders(register: Callable[[Any], None]) -> None:
+    """Register finders, which derive a card for a model named ``PREFIX:REF`` that no registry has:
+    ``register(finder)`` with an object that has a ``prefix`` (e.g. ``hf``) and
+    ``find(ref, cache) -> str`` returning registry TOML text for exactly one model (named REF), and
+    optionally ``serves(card, ref) -> bool``: whether a registry card named REF is that model."""

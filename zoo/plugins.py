@@ -60,7 +60,8 @@ class PluginInfo:
 
 @dataclass(frozen=True)
 class Contribution:
-    """A component (source or adapter) or a batch of model entries, with the plugin that gave it."""
+    """A component (source, adapter, dataset format, finder) or a batch of model entries, with the
+    plugin that gave it."""
 
     plugin: str
     value: Any
@@ -82,7 +83,10 @@ COMPONENT_HOOKS = {
     "register_sources": "source",
     "register_adapters": "adapter",
     "register_dataset_formats": "dataset format",
+    "register_finders": "finder",
 }
+#: The attribute a component is known by, where it is not ``name`` (a finder owns a name prefix).
+_KEY_ATTRIBUTE = {"register_finders": "prefix"}
 
 #: zoo's own plugins inside the core package (datasette's DEFAULT_PLUGINS): always loaded.
 DEFAULT_PLUGINS = ("zoo.data.formats",)
@@ -224,7 +228,8 @@ class PluginHost:
         if self._contributions is not None:
             return self._contributions
         got = _Contributions()
-        checks = [(hook, _check_component(kind)) for hook, kind in COMPONENT_HOOKS.items()]
+        checks = [(hook, _check_finder if hook == "register_finders" else _check_component(kind))
+                  for hook, kind in COMPONENT_HOOKS.items()]
         for hook_name, check in [*checks, ("register_models", _check_models)]:
             for impl in reversed(getattr(self.pm.hook, hook_name).get_hookimpls()):
                 record = self._records.get(impl.plugin_name)
@@ -255,15 +260,17 @@ class PluginHost:
             got.models.extend(Contribution(plugin, value) for value in given)
             return
         kind, table = COMPONENT_HOOKS[hook_name], got.components[hook_name]
+        attribute = _KEY_ATTRIBUTE.get(hook_name, "name")
         for component in given:
-            existing = table.get(component.name)
+            key = getattr(component, attribute)
+            existing = table.get(key)
             if existing is not None:
                 raise PluginError(
-                    f"{kind} type {component.name!r} is registered twice: by plugin "
+                    f"{kind} {'type' if attribute == 'name' else attribute} {key!r} is registered twice: by plugin "
                     f"{existing.plugin!r} and by plugin {plugin!r}. Uninstall one of them, or "
                     f"disable one with ZOO_DISABLE_PLUGINS={plugin}"
                 )
-            table[component.name] = Contribution(plugin, component)
+            table[key] = Contribution(plugin, component)
 
     def components(self, hook_name: str) -> Mapping[str, Contribution]:
         """Name -> registered component (with its plugin) for one of :data:`COMPONENT_HOOKS`."""
@@ -280,6 +287,10 @@ class PluginHost:
     def dataset_formats(self) -> Mapping[str, Contribution]:
         """Dataset format name -> the registered format, with its plugin."""
         return self.components("register_dataset_formats")
+
+    def finders(self) -> Mapping[str, Contribution]:
+        """Name prefix (``hf`` for ``hf:ORG/NAME``) -> the registered finder, with its plugin."""
+        return self.components("register_finders")
 
     def model_contributions(self) -> list[Contribution]:
         """Model entries (TOML text, a Path, or a dict) with the plugin that gave each."""
@@ -299,6 +310,15 @@ class PluginHost:
             infos.append(PluginInfo(record.name, record.version, record.distribution,
                                     record.origin, hooks, record.status, record.error))
         return infos
+
+
+def _check_finder(plugin: str, finder: Any) -> Any:
+    prefix = getattr(finder, "prefix", None)
+    if not isinstance(prefix, str) or not _COMPONENT_NAME.match(prefix):
+        raise PluginError(f"a finder needs a `prefix` of lowercase letters, digits, '-' or '_', got {prefix!r}")
+    if not callable(getattr(finder, "find", None)):
+        raise PluginError(f"finder {prefix!r} needs a method `find(ref, cache) -> str` returning registry TOML")
+    return finder
 
 
 def _check_component(kind: str) -> Callable[[str, Any], Any]:

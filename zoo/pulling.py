@@ -6,23 +6,133 @@ without any network request.
 
 from __future__ import annotations
 
+import re
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+from zoo import settings
+from zoo.atomic import atomic_write_bytes
 from zoo.cache import Cache  # noqa
 from zoo.card import ModelCard
 from zoo.catalog import load_registry
 from zoo.download import redact
-from zoo.errors import IntegrityError, LoadError, PullError
+from zoo.errors import CacheError, IntegrityError, LoadError, OfflineError, PluginError, PullError, ZooError
 from zoo.fetched import Fetched
 from zoo.plugins import get_host
 from zoo.protocols import Source
+from zoo.registries import Registry
 
 __all__ = ["pull", "cached", "source_of", "resolve_card", "check_same_weights"]
 
+_PREFIXED = re.compile(r"^(?P<prefix>[a-z][a-z0-9_-]*):(?P<ref>.*)$")
 
-def resolve_card(model: str | ModelCard, registry_files: Sequence[str | Path] = ()) -> ModelCard:
-    return model if isinstance(model, ModelCard) else load_registry(registry_files).card(model)
+
+def resolve_card(model: str | ModelCard, registry_files: Sequence[str | Path] = (), *,
+                 cache: Cache | None = None) -> ModelCard:
+    """The card of ``model``: a registry name, or ``PREFIX:REF`` for a finder's model (``hf:ORG/NAME``).
+
+    A prefixed name uses the registry's card named REF when there is one (the finder may say it is
+    another model); otherwise the finder derives a card, which is checked like any registry file
+    and saved under ``$ZOO_HOME/registry.d``, so the next call (offline too) finds it there.
+    Offline (``cache.offline``, default ``ZOO_OFFLINE``) a card that was never derived raises
+    :class:`zoo.errors.OfflineError`. A failure leaves nothing under registry.d.
+    """
+    if isinstance(model, ModelCard):
+        return model
+    registry = load_registry(registry_files)
+    match = _PREFIXED.match(model)
+    if match is None:
+        return registry.card(model)
+    prefix, ref = match["prefix"], match["ref"]
+    provided = get_host().finders().get(prefix)
+    if provided is None:
+        known = ", ".join(f"{p}:" for p in sorted(get_host().finders())) or "none"
+        raise LoadError(f"{model!r}: no loaded plugin finds models named {prefix}:... (prefixes: {known}). "
+                        f"Run `zoo plugins` to see which plugins are broken or disabled, or use a name from `zoo list`")
+    known_card = _registered(registry, provided.value, model, ref)
+    if known_card is not None:
+        return known_card
+    cache = cache or Cache()
+    if cache.offline:
+        raise OfflineError(f"{model!r} was never pulled: no card for it in the registry or {_registry_d()}, and "
+                           f"offline mode is on (ZOO_OFFLINE=1 / --offline). Connect once: `zoo pull {model}` with "
+                           f"network access derives and saves its card")
+    return _derive(provided.plugin, provided.value, model, ref, cache, registry_files)
+
+
+def _registry_d() -> Path:
+    return settings.zoo_home() / "registry.d"
+
+
+def _registered(registry: Registry, finder: Any, model: str, ref: str) -> ModelCard | None:
+    """The registry's card named ``ref`` (any case), when the finder agrees it is that model."""
+    name = ref if ref in registry else next((n for n in registry if n.lower() == ref.lower()), None)
+    if name is None:
+        return None
+    card = registry.card(name)
+    serves = getattr(finder, "serves", None)
+    if serves is not None and not serves(card, ref):
+        raise PullError(f"{model!r}: the registry's model {card.name!r} (from {card.origin}) is another model, so the "
+                        f"card of {model} cannot take its name. Use `zoo show {card.name}` for that one, or rename it")
+    return card
+
+
+def _card_file(model: str) -> Path:
+    """``$ZOO_HOME/registry.d/hf--acme--tiny-bert.toml`` for ``hf:acme/tiny-bert``."""
+    stem = re.sub(r"[^A-Za-z0-9._-]", "_", model.replace(":", "--", 1).replace("/", "--"))
+    return _registry_d() / f"{stem}.toml"
+
+
+def _derive(plugin: str, finder: Any, model: str, ref: str, cache: Cache,
+            registry_files: Sequence[str | Path]) -> ModelCard:
+    """Ask the finder for a card, check it as every later load will, then save it atomically."""
+    target = _card_file(model)
+    with cache.lock(cache.root / "locks" / target.name):
+        registry = load_registry(registry_files)  # another process may have derived it while we waited
+        known_card = _registered(registry, finder, model, ref)
+        if known_card is not None:
+            return known_card
+        text = finder.find(ref, cache)
+        where = f"plugin {plugin!r} derived a card for {model} that zoo cannot use"
+        if not isinstance(text, str):
+            raise PluginError(f"{where}: find() returned a {type(text).__name__}, not registry TOML text")
+        name = _checked(text, target, registry_files, where)
+        if name.lower() != ref.lower():
+            raise PluginError(f"{where}: it names the model {name!r}, not {ref!r}")
+        try:
+            atomic_write_bytes(target, text.encode("utf-8"))
+        except OSError as exc:
+            raise CacheError(f"cannot save the card of {model} in {target.parent}: {exc.strerror or exc}. Set "
+                             f"ZOO_HOME to a writable folder") from None
+        try:
+            return load_registry(registry_files).card(name)
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
+
+
+def _checked(text: str, target: Path, registry_files: Sequence[str | Path], where: str) -> str:
+    """The one model's name in ``text``, after the registry loaded it beside every other file:
+    zoo's parser, the plugins' field checks and the duplicate-name check all passed."""
+    with tempfile.TemporaryDirectory(prefix="zoo-derived-") as folder:
+        trial = Path(folder) / target.name
+        trial.write_text(text, encoding="utf-8")
+        try:
+            registry = load_registry([*registry_files, trial])
+            names = [card.name for card in registry.values() if card.origin.path == trial]
+            if len(names) != 1:
+                raise PluginError(f"{where}: it holds {len(names)} models, not one")
+            registry.card(names[0])
+        except ZooError as exc:
+            if isinstance(exc, PluginError):
+                raise
+            raise PluginError(f"{where}: {str(exc).replace(str(trial), str(target))}") from None
+        problem = registry.unavailable.get(names[0])
+    if problem:
+        raise PluginError(f"{where}: {problem}")
+    return names[0]
 
 
 def source_of(card: ModelCard) -> Source:
@@ -84,8 +194,8 @@ def pull(
     ``offline`` (default: ``ZOO_OFFLINE``) never opens a socket: cached models return, uncached
     ones raise :class:`zoo.errors.OfflineError`. ``force`` pulls again even when cached.
     """
-    card = resolve_card(model, registry_files)
     cache = cache or Cache(offline=offline, quiet=quiet)
+    card = resolve_card(model, registry_files, cache=cache)
     source = source_of(card)
     if not force:
         record, problems = _recorded(card, cache)  # records are written atomically: no lock needed to read one

@@ -1,4 +1,5 @@
-"""zoo plugin: the Hugging Face Hub (the `hf` source) and transformers models (the `transformers` adapter).
+"""zoo plugin: the Hugging Face Hub (the `hf` source), transformers models (the `transformers` adapter),
+and a card for any Hub model by id (the `hf:` finder: `zoo pull hf:ORG/NAME`).
 
 Written exactly as a third-party plugin: it touches zoo only through its public API and hooks.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 from zoo import hookimpl
 
 from zoo_hf.adapter import TransformersAdapter
+from zoo_hf.finder import HubFinder
 from zoo_hf.source import HubSource
 
 
@@ -19,3 +21,8 @@ def register_sources(register):
 @hookimpl
 def register_adapters(register):
     register(TransformersAdapter())
+
+
+@hookimpl
+def register_finders(register):
+    register(HubFinder())

@@ -1,4 +1,4 @@
-"""The `transformers` adapter: a transformers model class and its tokenizer from the pulled folder."""
+"""The `transformers` adapter: a transformers model class (text or image) and its tokenizer from the pulled folder."""
 
 from __future__ import annotations
 
@@ -80,7 +80,10 @@ def _quiet_transformers():
 
 
 def _hidden_states(model, card: ModelCard, nodes: Sequence[str]):
-    """A module returning ``{node: tensor}``: ``last_hidden_state``, ``pooler_output``, or a stage's output."""
+    """A module returning ``{node: tensor}``: ``last_hidden_state``, ``pooler_output``, or a stage's output.
+
+    Text models take ``input_ids`` and ``attention_mask``; image models a pixel batch (NCHW). The
+    card's stages are the embeddings and then each encoder layer: stage ``i`` is ``hidden_states[i]``."""
     import torch.nn as nn
 
     positions = {name: i for i, name in enumerate(card.stages)}
@@ -96,17 +99,23 @@ def _hidden_states(model, card: ModelCard, nodes: Sequence[str]):
             super().__init__()
             self.model = model
             self.nodes = tuple(nodes)
+            self.hidden = any(n in positions for n in self.nodes)
 
+        def outputs(self, out) -> dict:
+            return {node: out.hidden_states[positions[node]] if node in positions else getattr(out, node)
+                    for node in self.nodes}
+
+    class TextStates(HiddenStates):
         def forward(self, input_ids, attention_mask=None, token_type_ids=None):
             extra = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
-            out = self.model(input_ids=input_ids, attention_mask=attention_mask,
-                             output_hidden_states=any(n in positions for n in self.nodes), **extra)
-            result = {}
-            for node in self.nodes:
-                if node in positions:
-                    result[node] = out.hidden_states[positions[node]]
-                else:
-                    result[node] = getattr(out, node)
-            return result
+            return self.outputs(self.model(input_ids=input_ids, attention_mask=attention_mask,
+                                           output_hidden_states=self.hidden, **extra))
 
-    return HiddenStates()
+    class ImageStates(HiddenStates):
+        def forward(self, pixel_values):
+            return self.outputs(self.model(pixel_values=pixel_values, output_hidden_states=self.hidden))
+
+    if card.modality not in ("text", "image"):
+        raise LoadError(f"model {card.name!r}: the transformers adapter takes text and image models, not "
+                        f"{card.modality}")
+    return (TextStates if card.modality == "text" else ImageStates)()

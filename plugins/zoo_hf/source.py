@@ -22,7 +22,7 @@ from zoo import Fetched, FetchedFile, Field, IntegrityError, OfflineError, PullE
 if TYPE_CHECKING:  # pragma: no cover
     from zoo import Cache, ModelCard
 
-__all__ = ["HubSource"]
+__all__ = ["HubSource", "translate"]
 
 DEFAULT_REVISION = "main"
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -66,7 +66,8 @@ class HubSource:
                 local_files_only=offline is not None, tqdm_class=_progress_class(cache.quiet),
             )
         except Exception as exc:
-            error = _translate(exc, card, where, offline=offline, allow=allow, ignore=ignore)
+            error = translate(exc, where, name=card.name, repo=repo, revision=revision, offline=offline,
+                              allow=allow, ignore=ignore)
             if error is None:
                 raise  # not a user error: a bug keeps its traceback
             raise error from exc
@@ -159,11 +160,15 @@ def _hash(root: Path, name: str, where: str) -> FetchedFile:
     return FetchedFile(name=name, path=path, sha256=digest, size=stat.st_size, mtime_ns=stat.st_mtime_ns)
 
 
-def _translate(exc: Exception, card: ModelCard, where: str, *, offline: str | None,
-               allow: list[str] | None, ignore: list[str] | None) -> ZooError | None:
+def translate(exc: Exception, where: str, *, name: str, repo: str, revision: str, offline: str | None,
+              allow: list[str] | None = None, ignore: list[str] | None = None,
+              repo_hint: str = "Check the card's source.repo",
+              revision_hint: str = "Fix the card's source.revision") -> ZooError | None:
     """A zoo error saying what to do, for the huggingface_hub errors a user can cause; None for the rest.
 
-    ``offline`` names the switch that turned offline mode on, or is None when online."""
+    ``name`` is what `zoo pull` takes, ``offline`` names the switch that turned offline mode on (None
+    when online); the hints say what to fix when the repo or the revision does not exist. The source
+    and the finder (for ``hf:ORG/NAME``) share it."""
     from huggingface_hub import constants
     from huggingface_hub import errors as hf
 
@@ -173,25 +178,22 @@ def _translate(exc: Exception, card: ModelCard, where: str, *, offline: str | No
         return OfflineError(
             f"{where} is not in the Hugging Face cache ({constants.HF_HUB_CACHE})"
             + (" or only partly" if isinstance(exc, getattr(hf, "IncompleteSnapshotError", ())) else "")
-            + f" and offline mode is on ({offline}). Run `zoo pull {card.name}` with network access first, "
+            + f" and offline mode is on ({offline}). Run `zoo pull {name}` with network access first, "
             "or turn offline mode off"
         )
     if isinstance(exc, hf.GatedRepoError):
         return PullError(
             f"{where}: the repository is gated and your token does not grant access. Accept its terms at "
-            f"{constants.ENDPOINT}/{card.source.get('repo')} while logged in, then set HF_TOKEN to a token "
+            f"{constants.ENDPOINT}/{repo} while logged in, then set HF_TOKEN to a token "
             "of that account (or run `hf auth login`) and pull again"
         )
     if isinstance(exc, hf.RepositoryNotFoundError):
         return PullError(
-            f"{where}: the repository does not exist on {constants.ENDPOINT}, or it is private. Check the "
-            "card's source.repo; for a private or gated repository set HF_TOKEN to a token that can read it"
+            f"{where}: the repository does not exist on {constants.ENDPOINT}, or it is private. {repo_hint}; "
+            "for a private or gated repository set HF_TOKEN to a token that can read it"
         )
     if isinstance(exc, hf.RevisionNotFoundError):
-        return PullError(
-            f"{where}: the repository has no branch, tag or commit {card.source.get('revision') or 'main'!r}. "
-            "Fix the card's source.revision"
-        )
+        return PullError(f"{where}: the repository has no branch, tag or commit {revision!r}. {revision_hint}")
     if isinstance(exc, hf.EntryNotFoundError) and not isinstance(exc, hf.LocalEntryNotFoundError):
         return PullError(
             f"{where}: a file that matches {_describe(allow, ignore)} is listed but could not be downloaded "

@@ -201,7 +201,7 @@ def open_run(run_dir: str | Path) -> Run:
 
 def _default_dir(model: str) -> Path:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{model.replace('/', '--')}-{stamp}"
+    return Path("runs") / f"{model.replace('/', '--').replace(':', '-')}-{stamp}"  # hf:org/x: no ':' on Windows
 
 
 def finetune(
