@@ -11,6 +11,7 @@ Environment switches:
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import re
@@ -70,12 +71,29 @@ class Contribution:
 @dataclass
 class _Record:
     name: str
-    distribution: str | None
-    version: str | None
-    origin: str
+    given_distribution: str | None
+    given_version: str | None
+    given_origin: str
     module: object | None = None
     status: str = "ok"
     error: str | None = None
+    dist: Any = None  # an entry point's distribution: its name and version are read when asked for
+
+    # Reading a distribution's METADATA parses it as an e-mail message (about 1 ms each): every
+    # command loads the plugins, and only `zoo plugins` and a clash of names need these.
+    @functools.cached_property
+    def distribution(self) -> str | None:
+        return self.dist.metadata["Name"] if self.dist is not None else self.given_distribution
+
+    @functools.cached_property
+    def version(self) -> str | None:
+        return self.dist.version if self.dist is not None else self.given_version
+
+    @property
+    def origin(self) -> str:
+        if self.dist is None:
+            return self.given_origin
+        return "built-in" if self.distribution == "zoo" else "entry point"
 
 
 #: Hooks that register named components, with the word for one component in messages.
@@ -134,19 +152,14 @@ class PluginHost:
     def _load_entrypoints(self) -> None:
         all_off, skip = _disabled_names()
         for ep in sorted(metadata.entry_points(group=GROUP), key=lambda e: e.name):
-            dist = getattr(ep, "dist", None)
-            dist_name = dist.metadata["Name"] if dist is not None else None
-            origin = "built-in" if dist_name == "zoo" else "entry point"
-            version = dist.version if dist is not None else None
+            record = _Record(ep.name, None, None, "entry point", dist=getattr(ep, "dist", None))
             if ep.name in self._records:
                 previous = self._records[ep.name]
-                if previous.distribution == dist_name:
+                if previous.distribution == record.distribution:
                     continue  # the same distribution seen twice on sys.path
-                self._broken(_Record(ep.name, dist_name, version, origin),
-                             f"its name is already taken by the plugin from distribution "
-                             f"{previous.distribution!r}; uninstall one of the two")
+                self._broken(record, f"its name is already taken by the plugin from distribution "
+                                     f"{previous.distribution!r}; uninstall one of the two")
                 continue
-            record = _Record(ep.name, dist_name, version, origin)
             if all_off or ep.name in skip:
                 record.status = "disabled"
                 self._records[ep.name] = record
