@@ -18,6 +18,8 @@ import time
 COMMANDS = {
     "zoo list": [shutil.which("zoo") or "zoo", "list"],
     "zoo show resnet50": [shutil.which("zoo") or "zoo", "show", "resnet50"],
+    "zoo show timm/...": [shutil.which("zoo") or "zoo", "show", "timm/convnext_tiny.fb_in1k"],
+    "zoo list --family": [shutil.which("zoo") or "zoo", "list", "--family", "resnet", "--sort", "acc@1"],
     "zoo --help": [shutil.which("zoo") or "zoo", "--help"],
     "python -c pass": [sys.executable, "-c", "pass"],
     "timm.list_models()": [sys.executable, "-c", "import timm; timm.list_models()"],

@@ -94,7 +94,12 @@ def test_timm_cards_match_timms_pretrained_configs(card):
 
     reference = create_transform(**resolve_data_config(pretrained_cfg=cfg.to_dict()))
     resize = next(t for t in reference.transforms if isinstance(t, Resize))
-    assert card.input.resize == (resize.size if isinstance(resize.size, int) else resize.size[0])
+    if card.input.crop_mode == "squash":  # both sides: zoo scales the crop's shape by resize / its shorter side
+        height, width = card.input.size
+        scale = card.input.resize / min(height, width)
+        assert [int(height * scale), int(width * scale)] == list(resize.size)
+    else:
+        assert card.input.resize == (resize.size if isinstance(resize.size, int) else resize.size[0])
 
 
 def test_every_catalogue_card_passes_the_full_check_and_equals_its_fast_build():

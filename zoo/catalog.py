@@ -56,7 +56,7 @@ def load_registry(
 
     builtin = builtin_registry_path()
     cards = parse_registry_file(builtin, Origin("builtin", "zoo", builtin))
-    unchecked: dict[str, Callable[[], ModelCard]] = {}
+    unchecked: dict[str, Callable[[str], ModelCard]] = {}
     for contribution in host.model_contributions():
         cards.extend(_plugin_cards(host, contribution, unchecked))
     for path in files:
@@ -79,7 +79,7 @@ def _mtimes(files: Iterable[Path]) -> tuple:
 
 
 def _plugin_cards(host: PluginHost, contribution: Contribution,
-                  unchecked: dict[str, Callable[[], ModelCard]]) -> list[ModelCard]:
+                  unchecked: dict[str, Callable[[str], ModelCard]]) -> list[ModelCard]:
     """Parse one plugin's entries; invalid ones mark that plugin broken instead of failing zoo.
 
     A generated catalogue (a ``.json`` path, :func:`zoo.registries.read_catalogue`) is built
@@ -92,8 +92,7 @@ def _plugin_cards(host: PluginHost, contribution: Contribution,
         if isinstance(value, Path) and value.suffix == ".json":
             models = read_catalogue(value, origin)
             cards = [card_from_table(name, table, origin) for name, table in models.items()]
-            for card in cards:
-                unchecked[card.name] = functools.partial(_checked, host, card.name, models[card.name], origin, label)
+            unchecked.update(dict.fromkeys(models, functools.partial(_checked, host, models, origin, label)))
             return cards
         if isinstance(value, Path):
             return parse_registry_text(value.read_text(encoding="utf-8"), origin, label)
@@ -105,9 +104,9 @@ def _plugin_cards(host: PluginHost, contribution: Contribution,
         return []
 
 
-def _checked(host: PluginHost, name: str, table: Any, origin: Origin, label: str) -> ModelCard:
+def _checked(host: PluginHost, models: Mapping[str, Any], origin: Origin, label: str, name: str) -> ModelCard:
     """A catalogue card checked as every other card is: its fields, then its plugin-owned ones."""
-    card = parse_card(name, table, origin, Location(label, name))
+    card = parse_card(name, models[name], origin, Location(label, name))
     _check_card(card, host, {})
     return card
 

@@ -17,7 +17,7 @@ import click
 from zoo import api
 from zoo.__about__ import __version__
 from zoo.errors import ZooError
-from zoo.frozen.choice import ENGINES
+from zoo.frozen.engines import ENGINES
 from zoo.train.config import AUGMENTATIONS, RECIPES
 from zoo.classweights import CLASS_WEIGHTS
 from zoo.plugins import PluginWarning

@@ -272,6 +272,9 @@ def _cut_point(r: TableReader, modality: str) -> CutPoint:
 
 # --------------------------------------------------------------------------- catalogues
 
+_NOTHING: Mapping[str, Any] = frozen_map()
+_NO_MAP = frozen_map()  # one shared empty, read-only table for the many cards without features or metrics
+
 #: The format a generated catalogue declares (``{"catalogue": 1, "models": {...}}``).
 CATALOGUE_FORMAT = 1
 
@@ -300,7 +303,7 @@ def card_from_table(name: str, table: Mapping[str, Any], origin: Origin) -> Mode
     not what it should be raises ``RegistryError`` here only when it cannot be built at all."""
     try:
         source, adapter = dict(table["source"]), dict(table["adapter"])
-        spec = table.get("input") or {}
+        spec = table.get("input") or _NOTHING
         cut = table["embedding"]
         size = spec.get("size")
         return ModelCard(
@@ -319,8 +322,9 @@ def card_from_table(name: str, table: Mapping[str, Any], origin: Origin) -> Mode
                 max_length=spec.get("max_length"), tokenizer=spec.get("tokenizer"),
                 sample_rate=spec.get("sample_rate")),
             embedding=CutPoint(node=cut["node"], dim=cut["dim"], pooling=cut.get("pooling")),
-            head=table.get("head"), stages=tuple(table["stages"]), features=frozen_map(table.get("features")),
-            metrics=frozen_map({k: float(v) for k, v in (table.get("metrics") or {}).items()}),
+            head=table.get("head"), stages=tuple(table["stages"]),
+            features=frozen_map(table["features"]) if "features" in table else _NO_MAP,
+            metrics=frozen_map({k: float(v) for k, v in table["metrics"].items()}) if "metrics" in table else _NO_MAP,
             tags=tuple(table.get("tags", ())), homepage=table.get("homepage"), paper=table.get("paper"),
             notes=table.get("notes"), family=table.get("family"),
             gflops=None if table.get("gflops") is None else float(table["gflops"]),
@@ -381,7 +385,7 @@ class Registry(Mapping[str, ModelCard]):
     """
 
     def __init__(self, cards: Mapping[str, ModelCard], unavailable: Mapping[str, str] | None = None,
-                 unchecked: Mapping[str, Callable[[], ModelCard]] | None = None) -> None:
+                 unchecked: Mapping[str, Callable[[str], ModelCard]] | None = None) -> None:
         self._cards = dict(sorted(cards.items()))
         self.unavailable: Mapping[str, str] = frozen_map(unavailable or {})
         # catalogue cards not checked yet: name -> the check, which returns the checked card
@@ -403,7 +407,7 @@ class Registry(Mapping[str, ModelCard]):
             raise UnknownModelError(name, self.suggest(name))
         check = self._unchecked.pop(name, None)
         if check is not None:
-            self._cards[name] = check()
+            self._cards[name] = check(name)
         return self._cards[name]
 
     def suggest(self, name: str, n: int = 3) -> list[str]:

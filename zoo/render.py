@@ -12,12 +12,11 @@ __all__ = ["table", "format_params", "format_bytes", "card_lines"]
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """Left-aligned columns separated by two spaces, with a header rule."""
-    widths = [len(h) for h in headers]
-    for row in rows:
-        widths = [max(w, len(cell)) for w, cell in zip(widths, row)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip(),
-             "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    columns = list(zip(*rows)) if rows else [() for _ in headers]  # thousands of rows: by column, once
+    widths = [max(len(h), max(map(len, column), default=0)) for h, column in zip(headers, columns)]
+    line = "  ".join(f"{{:<{w}}}" for w in widths).format  # one format per row, not a ljust per cell
+    lines = [line(*headers).rstrip(), "  ".join("-" * w for w in widths)]
+    lines += [line(*row).rstrip() for row in rows]
     return "\n".join(lines)
 
 

@@ -20,11 +20,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from zoo.errors import EngineError, ZooError
+from zoo.frozen.engines import ENGINES
 from zoo.frozen.passes import FrozenPass, in_eval_mode, spread
 
 __all__ = ["frozen_pass", "LazyPass", "feature_precision", "ENGINES", "feeds_as_tensors"]
-
-ENGINES = ("auto", "torch", "onnxruntime")
 
 #: Items of the caller's data each onnxruntime pass is checked on before it runs (one batch of 1
 #: and one of the rest: the dynamic batch axis at two sizes).
