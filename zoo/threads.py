@@ -26,9 +26,14 @@ def available_cores() -> int:
         cores = max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):  # macOS, Windows
         cores = max(1, os.cpu_count() or 1)
-    from zoo.distributed import world
+    return max(1, cores // _processes_on_this_node())
 
-    return max(1, cores // world().local_size)
+
+def _processes_on_this_node() -> int:
+    """``LOCAL_WORLD_SIZE``, which torchrun sets for every rank (:mod:`zoo.distributed` reads the
+    rest of the world; this module stays below it); 1 outside a launcher or when it is not a number."""
+    value = os.environ.get("LOCAL_WORLD_SIZE", "").strip()
+    return max(1, int(value)) if value.isdigit() else 1
 
 
 @dataclass(frozen=True)
