@@ -36,7 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from zoo.pulling import pull
     from zoo.card import ComponentRef, CutPoint, FileSpec, InputSpec, ModelCard, Origin
     from zoo.hookspecs import hookimpl
-    from zoo.registries import Registry
+    from zoo.registries import Registry, render_catalogue, write_catalogue
     from zoo.schema import STATE_DICT_FIELDS, Field
     from zoo.cache import Cache
     from zoo.download import redact, sha256_file
@@ -72,6 +72,8 @@ _LAZY = {
     "ComponentRef": "zoo.card",
     "Origin": "zoo.card",
     "Registry": "zoo.registries",
+    "render_catalogue": "zoo.registries",
+    "write_catalogue": "zoo.registries",
     "Field": "zoo.schema",
     # for plugins: what a source or adapter needs (README "Writing a source or an adapter")
     "STATE_DICT_FIELDS": "zoo.schema",

@@ -16,11 +16,14 @@ from typing import IO, Any
 __all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_json", "atomic_torch_save"]
 
 
-def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> Path:
-    """Call ``write(handle)`` on a temp file next to ``path``, then rename it into place."""
+def atomic_write(path: Path, write: Callable[[IO[bytes]], Any], *, mode: int | None = None) -> Path:
+    """Call ``write(handle)`` on a temp file next to ``path``, then rename it into place.
+    ``mode``: the file's permissions (mkstemp's are 0600, private), e.g. 0o644 for package data."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        if mode is not None:
+            os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
@@ -32,8 +35,8 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> Path:
     return path
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> Path:
-    return atomic_write(path, lambda handle: handle.write(data))
+def atomic_write_bytes(path: Path, data: bytes, *, mode: int | None = None) -> Path:
+    return atomic_write(path, lambda handle: handle.write(data), mode=mode)
 
 
 def atomic_write_json(path: Path, data: Any) -> Path:

@@ -41,6 +41,8 @@ __all__ = [
     "parse_registry_file",
     "parse_models",
     "read_catalogue",
+    "render_catalogue",
+    "write_catalogue",
     "card_from_table",
     "merge_cards",
     "parse_size",
@@ -295,6 +297,29 @@ def read_catalogue(path: Path, origin: Origin) -> dict[str, Any]:
         raise RegistryError(f"{path}: not a zoo model catalogue of format {CATALOGUE_FORMAT} "
                             f'(expected {{"catalogue": {CATALOGUE_FORMAT}, "models": {{...}}}}); generate it again')
     return data["models"]
+
+
+def render_catalogue(models: Mapping[str, Any], skipped: Mapping[str, str], *, generated_by: str,
+                     library: str) -> str:
+    """A catalogue as the generators ship it: JSON that :func:`read_catalogue` reads, with the
+    header first and one card (or skipped name and reason) per line, sorted by name, so that a
+    regenerated file diffs card by card."""
+    def block(items: Mapping[str, Any]) -> str:
+        lines = [f"  {json.dumps(k)}: {json.dumps(v, ensure_ascii=False)}" for k, v in sorted(items.items())]
+        return "{\n" + ",\n".join(lines) + "\n }" if lines else "{}"
+
+    head = {"catalogue": CATALOGUE_FORMAT, "generated_by": generated_by, "library": library}
+    parts = [f" {json.dumps(k)}: {json.dumps(v)}" for k, v in head.items()]
+    parts += [f' "models": {block(models)}', f' "skipped": {block(skipped)}']
+    return "{\n" + ",\n".join(parts) + "\n}\n"
+
+
+def write_catalogue(path: Path, text: str) -> None:
+    """Write a rendered catalogue atomically (readers never see half of one), readable by all:
+    it is package data."""
+    from zoo.atomic import atomic_write_bytes
+
+    atomic_write_bytes(path, text.encode("utf-8"), mode=0o644)
 
 
 def card_from_table(name: str, table: Mapping[str, Any], origin: Origin) -> ModelCard:

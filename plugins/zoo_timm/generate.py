@@ -35,10 +35,8 @@ import argparse
 import functools
 import json
 import multiprocessing
-import os
 import re
 import sys
-import tempfile
 import time
 import warnings
 from collections import Counter
@@ -52,6 +50,8 @@ from timm.data import create_transform, resolve_data_config
 from torch import nn
 from torchvision.models.feature_extraction import NodePathTracer, _set_default_tracer_kwargs
 from torchvision.transforms import CenterCrop, Normalize, Resize
+
+from zoo import render_catalogue, write_catalogue
 
 CATALOG = Path(__file__).with_name("catalog.json")
 GENERATED_BY = "python -m zoo_timm.generate"
@@ -453,33 +453,6 @@ def _progress(results: Iterable[tuple], total: int) -> list[tuple]:
     return done
 
 
-def render(cards: dict[str, dict[str, Any]], skipped: dict[str, str]) -> str:
-    """The catalogue as JSON text: header fields, then one card (or skip) per line, sorted by name."""
-    def block(items: dict[str, Any]) -> str:
-        lines = [f"  {json.dumps(k)}: {json.dumps(v, ensure_ascii=False)}" for k, v in sorted(items.items())]
-        return "{\n" + ",\n".join(lines) + "\n }" if lines else "{}"
-
-    head = {"catalogue": 1, "generated_by": GENERATED_BY, "library": LIBRARY}
-    parts = [f" {json.dumps(k)}: {json.dumps(v)}" for k, v in head.items()]
-    parts += [f' "models": {block(cards)}', f' "skipped": {block(skipped)}']
-    return "{\n" + ",\n".join(parts) + "\n}\n"
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """A temp file beside ``path``, fsynced, then renamed: readers never see half a catalogue."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, path.stat().st_mode & 0o777 if path.exists() else 0o644)  # mkstemp's is 0600
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _previous(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
     """The existing catalogue's cards and skips (for ``--only``), or nothing."""
     try:
@@ -513,7 +486,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             old_cards.pop(f"timm/{name}", None)
             old_skipped.pop(name, None)
         cards, skipped = {**old_cards, **cards}, {**old_skipped, **skipped}
-    write_atomically(args.output, render(cards, skipped))
+    write_catalogue(args.output, render_catalogue(cards, skipped, generated_by=GENERATED_BY, library=LIBRARY))
     print(summary(cards, skipped))
     print(f"wrote {args.output} in {time.monotonic() - started:.0f} s")
     return 0

@@ -27,11 +27,9 @@ import argparse
 import contextlib
 import json
 import math
-import os
 import posixpath
 import re
 import sys
-import tempfile
 import time
 import warnings
 from collections import Counter
@@ -48,6 +46,7 @@ from torchvision.models.feature_extraction import create_feature_extractor, get_
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms._presets import ImageClassification
 
+from zoo import render_catalogue, write_catalogue
 from zoo_torchvision import families
 from zoo_torchvision.source import hash_prefix
 
@@ -282,33 +281,6 @@ def generate() -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     return dict(sorted(cards.items())), dict(sorted(skipped.items()))
 
 
-def render(cards: dict[str, dict[str, Any]], skipped: dict[str, str]) -> str:
-    """The catalogue as JSON text: header fields, then one card (or skip) per line, sorted by name."""
-    def block(items: dict[str, Any]) -> str:
-        lines = [f"  {json.dumps(k)}: {json.dumps(v, ensure_ascii=False)}" for k, v in sorted(items.items())]
-        return "{\n" + ",\n".join(lines) + "\n }" if lines else "{}"
-
-    head = {"catalogue": 1, "generated_by": GENERATED_BY, "library": LIBRARY}
-    parts = [f" {json.dumps(k)}: {json.dumps(v)}" for k, v in head.items()]
-    parts += [f' "models": {block(cards)}', f' "skipped": {block(skipped)}']
-    return "{\n" + ",\n".join(parts) + "\n}\n"
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """A temp file beside ``path``, fsynced, then renamed: readers never see half a catalogue."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; the catalogue is package data everyone reads
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def summary(cards: dict[str, dict[str, Any]], skipped: dict[str, str]) -> str:
     """Counts: cards per family, and the skipped weights with their reasons."""
     counts = Counter(table["family"] for table in cards.values())
@@ -325,12 +297,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="write nothing; exit 1 if the catalogue differs from what would be written")
     args = parser.parse_args(argv)
     started = time.monotonic()
-    text = render(*generate())
+    text = render_catalogue(*generate(), generated_by=GENERATED_BY, library=LIBRARY)
     if args.check:
         current = args.output.read_text(encoding="utf-8") if args.output.exists() else ""
         print(f"{args.output} is {'up to date' if current == text else 'stale: run ' + GENERATED_BY}")
         return 0 if current == text else 1
-    write_atomically(args.output, text)
+    write_catalogue(args.output, text)
     data = json.loads(text)
     print(summary(data["models"], data["skipped"]))
     print(f"wrote {args.output} in {time.monotonic() - started:.0f} s")
