@@ -27,7 +27,7 @@ from typing import Any
 from zoo.errors import ZooError
 
 __all__ = ["World", "world", "init_world", "shard", "gather_rows", "broadcast", "broadcast_rows", "barrier",
-           "main_first", "all_equal", "all_reduce_sum", "lost_peer", "launch"]
+           "main_first", "all_reduce_sum", "lost_peer", "launch"]
 
 
 @dataclass(frozen=True)
@@ -170,16 +170,6 @@ def barrier() -> None:
     dist = _dist()
     if dist is not None:
         dist.barrier()
-
-
-def all_equal(value: Any) -> bool:
-    """Whether every rank holds the same ``value`` (a check that the ranks agree, e.g. on data)."""
-    dist = _dist()
-    if dist is None:
-        return True
-    values: list[Any] = [None] * world().size
-    dist.all_gather_object(values, value)
-    return all(v == values[0] for v in values)
 
 
 @contextmanager

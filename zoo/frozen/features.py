@@ -135,9 +135,7 @@ def cached_features(card: ModelCard, fetched: Fetched | None, dataset: Any, froz
         outputs = {name: _numpy(gather_rows(_torch(outputs[name]), len(items))) for name in paths}
     made_by = {"engine": engine.record()}
     with main_first() as writing:  # one writer (rank 0); the others go on once the files are in place
-        for name, path in paths.items():
-            if not writing:
-                break
+        for name, path in (paths.items() if writing else ()):
             buffer = io.BytesIO()
             np.save(buffer, outputs[name], allow_pickle=False)
             atomic_write_bytes(path.with_suffix(".json"), json.dumps(made_by, indent=2).encode())
