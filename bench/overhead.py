@@ -46,7 +46,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=4)
     epochs = parser.parse_args().epochs
     splits = make_splits("digits", modality="image", per_class=10, seed=0)
-    config = FinetuneConfig(model=MODEL, data="digits", per_class=10, unfreeze=PHASE, augment=False)
+    config = FinetuneConfig(model=MODEL, data="digits", per_class=10, unfreeze=PHASE, augment=False).resolved("image")
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(config, Path(tmp), splits, zoo.load(MODEL), pull(MODEL), device=torch.device("cpu"),
                           log=lambda _: None, progress=False)

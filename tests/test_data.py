@@ -155,7 +155,7 @@ def test_no_format_names_the_path_and_the_formats_tried(tmp_path):
         open_dataset(tmp_path / "missing.parquet", modality="image")
     message = error(excinfo)
     assert "missing.parquet" in message and "no such file or folder" in message
-    assert "tried csv, digits, folder, jsonl" in message
+    assert "tried audio-csv, audio-folder, spoken-digits, csv, digits, folder, jsonl" in message
 
 
 # --------------------------------------------------------------------------- bad input

@@ -29,6 +29,8 @@ def test_every_hook_is_documented_with_its_signature(name, fn):
 def test_ci_runs_the_readme_commands():
     ci = (REPO / ".ci" / "run").read_text(encoding="utf-8")
     blocks = re.findall(r"```bash\n(.*?)```", README, flags=re.S)
-    install = next(b for b in blocks if "pip install" in b).strip()
+    install = next(b for b in blocks if "install.sh" in b).strip()
     test = next(b for b in blocks if "pytest" in b).strip()
     assert install in ci and test in ci
+    script = (REPO / "install.sh").read_text(encoding="utf-8")
+    assert 'pip install -e ".[dev]"' in script and "espeak-ng" in script  # the one command installs it all

@@ -34,7 +34,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from zoo.benchmark import BenchResult, bench
     from zoo.loading import load
     from zoo.pulling import pull
-    from zoo.card import ComponentRef, CutPoint, FileSpec, InputSpec, ModelCard, Origin
+    from zoo.card import ComponentRef, CutPoint, FileSpec, FrontEndSpec, InputSpec, ModelCard, Origin
+    from zoo.data.dataset import Dataset, Example, Problem
     from zoo.hookspecs import hookimpl
     from zoo.registries import Registry, render_catalogue, write_catalogue
     from zoo.schema import STATE_DICT_FIELDS, Field
@@ -71,6 +72,11 @@ _LAZY = {
     "FileSpec": "zoo.card",
     "ComponentRef": "zoo.card",
     "Origin": "zoo.card",
+    "FrontEndSpec": "zoo.card",
+    # for plugins: what a dataset format returns (README "Writing a dataset format")
+    "Dataset": "zoo.data.dataset",
+    "Example": "zoo.data.dataset",
+    "Problem": "zoo.data.dataset",
     "Registry": "zoo.registries",
     "render_catalogue": "zoo.registries",
     "write_catalogue": "zoo.registries",

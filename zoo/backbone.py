@@ -128,7 +128,12 @@ class Backbone(nn.Module):
     # ----------------------------------------------------------------- inputs
 
     def preprocess(self, items: Sequence[Any]) -> Any:
-        """PIL images / paths / arrays -> an NCHW tensor; texts -> a dict of token tensors."""
+        """PIL images / paths / arrays -> an NCHW tensor; texts -> a dict of token tensors; another
+        modality through the card's front end (a sound as a spectrogram image, ``zoo.frontend``)."""
+        if self.card.input.front_end is not None:
+            from zoo.frontend import batch
+
+            return torch.from_numpy(batch(items, self.card.input))
         if self.card.modality == "image":
             return torch.from_numpy(image_batch(items, self.card.input))
         if self.card.modality == "text":

@@ -128,6 +128,25 @@ class _Images(torch.utils.data.Dataset):
         return torch.from_numpy(image_array(image, self.spec)), self.labels[index]
 
 
+class _Converted(torch.utils.data.Dataset):
+    """Items of another modality through the card's front end (``zoo.frontend``), which owns its
+    augmentation (SpecAugment for sounds), seeded per example like the images'."""
+
+    def __init__(self, items: Sequence[Any], labels: Sequence[int], spec, augmenting: str | bool) -> None:  # noqa: ANN001
+        augmenting = ("light" if augmenting else "none") if isinstance(augmenting, bool) else augmenting
+        self.items, self.labels, self.spec, self.augmenting = items, labels, spec, augmenting
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, int]:
+        from zoo.frontend import array
+
+        index, seed = key
+        augment = (self.augmenting, seed) if self.augmenting != "none" and seed >= 0 else None
+        return torch.from_numpy(array(self.items[index], self.spec, augment=augment)), self.labels[index]
+
+
 class _Texts(torch.utils.data.Dataset):
     def __init__(self, items: Sequence[str], labels: Sequence[int]) -> None:
         self.items, self.labels = items, labels
@@ -157,6 +176,8 @@ def _dataset(backbone: Backbone, items: Sequence[Any], labels: Sequence[int], au
              ) -> tuple[torch.utils.data.Dataset, Any]:
     """The per-example dataset and the collate function of a backbone's inputs."""
     card = backbone.card
+    if card.input.front_end is not None:
+        return _Converted(items, labels, card.input, augmenting), default_collate
     if card.modality == "text":
         return _Texts(items, labels), _Tokenize(backbone.tokenizer, card.input.max_length or 512)
     return _Images(items, labels, card.input, augmenting), default_collate

@@ -13,7 +13,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
-__all__ = ["ModelCard", "InputSpec", "CutPoint", "FileSpec", "ComponentRef", "Origin", "MODALITIES"]
+__all__ = ["ModelCard", "InputSpec", "FrontEndSpec", "CutPoint", "FileSpec", "ComponentRef", "Origin", "MODALITIES"]
 
 MODALITIES = ("image", "text", "audio")
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
@@ -72,6 +72,40 @@ class FileSpec:
 
 
 @dataclass(frozen=True)
+class FrontEndSpec:
+    """A front end that turns another modality into what the network takes (a sound into a log-mel
+    spectrogram image), with every parameter resolved: plain data, so that a run records it, the
+    feature cache keys on it and an exported model repeats it without the plugin's defaults.
+
+    ``name``: the registered front end (``zoo.frontend``); ``modality``: what it reads
+    (``"audio"``); ``params``: sorted ``(key, value)`` pairs of JSON values.
+    """
+
+    name: str
+    modality: str
+    params: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return {key: value for key, value in self.params}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "modality": self.modality, "params": self.options}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FrontEndSpec:
+        return cls(str(data["name"]), str(data["modality"]), _frozen_params(data.get("params") or {}))
+
+
+def _frozen_params(params: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """Hashable params: lists become tuples, keys sorted."""
+    def freeze(value: Any) -> Any:
+        return tuple(freeze(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+    return tuple(sorted((str(k), freeze(v)) for k, v in params.items()))
+
+
+@dataclass(frozen=True)
 class InputSpec:
     """What the network expects as input."""
 
@@ -87,6 +121,8 @@ class InputSpec:
     tokenizer: str | None = None  # tokenizer kind; its files come with the model's files
     # audio
     sample_rate: int | None = None
+    # another modality read through a front end (set for a run, never by a registry card)
+    front_end: FrontEndSpec | None = None
 
 
 @dataclass(frozen=True)

@@ -232,9 +232,30 @@ def _speaks() -> bool:
     return world().main
 
 
+def _front_end_settings(values: tuple[str, ...]) -> dict[str, Any] | None:
+    """``--front-end KEY=VALUE`` pairs as a dict, each value read as JSON where it is (numbers)."""
+    settings: dict[str, Any] = {}
+    for value in values:
+        key, sep, text = value.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"expected KEY=VALUE, got {value!r}", param_hint="--front-end")
+        try:
+            settings[key.strip()] = json.loads(text)
+        except ValueError:
+            settings[key.strip()] = text
+    return settings or None
+
+
+_front_end_option = click.option(
+    "--front-end", "front_end", multiple=True, metavar="KEY=VALUE",
+    help="Sounds for an image backbone: a log-mel setting (clip_seconds=2, n_mels=128, hop_ms=10...); repeatable. "
+         "Every setting is recorded with the run and the exported model.")
+
+
 @cli.command("finetune")
 @click.argument("model", required=False)
-@click.option("--data", help="Image folder, CSV/JSONL manifest, or 'digits' (the offline demo).")
+@click.option("--data", help="Image folder, CSV/JSONL manifest, 'digits' (the offline demo), a folder of clips "
+                             "(.wav/.flac/.ogg) per class, or 'spoken-digits' (the offline audio demo).")
 @click.option("--val", help="Explicit validation set (same formats); default: a stratified split.")
 @click.option("--test", help="Explicit test set.")
 @click.option("--out", type=click.Path(file_okay=False), help="Run folder (default: runs/MODEL-TIME).")
@@ -275,11 +296,11 @@ def _speaks() -> bool:
               show_default=True, help="Loss weights per class: auto balances when the largest class is over 3x the smallest.")
 @click.option("--unfreeze", default=str(_default("unfreeze")), show_default=True,
               help="Stages to unfreeze from the top after the head, one by one: a number, 'all', or "
-                   "'auto' (0 for images, 2 for text, as measured in bench/).")
+                   "'auto' (0 for images, 2 for text, all for sounds, as measured in bench/).")
 @click.option("--epochs", "head_epochs", type=int, default=_default("head_epochs"), show_default=True, help="Max head epochs.")
-@click.option("--unfreeze-epochs", type=int, default=_default("unfreeze_epochs"), show_default=True, help="Max epochs per unfrozen stage.")
+@click.option("--unfreeze-epochs", type=int, help="Max epochs per unfrozen stage (default: 6; 10 for sounds).")
 @click.option("--lr", "head_lr", type=float, default=_default("head_lr"), show_default=True, help="Head learning rate.")
-@click.option("--backbone-lr", type=float, default=_default("backbone_lr"), show_default=True, help="Top stage's learning rate.")
+@click.option("--backbone-lr", type=float, help="Top stage's learning rate (default: 1e-4; 1e-3 for sounds).")
 @click.option("--batch-size", type=int, default=_default("batch_size"), show_default=True)
 @click.option("--seed", type=int, default=_default("seed"), show_default=True)
 @click.option("--device", help="cpu, cuda, cuda:1... (default: CUDA when present).")
@@ -287,8 +308,10 @@ def _speaks() -> bool:
 @click.option("--engine", type=click.Choice(ENGINES),
               help="Frozen pass: auto (onnxruntime on CPU, checked against PyTorch; PyTorch on CUDA), torch, onnxruntime.")
 @click.option("--augment", type=click.Choice(AUGMENTATIONS), default=_default("augment"), show_default=True,
-              help="Image augmentation while the backbone learns (torchvision.transforms.v2 policies).")
+              help="Augmentation while the backbone learns: images, torchvision.transforms.v2 policies; sounds, "
+                   "light is SpecAugment (masks and a time shift).")
 @click.option("--no-augment", is_flag=True, help="No augmentation while the backbone learns (--augment none).")
+@_front_end_option
 @click.option("--warmup", type=float, default=_default("warmup"), show_default=True,
               help="Each unfrozen phase warms up over this fraction of its steps, then decays by a cosine.")
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable or mislabelled inputs (listed in the run folder).")
@@ -319,6 +342,9 @@ def finetune_cmd(ctx: click.Context, model: str | None, data: str | None, resume
             raise click.BadParameter("a number of pairs, or 'auto'", param_hint="--pairs") from None
     if no_augment:
         options["augment"] = "none"
+    options["front_end"] = _front_end_settings(options.get("front_end") or ())
+    if options["front_end"] is None:
+        del options["front_end"]
     run = finetune(model, data, out=out, resume=resume, unfreeze=_unfreeze(unfreeze), progress=not quiet,
                    log=(lambda text: None) if quiet or as_json else None, **options)
     if not _speaks():
@@ -398,19 +424,21 @@ def cache_rm_cmd(name: str) -> None:
               help="Frozen pass: auto (onnxruntime on CPU, checked against PyTorch; PyTorch on CUDA), torch, onnxruntime.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@_front_end_option
 @_distributed_options
 @click.pass_context
 def embed_cmd(ctx: click.Context, args: tuple[str, ...], db: str, table: str | None, delete: bool,
               index: bool | None, skip_bad: bool, batch_size: int, device: str | None, workers: int | None,
-              engine: str, quiet: bool, as_json: bool, nproc: int | None, nnodes: int | None,
-              rdzv_endpoint: str | None) -> None:
+              engine: str, quiet: bool, as_json: bool, front_end: tuple[str, ...], nproc: int | None,
+              nnodes: int | None, rdzv_endpoint: str | None) -> None:
     """Store embeddings of DATA made by MODEL in a vector database; only new items are embedded.
 
     MODEL: a registry name, or a `zoo finetune` run folder (its backbone, cut where the run chose
     and with the stages it trained).
 
     DATA: class folders, a CSV/JSONL manifest, 'digits', a folder of images, one image, or a .txt
-    file with one text per line. With --delete, the arguments are the items to remove.
+    file with one text per line; sounds (.wav/.flac/.ogg: class folders, a folder, one clip or
+    'spoken-digits') through the log-mel front end. With --delete, the arguments are the items to remove.
     """
     from zoo.embed import delete_items, embed_dataset
 
@@ -429,7 +457,8 @@ def embed_cmd(ctx: click.Context, args: tuple[str, ...], db: str, table: str | N
         return
     report = embed_dataset(args[0], args[1], db=db, table=table, skip_bad=skip_bad, index=index,
                            batch_size=batch_size, device=device, workers=workers, engine=engine,
-                           progress=not (quiet or as_json), registry_files=_registries(ctx))
+                           progress=not (quiet or as_json), registry_files=_registries(ctx),
+                           front_end=_front_end_settings(front_end))
     if _speaks():
         _echo_json(report.to_dict()) if as_json else click.echo(report.summary())
 
@@ -484,10 +513,11 @@ def search_cmd(ctx: click.Context, query: str, db: str, table: str | None, k: in
 @click.option("--engine", type=click.Choice(ENGINES), default="auto", show_default=True,
               help="Frozen pass: auto (onnxruntime on CPU, checked against PyTorch; PyTorch on CUDA), torch, onnxruntime.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@_front_end_option
 @click.pass_context
 def fewshot_cmd(ctx: click.Context, model: str, inputs: tuple[str, ...], support: str | None, labels: str | None,
                 templates: tuple[str, ...], out: str | None, predict: bool, top_k: int, skip_bad: bool,
-                device: str | None, engine: str, as_json: bool) -> None:
+                device: str | None, engine: str, as_json: bool, front_end: tuple[str, ...]) -> None:
     """A nearest-centroid classifier from a few labelled examples per class (--support), or from
     the label names alone (--labels, zero-shot), without training.
 
@@ -506,7 +536,7 @@ def fewshot_cmd(ctx: click.Context, model: str, inputs: tuple[str, ...], support
         raise click.UsageError("--template goes with --labels")
     if support is not None:
         classifier = fewshot(model, support, skip_bad=skip_bad, device=device, engine=engine, progress=not as_json,
-                             registry_files=_registries(ctx))
+                             registry_files=_registries(ctx), front_end=_front_end_settings(front_end))
         classifier.save(out or default_folder(classifier.model))
     elif labels is not None:
         classifier = zero_shot(model, labels, templates=templates or TEMPLATES, engine=engine,
@@ -558,12 +588,14 @@ def _short(text: str, width: int = 70) -> str:
 @click.option("--out", type=click.Path(file_okay=False), help="Folder for probe.json and probe.png (default: probes/DATA-TIME).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@_front_end_option
 @click.pass_context
 def probe_cmd(ctx: click.Context, models: tuple[str, ...], data: str, out: str | None, quiet: bool, as_json: bool,
               **options: Any) -> None:
     """Rank MODELS (and registry filters) by a cross-validated linear probe at every cut point."""
     from zoo.probing.run import default_folder, probe
 
+    options["front_end"] = _front_end_settings(options.get("front_end") or ())
     report = probe(models, data, out=out or default_folder(data), registry_files=_registries(ctx),
                    log=(lambda text: None) if quiet or as_json else None, **options)
     if as_json:

@@ -41,3 +41,14 @@ def register_finders(register: Callable[[Any], None]) -> None:
     ``register(finder)`` with an object that has a ``prefix`` (e.g. ``hf``) and
     ``find(ref, cache) -> str`` returning registry TOML text for exactly one model (named REF), and
     optionally ``serves(card, ref) -> bool``: whether a registry card named REF is that model."""
+
+
+@hookspec
+def register_front_ends(register: Callable[[Any], None]) -> None:
+    """Register front ends, which let a backbone of one modality read data of another (a sound as
+    a log-mel spectrogram image): ``register(front_end)`` with an object that has a ``name``, the
+    ``modality`` it reads, the ``target`` modality it produces, ``suffixes`` (the file types it
+    reads), ``resolve(params, spec) -> dict`` (every parameter, declared), ``array(item, spec,
+    augment=None) -> CHW float32 numpy array`` (numpy only: the torch-free runtime repeats it) and
+    ``problem(item) -> str | None`` (why an item is unusable); optionally ``baseline(items, spec)
+    -> (name, feature matrix)`` for the report's simple baseline. See ``zoo.frontend``."""

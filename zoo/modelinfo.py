@@ -11,12 +11,13 @@ ONNX viewer:
 ``zoo.format``              version of this layout (``1``)
 ``zoo.version``             the zoo version that exported the file
 ``zoo.kind``                ``classifier`` (probabilities out) or ``embedding``
-``zoo.modality``            ``image`` or ``text``
+``zoo.modality``            ``image``, ``text``, or ``audio`` (sounds read by an image network)
 ``zoo.inputs``              input names, JSON list
 ``zoo.output``              output name
 ``zoo.labels``              class names in output order, JSON list (classifiers)
 ``zoo.preprocessing``       images: size, resize, mean, std, interpolation; text: max_length,
-                            tokenizer (file name beside the ONNX file) and its sha256
+                            tokenizer (file name beside the ONNX file) and its sha256; sounds:
+                            the image's, plus ``front_end`` (name, modality, every parameter)
 ``zoo.source``              the registry model, and the run (``run``) or few-shot (``fewshot``)
                             folder it came from, with its head (``prototypes`` for few-shot)
 ``zoo.weights``             where the pretrained weights came from and their sha256, plus the
@@ -49,7 +50,7 @@ class ModelInfo:
 
     # what it is
     kind: str  # "classifier" | "embedding"
-    modality: str  # "image" | "text"
+    modality: str  # "image" | "text" | "audio"
     inputs: tuple[str, ...]
     output: str
     labels: tuple[str, ...] = ()

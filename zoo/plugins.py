@@ -102,6 +102,7 @@ COMPONENT_HOOKS = {
     "register_adapters": "adapter",
     "register_dataset_formats": "dataset format",
     "register_finders": "finder",
+    "register_front_ends": "front end",
 }
 #: The attribute a component is known by, where it is not ``name`` (a finder owns a name prefix).
 _KEY_ATTRIBUTE = {"register_finders": "prefix"}
@@ -241,8 +242,8 @@ class PluginHost:
         if self._contributions is not None:
             return self._contributions
         got = _Contributions()
-        checks = [(hook, _check_finder if hook == "register_finders" else _check_component(kind))
-                  for hook, kind in COMPONENT_HOOKS.items()]
+        special = {"register_finders": _check_finder, "register_front_ends": _check_front_end}
+        checks = [(hook, special.get(hook) or _check_component(kind)) for hook, kind in COMPONENT_HOOKS.items()]
         for hook_name, check in [*checks, ("register_models", _check_models)]:
             for impl in reversed(getattr(self.pm.hook, hook_name).get_hookimpls()):
                 record = self._records.get(impl.plugin_name)
@@ -305,6 +306,10 @@ class PluginHost:
         """Name prefix (``hf`` for ``hf:ORG/NAME``) -> the registered finder, with its plugin."""
         return self.components("register_finders")
 
+    def front_ends(self) -> Mapping[str, Contribution]:
+        """Front end name -> the registered front end (another modality into a backbone's), with its plugin."""
+        return self.components("register_front_ends")
+
     def model_contributions(self) -> list[Contribution]:
         """Model entries (TOML text, a Path, or a dict) with the plugin that gave each."""
         return list(self._collect().models)
@@ -332,6 +337,25 @@ def _check_finder(plugin: str, finder: Any) -> Any:
     if not callable(getattr(finder, "find", None)):
         raise PluginError(f"finder {prefix!r} needs a method `find(ref, cache) -> str` returning registry TOML")
     return finder
+
+
+#: What a front end must have (see the ``register_front_ends`` hook).
+_FRONT_END_METHODS = ("resolve", "array", "problem")
+
+
+def _check_front_end(plugin: str, front_end: Any) -> Any:
+    _check_component("front end")(plugin, front_end)
+    name = front_end.name
+    for attribute in ("modality", "target"):
+        if not isinstance(getattr(front_end, attribute, None), str):
+            raise PluginError(f"front end {name!r} needs a `{attribute}` (a modality name such as 'audio')")
+    missing = [m for m in _FRONT_END_METHODS if not callable(getattr(front_end, m, None))]
+    if missing:
+        raise PluginError(f"front end {name!r} needs the method{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+    suffixes = getattr(front_end, "suffixes", ())
+    if isinstance(suffixes, str) or not all(isinstance(x, str) and x.startswith(".") for x in suffixes):
+        raise PluginError(f"front end {name!r}: `suffixes` must be a tuple of file suffixes such as '.wav'")
+    return front_end
 
 
 def _check_component(kind: str) -> Callable[[str, Any], Any]:

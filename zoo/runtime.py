@@ -140,19 +140,36 @@ class Preprocessor:
     def __call__(self, items: Sequence[Any]) -> dict[str, np.ndarray]:
         if isinstance(items, (str, bytes)) or not len(items):
             raise InputError(f"{self.where}: give a non-empty list of inputs")
+        if self.info.preprocessing.get("front_end"):
+            return {self.info.inputs[0]: self._converted(items)}
         if self.info.modality == "image":
             return {self.info.inputs[0]: self._images(items)}
         if self.info.modality == "text":
             return self._texts(items)
         raise InputError(f"{self.where}: {self.info.modality} inputs are not supported by this zoo")
 
-    def _images(self, items: Sequence[Any]) -> np.ndarray:
-        from zoo.card import InputSpec
-        from zoo.preprocess import image_batch
+    def _spec(self) -> Any:
+        from zoo.card import FrontEndSpec, InputSpec
 
         p = self.info.preprocessing
-        spec = InputSpec(size=tuple(p["size"]), resize=p.get("resize"), mean=tuple(p["mean"]), std=tuple(p["std"]),
-                         interpolation=p.get("interpolation"), crop_mode=p.get("crop_mode"))
+        front_end = FrontEndSpec.from_dict(p["front_end"]) if p.get("front_end") else None
+        return InputSpec(size=tuple(p["size"]), resize=p.get("resize"), mean=tuple(p["mean"]), std=tuple(p["std"]),
+                         interpolation=p.get("interpolation"), crop_mode=p.get("crop_mode"), front_end=front_end)
+
+    def _converted(self, items: Sequence[Any]) -> np.ndarray:
+        """Another modality (sounds) through the front end the metadata declares, in numpy: the same
+        code and parameters the model was trained with (``zoo.frontend``)."""
+        from zoo.frontend import batch
+
+        try:
+            return batch(items, self._spec())
+        except InputError as exc:
+            raise InputError(f"{exc} ({self.where} takes {self.info.modality})") from None
+
+    def _images(self, items: Sequence[Any]) -> np.ndarray:
+        from zoo.preprocess import image_batch
+
+        spec = self._spec()
         try:
             return image_batch(items, spec)
         except InputError as exc:
@@ -282,15 +299,28 @@ def open_model(path: str | Path, *, provider: str | None = None, threads: int | 
 
 def expand_images(arguments: Sequence[str | Path]) -> list[Path]:
     """Image files from files, folders (recursively, image suffixes only) and glob patterns, in order."""
+    return expand_files(arguments, "image")
+
+
+def expand_files(arguments: Sequence[str | Path], modality: str) -> list[Path]:
+    """Files of ``modality`` (images; sounds, by the suffixes their front end reads) from files,
+    folders (recursively, those suffixes only) and glob patterns, in order."""
+    if modality == "image":
+        suffixes: tuple[str, ...] = IMAGE_SUFFIXES
+    else:
+        from zoo.frontend import suffixes as front_end_suffixes
+
+        suffixes = front_end_suffixes(modality)
+    what = "image" if modality == "image" else f"{modality}"
     found: list[Path] = []
     for argument in arguments:
         path = Path(argument)
         if path.is_file():
             found.append(path)
         elif path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
             if not files:
-                raise InputError(f"{path}: no image files in this folder ({', '.join(IMAGE_SUFFIXES[:4])}...)")
+                raise InputError(f"{path}: no {what} files in this folder ({', '.join(suffixes[:4])}...)")
             found += files
         elif glob.has_magic(str(argument)):
             files = sorted(Path(p) for p in glob.glob(str(argument), recursive=True) if Path(p).is_file())
@@ -298,7 +328,7 @@ def expand_images(arguments: Sequence[str | Path]) -> list[Path]:
                 raise InputError(f"{argument}: the pattern matches no files")
             found += files
         else:
-            raise InputError(f"{argument}: no such image file, folder or pattern (this model takes images)")
+            raise InputError(f"{argument}: no such {what} file, folder or pattern (this model takes {what} inputs)")
     return found
 
 
@@ -334,6 +364,9 @@ def predict(model: str | Path | OnnxModel, inputs: Sequence[Any], *, top_k: int 
     items: list[Any] = list(inputs)
     if onnx_model.info.modality == "image":
         items = [p for part in items for p in (expand_images([part]) if isinstance(part, (str, Path)) else [part])]
+    elif onnx_model.info.preprocessing.get("front_end"):
+        items = [p for part in items for p in (expand_files([part], onnx_model.info.modality)
+                                               if isinstance(part, (str, Path)) else [part])]
     names = tuple(_describe(item) for item in items)
     base = {"model": str(onnx_model.path), "info": onnx_model.info, "providers": onnx_model.providers,
             "inputs": names}

@@ -28,9 +28,14 @@ SENTENCES = (
 
 
 def generated_items(card: Any, count: int, seed: int = 0) -> list[Any]:
-    """Inputs made from the card's spec when there is no data: smooth random pictures, or sentences."""
+    """Inputs made from the card's spec when there is no data: smooth random pictures, sentences, or
+    what the card's front end makes (sounds for the audio one)."""
     import numpy as np
 
+    if card.input.front_end is not None:
+        from zoo.frontend import generated
+
+        return generated(card.input, count, seed)
     if card.modality == "text":
         return [SENTENCES[i % len(SENTENCES)] for i in range(count)]
     from PIL import Image

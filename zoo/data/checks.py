@@ -79,6 +79,14 @@ def _content_problems(items: list[Item], modality: str) -> list[str | None]:
     """Per item: why it cannot be used, or None. Images are decoded in threads (PIL releases the GIL)."""
     if modality == "text":
         return [text_problem(item) for item in items]
+    if modality != "image":  # read through a front end, which knows what a usable item is
+        from zoo.frontend import content_problems
+
+        if len(items) < _SERIAL_BELOW:
+            return content_problems(items, modality)
+        with ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1)) as pool:
+            return [p for part in pool.map(lambda chunk: content_problems(chunk, modality),
+                                           [items[i:i + 16] for i in range(0, len(items), 16)]) for p in part]
     if len(items) < _SERIAL_BELOW:
         return [item_problem(item) for item in items]
     with ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1)) as pool:

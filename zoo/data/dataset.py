@@ -24,7 +24,7 @@ __all__ = ["Example", "Problem", "Dataset", "Item", "MODALITIES", "content_diges
 #: An image file path, an HxWx3 uint8 image array, or a text (in the text modality).
 Item = Union[str, Path, "np.ndarray"]
 
-MODALITIES = ("image", "text")
+MODALITIES = ("image", "text", "audio")
 
 _CHUNK = 1 << 20
 
@@ -81,10 +81,13 @@ class Dataset:
     """
 
     name: str  # for display only; not part of the fingerprint
-    modality: str  # "image" | "text"
+    modality: str  # "image" | "text" | "audio" (read through a front end, zoo.frontend)
     classes: tuple[str, ...]
     examples: tuple[Example, ...]
     problems: tuple[Problem, ...] = ()
+    # the data's own test set, when it has one (spoken-digits: voices never heard in training):
+    # ``make_splits`` tests on it and draws training and validation from ``examples`` only
+    test: Dataset | None = None
 
     def __len__(self) -> int:
         return len(self.examples)
@@ -102,7 +105,8 @@ class Dataset:
         return counts
 
     def subset(self, indices: Iterable[int], name: str | None = None) -> Dataset:
-        """The examples at ``indices`` (in that order), same classes; problems stay with the source."""
+        """The examples at ``indices`` (in that order), same classes; problems and the data's own
+        test set stay with the source."""
         examples = tuple(self.examples[i] for i in indices)
         return Dataset(name or self.name, self.modality, self.classes, examples)
 

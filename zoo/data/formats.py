@@ -150,6 +150,7 @@ class FolderFormat:
             raise InputError(f"{root}: no class folders; lay images out as {root}/<class>/<image> "
                              f"(one subfolder per class)")
         rows: list[tuple[str, Example] | Problem] = []
+        _refuse_other_media(root, class_dirs)
         for folder in class_dirs:
             images = sorted((f for f in folder.iterdir() if not _hidden(f) and f.is_file()
                              and f.suffix.lower() in IMAGE_EXTENSIONS), key=lambda f: f.name)
@@ -163,6 +164,27 @@ class FolderFormat:
                 continue
             rows.extend((folder.name, Example(image, -1, str(image))) for image in images)
         return _dataset(str(root), modality, rows, problems)
+
+
+#: Suffixes of sound files: a folder of them is no image folder (a plugin reads sounds).
+_SOUND_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".mp3", ".m4a", ".aac", ".opus"})
+
+
+def _refuse_other_media(root: Path, class_dirs: list[Path]) -> None:
+    """Class folders that hold sounds and no image: one line saying what reads them, rather than
+    an "empty class" per folder (this format is the fallback when no plugin claimed the folder)."""
+    suffixes: set[str] = set()
+    for folder in class_dirs:
+        for entry in folder.iterdir():
+            suffix = entry.suffix.lower()
+            if suffix in IMAGE_EXTENSIONS:
+                return
+            if suffix in _SOUND_SUFFIXES:
+                suffixes.add(suffix)
+    if suffixes:
+        raise InputError(f"{root}: the class folders hold sounds ({', '.join(sorted(suffixes))}), not images, and no "
+                         f"enabled dataset format reads them; the audio plugin zoo_audio does: is it disabled "
+                         f"(ZOO_DISABLE_PLUGINS, see `zoo plugins`)?")
 
 
 # --------------------------------------------------------------------------- csv

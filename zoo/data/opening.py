@@ -14,19 +14,26 @@ name; ``format="name"`` skips detection and names the format outright.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from zoo.data.checks import check_dataset
-from zoo.data.dataset import MODALITIES, Dataset
+from zoo.data.dataset import Dataset
 from zoo.errors import InputError, PluginError
 from zoo.plugins import DEFAULT_PLUGINS, Contribution, PluginHost, get_host
 
 __all__ = ["open_dataset", "format_order", "pick_format", "check_modality"]
 
 
+#: What data is asked for as: the modality of the model that reads it. A format may answer with
+#: data of another modality (``MODALITIES``: sounds) that a front end turns into this one.
+REQUESTED = ("image", "text")
+
+
 def check_modality(modality: str) -> None:
-    if modality not in MODALITIES:
-        raise InputError(f"unknown modality {modality!r}; use one of {', '.join(MODALITIES)}")
+    if modality not in REQUESTED:
+        raise InputError(f"unknown modality {modality!r}; use one of {', '.join(REQUESTED)} (the model's: sounds "
+                         f"are read for image models through a front end)")
 
 
 def format_order(host: PluginHost | None = None) -> list[tuple[str, Contribution]]:
@@ -83,6 +90,20 @@ def _open(data: str | Path, *, modality: str, classes: Sequence[str] | None, for
     culprit = f"dataset format {name!r} (plugin {contribution.plugin!r})"
     if not isinstance(raw, Dataset):
         raise PluginError(f"{culprit} returned a {type(raw).__name__}, not a zoo.data.Dataset")
-    if raw.modality != modality:
-        raise PluginError(f"{culprit} was asked for {modality} data and returned {raw.modality} data")
-    return check_dataset(raw, modality, classes, known_as=known_as)
+    if raw.modality != modality and not _bridged(raw.modality, modality):
+        raise PluginError(f"{culprit} was asked for {modality} data and returned {raw.modality} data, which no "
+                          f"front end turns into {modality}")
+    checked = check_dataset(raw, raw.modality, classes, known_as=known_as)
+    if raw.test is not None:
+        if not isinstance(raw.test, Dataset) or raw.test.modality != raw.modality:
+            raise PluginError(f"{culprit} gave a test set that is not a {raw.modality} zoo.data.Dataset")
+        test = check_dataset(raw.test, raw.modality, checked.classes, known_as="the training classes")
+        checked = replace(checked, test=test)
+    return checked
+
+
+def _bridged(data: str, model: str) -> bool:
+    """Whether a front end reads ``data`` for ``model`` inputs (a sound for an image backbone)."""
+    from zoo.frontend import _reading
+
+    return bool(_reading(data, model, None))

@@ -13,7 +13,10 @@ Rules (the training code and its report rely on them):
   validated; ``summary()`` shows its 0).
 - ``per_class=N`` simulates a small labelled set: per class, N examples for training and
   validation together (split as above inside the N; all N train when ``val`` is given) and every
-  other example is the test set (None when none is left; dropped instead when ``test`` is given).
+  other example is the test set (None when none is left; dropped instead when ``test`` is given
+  or the data has its own test set).
+- Data with its own test set (``Dataset.test``: spoken-digits' unseen voices) is tested on it
+  whole; ``test`` replaces it.
   A class with fewer than N examples is an error.
 - Which examples go where depends only on the seed and the data: each class draws from its own
   ``numpy`` generator seeded with ``(seed, sha256(class name))``, so adding a class or examples of
@@ -82,7 +85,9 @@ def make_splits(data: str | Path, *, modality: str, val: str | Path | None = Non
     extra = {role: _open(path, modality=modality, classes=pool.classes, format=format,
                          known_as="the training classes")
              for role, path in (("val", val), ("test", test)) if path is not None}
-    problems = (*pool.problems, *(p for dataset in extra.values() for p in dataset.problems))
+    own_test = pool.test if "test" not in extra else None  # the data's own test set, unless --test replaces it
+    problems = (*pool.problems, *(own_test.problems if own_test is not None else ()),
+                *(p for dataset in extra.values() for p in dataset.problems))
     if problems and not skip_bad:
         raise problems_error(problems)
     _require_classes(pool, data, len(pool.problems))
@@ -97,7 +102,7 @@ def make_splits(data: str | Path, *, modality: str, val: str | Path | None = Non
         how = f"per_class={per_class} leaves" if per_class is not None else "every class has one example, leaving"
         raise InputError(f"{data}: {how} no validation example; give more examples per class or "
                          f"validation data (--val)")
-    test_set = extra.get("test")
+    test_set = extra.get("test") or own_test
     if test_set is None and per_class is not None and rest:
         test_set = pool.subset(rest, f"{pool.name} [test]")
     return Splits(pool.subset(train, f"{pool.name} [train]"), val_set, test_set, problems)

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from zoo.errors import ZooError
+
 __all__ = ["Embedder", "resolve_embedder", "embedder_identity", "is_run_folder", "RUN_PREFIX"]
 
 RUN_PREFIX = "run:"
@@ -44,10 +46,36 @@ class Embedder:
 
         return open_run(self.run_dir).load_model(device=device).backbone.eval()
 
+    def reading(self, modality: str, settings: Any = None) -> Embedder:
+        """This embedder reading ``modality`` data through a front end (sounds for an image
+        backbone; ``zoo.frontend.bridge``), its identity recomputed so the table records it; itself
+        for data of the card's own modality. ``settings``: the user's, or a table's declaration."""
+        from dataclasses import replace
+
+        from zoo.frontend import bridge
+
+        if modality == self.card.modality and self.card.input.front_end is None:
+            return self
+        settings = dict(settings or {})
+        if {"name", "modality", "params"} <= set(settings):
+            settings = {"name": settings["name"], **settings["params"]}
+        if self.card.input.front_end is not None:  # a run's card already reads it: its declaration stands
+            if settings:
+                raise ZooError(f"{self.name}: the run declared its front end; front-end settings do not apply")
+            return self
+        card = bridge(self.card, modality, settings)
+        identity = embedder_identity(card, self.fetched) if self.run_dir is None else _run_identity(
+            card, self.fetched, self.identity)
+        return replace(self, card=card, identity=identity)
+
     def engine_fetched(self) -> Any:
         """The pulled files the compiled frozen pass may be keyed by; None (PyTorch only) when the
         run trained backbone weights, which no pulled file describes."""
         return None if self.trained_body else self.fetched
+
+
+def _run_identity(card: Any, fetched: Any, base: str) -> str:
+    return hashlib.sha256(json.dumps({"base": base, "front_end": embedder_identity(card, fetched)}).encode()).hexdigest()[:32]
 
 
 def embedder_identity(card: Any, fetched: Any) -> str:
@@ -65,7 +93,6 @@ def is_run_folder(path: Path) -> bool:
 
 def resolve_embedder(model: str | Path, registry_files: Any = (), *, quiet: bool = True) -> Embedder:
     """The embedder for a model name, a run folder, or a table's recorded ``run:`` name."""
-    from zoo.errors import ZooError
     from zoo.pulling import pull, resolve_card
 
     text = str(model)
@@ -87,7 +114,10 @@ def resolve_embedder(model: str | Path, registry_files: Any = (), *, quiet: bool
         raise ZooError(f"{folder}: the run has no checkpoints/final.pt (did it finish?); finish it with "
                        f"`zoo finetune --resume {folder}`")
     run = open_run(folder)
+    from zoo.frontend import with_front_end
+
     card = resolve_card(run.config["model"], tuple(registry_files) + tuple(run.config.get("registry") or ()))
+    card = with_front_end(card, run.card().input.front_end)  # a run on sounds reads them as it was trained
     fetched = pull(card, quiet=quiet)
     from zoo.download import sha256_file
 

@@ -149,6 +149,14 @@ def _unlabelled(path: Path, modality: str) -> Any:
             raise InputError(f"{path}: cannot read the texts ({exc}); save it as UTF-8, one text per line") from None
         numbered = [(n, line) for n, line in enumerate(lines, start=1) if line.strip()]
         items, wheres = [line for _, line in numbered], [f"{path}:{n}" for n, _ in numbered]
+    elif (path.is_dir() or path.is_file()) and _sounds_in(path):
+        from zoo.data.checks import _content_problems
+
+        items = _sounds_in(path)
+        wheres = [str(p) for p in items]
+        modality = "audio"
+        reasons = _content_problems(items, modality)
+        return _checked(path, modality, items, wheres, reasons)
     else:
         return None
     check = item_problem if modality == "image" else text_problem
@@ -160,6 +168,26 @@ def _unlabelled(path: Path, modality: str) -> Any:
         else:
             examples.append(Example(item, -1, where))
     return Dataset(str(path), modality, (), tuple(examples), tuple(problems))
+
+
+def _sounds_in(path: Path) -> list[Path]:
+    """Clips a front end reads (by suffix): the file itself, or the files directly in the folder."""
+    from zoo.frontend import suffixes
+
+    known = suffixes("audio")
+    if not known:
+        return []
+    if path.is_file():
+        return [path] if path.suffix.lower() in known else []
+    return sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in known)
+
+
+def _checked(path: Path, modality: str, items: list[Any], wheres: list[str], reasons: list[str | None]) -> Any:
+    from zoo.data.dataset import Dataset, Example, Problem
+
+    examples = tuple(Example(item, -1, where) for item, where, reason in zip(items, wheres, reasons) if not reason)
+    problems = tuple(Problem(where, reason) for where, reason in zip(wheres, reasons) if reason)
+    return Dataset(str(path), modality, (), examples, problems)
 
 
 def _source(example: Any, modality: str) -> str:
@@ -209,6 +237,7 @@ def embed_dataset(
     engine: str = "auto",
     progress: bool = False,
     registry_files: Sequence[str | Path] = (),
+    front_end: dict[str, Any] | None = None,
 ) -> EmbedReport:
     """Embed ``data`` with ``model`` into table ``table`` (default: named after the model) of the
     LanceDB database ``db`` (created when missing), embedding only what the table lacks.
@@ -222,6 +251,10 @@ def embed_dataset(
     plans (what is new, what changed) and writes; every rank embeds its share of the new items
     and rank 0 gathers them, so the table is the one a single process makes. Every rank returns
     rank 0's report.
+
+    Sounds (a folder of clips, with or without class folders) are embedded by an image backbone
+    through the log-mel front end; ``front_end``: its settings (``{"clip_seconds": 2}``), recorded
+    in the table with every other parameter, so that a query clip is read the same way.
     """
     from zoo.distributed import broadcast, init_world
 
@@ -230,15 +263,16 @@ def embed_dataset(
     here = init_world(torch_device(device))
     if not here.main:
         return _help_embed(model, data, skip_bad=skip_bad, batch_size=batch_size, device=device, workers=workers,
-                           engine=engine, registry_files=registry_files)
+                           engine=engine, registry_files=registry_files, front_end=front_end)
     report = _embed_dataset(model, data, db=db, table=table, skip_bad=skip_bad, index=index, batch_size=batch_size,
                             device=device, workers=workers, engine=engine, progress=progress,
-                            registry_files=registry_files)
+                            registry_files=registry_files, front_end=front_end)
     return broadcast(report) if here.distributed else report
 
 
 def _help_embed(model: str, data: str | Path, *, skip_bad: bool, batch_size: int, device: str | None,
-                workers: int | None, engine: str, registry_files: Sequence[str | Path]) -> EmbedReport:
+                workers: int | None, engine: str, registry_files: Sequence[str | Path],
+                front_end: dict[str, Any] | None) -> EmbedReport:
     """A rank other than 0 in a distributed embed: the same model and data, rank 0's job (which
     examples to embed), its share of them; then rank 0's report."""
     from zoo.distributed import broadcast
@@ -246,6 +280,7 @@ def _help_embed(model: str, data: str | Path, *, skip_bad: bool, batch_size: int
 
     embedder = resolve_embedder(model, registry_files)
     dataset = read_items(data, embedder.card.modality, skip_bad=skip_bad)
+    embedder = embedder.reading(dataset.modality, front_end)
     job = broadcast(None)
     if job is not None:
         _compute(job, dataset, embedder, batch_size=batch_size, device=device, workers=workers, engine=engine,
@@ -255,7 +290,8 @@ def _help_embed(model: str, data: str | Path, *, skip_bad: bool, batch_size: int
 
 def _embed_dataset(model: str, data: str | Path, *, db: str | Path, table: str | None, skip_bad: bool,
                    index: bool | None, batch_size: int, device: str | None, workers: int | None, engine: str,
-                   progress: bool, registry_files: Sequence[str | Path]) -> EmbedReport:
+                   progress: bool, registry_files: Sequence[str | Path],
+                   front_end: dict[str, Any] | None = None) -> EmbedReport:
     from zoo.__about__ import __version__
     from zoo.distributed import broadcast, world
     from zoo.embed.store import TableInfo, VectorStore, check_table_name, table_name_for
@@ -275,14 +311,17 @@ def _embed_dataset(model: str, data: str | Path, *, db: str | Path, table: str |
         if existing is not None and not is_run and existing.info.model != card.name:
             _check_same_model(existing, card.name, None)  # before any pull or read: fails fast
         embedder = resolve_embedder(model, registry_files, quiet=not progress)
+        dataset = read_items(data, embedder.card.modality, skip_bad=skip_bad)
+        embedder = embedder.reading(dataset.modality, front_end)  # sounds: through the front end
         card, fetched = embedder.card, embedder.fetched
+        from zoo.frontend import declared
+
         info = TableInfo(model=embedder.name, revision=fetched.resolved or fetched.revision,
-                         embedder=embedder.identity, modality=card.modality, dim=embedder.dim,
+                         embedder=embedder.identity, modality=dataset.modality, dim=embedder.dim,
                          zoo_version=__version__, created_at=now_utc(),
-                         weights=fetched.weights_record()["sha256"])
+                         weights=fetched.weights_record()["sha256"], front_end=declared(card))
         if existing is not None:
             _check_same_model(existing, embedder.name, info, fetched)
-        dataset = read_items(data, card.modality, skip_bad=skip_bad)
         created = existing is None
         target = store.create(name, info) if created else existing
         plan = _plan(dataset, target)

@@ -115,7 +115,9 @@ class FewShot:
             from zoo.loading import load
             from zoo.pulling import check_same_weights, pull, resolve_card
 
-            card = resolve_card(self.model, self.registry_files)
+            from zoo.frontend import with_front_end
+
+            card = with_front_end(resolve_card(self.model, self.registry_files), self.input.get("front_end"))
             fetched = pull(card, quiet=True)
             where = f" at {self.path}" if self.path else ""
             check_same_weights(self.weights, fetched, f"the few-shot classifier{where}")
@@ -140,8 +142,8 @@ class FewShot:
         if not len(items):
             return []
         for item in items:
-            if self.modality == "image" and isinstance(item, (str, Path)) and not Path(item).is_file():
-                raise InputError(f"{item}: no such image file")
+            if self.modality not in ("text",) and isinstance(item, (str, Path)) and not Path(item).is_file():
+                raise InputError(f"{item}: no such {self.modality} file")
             if self.modality == "text" and not isinstance(item, str):
                 raise InputError(f"the classifier takes texts ({self.model}), not a {type(item).__name__}")
         probabilities = self.probabilities(self.embed(items, batch_size))
@@ -219,10 +221,11 @@ def _describe(item: Any) -> str:
 
 def fewshot(model: str, support: str | Path, *, skip_bad: bool = False, batch_size: int = 64,
             device: str | None = None, workers: int | None = None, engine: str = "auto", progress: bool = False,
-            registry_files: Sequence[str | Path] = ()) -> FewShot:
+            registry_files: Sequence[str | Path] = (), front_end: dict[str, Any] | None = None) -> FewShot:
     """A prototype classifier for ``model`` from labelled ``support`` data (any dataset zoo reads:
     class folders, CSV/JSONL manifests, digits), a handful of examples per class. The support
-    embeddings go through zoo finetune's feature cache, computed by a frozen pass on ``engine``."""
+    embeddings go through zoo finetune's feature cache, computed by a frozen pass on ``engine``.
+    Sounds go through the log-mel front end (``front_end``: its settings), recorded in ``input``."""
     from zoo.data import open_dataset
     from zoo.devices import torch_device
     from zoo.data.checks import problems_error
@@ -233,8 +236,11 @@ def fewshot(model: str, support: str | Path, *, skip_bad: bool = False, batch_si
     from zoo.loading import load
     from zoo.pulling import pull, resolve_card
 
+    from zoo.frontend import bridge, declared
+
     card = resolve_card(model, registry_files)
     dataset = open_dataset(support, modality=card.modality)
+    card = bridge(card, dataset.modality, front_end)  # sounds for an image backbone: through the front end
     if dataset.problems and not skip_bad:
         raise problems_error(dataset.problems)
     if len(dataset.classes) < 2:
@@ -249,8 +255,9 @@ def fewshot(model: str, support: str | Path, *, skip_bad: bool = False, batch_si
     classifier = FewShot.from_embeddings(
         embeddings.numpy(), dataset.labels, dataset.classes, model=card.name,
         revision=fetched.resolved or fetched.revision, embedder=embedder_identity(card, fetched),
-        weights=fetched.weights_record()["sha256"], modality=card.modality,
-        input={k: v for k, v in asdict(card.input).items() if v is not None},
+        weights=fetched.weights_record()["sha256"], modality=dataset.modality,
+        input={**{k: v for k, v in asdict(card.input).items() if v is not None and k != "front_end"},
+               **({"front_end": declared(card)} if card.input.front_end is not None else {})},
         support={"data": str(support) if str(support) == "digits" else str(Path(support).resolve()),
                  "fingerprint": dataset.fingerprint()})
     classifier.engine = engine
@@ -329,19 +336,24 @@ def load_fewshot(folder: str | Path, *, engine: str = "auto", registry_files: Se
 
 
 def expand_inputs(inputs: Sequence[str], modality: str) -> list[str]:
-    """Command-line inputs as items: for images, a folder stands for the image files inside it."""
-    if modality != "image":
+    """Command-line inputs as items: for images (and sounds), a folder stands for the files inside it."""
+    if modality == "text":
         return list(inputs)
-    from zoo.data.formats import IMAGE_EXTENSIONS
+    if modality == "image":
+        from zoo.data.formats import IMAGE_EXTENSIONS as suffixes
+    else:
+        from zoo.frontend import suffixes as front_end_suffixes
 
+        suffixes = frozenset(front_end_suffixes(modality))  # the files a front end reads
     items: list[str] = []
     for given in inputs:
         path = Path(given)
         if path.is_dir():
             found = sorted(str(p) for p in path.iterdir()
-                           if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS)
+                           if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in suffixes)
             if not found:
-                raise InputError(f"{given}: a folder without images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
+                what = "images" if modality == "image" else f"{modality} files"
+                raise InputError(f"{given}: a folder without {what} ({', '.join(sorted(suffixes))})")
             items += found
         else:
             items.append(given)

@@ -57,6 +57,8 @@ class Searcher:
 
             info = self.table.info
             embedder = resolve_embedder(info.model, self.registry_files)
+            if info.front_end:  # sounds: read the query as the table's clips were read
+                embedder = embedder.reading(info.modality, info.front_end)
             fetched = embedder.fetched
             from zoo.pulling import check_same_weights
 
@@ -85,6 +87,10 @@ class Searcher:
             if isinstance(query, (str, Path)) and not Path(query).is_file():
                 raise InputError(f"table {self.table.name!r} holds image embeddings ({info.model}): the query must "
                                  f"be an image file, and {str(query)!r} is not a file")
+        elif info.front_end:
+            if isinstance(query, (str, Path)) and not Path(query).is_file():
+                raise InputError(f"table {self.table.name!r} holds {info.modality} embeddings ({info.model}): the query "
+                                 f"must be a {info.modality} file, and {str(query)!r} is not a file")
         elif not isinstance(query, str) or not query.strip():
             raise InputError(f"table {self.table.name!r} holds text embeddings ({info.model}): the query must be "
                              f"a non-empty text")

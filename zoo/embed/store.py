@@ -71,6 +71,8 @@ class TableInfo:
     zoo_version: str = ""
     created_at: str = ""
     weights: dict[str, str] = field(default_factory=dict)  # {file: sha256} of the pulled model's files
+    # sounds for an image backbone: the front end's declaration (zoo.card.FrontEndSpec.to_dict())
+    front_end: dict[str, Any] | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

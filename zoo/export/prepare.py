@@ -56,7 +56,9 @@ class Prepared:
 
     @property
     def modality(self) -> str:
-        return self.card.modality
+        """What the exported model reads: the card's modality, or its front end's (sounds)."""
+        front_end = self.card.input.front_end
+        return front_end.modality if front_end is not None else self.card.modality
 
     @property
     def name(self) -> str:
@@ -164,6 +166,8 @@ def _finish(prepared_module: Any, card: Any, backbone: Any, probabilities: bool 
     if card.modality == "image":
         names: tuple[str, ...] = ("pixel_values",)
         preprocessing = _image_preprocessing(card)
+        if card.input.front_end is not None:  # sounds: the runtime repeats the front end from this record
+            preprocessing["front_end"] = card.input.front_end.to_dict()
         tokenizer = reference = None
     elif card.modality == "text":
         names = ("input_ids", "attention_mask")
@@ -289,8 +293,10 @@ def _prepare_fewshot(folder: Path, *, samples: int, calibration: int, evaluation
     from zoo.embed.prototypes import load_fewshot
     from zoo.pulling import pull, resolve_card
 
+    from zoo.frontend import with_front_end
+
     classifier = load_fewshot(folder)
-    card = resolve_card(classifier.model)
+    card = with_front_end(resolve_card(classifier.model), classifier.input.get("front_end"))
     module = classifier.to_module()  # checks the model still has the weights the prototypes came from
     fetched = pull(card, quiet=True)
     weights = {**fetched.weights_record(), "prototypes": "prototypes.npy",

@@ -55,7 +55,7 @@ def feature_key(card: ModelCard, fetched: Fetched | None, data_fingerprint: str,
 def _input_identity(spec: Any) -> str:
     """The input spec as the key spells it: its repr, without fields added later at their default
     (so a new field, ``crop_mode``, leaves existing caches and tables valid)."""
-    text = repr(spec)
+    text = repr(spec).replace(", front_end=None", "")  # a front end's spec, when there is one, is part of it
     return text.replace(", crop_mode=None", "") if spec.crop_mode is None else text
 
 

@@ -148,7 +148,7 @@ def cross_validate(features: Any, labels: Sequence[int], *, seed: int = 0, class
             if featurizer is not None:
                 made = featurizer()
                 x_train, x_test = made.fit_transform(list(x[train])), made.transform(list(x[test]))
-                x_train, x_test = _normalise(x_train.toarray()), _normalise(x_test.toarray())
+                x_train, x_test = _normalise(_dense(x_train)), _normalise(_dense(x_test))
             else:
                 x_train, x_test = x[train], x[test]
             x_train, x_test = _row_space(x_train, x_test)
@@ -163,6 +163,11 @@ def cross_validate(features: Any, labels: Sequence[int], *, seed: int = 0, class
     return CVScore(accuracy=float(np.mean(accuracies)), accuracy_std=float(np.std(accuracies)),
                    macro_f1=float(np.mean(f1s)), log_loss=float(np.mean(losses)), C=best_c, folds=k,
                    repeats=repeats, samples=len(y))
+
+
+def _dense(matrix: Any) -> Any:
+    """A featurizer's output as a dense array (TF-IDF gives a sparse matrix, a scaler an array)."""
+    return matrix.toarray() if hasattr(matrix, "toarray") else matrix
 
 
 def fit_probe(features: Any, labels: Sequence[int], C: float, *, class_weight: str | None = None) -> Any:

@@ -111,7 +111,7 @@ def _labelled_sets(data: str | Path, modality: str, *, per_class: int | None, te
 
     if per_class is not None or test is not None:
         splits = make_splits(data, modality=modality, per_class=per_class, test=test, seed=seed, skip_bad=skip_bad)
-        labelled = Dataset(f"{splits.train.name} + val", modality, splits.classes,
+        labelled = Dataset(f"{splits.train.name} + val", splits.train.modality, splits.classes,
                            splits.train.examples + splits.val.examples)
         return labelled, splits.test
     dataset = open_dataset(data, modality=modality)
@@ -150,6 +150,7 @@ def probe(
     out: str | Path | None = None,
     registry_files: Sequence[str | Path] = (),
     log: Callable[[str], None] | None = None,
+    front_end: dict[str, Any] | None = None,
 ) -> ProbeReport:
     """Probe every cut candidate (the embedding, the card's ``features`` and all of them joined) of each backbone on
     ``data`` and rank them by cross-validated log-loss; writes ``probe.json`` and ``probe.png`` to
@@ -162,7 +163,8 @@ def probe(
     its chosen regularisation); with ``per_class``, ``score_held_out=True`` scores on the examples
     it leaves out (a frozen pass over all of them: off by default). Neither is used to rank.
     A model whose weights cannot be had (offline and not cached, a failed pull) is skipped and
-    listed, not fatal; models of several modalities, or data of another, are an error.
+    listed, not fatal; models of several modalities, or data of another, are an error, except
+    sounds for image backbones, read through the log-mel front end (``front_end``: its settings).
     """
     import numpy as np
 
@@ -175,6 +177,9 @@ def probe(
                          f"data at a time (add --modality)")
     kind = kinds.pop()
     labelled, held_out = _labelled_sets(data, kind, per_class=per_class, test=test, seed=seed, skip_bad=skip_bad)
+    from zoo.frontend import bridge
+
+    cards = [bridge(card, labelled.modality, front_end) for card in cards]  # sounds: through the front end
     if test is None and not score_held_out:
         held_out = None
     from zoo.probing.linear import folds_for

@@ -1,6 +1,7 @@
 """The honest baseline every report states: what a tuned simple model does without transfer.
 
-Images: the raw pixels, resized to 16 x 16 RGB (768 numbers), in the same cross-validated
+Sounds (through a front end): the front end's own simple features (MFCC statistics for log-mel),
+standardised inside each fold. Images: the raw pixels, resized to 16 x 16 RGB (768 numbers), in the same cross-validated
 logistic regression as the transfer head. Text: TF-IDF of words and word pairs (sublinear term
 frequency), fitted inside each fold on that fold's training texts only, in the same logistic
 regression. Both are cross-validated exactly like the head (:func:`zoo.probing.cross_validate`)
@@ -40,11 +41,20 @@ def tfidf_vectorizer() -> Any:
     return TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1)
 
 
+def _standardised() -> Any:
+    from sklearn.preprocessing import StandardScaler
+
+    return StandardScaler()
+
+
 def baseline(modality: str, labelled: Any, held_out: dict[str, Any] | None = None, *, seed: int = 0,
-             class_weight: str | None = None, metric: str = "accuracy") -> dict[str, Any] | None:
+             class_weight: str | None = None, metric: str = "accuracy", spec: Any = None) -> dict[str, Any] | None:
     """The baseline's cross-validated estimate on ``labelled``, and, for each named held-out set
     (``{"test": dataset}``), its accuracy and macro-F1 there after a fit on all of ``labelled``;
-    None for a modality without one."""
+    None for a modality without one.
+
+    ``spec``: the backbone's input spec; with a front end (sounds), the front end's own simple
+    features (MFCCs for the log-mel one), standardised inside each fold, are the baseline."""
     import time
 
     import numpy as np
@@ -61,7 +71,16 @@ def baseline(modality: str, labelled: Any, held_out: dict[str, Any] | None = Non
         labelled = labelled.subset(sorted(keep.tolist()))
     items = [e.item for e in labelled.examples]
     y = np.asarray(labelled.labels)
-    if modality == "image":
+    front_end = spec is not None and getattr(spec, "front_end", None) is not None
+    made = None
+    if front_end:
+        from zoo.frontend import baseline as front_end_baseline
+
+        made = front_end_baseline(items, spec)
+        if made is None:
+            return None
+        name, features, featurizer = made[0], list(made[1]), _standardised
+    elif modality == "image":
         name = f"logistic regression on raw pixels ({PIXELS}x{PIXELS} RGB)"
         features, featurizer = pixel_features(items), None
     elif modality == "text":
@@ -82,7 +101,10 @@ def baseline(modality: str, labelled: Any, held_out: dict[str, Any] | None = Non
         if dataset is None or not len(dataset):
             continue
         test_items = [e.item for e in dataset.examples]
-        if modality == "image":
+        if front_end:
+            scaler = _standardised()
+            x, x_test = scaler.fit_transform(np.stack(features)), scaler.transform(front_end_baseline(test_items, spec)[1])
+        elif modality == "image":
             x, x_test = features, pixel_features(test_items)  # the training pixels read once, above
         else:
             vectorizer = tfidf_vectorizer()

@@ -112,9 +112,12 @@ class Run:
 
     def card(self) -> Any:
         """The card of the run's backbone (found with the registry files the run was given)."""
+        from zoo.frontend import with_front_end
         from zoo.pulling import resolve_card
 
-        return resolve_card(self.config["model"], self.config.get("registry") or ())
+        card = resolve_card(self.config["model"], self.config.get("registry") or ())
+        declared = self.config.get("front_end")  # sounds: the front end the run declared
+        return with_front_end(card, declared) if isinstance(declared, dict) and "params" in declared else card
 
     def check_weights(self) -> None:
         """The pulled weights are still the ones the run was trained on (the sha256 of every file
@@ -360,6 +363,7 @@ def _finetune(config: Any, run_dir: Path, resuming: bool, say: Callable[[str], N
     splits = make_splits(config.data, modality=card.modality, val=config.val, test=config.test,
                          val_split=config.split_fraction, per_class=config.per_class, seed=config.seed,
                          skip_bad=config.skip_bad)
+    card, config = _front_end(card, config, splits.train.modality)
     fingerprints = {role: dataset.fingerprint() for role, dataset in
                     (("train", splits.train), ("val", splits.val), ("test", splits.test)) if dataset is not None}
     if resume is not None:
@@ -367,7 +371,7 @@ def _finetune(config: Any, run_dir: Path, resuming: bool, say: Callable[[str], N
     names = _label_texts(config, splits, card)
     config, why = _validation(config, splits)
     config, how = _recipe(config, card, splits)
-    config = config.resolved(card.modality)
+    config = config.resolved(card.modality, _learning(card))
     fetched = pull(card, quiet=not progress)
     if resume is None:
         _write_start(run_dir, config, fetched, splits.summary(), splits.train.classes, splits.skipped, say,
@@ -414,6 +418,36 @@ def _finetune(config: Any, run_dir: Path, resuming: bool, say: Callable[[str], N
         loop = trainer.fit(resume=resume is not None)
     _finish(trainer, loop, run_dir, selection, prior)
     return _done(run_dir, trainer, started, say)
+
+
+def _front_end(card: Any, config: Any, modality: str) -> tuple[Any, Any]:
+    """The card reading the data through a front end when the data is of another modality (sounds
+    for an image backbone), and the config with the front end's every parameter declared: the
+    run records it, and a resumed run reads its data exactly as before."""
+    from dataclasses import replace
+
+    from zoo.frontend import bridge, declared, front_end_of
+
+    settings = dict(config.front_end or {})
+    if {"name", "modality", "params"} <= set(settings):  # the declaration of a resumed run
+        settings = {"name": settings["name"], **settings["params"]}
+    card = bridge(card, modality, settings)
+    if card.input.front_end is None:
+        return card, config
+    allowed = getattr(front_end_of(card.input.front_end), "augmentations", None)
+    if allowed is not None and config.augment not in allowed:
+        raise ZooError(f"--augment {config.augment} is for images; {modality} data takes "
+                       f"{' or '.join(allowed)} (front end {card.input.front_end.name!r})")
+    return card, replace(config, front_end=declared(card))
+
+
+def _learning(card: Any) -> Any:
+    """The front end's own choices of unfreezing and learning rate (``zoo.train.config.LEARNING``)."""
+    if card.input.front_end is None:
+        return None
+    from zoo.frontend import front_end_of
+
+    return getattr(front_end_of(card.input.front_end), "learning", None)
 
 
 def _check_same_data(run_dir: Path, splits: Any, fingerprints: dict[str, str]) -> None:
@@ -743,7 +777,7 @@ def _judgement(trainer: Any, loop: dict[str, Any], selection: Any, report: dict[
         {"val": splits.val} if len(splits.val) else {})
     weight = "balanced" if trainer.class_weights else None
     base = baseline(trainer.backbone.card.modality, splits.train, held_out, seed=config.seed, class_weight=weight,
-                    metric=config.metric)
+                    metric=config.metric, spec=trainer.backbone.card.input)
     transfer: dict[str, Any] = {name: report[name] for name in ("val", "test") if name in report}
     judged: dict[str, Any] = {"validation": config.validation, "metric": config.metric, "recipe": config.recipe,
                               "cut": list(trainer.backbone.cut or (trainer.backbone.card.embedding.node,))}

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# One command from a fresh clone: the system package zoo's offline audio demo needs (espeak-ng,
+# which synthesises `--data spoken-digits`), then zoo with everything the demo and the tests need.
+# Extra arguments go to pip (e.g. ./install.sh --no-cache-dir).
+set -euo pipefail
+cd "$(dirname "$0")"
+if ! command -v espeak-ng >/dev/null 2>&1; then
+    if command -v apt-get >/dev/null 2>&1; then
+        sudo=""
+        [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        $sudo apt-get install -y --no-install-recommends espeak-ng \
+            || { $sudo apt-get update && $sudo apt-get install -y --no-install-recommends espeak-ng; }
+    else
+        echo "install.sh: no apt-get here; install espeak-ng with your system's package manager" \
+             "(it is needed only for --data spoken-digits and its tests)" >&2
+    fi
+fi
+python -m pip install -e ".[dev]" "$@"
