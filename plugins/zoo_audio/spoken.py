@@ -12,16 +12,11 @@ the espeak-ng version: a half-written or tampered folder is never used, and it i
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import shutil
-import subprocess
-import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from zoo import Cache, Dataset, Example, InputError
+from zoo import Dataset, Example, InputError
 
 __all__ = ["SpokenDigitsFormat", "WORDS", "TRAIN_VOICES", "TEST_VOICES", "ensure_spoken_digits"]
 
@@ -39,6 +34,8 @@ _TEST_TAKES = 2
 
 
 def _espeak() -> str:
+    import shutil
+
     found = shutil.which("espeak-ng")
     if found is None:
         raise InputError("spoken-digits is synthesised by espeak-ng, which is not installed: run ./install.sh, "
@@ -47,6 +44,8 @@ def _espeak() -> str:
 
 
 def _version(program: str) -> str:
+    import subprocess
+
     out = subprocess.run([program, "--version"], capture_output=True, text=True, check=False).stdout
     return out.strip().splitlines()[0] if out.strip() else "unknown"
 
@@ -68,6 +67,8 @@ def _plan() -> list[tuple[str, str, str, int, int]]:
 
 
 def _sha256(path: Path) -> str:
+    import hashlib
+
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
@@ -84,6 +85,13 @@ def _complete(folder: Path) -> bool:
 
 def ensure_spoken_digits(root: Path | None = None) -> Path:
     """The generated folder (made now if missing or incomplete); InputError without espeak-ng."""
+    import shutil
+    import subprocess
+    import tempfile
+    from concurrent.futures import ThreadPoolExecutor
+
+    from zoo import Cache  # loaded when the data is, not with every plugin host (zoo list)
+
     cache = Cache()
     home = Path(root) if root is not None else cache.root / "datasets"
     folder = home / f"{NAME}-v{VERSION}"
