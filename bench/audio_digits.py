@@ -30,7 +30,7 @@ def agreement(run_dir: Path, out: Path) -> dict:
     from zoo.data import make_splits
     from zoo.train.config import FinetuneConfig
 
-    zoo.export(run_dir, out=out, quiet=True)
+    zoo.export(run_dir, out=out, log=lambda text: None)
     run = zoo.open_run(run_dir)
     config = FinetuneConfig.from_dict(run.config)
     splits = make_splits(config.data, modality="image", per_class=config.per_class, seed=config.seed)
@@ -60,6 +60,8 @@ def main() -> None:
     parser.add_argument("--per-class", type=int, default=10)
     parser.add_argument("--unfreeze", default=None, help="as zoo finetune --unfreeze (default: auto)")
     parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--runs", type=Path, help="keep the runs here (RUNS/seedN); a finished run there is reused "
+                                                  "(default: a temporary folder)")
     args = parser.parse_args()
     import zoo
 
@@ -67,19 +69,28 @@ def main() -> None:
                                                  else int(args.unfreeze)}
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
+        runs = args.runs or Path(scratch)
         for seed in args.seeds:
             started = time.perf_counter()
-            run = zoo.finetune("efficientnet_lite0", "spoken-digits", per_class=args.per_class, seed=seed,
-                               out=Path(scratch) / f"seed{seed}", progress=False, log=lambda text: None, **options)
+            folder = runs / f"seed{seed}"
+            reused = (folder / "checkpoints" / "final.pt").is_file()
+            if reused:
+                run = zoo.open_run(folder)
+                print(f"seed {seed}: reusing the finished run {folder}", flush=True)
+            else:
+                run = zoo.finetune("efficientnet_lite0", "spoken-digits", per_class=args.per_class, seed=seed,
+                                   out=folder, progress=False, log=lambda text: None, **options)
             seconds = time.perf_counter() - started
             m = run.metrics
             checked = agreement(run.dir, Path(scratch) / f"seed{seed}.onnx")
             row = {"seed": seed, "transfer": m["test"]["accuracy"], "baseline": m["baseline"]["test"]["accuracy"],
-                   "baseline_name": m["baseline"]["name"], "test_clips": m["test"]["n"], "seconds": round(seconds),
+                   "baseline_name": m["baseline"]["name"], "test_clips": m["test"]["n"],
+                   "seconds": None if reused else round(seconds),
                    "schedule": m.get("cv", {}).get("schedule"), "cut": m.get("cut"), **checked}
             rows.append(row)
+            took = "reused" if reused else f"{row['seconds']} s"
             print(f"seed {seed}: transfer {row['transfer']:.3f}  MFCC+LR {row['baseline']:.3f}  "
-                  f"predict = torch on {row['same_class']}/{row['clips']} test clips  ({row['seconds']} s)", flush=True)
+                  f"predict = torch on {row['same_class']}/{row['clips']} test clips  ({took})", flush=True)
     for key in ("transfer", "baseline", "agreement"):
         values = [r[key] for r in rows]
         print(f"{key:>9}: mean {statistics.mean(values):.3f}  worst {min(values):.3f}")

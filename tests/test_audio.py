@@ -358,3 +358,9 @@ def test_front_end_settings_where_they_do_not_apply(tmp_path):
     assert done.returncode != 0 and "reads image data itself" in done.stderr and "Traceback" not in done.stderr
     bad = run_zoo("finetune", "efficientnet_lite0", "--data", "digits", "--front-end", "n_mels")
     assert bad.returncode != 0 and "expected KEY=VALUE" in bad.stderr
+
+
+def test_sounds_for_a_text_model_are_refused(sounds, tmp_path):
+    done = run_zoo("finetune", "all-minilm-l6-v2-offline", "--data", str(sounds), "--out", str(tmp_path / "r"))
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "audio data" in done.stderr and "no front end turns audio into text" in done.stderr

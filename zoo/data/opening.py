@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from zoo.data.checks import check_dataset
-from zoo.data.dataset import Dataset
+from zoo.data.dataset import MODALITIES, Dataset
 from zoo.errors import InputError, PluginError
 from zoo.plugins import DEFAULT_PLUGINS, Contribution, PluginHost, get_host
 
@@ -91,8 +91,11 @@ def _open(data: str | Path, *, modality: str, classes: Sequence[str] | None, for
     if not isinstance(raw, Dataset):
         raise PluginError(f"{culprit} returned a {type(raw).__name__}, not a zoo.data.Dataset")
     if raw.modality != modality and not _bridged(raw.modality, modality):
-        raise PluginError(f"{culprit} was asked for {modality} data and returned {raw.modality} data, which no "
-                          f"front end turns into {modality}")
+        if raw.modality in MODALITIES:  # the data is what it is: the model cannot read it
+            raise InputError(f"{data}: {raw.modality} data (read by {culprit}), which a model taking {modality} "
+                             f"inputs cannot read: no front end turns {raw.modality} into {modality}; choose an "
+                             f"image model (zoo list --modality image)")
+        raise PluginError(f"{culprit} was asked for {modality} data and returned {raw.modality!r} data")
     checked = check_dataset(raw, raw.modality, classes, known_as=known_as)
     if raw.test is not None:
         if not isinstance(raw.test, Dataset) or raw.test.modality != raw.modality:
