@@ -85,20 +85,6 @@ def straight(digit_folder, tmp_path_factory) -> Path:
     return out
 
 
-def test_two_processes_equal_one_with_an_unfrozen_stage(straight, digit_folder, tmp_path):
-    # the stage-1 features come from the cache the straight run filled (rank 0 reads it and gives
-    # it to rank 1): the same inputs, so every difference is the training's. The sharded frozen
-    # pass itself is compared with one process's in the embed test.
-    result = two_processes("finetune", MODEL, "--data", str(digit_folder), "--out", str(tmp_path / "two"), *FLAGS)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.count("best epoch") == 1  # rank 0 speaks for both
-    assert any(r["phase"] == 1 for r in rows(tmp_path / "two"))
-    assert_same_run(straight, tmp_path / "two")
-    config = json.loads((tmp_path / "two" / "config.json").read_text())
-    assert config["config"]["batch_size"] == 8  # the global batch; each rank took half of every one
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["two"]  # the other rank's scratch copy is gone
-
-
 def test_the_cross_validated_head_on_two_processes_equals_one(digit_folder, tmp_path):
     """Head only, the small-data recipe: the head's regularisation chosen on folds, on every rank."""
     # the card's cut (choosing one would probe every layer: the same code, a minute longer)
@@ -150,7 +136,15 @@ def test_a_killed_rank_ends_the_run_and_resume_under_the_launcher_completes_it(s
 
     resumed = two_processes("finetune", "--resume", str(out), "-q")
     assert resumed.returncode == 0, resumed.stderr
+    # the stage-1 features come from the cache the killed run filled (rank 0 reads it and gives it
+    # to rank 1): the same inputs, so every difference is the training's; the sharded frozen pass
+    # itself is compared with one process's in the embed test
     assert_same_run(straight, out)
+    assert resumed.stdout.count("best epoch") == 1  # rank 0 speaks for both
+    assert any(r["phase"] == 1 for r in rows(out))
+    config = json.loads((out / "config.json").read_text())
+    assert config["config"]["batch_size"] == 8  # the global batch; each rank took half of every one
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["killed"]  # the other rank's scratch copy is gone
 
 
 def test_embed_on_two_processes_writes_the_table_one_process_writes(digit_folder, tmp_path):

@@ -109,7 +109,7 @@ def _final_weights(folder: Path) -> dict[str, torch.Tensor]:
 
 def test_resume_after_kill_matches_a_straight_run(digit_folder, tmp_path):
     args = [IMAGE_MODEL, "--data", str(digit_folder), "--val-split", "0.25", "--epochs", "8", "--unfreeze", "1",
-            "--unfreeze-epochs", "4", "--no-augment", "--workers", "0", "--quiet", "--seed", "3"]
+            "--unfreeze-epochs", "3", "--no-augment", "--workers", "0", "--quiet", "--seed", "3"]
     straight = run_zoo("finetune", *args, "--out", str(tmp_path / "straight"), timeout=600)
     assert straight.returncode == 0, straight.stderr
 
