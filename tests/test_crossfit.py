@@ -140,7 +140,7 @@ def test_text_unfreezing_gets_its_schedule_from_folds_and_never_ends_below_the_h
 
 
 def test_a_killed_cross_validated_run_resumes_to_the_same_weights(digit_folder, tmp_path):
-    args = [IMAGE_MODEL, "--data", str(digit_folder), "--unfreeze", "1", "--unfreeze-epochs", "2", "--no-augment",
+    args = [IMAGE_MODEL, "--data", str(digit_folder), "--unfreeze", "1", "--unfreeze-epochs", "1", "--no-augment",
             "--workers", "0", "--quiet", "--seed", "1"]
     straight = run_zoo("finetune", *args, "--out", str(tmp_path / "straight"), timeout=600)
     assert straight.returncode == 0, straight.stderr
