@@ -128,16 +128,9 @@ class _Images(torch.utils.data.Dataset):
         return torch.from_numpy(image_array(image, self.spec)), self.labels[index]
 
 
-class _Converted(torch.utils.data.Dataset):
+class _Converted(_Images):
     """Items of another modality through the card's front end (``zoo.frontend``), which owns its
     augmentation (SpecAugment for sounds), seeded per example like the images'."""
-
-    def __init__(self, items: Sequence[Any], labels: Sequence[int], spec, augmenting: str | bool) -> None:  # noqa: ANN001
-        augmenting = ("light" if augmenting else "none") if isinstance(augmenting, bool) else augmenting
-        self.items, self.labels, self.spec, self.augmenting = items, labels, spec, augmenting
-
-    def __len__(self) -> int:
-        return len(self.items)
 
     def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, int]:
         from zoo.frontend import array

@@ -16,7 +16,7 @@ Stdlib only at import (``zoo list`` loads the plugin host, and the runtime must 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from zoo.plugins import PluginHost
 
-__all__ = ["bridge", "with_front_end", "front_end_of", "batch", "array", "content_problems", "suffixes",
+__all__ = ["bridge", "bridges", "with_front_end", "front_end_of", "batch", "array", "problem_check", "suffixes",
            "declared"]
 
 
@@ -53,10 +53,13 @@ def bridge(card: ModelCard, modality: str, params: Mapping[str, Any] | None = No
     """``card`` reading ``modality`` data through the front end that turns it into the card's own.
 
     ``params`` are the user's (``{"clip_seconds": 2}``; ``name`` picks a front end where several
-    read the modality); the front end fills in the rest for this backbone's input. A card of that
-    modality already is returned as it is (with no params to apply).
+    read the modality), or a recorded declaration (``FrontEndSpec.to_dict()``: a resumed run's, a
+    table's), checked again; the front end fills in the rest for this backbone's input. A card of
+    that modality already is returned as it is (with no params to apply).
     """
     params = dict(params or {})
+    if {"name", "modality", "params"} <= set(params):  # a declaration: its name and every parameter
+        params = {"name": params["name"], **params["params"]}
     if modality == card.modality:
         if params:
             raise InputError(f"model {card.name!r} reads {modality} data itself: front-end settings "
@@ -118,13 +121,17 @@ def batch(items: Sequence[Any], spec: InputSpec) -> np.ndarray:
     return np.stack([front_end.array(item, spec) for item in items])
 
 
-def content_problems(items: Sequence[Any], modality: str, host: PluginHost | None = None) -> list[str | None]:
-    """Per item, why it is unusable (the front end that reads ``modality`` judges), or None."""
+def problem_check(modality: str, host: PluginHost | None = None) -> Callable[[Any], str | None]:
+    """Why one ``modality`` item is unusable, or None: the check of the front end that reads it."""
     found = _reading(modality, None, host)
     if not found:
         raise InputError(f"no front end reads {modality} data{_disabled_hint()}")
-    front_end = found[0][1]
-    return [front_end.problem(item) for item in items]
+    return found[0][1].problem
+
+
+def bridges(data: str, model: str, host: PluginHost | None = None) -> bool:
+    """Whether a front end reads ``data`` for ``model`` inputs (a sound for an image backbone)."""
+    return bool(_reading(data, model, host))
 
 
 def suffixes(modality: str, host: PluginHost | None = None) -> tuple[str, ...]:

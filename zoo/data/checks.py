@@ -76,21 +76,23 @@ def _names_itself(example: Example) -> bool:
 
 
 def _content_problems(items: list[Item], modality: str) -> list[str | None]:
-    """Per item: why it cannot be used, or None. Images are decoded in threads (PIL releases the GIL)."""
+    """Per item: why it cannot be used, or None. Images (and sounds) are decoded in threads (PIL and
+    libsndfile release the GIL)."""
     if modality == "text":
         return [text_problem(item) for item in items]
-    if modality != "image":  # read through a front end, which knows what a usable item is
-        from zoo.frontend import content_problems
-
-        if len(items) < _SERIAL_BELOW:
-            return content_problems(items, modality)
-        with ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1)) as pool:
-            return [p for part in pool.map(lambda chunk: content_problems(chunk, modality),
-                                           [items[i:i + 16] for i in range(0, len(items), 16)]) for p in part]
+    check = item_problem if modality == "image" else front_end_check(modality)
     if len(items) < _SERIAL_BELOW:
-        return [item_problem(item) for item in items]
+        return [check(item) for item in items]
     with ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1)) as pool:
-        return list(pool.map(item_problem, items))
+        return list(pool.map(check, items))
+
+
+def front_end_check(modality: str):  # noqa: ANN201 - Callable[[object], str | None]
+    """The check of another modality's items (sounds): the front end that reads them knows what a
+    usable one is."""
+    from zoo.frontend import problem_check
+
+    return problem_check(modality)
 
 
 def text_problem(item: object) -> str | None:

@@ -106,7 +106,6 @@ def _open(data: str | Path, *, modality: str, classes: Sequence[str] | None, for
 
 
 def _bridged(data: str, model: str) -> bool:
-    """Whether a front end reads ``data`` for ``model`` inputs (a sound for an image backbone)."""
-    from zoo.frontend import _reading
+    from zoo.frontend import bridges  # imported here: zoo.frontend loads the plugin host
 
-    return bool(_reading(data, model, None))
+    return bridges(data, model)

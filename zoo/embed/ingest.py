@@ -129,7 +129,7 @@ def read_items(data: str | Path, modality: str, *, skip_bad: bool = False) -> An
 
 
 def _unlabelled(path: Path, modality: str) -> Any:
-    from zoo.data.checks import item_problem, text_problem
+    from zoo.data.checks import front_end_check, item_problem, text_problem
     from zoo.data.dataset import Dataset, Example, Problem
     from zoo.data.formats import IMAGE_EXTENSIONS
 
@@ -149,17 +149,11 @@ def _unlabelled(path: Path, modality: str) -> Any:
             raise InputError(f"{path}: cannot read the texts ({exc}); save it as UTF-8, one text per line") from None
         numbered = [(n, line) for n, line in enumerate(lines, start=1) if line.strip()]
         items, wheres = [line for _, line in numbered], [f"{path}:{n}" for n, _ in numbered]
-    elif (path.is_dir() or path.is_file()) and _sounds_in(path):
-        from zoo.data.checks import _content_problems
-
-        items = _sounds_in(path)
-        wheres = [str(p) for p in items]
-        modality = "audio"
-        reasons = _content_problems(items, modality)
-        return _checked(path, modality, items, wheres, reasons)
+    elif sounds := _sounds_in(path):
+        items, wheres, modality = sounds, [str(p) for p in sounds], "audio"
     else:
         return None
-    check = item_problem if modality == "image" else text_problem
+    check = {"image": item_problem, "text": text_problem}.get(modality) or front_end_check(modality)
     examples, problems = [], []
     for item, where in zip(items, wheres):
         reason = check(item)
@@ -175,19 +169,11 @@ def _sounds_in(path: Path) -> list[Path]:
     from zoo.frontend import suffixes
 
     known = suffixes("audio")
-    if not known:
+    if not known or not path.exists():
         return []
     if path.is_file():
         return [path] if path.suffix.lower() in known else []
     return sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in known)
-
-
-def _checked(path: Path, modality: str, items: list[Any], wheres: list[str], reasons: list[str | None]) -> Any:
-    from zoo.data.dataset import Dataset, Example, Problem
-
-    examples = tuple(Example(item, -1, where) for item, where, reason in zip(items, wheres, reasons) if not reason)
-    problems = tuple(Problem(where, reason) for where, reason in zip(wheres, reasons) if reason)
-    return Dataset(str(path), modality, (), examples, problems)
 
 
 def _source(example: Any, modality: str) -> str:

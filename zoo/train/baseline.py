@@ -72,7 +72,6 @@ def baseline(modality: str, labelled: Any, held_out: dict[str, Any] | None = Non
     items = [e.item for e in labelled.examples]
     y = np.asarray(labelled.labels)
     front_end = spec is not None and getattr(spec, "front_end", None) is not None
-    made = None
     if front_end:
         from zoo.frontend import baseline as front_end_baseline
 

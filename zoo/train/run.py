@@ -115,9 +115,15 @@ class Run:
         from zoo.frontend import with_front_end
         from zoo.pulling import resolve_card
 
-        card = resolve_card(self.config["model"], self.config.get("registry") or ())
-        declared = self.config.get("front_end")  # sounds: the front end the run declared
-        return with_front_end(card, declared) if isinstance(declared, dict) and "params" in declared else card
+        return with_front_end(resolve_card(self.config["model"], self.config.get("registry") or ()), self.front_end)
+
+    @property
+    def front_end(self) -> Any:
+        """The front end the run declared (a ``zoo.card.FrontEndSpec``: sounds), or None."""
+        from zoo.card import FrontEndSpec
+
+        declared = self.config.get("front_end")
+        return FrontEndSpec.from_dict(declared) if isinstance(declared, dict) and "params" in declared else None
 
     def check_weights(self) -> None:
         """The pulled weights are still the ones the run was trained on (the sha256 of every file
@@ -428,10 +434,7 @@ def _front_end(card: Any, config: Any, modality: str) -> tuple[Any, Any]:
 
     from zoo.frontend import bridge, declared, front_end_of
 
-    settings = dict(config.front_end or {})
-    if {"name", "modality", "params"} <= set(settings):  # the declaration of a resumed run
-        settings = {"name": settings["name"], **settings["params"]}
-    card = bridge(card, modality, settings)
+    card = bridge(card, modality, config.front_end)  # a resumed run's declaration is checked again
     if card.input.front_end is None:
         return card, config
     allowed = getattr(front_end_of(card.input.front_end), "augmentations", None)
