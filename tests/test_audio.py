@@ -364,3 +364,16 @@ def test_sounds_for_a_text_model_are_refused(sounds, tmp_path):
     done = run_zoo("finetune", "all-minilm-l6-v2-offline", "--data", str(sounds), "--out", str(tmp_path / "r"))
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert "audio data" in done.stderr and "no front end turns audio into text" in done.stderr
+
+
+def test_a_run_on_sounds_embeds_and_searches_clips_as_it_was_trained(audio_run, sounds, tmp_path, shared_home):
+    import zoo
+
+    db = tmp_path / "db"
+    report = zoo.embed_dataset(str(audio_run), sounds, db=db, engine="torch")
+    assert report.embedded == 24
+    query = sounds / "low" / "low2.ogg"
+    hits = zoo.search(db, query, k=2, engine="torch").hits
+    assert hits[0].source == str(query.resolve()) and hits[1].label == "low"
+    with pytest.raises(zoo.ZooError, match="leave out --front-end"):
+        zoo.embed_dataset(str(audio_run), sounds, db=tmp_path / "other", engine="torch", front_end={"n_mels": 64})

@@ -52,16 +52,14 @@ class Embedder:
         for data of the card's own modality. ``settings``: the user's, or a table's declaration."""
         from dataclasses import replace
 
-        from zoo.frontend import bridge
+        from zoo.frontend import bridge, declared
 
         if modality == self.card.modality and self.card.input.front_end is None:
             return self
-        settings = dict(settings or {})
-        if {"name", "modality", "params"} <= set(settings):
-            settings = {"name": settings["name"], **settings["params"]}
         if self.card.input.front_end is not None:  # a run's card already reads it: its declaration stands
-            if settings:
-                raise ZooError(f"{self.name}: the run declared its front end; front-end settings do not apply")
+            if settings and dict(settings) != declared(self.card):  # a table's record of it is that declaration
+                raise ZooError(f"{self.name}: the run declared its front end, so front-end settings do not apply; "
+                               f"leave out --front-end")
             return self
         card = bridge(self.card, modality, settings)
         identity = embedder_identity(card, self.fetched) if self.run_dir is None else _run_identity(
@@ -117,7 +115,7 @@ def resolve_embedder(model: str | Path, registry_files: Any = (), *, quiet: bool
     from zoo.frontend import with_front_end
 
     card = resolve_card(run.config["model"], tuple(registry_files) + tuple(run.config.get("registry") or ()))
-    card = with_front_end(card, run.card().input.front_end)  # a run on sounds reads them as it was trained
+    card = with_front_end(card, run.front_end)  # a run on sounds reads them as it was trained
     fetched = pull(card, quiet=quiet)
     from zoo.download import sha256_file
 

@@ -90,7 +90,7 @@ class Searcher:
         elif info.front_end:
             if isinstance(query, (str, Path)) and not Path(query).is_file():
                 raise InputError(f"table {self.table.name!r} holds {info.modality} embeddings ({info.model}): the query "
-                                 f"must be a {info.modality} file, and {str(query)!r} is not a file")
+                                 f"must be a file of {info.modality}, and {str(query)!r} is not a file")
         elif not isinstance(query, str) or not query.strip():
             raise InputError(f"table {self.table.name!r} holds text embeddings ({info.model}): the query must be "
                              f"a non-empty text")
