@@ -1,11 +1,14 @@
 """Atomic writes: a temp file in the same folder, fsynced, then renamed over the target.
 
 Readers see the old file or the new one, never half of one: a killed process, a full disk or an
-error mid-write leaves the previous version in place and no temp behind.
+error mid-write leaves the previous version in place and no temp behind. A write the place cannot
+take (disk full, read-only, a file where the folder should be) raises :class:`zoo.errors.StorageError`
+naming the target, which the CLI prints as one line.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -13,14 +16,22 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_json", "atomic_torch_save"]
+from zoo.errors import STORAGE_ERRNOS, StorageError, storage_error
+
+__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_json", "atomic_torch_save", "ensure_folder"]
 
 
-def atomic_write(path: Path, write: Callable[[IO[bytes]], Any], *, mode: int | None = None) -> Path:
+def atomic_write(path: Path, write: Callable[[IO[bytes]], Any], *, mode: int | None = None,
+                 fix: str = "") -> Path:
     """Call ``write(handle)`` on a temp file next to ``path``, then rename it into place.
-    ``mode``: the file's permissions (mkstemp's are 0600, private), e.g. 0o644 for package data."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    ``mode``: the file's permissions (mkstemp's are 0600, private), e.g. 0o644 for package data.
+    ``fix``: what the user can set to write elsewhere, for the one-line error (``choose another --out``)."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise _storage(exc, path, fix) from None
     try:
         if mode is not None:
             os.fchmod(fd, mode)
@@ -29,21 +40,47 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], Any], *, mode: int | N
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(temp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and not isinstance(exc, StorageError) and exc.errno in STORAGE_ERRNOS:
+            raise storage_error(exc, path, fix) from None
         raise
     return path
 
 
-def atomic_write_bytes(path: Path, data: bytes, *, mode: int | None = None) -> Path:
-    return atomic_write(path, lambda handle: handle.write(data), mode=mode)
+def _storage(exc: OSError, path: Path, fix: str) -> OSError:
+    """Creating the folder or the temp file failed: one line when the place is at fault (a full
+    disk, a read-only folder, a file where the folder should be), the OSError itself otherwise."""
+    if isinstance(exc, StorageError) or exc.errno not in STORAGE_ERRNOS:
+        return exc
+    where = path.parent if exc.errno != errno.ENAMETOOLONG else path
+    return storage_error(exc, where, fix)
 
 
-def atomic_write_json(path: Path, data: Any) -> Path:
-    return atomic_write_bytes(path, (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+def ensure_folder(folder: Path, fix: str = "") -> Path:
+    """``folder`` created (with its parents) or already there; a place that cannot hold it is one
+    :class:`~zoo.errors.StorageError` line naming the folder."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        if exc.errno in STORAGE_ERRNOS:
+            raise storage_error(exc, folder, fix) from None
+        raise
+    if not folder.is_dir():  # mkdir(exist_ok) accepts nothing else, but a race can leave a file
+        raise storage_error(OSError(errno.ENOTDIR, "Not a directory"), folder, fix)
+    return folder
 
 
-def atomic_torch_save(path: Path, obj: Any) -> Path:
+def atomic_write_bytes(path: Path, data: bytes, *, mode: int | None = None, fix: str = "") -> Path:
+    return atomic_write(path, lambda handle: handle.write(data), mode=mode, fix=fix)
+
+
+def atomic_write_json(path: Path, data: Any, *, fix: str = "") -> Path:
+    return atomic_write_bytes(path, (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8"), fix=fix)
+
+
+def atomic_torch_save(path: Path, obj: Any, *, fix: str = "") -> Path:
     import torch
 
-    return atomic_write(path, lambda handle: torch.save(obj, handle))
+    return atomic_write(path, lambda handle: torch.save(obj, handle), fix=fix)

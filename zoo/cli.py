@@ -33,6 +33,15 @@ class _ZooGroup(click.Group):
             return super().invoke(ctx)
         except ZooError as exc:
             raise click.ClickException(str(exc)) from None
+        except OSError as exc:
+            # The place, not zoo, is at fault (a full disk, a read-only folder, a file where a
+            # folder must be): one line, like a ZooError. Writes go through zoo.atomic, which says
+            # this itself; this net catches a library's own write (onnx, lancedb, torch).
+            from zoo.errors import STORAGE_ERRNOS, storage_error
+
+            if exc.errno not in STORAGE_ERRNOS:
+                raise
+            raise click.ClickException(str(storage_error(exc, verb="use"))) from None
         except RuntimeError as exc:
             from zoo.distributed import lost_peer, world
 

@@ -7,6 +7,9 @@ Any other exception is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import errno
+import os
+
 __all__ = [
     "ZooError",
     "RegistryError",
@@ -21,6 +24,9 @@ __all__ = [
     "EngineError",
     "ExportError",
     "ValidationError",
+    "StorageError",
+    "storage_error",
+    "STORAGE_ERRNOS",
 ]
 
 
@@ -91,3 +97,51 @@ class ValidationError(ExportError):
     def __init__(self, message: str, validation: object = None) -> None:
         super().__init__(message)
         self.validation = validation
+
+
+class StorageError(ZooError, OSError):
+    """A file or folder zoo must write (or create) cannot be: the disk is full, the place is
+    read-only, or a file stands where a folder must be. Nothing partial is left at the final path.
+
+    Also an OSError carrying the original ``errno``, so code that falls back when a cache cannot
+    be written (``except OSError``) keeps working; the CLI prints its one line."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = code
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+#: The errno values that mean "this place cannot hold the file" rather than a bug: each is a
+#: user's environment to fix, said in one line (:func:`storage_error`).
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EACCES, errno.EPERM, errno.EROFS,
+                            errno.ENOTDIR, errno.EEXIST, errno.EISDIR, errno.ENAMETOOLONG})
+
+
+def storage_error(exc: OSError, path: object = None, fix: str = "", verb: str = "write") -> StorageError:
+    """``exc`` (an OSError from writing ``path``) as one line: where, what went wrong, what to do.
+    ``fix`` names the setting that moves the write elsewhere (``set ZOO_HOME to ...``, ``choose
+    another --out``). An errno outside :data:`STORAGE_ERRNOS` is still said plainly, as a
+    StorageError: the caller decides to raise it only for writes. ``verb``: what was being done
+    (``write``; the CLI's safety net, which cannot know, says ``use``)."""
+    where = path if path is not None else (exc.filename or "a file")
+    code = exc.errno
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        what, hint = "the disk is full", "free some space"
+    elif code == errno.EFBIG:
+        what, hint = "the file is larger than this process may write (file size limit)", \
+            "raise the limit (ulimit -f) or free space"
+    elif code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        what, hint = "it is not writable (read-only or no permission)", "make it writable"
+    elif code in (errno.ENOTDIR, errno.EEXIST):
+        what, hint = "a file stands where a folder must be", "remove or rename that file"
+    elif code == errno.EISDIR:
+        what, hint = "a folder stands where a file must be", "remove or rename that folder"
+    elif code == errno.ENAMETOOLONG:
+        what, hint = "the name is too long for the file system", "use a shorter name or path"
+    else:
+        what, hint = exc.strerror or os.strerror(code or 0) or str(exc), "check the folder"
+    detail = f" ({exc.strerror})" if exc.strerror and exc.strerror.lower() not in what.lower() else ""
+    return StorageError(f"cannot {verb} {where}: {what}{detail}; {hint}" + (f", or {fix}" if fix else ""), code)
