@@ -286,6 +286,24 @@ def test_invalid_jsonl_lines_error_and_skip(tmp_path):
     assert len(splits.train) + len(splits.val) == 4
 
 
+@pytest.mark.parametrize("row, key", [
+    ('{"text": "a", "label": "x", "label": "y"}', "label"),
+    ('{"text": "a", "text": "b", "label": "y"}', "text"),
+    ('{"text": "a", "label": "y", "meta": {"id": 1, "id": 2}}', "id"),  # at any depth
+])
+def test_a_jsonl_row_with_a_key_twice_is_refused_naming_the_row_and_the_key(tmp_path, row, key):
+    manifest = tmp_path / "d.jsonl"
+    good = ['{"text": "%s", "label": "%s"}' % (text, label) for text, label in
+            (("one", "x"), ("two", "y"), ("three", "x"), ("four", "y"))]
+    manifest.write_text("\n".join([*good[:2], row, *good[2:]]) + "\n", encoding="utf-8")
+    with pytest.raises(InputError) as excinfo:
+        make_splits(manifest, modality="text")
+    assert f"{manifest}:3: the key {key!r} appears twice" in error(excinfo)
+    splits = make_splits(manifest, modality="text", skip_bad=True)  # skipped like any bad row, never trained
+    assert [p.where for p in splits.skipped] == [f"{manifest}:3"]
+    assert "a" not in [e.item for e in (*splits.train.examples, *splits.val.examples)]
+
+
 def test_many_problems_are_listed_ten_and_counted(tmp_path):
     rows = [[f"t{i}", "" if i < 12 else "ab"[i % 2]] for i in range(16)]
     manifest = write_csv(tmp_path / "t.csv", ["text", "label"], rows)

@@ -23,6 +23,7 @@ from typing import Any
 from zoo.data.dataset import Dataset, Example, Problem
 from zoo.errors import InputError
 from zoo.hookspecs import hookimpl
+from zoo.strictjson import DuplicateKeyError, loads
 
 __all__ = ["IMAGE_EXTENSIONS", "FolderFormat", "CsvFormat", "JsonlFormat", "DigitsFormat",
            "register_dataset_formats"]
@@ -275,7 +276,8 @@ class JsonlFormat:
     """A ``.jsonl`` / ``.ndjson`` manifest: one object per line with ``path`` or ``text``, and ``label``.
 
     Labels are strings or integers (an integer label is the class named by its digits). Blank
-    lines are skipped; relative paths resolve against the file's folder.
+    lines are skipped; relative paths resolve against the file's folder. A row with a key twice
+    is a problem, not its last value (:mod:`zoo.strictjson`).
     """
 
     name = "jsonl"
@@ -294,7 +296,9 @@ class JsonlFormat:
     def _row(where: str, line: str, modality: str, base: Path) -> tuple[str, Example] | Problem:
         key = _VALUE_KEY[modality]
         try:
-            obj: Any = json.loads(line)
+            obj: Any = loads(line)
+        except DuplicateKeyError as exc:  # json would keep the last value: a label silently changed
+            return Problem(where, f"{exc}; keep one {exc.key!r} per row")
         except json.JSONDecodeError as exc:
             return Problem(where, f"invalid JSON ({exc.msg} at column {exc.colno})")
         if not isinstance(obj, dict):
