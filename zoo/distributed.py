@@ -200,6 +200,27 @@ def lost_peer(exc: BaseException) -> bool:
         clue in text for clue in ("Connection closed by peer", "Connection reset by peer", "Broken pipe"))
 
 
+@contextmanager
+def _threads_for_ranks(nproc: int) -> Iterator[None]:
+    """``OMP_NUM_THREADS`` set, for the launcher's children, to each rank's share of the cores.
+
+    torch.distributed.run sets it to 1 itself when it is unset, with a four-line warning to tune
+    it; set beforehand (its documented way to say the threads are chosen) the launcher passes it
+    on silently. The value is the share :func:`init_world` gives a rank anyway
+    (:func:`zoo.threads.available_cores` under ``LOCAL_WORLD_SIZE``), so a rank starts with its
+    final thread count. A value the user set is theirs and stays; ours is removed after the launch."""
+    if "OMP_NUM_THREADS" in os.environ:
+        yield
+        return
+    from zoo.threads import cores_per_process
+
+    os.environ["OMP_NUM_THREADS"] = str(cores_per_process(nproc))
+    try:
+        yield
+    finally:
+        os.environ.pop("OMP_NUM_THREADS", None)
+
+
 def launch(nproc: int, argv: Sequence[str], *, rendezvous: Sequence[str] = ()) -> None:
     """Run ``python -m zoo ARGV`` in ``nproc`` processes with torch's elastic launcher, in this
     process (what ``zoo finetune --nproc N`` does): the same as ``torchrun --standalone
@@ -213,7 +234,8 @@ def launch(nproc: int, argv: Sequence[str], *, rendezvous: Sequence[str] = ()) -
     args = get_args_parser().parse_args([*options, "--nproc-per-node", str(nproc), "--max-restarts", "0",
                                          "-m", "zoo", *argv])
     try:
-        run(args)
+        with _threads_for_ranks(nproc):
+            run(args)
     except ChildFailedError as exc:
         # the cause, not the ranks the launcher stopped after it (SIGTERM) or that lost their peer
         stopped = {-15}

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-__all__ = ["available_cores", "ThreadBudget", "thread_budget", "torch_threads"]
+__all__ = ["available_cores", "cores_per_process", "ThreadBudget", "thread_budget", "torch_threads"]
 
 
 def available_cores() -> int:
@@ -22,11 +22,17 @@ def available_cores() -> int:
     distributed launcher, its share: the mask divided among the processes of this node
     (``LOCAL_WORLD_SIZE``), since every rank sees the whole mask and gloo ranks each spinning a
     thread per core would oversubscribe them."""
+    return cores_per_process(_processes_on_this_node())
+
+
+def cores_per_process(processes: int) -> int:
+    """Each of ``processes`` processes' share of this process's cores (at least one): what a rank
+    of ``zoo ... --nproc N`` computes with, so the launcher can give it to the ranks beforehand."""
     try:
         cores = max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):  # macOS, Windows
         cores = max(1, os.cpu_count() or 1)
-    return max(1, cores // _processes_on_this_node())
+    return max(1, cores // max(1, processes))
 
 
 def _processes_on_this_node() -> int:
