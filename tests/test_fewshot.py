@@ -77,7 +77,7 @@ def test_text_fewshot_and_model_checks(tmp_path):
     queries = ["The goalkeeper saved a penalty in extra time", "Roast the chicken with garlic and rosemary",
                "Bond yields climbed as inflation rose"]
     assert [p.label for p in classifier.predict(queries)] == ["sport", "cooking", "finance"]
-    with pytest.raises(InputError, match="takes texts"):
+    with pytest.raises(InputError, match="takes a non-empty text, not an object of type ndarray"):
         classifier.predict([np.zeros((8, 8, 3), np.uint8)])
 
     folder = classifier.save(tmp_path / "clf")

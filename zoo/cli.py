@@ -478,14 +478,17 @@ def embed_cmd(ctx: click.Context, args: tuple[str, ...], db: str, table: str | N
 @click.option("--table", help="Table to search (default: the database's only table).")
 @click.option("-k", "k", type=click.IntRange(min=1), default=10, show_default=True, help="How many results.")
 @click.option("--exact", is_flag=True, help="Scan every row, even when the table has an ANN index.")
+@click.option("--text", "as_text", is_flag=True,
+              help="QUERY is words to search a text table for, even where it names a file, a folder or a URL.")
 @click.option("--device", help="cpu, cuda, cuda:1... (default: CPU).")
 @click.option("--engine", type=click.Choice(ENGINES), default="auto", show_default=True,
               help="How the query is embedded: auto (onnxruntime on CPU, checked against PyTorch), torch, onnxruntime.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.pass_context
-def search_cmd(ctx: click.Context, query: str, db: str, table: str | None, k: int, exact: bool, device: str | None,
-               engine: str, as_json: bool) -> None:
-    """Nearest stored items to QUERY: an image file for an image table, a text for a text table."""
+def search_cmd(ctx: click.Context, query: str, db: str, table: str | None, k: int, exact: bool, as_text: bool,
+               device: str | None, engine: str, as_json: bool) -> None:
+    """Nearest stored items to QUERY: an image file for an image table, a clip for a table of
+    sounds, a text for a text table (--text when the words name a file)."""
     from zoo.embed import search
     from zoo.render import table as table_text  # the name `table` is the option here
 
@@ -495,7 +498,7 @@ def search_cmd(ctx: click.Context, query: str, db: str, table: str | None, k: in
     # the process's, which this command owns.
     with torch_threads(1) if engine == "torch" else contextlib.nullcontext():
         result = search(db, query, table=table, k=k, exact=exact, device=device, engine=engine,
-                        registry_files=_registries(ctx))
+                        registry_files=_registries(ctx), as_text=as_text)
     if as_json:
         _echo_json(result.to_dict())
         return
@@ -516,6 +519,8 @@ def search_cmd(ctx: click.Context, query: str, db: str, table: str | None, k: in
                    "'a text about {}.', 'this text is about {}.').")
 @click.option("--out", type=click.Path(file_okay=False), help="Where to save it (default: fewshot/MODEL-TIME).")
 @click.option("--predict", is_flag=True, help="Classify the INPUTS after it: image files or folders, or texts.")
+@click.option("--text", "as_text", is_flag=True,
+              help="With --predict on a text classifier: the INPUTS are words, even where one names a file or folder.")
 @click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable or bad support examples.")
 @click.option("--device", help="cpu, cuda, cuda:1... for embedding the support set.")
@@ -525,7 +530,7 @@ def search_cmd(ctx: click.Context, query: str, db: str, table: str | None, k: in
 @_front_end_option
 @click.pass_context
 def fewshot_cmd(ctx: click.Context, model: str, inputs: tuple[str, ...], support: str | None, labels: str | None,
-                templates: tuple[str, ...], out: str | None, predict: bool, top_k: int, skip_bad: bool,
+                templates: tuple[str, ...], out: str | None, predict: bool, as_text: bool, top_k: int, skip_bad: bool,
                 device: str | None, engine: str, as_json: bool, front_end: tuple[str, ...]) -> None:
     """A nearest-centroid classifier from a few labelled examples per class (--support), or from
     the label names alone (--labels, zero-shot), without training.
@@ -543,6 +548,8 @@ def fewshot_cmd(ctx: click.Context, model: str, inputs: tuple[str, ...], support
         raise click.UsageError("give --support (examples) or --labels (zero-shot), not both")
     if templates and labels is None:
         raise click.UsageError("--template goes with --labels")
+    if as_text and not predict:
+        raise click.UsageError("--text goes with --predict")
     if support is not None:
         classifier = fewshot(model, support, skip_bad=skip_bad, device=device, engine=engine, progress=not as_json,
                              registry_files=_registries(ctx), front_end=_front_end_settings(front_end))
@@ -556,7 +563,8 @@ def fewshot_cmd(ctx: click.Context, model: str, inputs: tuple[str, ...], support
     else:
         raise click.UsageError(f"give --support DATA (or --labels NAMES) to build a classifier for {model!r}, or "
                                f"the folder of a saved classifier")
-    predictions = classifier.predict(expand_inputs(inputs, classifier.modality), top_k=top_k) if predict else []
+    predictions = (classifier.predict(expand_inputs(inputs, classifier.modality), top_k=top_k, as_text=as_text)
+                   if predict else [])
     if as_json:
         _echo_json({"classifier": str(classifier.path), "model": classifier.model, "classes": list(classifier.classes),
                     "support": dict(zip(classifier.classes, classifier.counts)),

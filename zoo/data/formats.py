@@ -25,7 +25,7 @@ from zoo.errors import InputError
 from zoo.hookspecs import hookimpl
 from zoo.strictjson import DuplicateKeyError, loads
 
-__all__ = ["IMAGE_EXTENSIONS", "FolderFormat", "CsvFormat", "JsonlFormat", "DigitsFormat",
+__all__ = ["IMAGE_EXTENSIONS", "SOUND_SUFFIXES", "FolderFormat", "CsvFormat", "JsonlFormat", "DigitsFormat",
            "register_dataset_formats"]
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
@@ -167,8 +167,9 @@ class FolderFormat:
         return _dataset(str(root), modality, rows, problems)
 
 
-#: Suffixes of sound files: a folder of them is no image folder (a plugin reads sounds).
-_SOUND_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".mp3", ".m4a", ".aac", ".opus"})
+#: Suffixes of sound files: a folder of them is no image folder (a plugin reads sounds), and a
+#: path with one is no text (zoo.data.media).
+SOUND_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".mp3", ".m4a", ".aac", ".opus"})
 
 
 def _refuse_other_media(root: Path, class_dirs: list[Path]) -> None:
@@ -180,7 +181,7 @@ def _refuse_other_media(root: Path, class_dirs: list[Path]) -> None:
             suffix = entry.suffix.lower()
             if suffix in IMAGE_EXTENSIONS:
                 return
-            if suffix in _SOUND_SUFFIXES:
+            if suffix in SOUND_SUFFIXES:
                 suffixes.add(suffix)
     if suffixes:
         raise InputError(f"{root}: the class folders hold sounds ({', '.join(sorted(suffixes))}), not images, and no "

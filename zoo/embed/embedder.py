@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from zoo.errors import ZooError
+from zoo.errors import InputError, ZooError
 
 __all__ = ["Embedder", "resolve_embedder", "embedder_identity", "is_run_folder", "RUN_PREFIX"]
 
@@ -57,6 +57,10 @@ class Embedder:
         if modality == self.card.modality and self.card.input.front_end is None:
             return self
         if self.card.input.front_end is not None:  # a run's card already reads it: its declaration stands
+            reads = self.card.input.front_end.modality
+            if modality != reads:
+                raise InputError(f"{self.name} was trained on {reads} data (through its front end "
+                                 f"{self.card.input.front_end.name!r}): it embeds {reads}, not {modality} data")
             if settings and dict(settings) != declared(self.card):  # a table's record of it is that declaration
                 raise ZooError(f"{self.name}: the run declared its front end, so front-end settings do not apply; "
                                f"leave out --front-end")

@@ -135,17 +135,21 @@ class FewShot:
                   for i in range(0, len(items), batch_size)]
         return np.concatenate(chunks) if chunks else np.zeros((0, self.prototypes.shape[1]), np.float32)
 
-    def predict(self, items: Sequence[Any], *, top_k: int = 3, batch_size: int = 32) -> list[Prediction]:
-        """Top ``top_k`` classes with probabilities for images (paths, arrays, PIL) or texts."""
+    def predict(self, items: Sequence[Any], *, top_k: int = 3, batch_size: int = 32,
+                as_text: bool = False) -> list[Prediction]:
+        """Top ``top_k`` classes with probabilities for images (paths, arrays, PIL), clips or texts.
+        An input of another modality (an image path for a text classifier) is refused before the
+        model loads; ``as_text``: strings are texts whatever they name (``--text``)."""
+        from zoo.embed.queries import check_query
+
         if isinstance(items, (str, Path)):
             raise InputError("predict takes a list of inputs")
         if not len(items):
             return []
+        where = f" at {self.path}" if self.path else ""
         for item in items:
-            if self.modality not in ("text",) and isinstance(item, (str, Path)) and not Path(item).is_file():
-                raise InputError(f"{item}: no such {self.modality} file")
-            if self.modality == "text" and not isinstance(item, str):
-                raise InputError(f"the classifier takes texts ({self.model}), not a {type(item).__name__}")
+            check_query(item, self.modality, holder=f"the few-shot classifier{where} ({self.model})", noun="classifier",
+                        as_text=as_text)
         probabilities = self.probabilities(self.embed(items, batch_size))
         k = max(1, min(top_k, len(self.classes)))
         out = []

@@ -2,7 +2,9 @@
 
 The query is embedded by the model that made the table (checked against the table's recorded
 weights and preprocessing), L2-normalised and looked up: an exact flat scan on tables without an
-index, the IVF_FLAT index on larger ones (a third of its partitions probed).
+index, the IVF_FLAT index on larger ones (a third of its partitions probed). A query of another
+modality than the table's (an image path for a text table) is refused before the model loads
+(:mod:`zoo.embed.queries`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.embed.store import VectorStore
-from zoo.errors import InputError, ZooError
+from zoo.errors import ZooError
 
 __all__ = ["Searcher", "SearchResult", "search"]
 
@@ -78,31 +80,29 @@ class Searcher:
                                                       device=self.device))
         return self._backbone
 
-    def embed(self, query: Any) -> Any:
+    def check(self, query: Any, *, as_text: bool = False) -> None:
+        """Refuse a query that is not of the table's modality (:func:`zoo.embed.queries.check_query`),
+        before the model loads. ``as_text``: the string is a text whatever it names (``--text``)."""
+        from zoo.embed.queries import check_query
+
+        info = self.table.info
+        check_query(query, info.modality, holder=f"table {self.table.name!r} ({info.model})", as_text=as_text)
+
+    def embed(self, query: Any, *, as_text: bool = False) -> Any:
         """The normalised query vector (a numpy row)."""
         from zoo.embed.ingest import normalize
 
-        info = self.table.info
-        if info.modality == "image":
-            if isinstance(query, (str, Path)) and not Path(query).is_file():
-                raise InputError(f"table {self.table.name!r} holds image embeddings ({info.model}): the query must "
-                                 f"be an image file, and {str(query)!r} is not a file")
-        elif info.front_end:
-            if isinstance(query, (str, Path)) and not Path(query).is_file():
-                raise InputError(f"table {self.table.name!r} holds {info.modality} embeddings ({info.model}): the query "
-                                 f"must be a file of {info.modality}, and {str(query)!r} is not a file")
-        elif not isinstance(query, str) or not query.strip():
-            raise InputError(f"table {self.table.name!r} holds text embeddings ({info.model}): the query must be "
-                             f"a non-empty text")
+        self.check(query, as_text=as_text)
         # onnxruntime's session for a query has its own one thread; PyTorch (``engine="torch"``) runs
         # with the caller's thread count, which is process-wide and so the caller's to set: `zoo
         # search` sets one (see the CLI), a service embedding many queries at once may want more.
         return normalize(self.backbone.embed([query]).float().cpu().numpy())[0]
 
-    def __call__(self, query: Any, k: int = 10, *, exact: bool = False) -> SearchResult:
+    def __call__(self, query: Any, k: int = 10, *, exact: bool = False, as_text: bool = False) -> SearchResult:
+        self.check(query, as_text=as_text)  # a wrong query costs no model load
         self.backbone  # loaded (once) before the clock starts
         started = time.perf_counter()
-        hits = self.table.search(self.embed(query), k, exact=exact)
+        hits = self.table.search(self.embed(query, as_text=as_text), k, exact=exact)
         return SearchResult(db=str(self.table.store.path), table=self.table.name, model=self.table.info.model,
                             query=str(query) if isinstance(query, (str, Path)) else type(query).__name__, k=k,
                             method="exact" if exact else self.method, hits=tuple(hits),
@@ -110,8 +110,11 @@ class Searcher:
 
 
 def search(db: str | Path, query: Any, *, table: str | None = None, k: int = 10, exact: bool = False,
-           device: str | None = None, engine: str = "auto", registry_files: Any = ()) -> SearchResult:
+           device: str | None = None, engine: str = "auto", registry_files: Any = (),
+           as_text: bool = False) -> SearchResult:
     """The ``k`` items of ``table`` (default: the database's only table) nearest to ``query``: an image
-    (path, PIL image, array) for an image table, a text for a text table."""
-    return Searcher(db, table, device=device, engine=engine, registry_files=registry_files)(query, k, exact=exact)
-
+    (path, PIL image, array) for an image table, a clip for a table of sounds, a text for a text
+    table. A string naming a file, a folder or a URL is refused for a text table unless
+    ``as_text`` (``--text``) says it is the words to search for."""
+    return Searcher(db, table, device=device, engine=engine, registry_files=registry_files)(
+        query, k, exact=exact, as_text=as_text)
