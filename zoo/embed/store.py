@@ -78,12 +78,61 @@ class TableInfo:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str | bytes) -> TableInfo:
-        data = json.loads(text)
+    def from_json(cls, text: str | bytes, where: str = "the table's zoo record") -> TableInfo:
+        """The record as written by :meth:`to_json`; anything else (garbled or truncated JSON, a key
+        twice or missing, a value of the wrong type) is a :class:`ZooError` naming ``where``."""
+        from zoo.strictjson import loads
+
+        try:
+            data = loads(text)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise _damaged(where, f"not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise _damaged(where, f"a JSON {type(data).__name__}, not an object")
+        missing = [key for key in _REQUIRED if key not in data]
+        if missing:
+            raise _damaged(where, f"{', '.join(missing)} missing")
+        wrong = [key for key, ok in _CHECKS.items() if key in data and not ok(data[key])]
+        if wrong:
+            raise _damaged(where, "; ".join(f"{key} is {json.dumps(data[key])[:60]}" for key in wrong))
+        front_end = data.get("front_end")
+        if front_end is not None and front_end.get("modality") != data["modality"]:
+            raise _damaged(where, f"its front end reads {front_end.get('modality')!r} but it holds "
+                                  f"{data['modality']!r} embeddings")
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
     def describe(self) -> str:
         return f"{self.model} (revision {self.revision}, {self.dim}-d {self.modality} embeddings)"
+
+
+_REQUIRED = ("model", "revision", "embedder", "modality", "dim")
+
+
+def _text(value: Any) -> bool:
+    return isinstance(value, str) and bool(value)
+
+
+def _modality(value: Any) -> bool:
+    from zoo.data.dataset import MODALITIES
+
+    return value in MODALITIES
+
+
+#: What each recorded value must be; a value that is not was not written by zoo.
+_CHECKS = {
+    "model": _text, "revision": lambda v: isinstance(v, str), "embedder": _text, "modality": _modality,
+    "dim": lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0,
+    "metric": lambda v: v == "cosine",
+    "weights": lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in (*v, *v.values())),
+    "front_end": lambda v: v is None or (isinstance(v, dict) and _text(v.get("name")) and _text(v.get("modality"))
+                                         and isinstance(v.get("params", {}), dict)),
+    "zoo_version": lambda v: isinstance(v, str), "created_at": lambda v: isinstance(v, str),
+}
+
+
+def _damaged(where: str, why: str) -> ZooError:
+    return ZooError(f"{where} is damaged ({why}); embed the data again into another --table, or remove the "
+                    f"table's folder and embed again")
 
 
 @dataclass(frozen=True)
@@ -216,12 +265,23 @@ class Table:
         self.store = store
         self.name = name
         self._lance = store._db.open_table(name)
-        metadata = self._lance.schema.metadata or {}
+        schema = self._lance.schema
+        metadata = schema.metadata or {}
         if _META_KEY not in metadata:
             raise ZooError(f"{store.path}: table {name!r} was not made by `zoo embed` (no zoo metadata in "
                            f"its schema); use another --table")
-        self.info = TableInfo.from_json(metadata[_META_KEY])
+        where = f"{self.folder}: the zoo record of table {name!r}"
+        self.info = TableInfo.from_json(metadata[_META_KEY], where)
+        stored = _vector_size(schema)
+        if stored != self.info.dim:
+            raise _damaged(where, f"it says {self.info.dim}-d vectors, the table stores "
+                                  + (f"{stored}-d ones" if stored else "no vector column of fixed size"))
         self._index: IndexState | None | bool = False  # False: not looked up yet
+
+    @property
+    def folder(self) -> Path:
+        """Where LanceDB keeps the table (``DB/NAME.lance``)."""
+        return self.store.path / f"{self.name}.lance"
 
     def __len__(self) -> int:
         return self._lance.count_rows()
@@ -429,6 +489,15 @@ def forking_loaders() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="lancedb fork support is experimental", category=RuntimeWarning)
         yield
+
+
+def _vector_size(schema: Any) -> int | None:
+    """The length of the ``vector`` column's fixed-size lists, None where there is no such column."""
+    import pyarrow as pa
+
+    index = schema.get_field_index("vector")
+    kind = schema.field(index).type if index >= 0 else None
+    return kind.list_size if isinstance(kind, pa.FixedSizeListType) else None
 
 
 def _list_tables(db: Any) -> list[str]:
