@@ -51,6 +51,7 @@ class Route:
     busy_status: int | None = None  # answer this status (429, 503...) to the first ``busy_times`` requests
     busy_times: int | None = 1
     retry_after: str | None = None  # ... with this Retry-After header
+    auth: str | None = None  # "user:password" a request must send as Basic authentication, else 401
 
 
 @dataclass
@@ -129,6 +130,8 @@ class _Handler(BaseHTTPRequestHandler):
         route = files.routes.get(path)
         if route is None:
             return self._page(404, "Not Found")
+        if route.auth is not None and self.headers.get("Authorization") != _basic(route.auth):
+            return self._page(401, "Unauthorized", headers={"WWW-Authenticate": 'Basic realm="zoo-test"'})
         if route.redirect:
             location = route.redirect if "://" in route.redirect else files.url(route.redirect)
             self.send_response(302)
@@ -213,6 +216,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(page)))
         self.end_headers()
         self.wfile.write(page)
+
+
+def _basic(credentials: str) -> str:
+    import base64
+
+    return "Basic " + base64.b64encode(credentials.encode("utf-8")).decode("ascii")
 
 
 _take_lock = threading.Lock()

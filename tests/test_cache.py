@@ -10,7 +10,7 @@ import pytest
 from httpserver import http_server, sha256  # noqa: F401  (http_server is a fixture)
 
 from zoo.cache import RECORD_NAME, Cache, CacheEntry, VerifyReport
-from zoo.errors import CacheError, OfflineError
+from zoo.errors import CacheError, OfflineError, StorageError
 from zoo.fetched import Fetched, FetchedFile
 
 
@@ -64,15 +64,15 @@ def test_lock_creates_its_folders_and_excludes_a_second_holder(tmp_path):
             cache.lock(target).acquire(timeout=0.05)
 
 
-def test_an_unwritable_cache_gives_a_cache_error_with_a_hint(tmp_path):
+def test_an_unwritable_cache_gives_a_storage_error_with_a_hint(tmp_path):
     home = tmp_path / "home"
     home.write_text("not a folder")
     cache = Cache(home)
-    with pytest.raises(CacheError, match="Set ZOO_HOME to a writable folder") as caught:
+    with pytest.raises(StorageError, match="set ZOO_HOME to a writable folder") as caught:
         cache.lock(cache.model_dir("m", "r") / RECORD_NAME)
     assert str(home) in str(caught.value)
     fetched = Fetched("m", "url", "x", "r", home, ())
-    with pytest.raises(CacheError, match=str(home)):
+    with pytest.raises(StorageError, match=str(home)):
         cache.write_record(fetched)
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from httpserver import FileServer, http_server, sha256  # noqa: F401  (http_server is a fixture)
 
-from zoo.download import download, sha256_file
-from zoo.errors import CacheError, IntegrityError, OfflineError, PullError
+from zoo.download import download, redact, sha256_file
+from zoo.errors import IntegrityError, OfflineError, PullError, StorageError
 
 BODY = os.urandom(96 * 1024 + 123)  # several chunks, an odd size
 HALF = len(BODY) // 2
@@ -106,20 +106,21 @@ def test_an_html_page_never_lands(http_server, tmp_path):
     assert leftovers(tmp_path) == []
 
 
-@pytest.mark.parametrize("status", [404, 500])
-def test_an_error_status_names_url_and_status_and_is_not_retried(http_server, tmp_path, status):
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 410, 501])
+def test_a_permanent_error_status_names_url_and_status_and_is_not_retried(http_server, tmp_path, status):
     http_server.add("/w.bin", status=status)
     url = http_server.url("/w.bin")
     with pytest.raises(PullError, match=f"HTTP {status}") as caught:
         download(url, tmp_path / "w.bin", quiet=True)
-    assert url in str(caught.value)
+    assert url in str(caught.value) and "\n" not in str(caught.value)
     assert http_server.count("/w.bin") == 1
     assert leftovers(tmp_path) == []
 
 
-def test_a_transient_status_is_retried(http_server, tmp_path):
-    http_server.add("/w.bin", status=503)
-    with pytest.raises(PullError, match="HTTP 503"):
+@pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 504])
+def test_a_transient_status_is_retried(http_server, tmp_path, status):
+    http_server.add("/w.bin", status=status)
+    with pytest.raises(PullError, match=f"HTTP {status}"):
         download(http_server.url("/w.bin"), tmp_path / "w.bin", quiet=True, retries=1)
     assert http_server.count("/w.bin") == 2
 
@@ -213,11 +214,11 @@ def test_two_threads_downloading_one_file_share_one_download(http_server, tmp_pa
     assert leftovers(tmp_path) == ["w.bin"]
 
 
-def test_an_unwritable_destination_is_a_cache_error_with_what_to_do(http_server, tmp_path):
+def test_an_unwritable_destination_is_a_storage_error_with_what_to_do(http_server, tmp_path):
     http_server.add("/w.bin", BODY)
     blocker = tmp_path / "home"
     blocker.write_text("a file where a folder should be")
-    with pytest.raises(CacheError, match="ZOO_HOME") as caught:
+    with pytest.raises(StorageError, match="a file stands where a folder must be.*ZOO_HOME") as caught:
         download(http_server.url("/w.bin"), blocker / "models" / "w.bin", quiet=True)
     assert str(blocker) in str(caught.value)
     assert http_server.count() == 0
@@ -325,3 +326,117 @@ def test_a_restart_after_an_ignored_range_says_so(http_server, tmp_path, capsys)
     download(http_server.url("/w.bin"), tmp_path / "w.bin", quiet=False)
     err = capsys.readouterr().err
     assert "downloading from the start" in err and "(if the server allows)" in err
+
+
+# -- credentials in URLs: sent as Basic authentication, never shown; malformed URLs fail at once ----------
+
+SECRET = "s3cr#t/p@ss:w?rd"  # every character a password may hold that a URL must percent-encode
+ENCODED = "s3cr%23t%2Fp%40ss%3Aw%3Frd"
+
+
+def with_credentials(url: str, user: str = "alice", password: str = ENCODED) -> str:
+    return url.replace("http://", f"http://{user}:{password}@", 1)
+
+
+def assert_hidden(text: str) -> None:
+    for secret in (SECRET, ENCODED, "s3cret", "s3cr"):
+        assert secret not in text, text
+
+
+def test_credentials_in_the_url_are_sent_as_basic_authentication(http_server, tmp_path, capsys):
+    http_server.add("/w.bin", BODY, auth=f"alice:{SECRET}", cut_after=HALF)  # a resumed request sends them too
+    got = download(with_credentials(http_server.url("/w.bin")), tmp_path / "w.bin", sha256=sha256(BODY))
+    assert got.path.read_bytes() == BODY
+    sent = http_server.requests("/w.bin")
+    assert len(sent) == 2 and sent[1].range == f"bytes={HALF}-"
+    assert all(r.headers.get("Authorization", "").startswith("Basic ") for r in sent)
+    assert_hidden(capsys.readouterr().err)  # the retry's note
+
+
+def test_a_wrong_password_is_refused_once_in_one_line_without_the_password(http_server, tmp_path):
+    http_server.add("/w.bin", BODY, auth="alice:right")
+    with pytest.raises(PullError, match="HTTP 401.*refused the user and password") as caught:
+        download(with_credentials(http_server.url("/w.bin")), tmp_path / "w.bin", quiet=True)
+    assert_hidden(str(caught.value))
+    assert "alice:***@127.0.0.1" in str(caught.value) and "\n" not in str(caught.value)
+    assert http_server.count("/w.bin") == 1 and leftovers(tmp_path) == []
+    with pytest.raises(PullError, match="HTTP 401.*asks for credentials.*USER:PASSWORD@"):
+        download(http_server.url("/w.bin"), tmp_path / "w.bin", quiet=True)
+    assert http_server.requests("/w.bin")[-1].headers.get("Authorization") is None
+
+
+def test_credentials_follow_a_redirect_on_the_same_server_only(http_server, tmp_path):
+    other = FileServer()
+    try:
+        http_server.add("/old.bin", redirect="/new.bin")
+        http_server.add("/new.bin", BODY, auth=f"alice:{SECRET}")
+        http_server.add("/away.bin", redirect=other.url("/w.bin"))
+        other.add("/w.bin", BODY)
+        download(with_credentials(http_server.url("/old.bin")), tmp_path / "a.bin", sha256=sha256(BODY), quiet=True)
+        assert [r.path for r in http_server.requests()] == ["/old.bin", "/new.bin"]
+        download(with_credentials(http_server.url("/away.bin")), tmp_path / "b.bin", sha256=sha256(BODY), quiet=True)
+        assert http_server.requests("/away.bin")[0].headers.get("Authorization") is not None
+        assert other.requests("/w.bin")[0].headers.get("Authorization") is None  # never to another server
+    finally:
+        other.stop()
+
+
+MALFORMED = {
+    "a password with an unencoded '/'": "http://alice:s3cr/et@{host}/w.bin",
+    "a password with an unencoded '#'": "http://alice:s3cr#et@{host}/w.bin",
+    "a password with an unencoded '?'": "http://alice:s3cr?et@{host}/w.bin",
+    "a password and no host": "http://alice:s3cret/w.bin",
+    "a port that is no number": "http://alice:s3cret@{ip}:port/w.bin",
+    "a port out of range": "http://alice:s3cret@{ip}:99999/w.bin",
+    "a port zero": "http://alice:s3cret@{ip}:0/w.bin",
+    "a space": "http://alice:s3cret@{host}/w 1.bin",
+    "a newline": "http://alice:s3cret@{host}/w\n.bin",
+    "a control character": "http://alice:s3cret@{host}/w\x1b.bin",
+    "no host": "http://alice:s3cret@/w.bin",
+    "an unclosed IPv6 address": "http://alice:s3cret@[::1/w.bin",
+    "a host label over 63 characters": "http://alice:s3cret@" + "a" * 64 + ".example/w.bin",
+    "an empty host label": "http://alice:s3cret@a..example/w.bin",
+    "not http": "ftp://alice:s3cret@{host}/w.bin",
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+def test_a_malformed_url_fails_at_once_in_one_line_without_the_password(http_server, tmp_path, capsys, case):
+    host = f"127.0.0.1:{http_server.port}"
+    url = MALFORMED[case].format(host=host, ip="127.0.0.1")
+    http_server.add("/w.bin", BODY)
+    with pytest.raises(PullError) as caught:
+        download(url, tmp_path / "cache" / "w.bin", quiet=False)
+    message = str(caught.value)
+    assert "\n" not in message and ("malformed URL" in message or "only http(s)" in message), message
+    assert_hidden(message + capsys.readouterr().err)
+    assert http_server.count() == 0  # no request, no retry
+    assert not (tmp_path / "cache").exists()  # nothing written, not even the folder
+
+
+def test_exception_texts_passed_through_from_the_http_client_are_hidden_too(http_server, tmp_path, capsys):
+    # The redirect's Location carries the credentials where urllib takes them for the host and port:
+    # its own InvalidURL text repeats them, and that text reaches the message.
+    http_server.add("/w.bin", redirect=with_credentials("http://127.0.0.1/x.bin"))  # "nonnumeric port: '...'"
+    with pytest.raises(PullError, match="cannot be requested") as caught:
+        download(with_credentials(http_server.url("/w.bin")), tmp_path / "w.bin", quiet=False)
+    assert_hidden(str(caught.value) + capsys.readouterr().err)
+    assert http_server.count() == 1  # not retried
+    stopped = FileServer()
+    url = with_credentials(stopped.url("/w.bin"))
+    stopped.stop()
+    with pytest.raises(PullError, match="cannot reach the server"):
+        download(url, tmp_path / "w.bin", quiet=False, retries=1, timeout=1)
+    assert_hidden(capsys.readouterr().err)
+
+
+def test_redact_hides_every_kind_of_secret_and_leaves_other_urls_alone():
+    from zoo.redaction import hide, secrets_of
+
+    assert redact(with_credentials("http://h/w.bin")) == "http://alice:***@h/w.bin"
+    assert redact("http://alice:s3cr/et@h/w.bin") == "http://alice:***@h/w.bin"  # a '/' in the password
+    assert redact("http://alice:s3cr#et@h/w.bin?token=t0k") == "http://alice:***@h/w.bin?token=***"
+    assert redact("http://h/w.bin#access_token=t0k&x=1") == "http://h/w.bin#access_token=***&x=1"
+    for plain in ("http://h/w.bin?", "http://h:8/a@b/w.bin", "https://h/w.bin?x=1&y=%20", "ResNet50_Weights.V1"):
+        assert redact(plain) == plain
+    assert hide(f"port: '{SECRET}@h'", secrets_of(with_credentials("http://h/w.bin"))) == "port: '***@h'"

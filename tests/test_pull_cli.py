@@ -160,7 +160,7 @@ def test_a_zoo_home_that_is_a_file_fails_cleanly(http_server, tmp_path):
     home = write(tmp_path / "home", "I am a file")
     result = run_zoo("--registry", str(reg), "pull", "tiny", env={**FAST, "ZOO_HOME": str(home)})
     assert result.returncode == 1
-    assert str(home) in result.stderr and "Set ZOO_HOME to a writable folder" in result.stderr
+    assert str(home) in result.stderr and "set ZOO_HOME to a writable folder" in result.stderr
     assert "Traceback" not in result.stderr
     assert http_server.count() == 0
 
@@ -320,3 +320,35 @@ def test_force_downloads_again_even_when_the_card_pins_the_hash(http_server, tmp
     pull("pinned", registry_files=[reg], quiet=True)
     pull("pinned", registry_files=[reg], quiet=True, force=True)
     assert http_server.count("/tiny.bin") == 2
+
+
+def test_credentials_in_a_url_card_are_sent_and_never_shown_or_kept(http_server, tmp_path, zoo_env):
+    """user:password in a card's URL: sent as Basic authentication, hidden from every output and
+    every file zoo writes; a wrong password and a malformed URL fail at once, in one line."""
+    http_server.add("/tiny.bin", BODY, auth="alice:s3cr#t")
+    url = http_server.url("/tiny.bin").replace("http://", "http://alice:s3cr%23t@")
+    broken = http_server.url("/tiny.bin").replace("http://", "http://alice:s3cr#t@")  # '#' not encoded
+    reg = write(tmp_path / "r.toml", url_card("private", url) + url_card("wrong", url.replace("s3cr%23t", "n0p3"))
+                + url_card("broken", broken))
+    said = []
+    for args in (["pull", "private"], ["pull", "private", "--json"], ["show", "private"], ["show", "private", "--json"],
+                 ["list", "--json", "private"], ["cache", "list"], ["cache", "list", "--json"], ["cache", "verify"]):
+        result = run_zoo("--registry", str(reg), *args, env=FAST)
+        assert result.returncode == 0, (args, result.stderr)
+        said.append(result.stdout + result.stderr)
+    assert the_file(zoo_env, "private").read_bytes() == BODY
+    assert all(r.headers["Authorization"].startswith("Basic ") for r in http_server.requests("/tiny.bin"))
+    assert "alice:***@127.0.0.1" in said[2] and "alice:***@127.0.0.1" in said[3]  # zoo show says where, not how
+    for name, path in (("wrong", "/tiny.bin"), ("broken", None)):
+        before = http_server.count()
+        result = run_zoo("--registry", str(reg), "pull", name, env=FAST)
+        lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+        assert result.returncode == 1 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+        assert ("HTTP 401" if path else "malformed URL") in lines[0]
+        assert http_server.count() - before == (1 if path else 0)  # a permanent error: asked once, or never
+        said.append(result.stdout + result.stderr)
+    assert not (zoo_env / "models" / "broken").exists()  # refused before any lock or folder
+    written = "".join(p.read_text(errors="replace") for p in zoo_env.rglob("*") if p.is_file() and p.suffix != ".bin")
+    for secret in ("s3cr%23t", "s3cr#t", "n0p3"):
+        assert all(secret not in text for text in said), secret
+        assert secret not in written, secret

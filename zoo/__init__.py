@@ -40,7 +40,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from zoo.registries import Registry, render_catalogue, write_catalogue
     from zoo.schema import STATE_DICT_FIELDS, Field
     from zoo.cache import Cache
-    from zoo.download import redact, sha256_file
+    from zoo.download import check_url, redact, sha256_file
     from zoo.statedict import load_into, read_state_dict, weights_file
     from zoo.embed import (FewShot, Searcher, VectorStore, delete_items, embed_dataset, fewshot, load_fewshot, search,
                            zero_shot)
@@ -86,6 +86,7 @@ _LAZY = {
     "Cache": "zoo.cache",
     "sha256_file": "zoo.download",
     "redact": "zoo.download",
+    "check_url": "zoo.download",
     "load_into": "zoo.statedict",
     "read_state_dict": "zoo.statedict",
     "weights_file": "zoo.statedict",

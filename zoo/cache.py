@@ -23,17 +23,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoo import settings
-from zoo.atomic import atomic_write_json
-from zoo.errors import CacheError
+from zoo.atomic import atomic_write_json, ensure_folder
+from zoo.errors import CacheError, storage_error
 from zoo.fetched import Fetched, FetchedFile
+from zoo.redaction import redact
 
 if TYPE_CHECKING:  # pragma: no cover
     import filelock
 
-__all__ = ["Cache", "CacheEntry", "VerifyReport", "RECORD_NAME", "RECORD_FORMAT"]
+__all__ = ["Cache", "CacheEntry", "VerifyReport", "RECORD_NAME", "RECORD_FORMAT", "CACHE_FIX"]
 
 RECORD_NAME = "pull.json"
 RECORD_FORMAT = 1  # bump when the record's shape changes; unknown formats read as absent
+#: What a user can change when the cache cannot take a write (:func:`zoo.errors.storage_error`'s ``fix``).
+CACHE_FIX = "set ZOO_HOME to a writable folder with space"
 
 
 @dataclass(frozen=True)
@@ -122,15 +125,12 @@ class Cache:
         import filelock
 
         lock_path = Path(str(path) + ".lock")
+        ensure_folder(lock_path.parent, CACHE_FIX)
         try:
-            lock_path.parent.mkdir(parents=True, exist_ok=True)
             with open(lock_path, "a"):  # surface an unwritable cache here, not inside `with lock:`
                 pass
         except OSError as exc:
-            raise CacheError(
-                f"cannot write zoo's cache at {lock_path.parent}: {exc.strerror or exc} "
-                f"(ZOO_HOME is {self.root}). Set ZOO_HOME to a writable folder"
-            ) from None
+            raise storage_error(exc, lock_path, CACHE_FIX) from None
         return filelock.FileLock(str(lock_path))
 
     # transfer
@@ -158,13 +158,11 @@ class Cache:
         return record
 
     def write_record(self, fetched: Fetched) -> Path:
-        """Write the pull record atomically (temp, fsync, rename): readers see old or new, never half."""
+        """Write the pull record atomically (temp, fsync, rename): readers see old or new, never half.
+        Its locator is written redacted: no password or token of a URL is kept on disk."""
         path = self.record_path(fetched.model, fetched.revision)
-        try:
-            atomic_write_json(path, {"format": RECORD_FORMAT, **fetched.to_dict()})
-        except OSError as exc:
-            raise CacheError(f"cannot write the pull record {path}: {exc.strerror or exc}. "
-                             "Free some space or set ZOO_HOME to a writable folder, then pull again") from None
+        record = {"format": RECORD_FORMAT, **fetched.to_dict(), "locator": redact(fetched.locator)}
+        atomic_write_json(path, record, fix=CACHE_FIX)
         return path
 
     def records(self, model: str | None = None) -> list[Fetched]:
@@ -274,6 +272,6 @@ def _load_record(path: Path) -> Fetched | None:
         data = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(data, dict) or data.get("format") != RECORD_FORMAT:
             return None
-        return Fetched.from_dict(data)
+        return Fetched.from_dict({**data, "locator": redact(str(data["locator"]))})  # one written before redaction
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None

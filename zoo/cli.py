@@ -21,7 +21,7 @@ from zoo.frozen.engines import ENGINES
 from zoo.train.config import AUGMENTATIONS, RECIPES
 from zoo.classweights import CLASS_WEIGHTS
 from zoo.plugins import PluginWarning
-from zoo.render import card_lines, format_bytes, format_params, table
+from zoo.render import card_data, card_lines, format_bytes, format_params, table
 from zoo.threads import torch_threads
 
 
@@ -99,7 +99,7 @@ def list_cmd(ctx: click.Context, pattern: str | None, modality: str | None, task
                             family=family, license=license_, search=search, min_acc=min_acc,
                             max_gflops=max_gflops, max_params=max_params, sort=sort)
     if as_json:
-        _echo_json([{**c.to_dict(), "unavailable": registry.unavailable.get(c.name)} for c in cards])
+        _echo_json([{**card_data(c), "unavailable": registry.unavailable.get(c.name)} for c in cards])
         return
     rows = [[c.name + (" !" if c.name in registry.unavailable else ""), c.modality, c.task, c.family or "-",
              c.source.type, format_params(c.params), f"{c.gflops:.2f}" if c.gflops is not None else "-",
@@ -133,7 +133,7 @@ def show_cmd(ctx: click.Context, name: str, as_json: bool) -> None:
     card = api.get_card(name, registry_files=_registries(ctx))  # an hf:ORG/NAME is derived on first use
     problem = api.registry(_registries(ctx)).unavailable.get(card.name)
     if as_json:
-        _echo_json({**card.to_dict(), "unavailable": problem})
+        _echo_json({**card_data(card), "unavailable": problem})
         return
     click.echo("\n".join(card_lines(card, problem)))
 

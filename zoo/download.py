@@ -6,11 +6,13 @@ Stdlib HTTP (urllib) and filelock only: no torch, no requests. What a caller can
   unique name in the destination's folder (``.{name}.{pid}.{random}.part``), are fsynced, checked
   against the expected sha256 / prefix / size, and only then renamed over the destination with
   ``os.replace``. Any failure removes the temp; a previous file at the destination stays untouched.
-- Resume: a dropped connection, a timeout or a short body is retried (``retries`` times, backoff
-  0.25, 0.5, 1, 2, 4 s) with ``Range: bytes=N-``, continuing the running hash. A 429 or 503 with
-  ``Retry-After`` waits what the server asks, as long as all such waits stay within
-  :data:`RETRY_AFTER_BUDGET`; a host name that does not resolve is not retried (it will not
-  resolve in a second either). A server that answers 200 to a
+- Resume: a dropped connection, a timeout, a short body or a transient status (408, 429, 500,
+  502, 503, 504) is retried (``retries`` times, backoff 0.25, 0.5, 1, 2, 4 s) with
+  ``Range: bytes=N-``, continuing the running hash. A 429 or 503 with ``Retry-After`` waits what
+  the server asks, as long as all such waits stay within :data:`RETRY_AFTER_BUDGET`. What a retry
+  cannot mend fails at once: a malformed URL (checked by :func:`check_url` before anything is
+  written or sent), a host name that does not resolve, a certificate that is not trusted, any
+  other 4xx status (400, 401, 403, 404, 410...). A server that answers 200 to a
   range request (it ignores Range, or the file changed: ``If-Range``) restarts the temp from zero.
   A retry that made progress past everything received before does not count against ``retries``.
 - One download per file at a time: a lock at ``dest + ".lock"`` makes a second process wait. When
@@ -19,8 +21,11 @@ Stdlib HTTP (urllib) and filelock only: no torch, no requests. What a caller can
   may be the corrupted one a ``--force`` pull is meant to replace. (Pulls take their own lock and
   find the pull record first, so concurrent pulls of one model download it once.) Correctness does
   not rest on the lock: the unique temp and the atomic rename are enough.
-- Messages show URLs through :func:`redact`: no password or token from a URL reaches a terminal
-  or a log.
+- Credentials in the URL (``https://USER:PASSWORD@host/...``, percent-encoded where they hold
+  ``@ : / ? #``) are sent as HTTP Basic authentication, to that scheme, host and port only (a
+  redirect elsewhere drops them); the URL requested carries none. No password or token reaches a
+  terminal, a log or an error: every error leaving :func:`download` and every note passes through
+  :func:`zoo.redaction.hide`, the HTTP client's own exception texts included.
 - ``offline=True`` never opens a socket: a verified file already at ``dest`` (full sha256 given)
   is returned, anything else raises :class:`zoo.errors.OfflineError`.
 
@@ -30,7 +35,7 @@ passes none.
 
 from __future__ import annotations
 
-import errno
+import base64
 import hashlib
 import os
 import re
@@ -40,49 +45,72 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from http.client import HTTPException, HTTPResponse
+from http.client import HTTPException, HTTPResponse, InvalidURL
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit
 
 from zoo.__about__ import __version__
-from zoo.errors import CacheError, IntegrityError, OfflineError, PullError
+from zoo.atomic import ensure_folder
+from zoo.cache import CACHE_FIX
+from zoo.errors import IntegrityError, OfflineError, PullError, storage_error
 from zoo.fetched import FetchedFile
+from zoo.redaction import credentials, hide, hiding, redact, secrets_of
 
-__all__ = ["download", "sha256_file", "http_timeout", "redact", "RETRY_AFTER_BUDGET"]
+__all__ = ["download", "check_url", "sha256_file", "http_timeout", "redact", "RETRY_AFTER_BUDGET"]
 
 CHUNK = 1 << 16
 DEFAULT_TIMEOUT = 30.0
-_RETRY_STATUSES = frozenset({408, 429, 502, 503, 504})  # transient by definition; 500 and 4xx are final
+# Transient by definition (a timeout, too many requests, a server error or overload); every other
+# 4xx is the request's fault and 501/505 the server's for good: asking again gets the same answer.
+_RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
 _UNSATISFIED_RANGE = re.compile(r"bytes\s+\*/(\d+)")
 #: Seconds a download waits in all for servers that answer 429/503 with ``Retry-After``.
 RETRY_AFTER_BUDGET = 120.0
-#: Query parameters whose values are credentials (compared lower-case): redacted in messages.
-_SECRET_PARAMETERS = ("token", "access_token", "auth", "key", "api_key", "apikey", "password", "secret",
-                      "signature", "sig", "x-amz-signature", "x-amz-credential", "x-amz-security-token")
+#: What a user can change when the cache cannot hold a download (for :func:`zoo.errors.storage_error`).
+_FIX = f"{CACHE_FIX} (nothing was cached)"
+#: What http.client refuses in a request line (spaces and control characters).
+_UNSENDABLE = re.compile(r"[\x00-\x20\x7f]")
+_ENCODING_HINT = ("a password goes as https://USER:PASSWORD@HOST/..., with any '/', '?', '#' or '@' in it "
+                  "written as %2F, %3F, %23, %40")
 
 
-def redact(url: str) -> str:
-    """``url`` for a message: a password in it (``user:password@``) and the values of credential
-    query parameters (``token=``, ``X-Amz-Signature=``...) replaced by ``***``."""
-    from urllib.parse import parse_qsl, urlencode, urlunsplit
+def check_url(url: str) -> str:
+    """``url`` when zoo can request it; else a :class:`PullError` saying what is wrong with it,
+    its secrets hidden. Called before anything is written or sent: no retry mends a malformed URL."""
+    shown = redact(url)
+
+    def malformed(why: str) -> PullError:
+        return PullError(f"malformed URL {shown!r}: {why}. Fix the URL; nothing was downloaded")
 
     try:
         parts = urlsplit(url)
-    except ValueError:
-        return "<an unparsable URL>"
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, host = netloc.rsplit("@", 1)
-        user = userinfo.split(":", 1)[0]
-        netloc = f"{user}:***@{host}" if ":" in userinfo else f"***@{host}"
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        if any(k.lower() in _SECRET_PARAMETERS for k, _ in pairs):
-            query = urlencode([(k, "***" if k.lower() in _SECRET_PARAMETERS else v) for k, v in pairs], safe="*")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    except ValueError as exc:  # an unclosed '[' of an IPv6 address
+        raise malformed(f"it cannot be parsed ({exc})") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise PullError(f"cannot download {shown!r}: only http(s) URLs are supported. "
+                        "For a file on disk use the `local` source")
+    bad = _UNSENDABLE.search(url)
+    if bad is not None:
+        what = "a space" if bad.group() == " " else f"the control character {bad.group()!r}"
+        raise malformed(f"it holds {what} at character {bad.start() + 1}; write a space as %20")
+    try:
+        port = parts.port
+    except ValueError:  # 'host:abc', 'host:99999', or the 'user:pa' of a password holding '/', '?' or '#'
+        port = 0
+    if port == 0:
+        raise malformed(f"its host part is not HOST[:PORT] with a port from 1 to 65535; {_ENCODING_HINT}")
+    host = parts.hostname
+    if not host:
+        raise malformed("it names no host")
+    if ":" not in host:  # an IPv6 address has no labels to check
+        try:
+            host.encode("idna")
+        except UnicodeError:
+            raise malformed(f"{host!r} is not a host name (a part between dots is empty or over 63 characters)") \
+                from None
+    return url
 
 
 def http_timeout() -> float:
@@ -124,13 +152,18 @@ def download(
 
     Raises :class:`OfflineError` (offline and not there), :class:`PullError` (HTTP error status,
     an HTML page, the connection kept failing), :class:`IntegrityError` (hash or size mismatch)
-    or :class:`CacheError` (the folder cannot be written: disk full, read-only, not a folder).
+    or :class:`zoo.errors.StorageError` (the folder cannot be written: disk full, read-only, not a folder).
     """
-    dest = Path(dest)
+    with hiding(url):  # the one exit of every error: no secret of the URL leaves in its message
+        return _download(url, Path(dest), sha256=sha256, sha256_prefix=sha256_prefix, size=size, name=name,
+                         offline=offline, quiet=quiet, timeout=timeout, retries=retries, reuse=reuse)
+
+
+def _download(url: str, dest: Path, *, sha256: str | None, sha256_prefix: str | None, size: int | None,
+              name: str | None, offline: bool, quiet: bool, timeout: float | None, retries: int,
+              reuse: bool) -> FetchedFile:
     label = name or dest.name
-    if urlsplit(url).scheme not in ("http", "https"):
-        raise PullError(f"cannot download {redact(url)!r}: only http(s) URLs are supported. "
-                        "For a file on disk use the `local` source")
+    check_url(url)
     if offline:
         reused = _reuse(dest, label, sha256, sha256_prefix, size)
         if reused is not None:
@@ -139,14 +172,14 @@ def download(
             f"{label} is not cached ({dest}) and offline mode forbids downloading it from {redact(url)}. "
             "Pull it once with network access (drop ZOO_OFFLINE / --offline), then it loads offline"
         )
-    _make_folder(dest.parent)
+    ensure_folder(dest.parent, _FIX)
     import filelock
 
     lock = filelock.FileLock(str(dest) + ".lock")
     try:
         lock.acquire()
     except OSError as exc:  # the lock file itself could not be created or locked
-        raise _disk_error(exc, Path(lock.lock_file)) from None
+        raise storage_error(exc, Path(lock.lock_file), _FIX) from None
     try:
         reused = _reuse(dest, label, sha256, sha256_prefix, size) if reuse else None
         if reused is not None:
@@ -173,13 +206,6 @@ def _reuse(dest: Path, label: str, sha256: str | None, prefix: str | None, size:
             or (size is not None and got != size):
         return None
     return FetchedFile(name=label, path=dest, sha256=digest, size=got, mtime_ns=stat.st_mtime_ns)
-
-
-def _make_folder(folder: Path) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise _disk_error(exc, folder) from None
 
 
 def _remove_stale_temps(dest: Path) -> None:
@@ -209,24 +235,6 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _disk_error(exc: OSError, path: Path) -> CacheError:
-    """A local file problem as a CacheError that says where and what to do."""
-    code = exc.errno
-    if code in (errno.ENOSPC, errno.EDQUOT):
-        what, hint = "the disk is full", "free some space, or set ZOO_HOME to a folder on a bigger disk"
-    elif code == errno.EFBIG:
-        what, hint = "the file is larger than this process may write (file size limit)", \
-            "raise the limit (ulimit -f), or free space / set ZOO_HOME to another disk"
-    elif code in (errno.EACCES, errno.EPERM, errno.EROFS):
-        what, hint = "it is not writable", "set ZOO_HOME to a writable folder"
-    elif code in (errno.ENOTDIR, errno.EEXIST):
-        what, hint = "a file is in the way where a folder should be", \
-            "remove that file, or set ZOO_HOME to a writable folder"
-    else:
-        what, hint = exc.strerror or str(exc), "check the folder, or set ZOO_HOME to a writable folder"
-    return CacheError(f"cannot write {path}: {what} ({exc.strerror or exc}). Nothing was cached; {hint}")
-
-
 class _Retry(Exception):
     """A transient failure: retry (with Range when something was received), after ``wait``
     seconds when the server said how long (Retry-After)."""
@@ -253,20 +261,63 @@ def _retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def _unresolvable(exc: BaseException) -> bool:
-    """A host name that does not resolve (DNS): permanent for this download."""
+def _permanent(exc: BaseException, host: str | None) -> str | None:
+    """Why a failure to reach the server will not mend by asking again (a host name that does not
+    resolve, a certificate that is not trusted, a request urllib refuses), or None: transient."""
     import socket
+    import ssl
 
     inner = getattr(exc, "reason", exc)
-    return isinstance(inner, socket.gaierror) and inner.errno not in (socket.EAI_AGAIN,)
+    if isinstance(inner, socket.gaierror) and inner.errno != socket.EAI_AGAIN:
+        return (f"the host name {host!r} does not resolve ({_reason(exc)}); check the URL and the network (or DNS), "
+                f"then pull again")
+    if isinstance(inner, ssl.SSLCertVerificationError):
+        return f"the server's certificate is not trusted ({_reason(exc)}); check the URL, or the system's certificates"
+    if isinstance(exc, urllib.error.URLError) and not isinstance(inner, BaseException):
+        return f"urllib refused the request ({inner}); check the URL"  # 'no host given', 'unknown url type'
+    return None
+
+
+def _basic(user: str, password: str | None) -> str:
+    """The ``Authorization`` value of HTTP Basic authentication (RFC 7617, UTF-8)."""
+    return "Basic " + base64.b64encode(f"{user}:{password or ''}".encode("utf-8")).decode("ascii")
+
+
+class _SameOriginAuthorization(urllib.request.HTTPRedirectHandler):
+    """Follows redirects, keeping the ``Authorization`` header when the new URL has the same
+    scheme, host and port, dropping it otherwise (as requests does), so credentials never reach
+    another server.
+
+    Hand-written around the stdlib's handler because urllib's ``HTTPBasicAuthHandler`` does not do
+    this job: it sends credentials only after a 401 challenge (an extra request, and nothing at
+    all to servers that answer 404 to strangers), its prior-auth mode forgets them after any
+    non-2xx answer (a redirect, a 503 before a retry), and it raises ValueError on a Digest challenge.
+    """
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001, ANN201 (urllib's signature)
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        value = req.unredirected_hdrs.get("Authorization")
+        if new is not None and value is not None and _origin(req.full_url) == _origin(new.full_url):
+            new.add_unredirected_header("Authorization", value)
+        return new
+
+
+def _origin(url: str) -> tuple[str, str | None, int | None]:
+    parts = urlsplit(url)
+    default = {"http": 80, "https": 443}.get(parts.scheme.lower())
+    return parts.scheme.lower(), parts.hostname, parts.port or default
 
 
 class _Transfer:
     """One download: the temp file, the running hash, and the request loop."""
 
     def __init__(self, url: str, dest: Path, *, quiet: bool, retries: int, timeout: float) -> None:
-        self.url = url
+        # urllib would take a URL's user and password for part of the host: they go as a header
+        self.url, user, password = credentials(url)
+        self.authorization = _basic(user, password) if user is not None else None
+        self.opener = urllib.request.build_opener(_SameOriginAuthorization())
         self.shown = redact(url)  # what messages say
+        self.secrets = secrets_of(url)  # what notes never say
         self.dest = dest
         self.quiet = quiet
         self.retries = retries
@@ -337,18 +388,21 @@ class _Transfer:
             if self.validator:
                 headers["If-Range"] = self.validator
         request = urllib.request.Request(self.url, headers=headers)
+        if self.authorization is not None:
+            request.add_unredirected_header("Authorization", self.authorization)
         try:
-            response = urllib.request.urlopen(request, timeout=self.timeout)
+            response = self.opener.open(request, timeout=self.timeout)
         except urllib.error.HTTPError as exc:
             exc.close()
             self._http_error(exc.code, exc.reason, exc.headers, out)
             return
-        except (urllib.error.URLError, OSError, HTTPException) as exc:
-            if _unresolvable(exc):
-                host = urlsplit(self.url).hostname
-                raise PullError(f"could not download {self.shown}: the host name {host!r} does not resolve "
-                                f"({_reason(exc)}); check the URL and the network (or DNS), then pull again; "
-                                f"nothing was cached") from None
+        except (InvalidURL, ValueError, OverflowError) as exc:  # a redirect's Location too: no retry mends it
+            raise PullError(f"could not download {self.shown}: the URL (or one it redirects to) cannot be "
+                            f"requested ({_reason(exc)}); fix the URL; nothing was cached") from None
+        except (OSError, HTTPException) as exc:  # urllib.error.URLError is an OSError
+            permanent = _permanent(exc, urlsplit(self.url).hostname)
+            if permanent is not None:
+                raise PullError(f"could not download {self.shown}: {permanent}; nothing was cached") from None
             raise _Retry(f"cannot reach the server ({_reason(exc)})") from None
         with response:
             self._receive(response, out)
@@ -366,8 +420,17 @@ class _Transfer:
         if code in _RETRY_STATUSES:
             wait = _retry_after(headers.get("Retry-After")) if code in (429, 503) and headers is not None else None
             raise _Retry(f"the server answered HTTP {code} {reason}", wait=wait)
-        raise PullError(f"download of {self.shown} failed: the server answered HTTP {code} {reason}. "
-                        "Check that the URL is right and that you may access it; nothing was cached")
+        answer = f"the server answered HTTP {code} {reason}".rstrip()
+        if code == 401:
+            why = (f"{answer}: it refused the user and password in the URL. Check them" if self.authorization
+                   else f"{answer}: it asks for credentials. Put them in the URL (https://USER:PASSWORD@host/...)")
+        elif code == 403:
+            why = f"{answer}: access is forbidden. Check that the URL is right and that you may read it"
+        elif code in (404, 410):
+            why = f"{answer}: there is no such file. Check the URL"
+        else:
+            why = f"{answer}. Check that the URL is right and that you may access it"
+        raise PullError(f"download of {self.shown} failed: {why}; nothing was cached")
 
     def _receive(self, response: HTTPResponse, out: IO[bytes]) -> None:
         status = response.status
@@ -434,12 +497,12 @@ class _Transfer:
                                  f"got sha256 {digest}{after}")
 
     def _local(self, action: Callable[[], Any], *, temp: bool) -> Any:
-        """Run a local file operation; its OSError (disk full, EFBIG, read-only) is a CacheError
+        """Run a local file operation; its OSError (disk full, EFBIG, read-only) is a StorageError
         naming the temp file (``temp``) or the destination."""
         try:
             return action()
         except OSError as exc:
-            raise _disk_error(exc, self.temp if temp else self.dest) from None
+            raise storage_error(exc, self.temp if temp else self.dest, _FIX) from None
 
     def _start_bar(self) -> None:
         if self.quiet or not sys.stderr.isatty():
@@ -456,7 +519,7 @@ class _Transfer:
     def _note(self, message: str) -> None:
         if self.quiet:
             return
-        text = f"zoo: {self.dest.name}: {message}"
+        text = hide(f"zoo: {self.dest.name}: {message}", self.secrets)
         if self.bar is not None:
             self.bar.write(text, file=sys.stderr)
         else:

@@ -6,6 +6,7 @@ without any network request.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import tempfile
 from collections.abc import Sequence
@@ -14,11 +15,11 @@ from typing import Any
 
 from zoo import settings
 from zoo.atomic import atomic_write_bytes
-from zoo.cache import Cache  # noqa
+from zoo.cache import CACHE_FIX, Cache  # noqa
 from zoo.card import ModelCard
 from zoo.catalog import load_registry
-from zoo.download import redact
-from zoo.errors import CacheError, IntegrityError, LoadError, OfflineError, PluginError, PullError, ZooError
+from zoo.redaction import hiding, redact
+from zoo.errors import IntegrityError, LoadError, OfflineError, PluginError, PullError, ZooError
 from zoo.fetched import Fetched
 from zoo.plugins import get_host
 from zoo.protocols import Source
@@ -101,11 +102,7 @@ def _derive(plugin: str, finder: Any, model: str, ref: str, cache: Cache,
         name = _checked(text, target, registry_files, where)
         if name.lower() != ref.lower():
             raise PluginError(f"{where}: it names the model {name!r}, not {ref!r}")
-        try:
-            atomic_write_bytes(target, text.encode("utf-8"))
-        except OSError as exc:
-            raise CacheError(f"cannot save the card of {model} in {target.parent}: {exc.strerror or exc}. Set "
-                             f"ZOO_HOME to a writable folder") from None
+        atomic_write_bytes(target, text.encode("utf-8"), fix=CACHE_FIX)
         try:
             return load_registry(registry_files).card(name)
         except BaseException:
@@ -156,7 +153,7 @@ def _recorded(card: ModelCard, cache: Cache) -> tuple[Fetched | None, list[str]]
     """The pull record that matches the card (None: never pulled), and what is wrong with its files."""
     source = source_of(card)
     record = cache.read_record(card.name, source.revision(card))
-    if record is None or record.locator != source.locator(card):
+    if record is None or record.locator != redact(source.locator(card)):  # records keep no credentials
         return None, []
     return record, cache.check(record)
 
@@ -196,6 +193,11 @@ def pull(
     """
     cache = cache or Cache(offline=offline, quiet=quiet)
     card = resolve_card(model, registry_files, cache=cache)
+    with hiding(*(v for v in card.source.options.values() if isinstance(v, str))):
+        return _pull(card, cache, force)  # no credential of the card's source in any message, whoever wrote it
+
+
+def _pull(card: ModelCard, cache: Cache, force: bool) -> Fetched:
     source = source_of(card)
     if not force:
         record, problems = _recorded(card, cache)  # records are written atomically: no lock needed to read one
@@ -222,6 +224,7 @@ def pull(
             if str(exc).startswith(f"model {card.name!r}"):
                 raise
             raise type(exc)(f"model {card.name!r}: {exc}") from None
+        fetched = dataclasses.replace(fetched, locator=redact(fetched.locator))  # on disk and in runs: no credentials
         check_against_card(card, fetched)
         changed = _first_changed({f.name: f.sha256 for f in record.files}, fetched) if record and not force else None
         if changed is not None:  # trust on first use: a re-pull brings the recorded bytes

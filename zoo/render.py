@@ -6,8 +6,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from zoo.card import ModelCard
+from zoo.redaction import redact
 
-__all__ = ["table", "format_params", "format_bytes", "card_lines"]
+__all__ = ["table", "format_params", "format_bytes", "card_lines", "card_data"]
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -36,6 +37,15 @@ def format_bytes(count: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} TiB"
+
+
+def card_data(card: ModelCard) -> dict[str, Any]:
+    """The card as JSON-ready data to show (``card.to_dict()``), every credential in its source's
+    and adapter's values (a ``url`` with ``user:password@``) redacted."""
+    data = card.to_dict()
+    for key in ("source", "adapter"):
+        data[key] = {k: redact(v) if isinstance(v, str) else v for k, v in data[key].items()}
+    return data
 
 
 def card_lines(card: ModelCard, unavailable: str | None = None) -> list[str]:
@@ -109,5 +119,6 @@ def image_transforms(spec: Any) -> str:
 
 
 def _component(kind: str, options: object) -> str:
-    items = ", ".join(f"{k}={v}" for k, v in dict(options).items())  # type: ignore[call-overload]
+    items = ", ".join(f"{k}={redact(v) if isinstance(v, str) else v}"  # no password of a URL
+                      for k, v in dict(options).items())  # type: ignore[call-overload]
     return f"{kind} ({items})" if items else kind

@@ -32,21 +32,35 @@ def url_file_name(url: str, model: str) -> str:
 
 class UrlSource:
     """Any http(s) URL, downloaded and verified against the card's sha256 (or trusted on first
-    use: the pull record keeps the hash seen at the first pull and later checks compare with it)."""
+    use: the pull record keeps the hash seen at the first pull and later checks compare with it).
+
+    A user and password in the URL (``https://USER:PASSWORD@host/w.pth``) are sent as HTTP Basic
+    authentication and never shown: messages, ``zoo show`` and the pull record spell the URL
+    through ``zoo.redact``."""
 
     name = "url"
     fields = {"url": Field(str, required=True, help="http(s) URL of the weights file")}
 
     def revision(self, card: ModelCard) -> str:
         """``sha256-<12 hex>`` when the card pins the file's hash, else ``url-<sha1(url)[:12]>``:
-        a new URL or a new hash gets a new folder, never a stale file."""
+        a new URL or a new hash gets a new folder, never a stale file (the URL as shown: a folder
+        name tells nothing of a password)."""
+        from zoo import redact
+
+        url = self.locator(card)
         first = card.files[0] if card.files else None
         if first is not None and first.sha256:
             return "sha256-" + first.sha256[:12]
-        return "url-" + hashlib.sha1(self.locator(card).encode("utf-8")).hexdigest()[:12]
+        return "url-" + hashlib.sha1(redact(url).encode("utf-8")).hexdigest()[:12]
 
     def locator(self, card: ModelCard) -> str:
-        return str(card.source.get("url"))
+        """The card's URL, checked: a malformed one is refused before anything is written."""
+        from zoo import check_url
+
+        try:
+            return check_url(str(card.source.get("url")))
+        except PullError as exc:
+            raise PullError(f"model {card.name!r}: {exc}") from None
 
     def fetch(self, card: ModelCard, cache: Cache) -> Fetched:
         url = self.locator(card)
