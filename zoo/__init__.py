@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from zoo.runtime import OnnxModel, open_model, predict
     from zoo.benchmark import BenchResult, bench
     from zoo.loading import load
-    from zoo.pulling import pull
+    from zoo.pulling import pull, shown_name
     from zoo.card import ComponentRef, CutPoint, FileSpec, FrontEndSpec, InputSpec, ModelCard, Origin
     from zoo.data.dataset import Dataset, Example, Problem
     from zoo.hookspecs import hookimpl
@@ -61,6 +61,7 @@ _LAZY = {
     "FetchedFile": "zoo.fetched",
     "load": "zoo.loading",
     "pull": "zoo.pulling",
+    "shown_name": "zoo.pulling",
     "Backbone": "zoo.backbone",
     "registry": "zoo.api",
     "list_models": "zoo.api",

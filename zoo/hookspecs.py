@@ -40,7 +40,9 @@ def register_finders(register: Callable[[Any], None]) -> None:
     """Register finders, which derive a card for a model named ``PREFIX:REF`` that no registry has:
     ``register(finder)`` with an object that has a ``prefix`` (e.g. ``hf``) and
     ``find(ref, cache) -> str`` returning registry TOML text for exactly one model (named REF), and
-    optionally ``serves(card, ref) -> bool``: whether a registry card named REF is that model."""
+    optionally ``serves(card, ref) -> bool``: whether a registry card named REF is that model, and
+    ``check(ref)``: raise a ``zoo.ZooError`` for a REF that cannot name a model, before zoo reads
+    or writes anything for it."""
 
 
 @hookspec

@@ -336,6 +336,9 @@ def _check_finder(plugin: str, finder: Any) -> Any:
         raise PluginError(f"a finder needs a `prefix` of lowercase letters, digits, '-' or '_', got {prefix!r}")
     if not callable(getattr(finder, "find", None)):
         raise PluginError(f"finder {prefix!r} needs a method `find(ref, cache) -> str` returning registry TOML")
+    for optional in ("serves", "check"):
+        if getattr(finder, optional, None) is not None and not callable(getattr(finder, optional)):
+            raise PluginError(f"finder {prefix!r}: `{optional}` must be a method")
     return finder
 
 

@@ -7,6 +7,7 @@ without any network request.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import re
 import tempfile
 from collections.abc import Sequence
@@ -21,13 +22,13 @@ from zoo.catalog import load_registry
 from zoo.redaction import hiding, redact
 from zoo.errors import IntegrityError, LoadError, OfflineError, PluginError, PullError, ZooError
 from zoo.fetched import Fetched
-from zoo.plugins import get_host
+from zoo.plugins import Contribution, get_host
 from zoo.protocols import Source
 from zoo.registries import Registry
 
-__all__ = ["pull", "cached", "source_of", "resolve_card", "check_same_weights"]
+__all__ = ["pull", "cached", "source_of", "resolve_card", "check_name", "shown_name", "check_same_weights"]
 
-_PREFIXED = re.compile(r"^(?P<prefix>[a-z][a-z0-9_-]*):(?P<ref>.*)$")
+_PREFIXED = re.compile(r"(?P<prefix>[a-z][a-z0-9_-]*):(?P<ref>.*)", re.DOTALL)  # fullmatch: a newline is the ref's
 
 
 def resolve_card(model: str | ModelCard, registry_files: Sequence[str | Path] = (), *,
@@ -35,32 +36,64 @@ def resolve_card(model: str | ModelCard, registry_files: Sequence[str | Path] = 
     """The card of ``model``: a registry name, or ``PREFIX:REF`` for a finder's model (``hf:ORG/NAME``).
 
     A prefixed name uses the registry's card named REF when there is one (the finder may say it is
-    another model); otherwise the finder derives a card, which is checked like any registry file
-    and saved under ``$ZOO_HOME/registry.d``, so the next call (offline too) finds it there.
-    Offline (``cache.offline``, default ``ZOO_OFFLINE``) a card that was never derived raises
-    :class:`zoo.errors.OfflineError`. A failure leaves nothing under registry.d.
+    another model); otherwise its finder checks REF (``check(ref)``, when it has one: a REF that
+    cannot name a model is refused before any lock, file or request), then derives a card, which
+    is checked like any registry file and saved under ``$ZOO_HOME/registry.d``, so the next call
+    (offline too) finds it there. Offline (``cache.offline``, default ``ZOO_OFFLINE``) a card that
+    was never derived raises :class:`zoo.errors.OfflineError`. A failure leaves nothing under
+    registry.d, and no file named after REF anywhere.
     """
     if isinstance(model, ModelCard):
         return model
     registry = load_registry(registry_files)
-    match = _PREFIXED.match(model)
+    match = _PREFIXED.fullmatch(model)
     if match is None:
         return registry.card(model)
-    prefix, ref = match["prefix"], match["ref"]
-    provided = get_host().finders().get(prefix)
-    if provided is None:
-        known = ", ".join(f"{p}:" for p in sorted(get_host().finders())) or "none"
-        raise LoadError(f"{model!r}: no loaded plugin finds models named {prefix}:... (prefixes: {known}). "
-                        f"Run `zoo plugins` to see which plugins are broken or disabled, or use a name from `zoo list`")
-    known_card = _registered(registry, provided.value, model, ref)
+    provided, ref = _finder(model, match["prefix"]), match["ref"]
+    known_card = _registered(registry, provided.value, model, ref)  # a derived card: showing it needs no check
     if known_card is not None:
         return known_card
+    _check(provided, ref)
     cache = cache or Cache()
     if cache.offline:
         raise OfflineError(f"{model!r} was never pulled: no card for it in the registry or {_registry_d()}, and "
                            f"offline mode is on (ZOO_OFFLINE=1 / --offline). Connect once: `zoo pull {model}` with "
                            f"network access derives and saves its card")
     return _derive(provided.plugin, provided.value, model, ref, cache, registry_files)
+
+
+def check_name(model: str) -> None:
+    """Refuse a ``PREFIX:REF`` whose finder refuses REF (or that no finder owns); a registry name
+    passes. Call it before anything is written for ``model`` (a lock, a card, a run folder): a
+    refused REF then leaves nothing named after it."""
+    match = _PREFIXED.fullmatch(model)
+    if match is not None:
+        _check(_finder(model, match["prefix"]), match["ref"])
+
+
+def _finder(model: str, prefix: str) -> Contribution:
+    """The finder that owns ``prefix`` (with its plugin), or an error listing the prefixes there are."""
+    provided = get_host().finders().get(prefix)
+    if provided is None:
+        known = ", ".join(f"{p}:" for p in sorted(get_host().finders())) or "none"
+        raise LoadError(f"{shown_name(model)}: no loaded plugin finds models named {prefix}:... (prefixes: {known}). "
+                        f"Run `zoo plugins` to see which plugins are broken or disabled, or use a name from `zoo list`")
+    return provided
+
+
+def _check(provided: Contribution, ref: str) -> None:
+    """The finder's own check of REF, when it has one (``check(ref)`` raises a ZooError)."""
+    check = getattr(provided.value, "check", None)
+    if check is not None:
+        check(ref)
+
+
+def shown_name(name: str, limit: int = 80) -> str:
+    """``name`` quoted for a one-line message: control characters escaped (repr), and a name longer
+    than ``limit`` cut, with its length, so a 5,000-character argument does not fill the screen."""
+    if len(name) <= limit:
+        return repr(name)
+    return f"{name[:limit]!r}... ({len(name):,} characters)"
 
 
 def _registry_d() -> Path:
@@ -86,11 +119,17 @@ def _card_file(model: str) -> Path:
     return _registry_d() / f"{stem}.toml"
 
 
+def _derive_lock(cache: Cache, model: str) -> Path:
+    """The lock that makes one process derive ``model``'s card at a time, named by a hash: a name
+    the finder accepted may still be refused by its server, and no file is named after it."""
+    return cache.root / "locks" / f"derive-{hashlib.sha256(model.encode('utf-8')).hexdigest()[:16]}"
+
+
 def _derive(plugin: str, finder: Any, model: str, ref: str, cache: Cache,
             registry_files: Sequence[str | Path]) -> ModelCard:
     """Ask the finder for a card, check it as every later load will, then save it atomically."""
     target = _card_file(model)
-    with cache.lock(cache.root / "locks" / target.name):
+    with cache.lock(_derive_lock(cache, model)):
         registry = load_registry(registry_files)  # another process may have derived it while we waited
         known_card = _registered(registry, finder, model, ref)
         if known_card is not None:
@@ -199,6 +238,7 @@ def pull(
 
 def _pull(card: ModelCard, cache: Cache, force: bool) -> Fetched:
     source = source_of(card)
+    source.locator(card)  # a source checks its URL or repo id here: one it refuses leaves no lock or folder
     if not force:
         record, problems = _recorded(card, cache)  # records are written atomically: no lock needed to read one
         if record is not None and not problems:

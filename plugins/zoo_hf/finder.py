@@ -33,7 +33,7 @@ from zoo import ModelCard, OfflineError, PullError, RegistryError
 if TYPE_CHECKING:  # pragma: no cover
     from zoo import Cache
 
-__all__ = ["HubFinder", "FAMILIES", "card_table", "to_toml"]
+__all__ = ["HubFinder", "FAMILIES", "card_table", "to_toml", "check_repo_id"]
 
 
 @dataclass(frozen=True)
@@ -94,6 +94,12 @@ class HubFinder:
 
     prefix = "hf"
 
+    def check(self, ref: str) -> None:
+        """Refuse a ``ref`` that cannot be a Hub repository id, before zoo reads or writes anything."""
+        from zoo import shown_name
+
+        check_repo_id(ref, shown_name(f"hf:{ref}"))
+
     def serves(self, card: ModelCard, ref: str) -> bool:
         """A registry card named ``ref`` is this repository's when its source is that hf repo."""
         return card.source.type == "hf" and str(card.source.get("repo", "")).lower() == ref.lower()
@@ -132,17 +138,13 @@ class _Repo:
     @classmethod
     def fetch(cls, ref: str, *, quiet: bool) -> _Repo:
         from huggingface_hub import HfApi, hf_hub_download
-        from huggingface_hub.errors import HFValidationError
-        from huggingface_hub.utils import validate_repo_id
 
         from zoo_hf.source import _progress_class
 
+        from zoo import shown_name
+
         where = f"hf:{ref}"
-        try:
-            validate_repo_id(ref)
-        except HFValidationError as exc:
-            raise PullError(f"{where!r} does not name a Hugging Face repository ({_first_line(exc)}); write "
-                            f"hf:ORG/NAME as the Hub spells it") from None
+        check_repo_id(ref, shown_name(where))
         with _hub_errors(where, ref, "main"):
             info = HfApi().model_info(ref)
         name, commit = info.id or ref, info.sha
@@ -177,6 +179,26 @@ class _Repo:
         card_data = card_data or {}
         return cls(name=name, commit=commit, files=files, license=_license(card_data),
                    pipeline_tag=info.pipeline_tag or card_data.get("pipeline_tag"), json=parsed)
+
+
+def check_repo_id(repo: str, where: str) -> None:
+    """A :class:`PullError` when ``repo`` is not a Hub repository id by huggingface_hub's own rules
+    (``validate_repo_id``: ORG/NAME or NAME, ASCII letters, digits, '-', '_', '.', no '--' or
+    '..', at most 96 characters a part). ``where`` names it in the message, quoted (``zoo.shown_name``)."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    from zoo import shown_name
+
+    if "@" in repo:
+        raise PullError(f"{where}: a revision after '@' is not supported; zoo pins the commit the "
+                        f"default branch is at. For another revision write a card by hand (source.revision)")
+    try:
+        validate_repo_id(repo)
+    except HFValidationError as exc:
+        reason = _first_line(str(exc).replace(f"'{repo}'", shown_name(repo)))
+        raise PullError(f"{where} does not name a Hugging Face repository ({reason}); write the id as "
+                        f"ORG/NAME, as the Hub spells it") from None
 
 
 @contextmanager
@@ -222,9 +244,9 @@ def _license(card_data: Mapping[str, Any]) -> str | None:
     return _SPDX.get(str(value).lower(), str(value))
 
 
-def _first_line(exc: BaseException) -> str:
+def _first_line(exc: BaseException | str) -> str:
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    return lines[0] if lines else type(exc).__name__
+    return lines[0] if lines else (exc if isinstance(exc, str) else type(exc).__name__)
 
 
 # --------------------------------------------------------------------------- the card

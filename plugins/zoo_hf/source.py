@@ -45,7 +45,13 @@ class HubSource:
         return str(card.source.get("revision") or DEFAULT_REVISION)
 
     def locator(self, card: ModelCard) -> str:
-        return str(card.source.get("repo"))
+        """The repository id, checked by the Hub's rules before anything is written for it."""
+        from zoo import shown_name
+        from zoo_hf.finder import check_repo_id
+
+        repo = str(card.source.get("repo"))
+        check_repo_id(repo, f"model {card.name!r}: source.repo {shown_name(repo)}")
+        return repo
 
     def fetch(self, card: ModelCard, cache: Cache) -> Fetched:
         """Download the card's files into the HF cache (or find them there offline) and record them.

@@ -252,6 +252,9 @@ def finetune(
         if model is None or data is None:
             raise ZooError("finetune needs a model and data (or resume=RUN_DIR)")
         config = FinetuneConfig(model=model, data=str(data), **options)
+        from zoo.pulling import check_name
+
+        check_name(model)  # a model name its finder refuses leaves no run folder named after it
         run_dir = Path(out) if out is not None else _default_dir(model)
         if here.main and run_dir.exists() and any(run_dir.iterdir()):
             raise ZooError(f"{run_dir}: the run folder exists and is not empty; choose another --out, "
