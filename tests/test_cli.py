@@ -121,3 +121,32 @@ def test_listing_never_imports_heavy_libraries(args):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "HEAVY []"
+
+
+def test_every_command_s_output_ends_with_a_newline(tmp_path):
+    """stdout and stderr of each command end with a newline, whatever the card holds (the last line
+    of `zoo show` is a card's free text), so a shell prompt never lands after the output."""
+    (tmp_path / "w.bin").write_bytes(b"weights")
+    body = '''
+        description = "A card whose text ends oddly  "
+        modality = "image"
+        task = "image-classification"
+        license = "MIT"
+        params = 1000
+        source = { type = "local", path = "w.bin" }
+        adapter = { type = "torchvision", arch = "resnet18" }
+        input = { size = [32, 32], mean = [0.5, 0.5, 0.5], std = [0.5, 0.5, 0.5] }
+        embedding = { node = "flatten", dim = 8 }
+        stages = ["conv1", "layer1"]
+        notes = "no full stop and trailing spaces   "
+    '''
+    reg = str(write(tmp_path / "r.toml", card_toml("mine", body)))
+    commands = [["show", "mine"], ["show", "resnet18"], ["show", "mine", "--json"], ["list", "resnet1*"],
+                ["list", "--json", "mine"], ["plugins"], ["plugins", "--json"], ["--help"], ["--version"],
+                ["pull", "mine"], ["pull", "mine", "--json"], ["cache", "list"], ["cache", "verify"],
+                ["cache", "rm", "mine"], ["show", "nope"], ["pull", "hf:../x"]]
+    for args in commands:
+        result = run_zoo("--registry", reg, *args)
+        for name, text in (("stdout", result.stdout), ("stderr", result.stderr)):
+            assert not text or text.endswith("\n"), (args, name, text[-80:])
+        assert result.stdout or result.stderr, args

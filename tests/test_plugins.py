@@ -350,3 +350,29 @@ def test_the_fast_builder_and_the_checking_parser_make_equal_cards():
     tables = tomllib.loads(builtin_registry_path().read_text(encoding="utf-8"))["models"]
     for name, table in tables.items():
         assert card_from_table(name, table, origin) == parse_card(name, table, origin, Location("x", name)), name
+
+
+DROPPED = {  # what the entry gets wrong: (text replaced in MINIMAL_CARD, by what, the key the error names)
+    "unknown key": ("params = 1000", "params = 1000\n    colour = 1", "colour"),
+    "wrong type": ("params = 1000", 'params = "many"', "params"),
+    "adapter field": ('arch = "resnet18"', 'arch = "resnet18", colour = 1', "adapter.colour"),
+}
+
+
+@pytest.mark.parametrize("case", list(DROPPED))
+def test_zoo_plugins_shows_a_plugin_whose_entry_was_dropped_as_broken_with_why(tmp_path, case):
+    """The entry is dropped when the registry loads; `zoo plugins` loads it too, so it never says `ok`
+    for a plugin that every other command warns about."""
+    old, new, key = DROPPED[case]
+    body = MINIMAL_CARD.replace(old, new)
+    source = f"from zoo import hookimpl\n\n@hookimpl\ndef register_models(register):\n    register({card_toml('dropped-net', body)!r})\n"
+    site = make_distribution(tmp_path / "site", "zoo-dropper", "zoo_dropper", source)
+    shown = run_zoo("plugins", pythonpath=site)
+    assert shown.returncode == 0, shown.stderr
+    row = next(ln for ln in shown.stdout.splitlines() if ln.startswith("zoo_dropper"))
+    assert row.split()[-2:] == ["broken", "-"]  # name, version, origin, status, hooks
+    assert any(ln.startswith("zoo_dropper: ") and "dropped-net" in ln for ln in shown.stderr.splitlines())
+    listed = {p["name"]: p for p in json.loads(run_zoo("plugins", "--json", pythonpath=site).stdout)}
+    assert listed["zoo_dropper"]["status"] == "broken"
+    assert "dropped-net" in listed["zoo_dropper"]["error"] and repr(key) in listed["zoo_dropper"]["error"]
+    assert listed["zoo_torchvision"]["status"] == "ok"

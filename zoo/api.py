@@ -48,5 +48,8 @@ def get_card(name: str, *, registry_files: Sequence[str | Path] = ()) -> ModelCa
 
 
 def list_plugins() -> list[PluginInfo]:
-    """Every plugin zoo found: version, hooks, origin (built-in / entry point) and status."""
+    """Every plugin zoo found: version, hooks, origin (built-in / entry point) and status. The
+    plugins' model entries are checked first (the registry without user files), so a plugin whose
+    entry was dropped for an invalid field is listed as broken, with why."""
+    load_registry(user_files=False)
     return get_host().plugins()
