@@ -8,7 +8,7 @@ import sys
 
 import pytest
 from click.testing import CliRunner
-from conftest import card_toml, run_zoo, write
+from conftest import MINIMAL_CARD, card_toml, run_zoo, write
 
 from zoo.cli import cli
 
@@ -127,19 +127,9 @@ def test_every_command_s_output_ends_with_a_newline(tmp_path):
     """stdout and stderr of each command end with a newline, whatever the card holds (the last line
     of `zoo show` is a card's free text), so a shell prompt never lands after the output."""
     (tmp_path / "w.bin").write_bytes(b"weights")
-    body = '''
-        description = "A card whose text ends oddly  "
-        modality = "image"
-        task = "image-classification"
-        license = "MIT"
-        params = 1000
-        source = { type = "local", path = "w.bin" }
-        adapter = { type = "torchvision", arch = "resnet18" }
-        input = { size = [32, 32], mean = [0.5, 0.5, 0.5], std = [0.5, 0.5, 0.5] }
-        embedding = { node = "flatten", dim = 8 }
-        stages = ["conv1", "layer1"]
-        notes = "no full stop and trailing spaces   "
-    '''
+    body = MINIMAL_CARD.replace('source = { type = "url", url = "http://127.0.0.1:1/tiny.pt" }',
+                                'source = { type = "local", path = "w.bin" }')
+    body += 'notes = "no full stop and trailing spaces   "\n'
     reg = str(write(tmp_path / "r.toml", card_toml("mine", body)))
     commands = [["show", "mine"], ["show", "resnet18"], ["show", "mine", "--json"], ["list", "resnet1*"],
                 ["list", "--json", "mine"], ["plugins"], ["plugins", "--json"], ["--help"], ["--version"],
