@@ -25,6 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from zoo.data.dataset import MODALITIES
 from zoo.errors import InputError, ZooError
 from zoo.prompts import TEMPLATES, check_templates, parse_labels, prompt_prototypes
 from zoo.runtime import Prediction  # the same shape as `zoo predict` predictions: one class
@@ -307,36 +308,148 @@ def zero_shot(model: str, labels: str | Path | Sequence[str] | dict[str, str], *
 
 def load_fewshot(folder: str | Path, *, engine: str = "auto", registry_files: Sequence[str | Path] = ()) -> FewShot:
     """A classifier saved by :meth:`FewShot.save` (the model loads when it first predicts, with a
-    frozen pass on ``engine``)."""
-    import numpy as np
+    frozen pass on ``engine``).
 
+    Every file is checked as it is read, since a damaged one would classify wrongly without a
+    word: ``fewshot.json`` (valid JSON, no key twice, every key of the right type, classes and
+    counts that agree), ``prototypes.npy`` (a finite (classes, dim) array of unit rows),
+    ``labels.json`` (the same classes in the same order) and the model it names (in the
+    registry, embedding ``dim``-d vectors of its modality). A damaged file is one
+    :class:`ZooError` line naming it and how to build the classifier again."""
     folder = Path(folder)
     meta_path = folder / "fewshot.json"
     if not meta_path.is_file():
         raise InputError(f"{folder}: not a few-shot classifier folder (no fewshot.json); build one with "
                          f"`zoo fewshot MODEL --support DATA --out {folder}`")
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        prototypes = np.load(folder / "prototypes.npy", allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise ZooError(f"{folder}: the few-shot classifier is damaged ({exc}); build it again") from None
-    if not isinstance(meta, dict):
-        raise ZooError(f"{meta_path}: does not hold a few-shot classifier's description; build it again")
-    if meta.get("kind") != _KIND or meta.get("version") != _VERSION:
-        raise ZooError(f"{folder}: fewshot.json is kind {meta.get('kind')!r} version {meta.get('version')!r}; "
-                       f"this zoo reads {_KIND!r} version {_VERSION}")
-    missing = [key for key in ("model", "revision", "embedder", "modality", "input", "classes", "counts", "scale")
-               if key not in meta]
-    if missing:
-        raise ZooError(f"{meta_path}: damaged: {', '.join(missing)} missing; build the classifier again with "
-                       f"`zoo fewshot MODEL --support DATA --out {folder}`")
-    if len(meta["classes"]) != len(prototypes):
-        raise ZooError(f"{folder}: fewshot.json lists {len(meta['classes'])} classes but prototypes.npy holds "
-                       f"{len(prototypes)}; build the classifier again")
+    meta = _read_meta(meta_path, folder)
+    again = _build_again(meta, folder)
+    prototypes = _read_prototypes(folder / "prototypes.npy", meta, again)
+    _check_labels(folder / "labels.json", meta["classes"], again)
+    _check_model(meta, prototypes.shape[1], meta_path, registry_files, again)
     return FewShot(model=meta["model"], revision=meta["revision"], embedder=meta["embedder"],
                    modality=meta["modality"], input=meta["input"], classes=meta["classes"], prototypes=prototypes,
                    counts=meta["counts"], scale=meta["scale"], support=meta.get("support"), path=folder,
                    engine=engine, registry_files=registry_files, weights=meta.get("weights"))
+
+
+_REQUIRED = ("kind", "version", "model", "revision", "embedder", "modality", "input", "classes", "counts", "scale")
+
+
+def _number(value: Any) -> bool:
+    import math
+
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+#: What each key of fewshot.json must hold (see :meth:`FewShot.to_dict`).
+_CHECKS = {
+    "model": lambda v: isinstance(v, str) and bool(v), "revision": lambda v: isinstance(v, str),
+    "embedder": lambda v: isinstance(v, str) and bool(v),
+    "modality": lambda v: v in MODALITIES,
+    "input": lambda v: isinstance(v, dict),
+    "classes": lambda v: (isinstance(v, list) and bool(v) and all(isinstance(c, str) and c for c in v)
+                          and len(set(v)) == len(v)),
+    "counts": lambda v: isinstance(v, list) and all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in v),
+    "scale": lambda v: _number(v) and v > 0,
+    "dim": lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0,
+    "weights": lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in (*v, *v.values())),
+    "support": lambda v: isinstance(v, dict),
+}
+
+
+def _read_meta(path: Path, folder: Path) -> dict[str, Any]:
+    from zoo.strictjson import check_record, read_record
+
+    try:
+        meta = read_record(path.read_bytes(), ("kind", "version"))
+        if meta["kind"] != _KIND or meta["version"] != _VERSION:
+            raise ZooError(f"{path}: kind {meta['kind']!r} version {meta['version']!r}; this zoo reads {_KIND!r} "
+                           f"version {_VERSION}: build the classifier again with this zoo")
+        check_record(meta, _REQUIRED, _CHECKS)
+    except OSError as exc:
+        raise ZooError(f"{path}: cannot read it ({exc.strerror}); check the folder's permissions") from None
+    except ValueError as exc:
+        raise ZooError(f"{path}: damaged: {exc}; {_build_again({}, folder)}") from None
+    if len(meta["counts"]) != len(meta["classes"]):
+        raise ZooError(f"{path}: damaged: {len(meta['classes'])} classes but {len(meta['counts'])} counts; "
+                       f"{_build_again(meta, folder)}")
+    return meta
+
+
+def _build_again(meta: dict[str, Any], folder: Path) -> str:
+    """How to make the folder again, with what the damaged record still says where it can."""
+    model = meta.get("model") if isinstance(meta.get("model"), str) else "MODEL"
+    support = meta.get("support") if isinstance(meta.get("support"), dict) else {}
+    if "zero_shot" in support:
+        source = "--labels NAMES"
+    else:
+        source = f"--support {support['data']}" if isinstance(support.get("data"), str) else "--support DATA"
+    return f"build the classifier again with `zoo fewshot {model} {source} --out {folder}`"
+
+
+def _read_prototypes(path: Path, meta: dict[str, Any], again: str) -> Any:
+    """``prototypes.npy`` as zoo wrote it: one finite unit-length row per class, ``dim`` wide."""
+    import numpy as np
+
+    try:
+        prototypes = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise ZooError(f"{path}: missing, so the classifier is incomplete; {again}") from None
+    except OSError as exc:
+        raise ZooError(f"{path}: cannot read it ({exc.strerror}); check the folder's permissions") from None
+    except (ValueError, EOFError) as exc:  # garbage, a pickle, a truncated array
+        raise ZooError(f"{path}: damaged (not a numpy array file: {exc}); {again}") from None
+    classes, dim = len(meta["classes"]), meta.get("dim")
+    why = None
+    if prototypes.ndim != 2 or not np.issubdtype(prototypes.dtype, np.floating):
+        why = f"{prototypes.dtype} values of shape {prototypes.shape}, not a (classes, dim) float array"
+    elif prototypes.shape[0] != classes:
+        why = f"{prototypes.shape[0]} prototypes for the {classes} classes of fewshot.json"
+    elif dim is not None and prototypes.shape[1] != dim:
+        why = f"{prototypes.shape[1]}-d prototypes, but fewshot.json says {dim}-d"
+    elif not np.isfinite(prototypes).all():
+        why = "values that are not finite"
+    elif not np.allclose(np.linalg.norm(prototypes, axis=1), 1.0, atol=1e-3):
+        why = "rows that are not of unit length, as every prototype is"
+    if why:
+        raise ZooError(f"{path}: damaged ({why}); {again}")
+    return prototypes.astype(np.float32)
+
+
+def _check_labels(path: Path, classes: list[str], again: str) -> None:
+    """``labels.json``: the classes of fewshot.json, in the same order (the outputs' order)."""
+    from zoo.strictjson import loads
+
+    try:
+        labels = loads(path.read_bytes())
+    except FileNotFoundError:
+        raise ZooError(f"{path}: missing, so the classifier is incomplete; {again}") from None
+    except OSError as exc:
+        raise ZooError(f"{path}: cannot read it ({exc.strerror}); check the folder's permissions") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ZooError(f"{path}: damaged (not valid JSON: {exc}); {again}") from None
+    if labels != classes:
+        shown = f"{len(labels)} labels" if isinstance(labels, list) else f"a JSON {type(labels).__name__}"
+        raise ZooError(f"{path}: damaged ({shown} that are not the {len(classes)} classes of fewshot.json in "
+                       f"their order); {again}")
+
+
+def _check_model(meta: dict[str, Any], dim: int, path: Path, registry_files: Sequence[str | Path], again: str) -> None:
+    """The model fewshot.json names is known, and embeds what the prototypes are made of."""
+    from zoo.errors import UnknownModelError
+    from zoo.pulling import resolve_card
+
+    try:
+        card = resolve_card(meta["model"], registry_files)
+    except UnknownModelError as exc:
+        hint = f" (did you mean {', '.join(exc.suggestions)}?)" if exc.suggestions else ""
+        raise ZooError(f"{path}: names model {meta['model']!r}, which is not in the registry{hint}; install the "
+                       f"plugin that provides it, or give the registry file that has it (--registry)") from None
+    front_end = meta["input"].get("front_end")
+    reads = front_end.get("modality") if isinstance(front_end, dict) else card.modality
+    if reads != meta["modality"] or card.embedding.dim != dim:
+        raise ZooError(f"{path}: damaged: {meta['model']} embeds {card.embedding.dim}-d {reads} vectors, but the "
+                       f"classifier holds {dim}-d {meta['modality']} prototypes; {again}")
 
 
 def expand_inputs(inputs: Sequence[str], modality: str) -> list[str]:

@@ -81,20 +81,12 @@ class TableInfo:
     def from_json(cls, text: str | bytes, where: str = "the table's zoo record") -> TableInfo:
         """The record as written by :meth:`to_json`; anything else (garbled or truncated JSON, a key
         twice or missing, a value of the wrong type) is a :class:`ZooError` naming ``where``."""
-        from zoo.strictjson import loads
+        from zoo.strictjson import read_record
 
         try:
-            data = loads(text)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise _damaged(where, f"not valid JSON: {exc}") from None
-        if not isinstance(data, dict):
-            raise _damaged(where, f"a JSON {type(data).__name__}, not an object")
-        missing = [key for key in _REQUIRED if key not in data]
-        if missing:
-            raise _damaged(where, f"{', '.join(missing)} missing")
-        wrong = [key for key, ok in _CHECKS.items() if key in data and not ok(data[key])]
-        if wrong:
-            raise _damaged(where, "; ".join(f"{key} is {json.dumps(data[key])[:60]}" for key in wrong))
+            data = read_record(text, _REQUIRED, _CHECKS)
+        except ValueError as exc:
+            raise _damaged(where, str(exc)) from None
         front_end = data.get("front_end")
         if front_end is not None and front_end.get("modality") != data["modality"]:
             raise _damaged(where, f"its front end reads {front_end.get('modality')!r} but it holds "
