@@ -11,14 +11,16 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
 from zoo.errors import STORAGE_ERRNOS, StorageError, storage_error
 
-__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_json", "atomic_torch_save", "ensure_folder"]
+__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_json", "atomic_torch_save", "atomic_write_folder",
+           "ensure_folder", "json_bytes"]
 
 
 def atomic_write(path: Path, write: Callable[[IO[bytes]], Any], *, mode: int | None = None,
@@ -76,11 +78,70 @@ def atomic_write_bytes(path: Path, data: bytes, *, mode: int | None = None, fix:
     return atomic_write(path, lambda handle: handle.write(data), mode=mode, fix=fix)
 
 
+def json_bytes(data: Any) -> bytes:
+    """``data`` as zoo writes JSON files: indented UTF-8, a newline at the end."""
+    return (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
 def atomic_write_json(path: Path, data: Any, *, fix: str = "") -> Path:
-    return atomic_write_bytes(path, (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8"), fix=fix)
+    return atomic_write_bytes(path, json_bytes(data), fix=fix)
 
 
 def atomic_torch_save(path: Path, obj: Any, *, fix: str = "") -> Path:
     import torch
 
     return atomic_write(path, lambda handle: torch.save(obj, handle), fix=fix)
+
+
+def atomic_write_folder(folder: Path, files: Mapping[str, bytes], *, fix: str = "") -> Path:
+    """``folder`` holding exactly ``files`` (name -> bytes), replaced as a whole: they are written
+    and fsynced in a hidden temp folder beside it, which is then renamed into place (the previous
+    folder moved aside first and removed after). Files that belong together (a classifier's
+    prototypes and its classes) are never seen half old, half new; a full disk or an error leaves
+    the previous folder, or none, and no temp behind. A place that cannot hold it is one
+    :class:`~zoo.errors.StorageError` line naming the file being written."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise storage_error(OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR)), folder, fix)
+    ensure_folder(folder.parent, fix)
+    try:
+        temp = _new_folder(folder, ".tmp")
+    except OSError as exc:
+        raise _storage(exc, folder, fix) from None
+    target, old = folder, None
+    try:
+        for name, data in files.items():
+            target = folder / name
+            with open(temp / name, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+        target = folder
+        if folder.exists():
+            old = _new_folder(folder, ".old")
+            os.replace(folder, old)  # onto the empty folder just made: renaming a folder needs no space
+        os.replace(temp, folder)
+    except BaseException as exc:
+        shutil.rmtree(temp, ignore_errors=True)
+        if old is not None and not folder.exists():
+            os.replace(old, folder)  # the previous folder back where it was
+        if isinstance(exc, OSError) and not isinstance(exc, StorageError) and exc.errno in STORAGE_ERRNOS:
+            raise storage_error(exc, target, fix) from None
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return folder
+
+
+def _new_folder(beside: Path, suffix: str) -> Path:
+    """A new empty hidden folder next to ``beside`` (``.NAME.XXXXXXXX.SUFFIX``), with the
+    permissions a plain mkdir gives (the umask's: mkdtemp's 0700 would follow the folder into place)."""
+    import secrets
+
+    while True:
+        candidate = beside.parent / f".{beside.name}.{secrets.token_hex(4)}{suffix}"
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            continue

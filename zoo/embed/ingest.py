@@ -310,17 +310,23 @@ def _embed_dataset(model: str, data: str | Path, *, db: str | Path, table: str |
             _check_same_model(existing, embedder.name, info, fetched)
         created = existing is None
         target = store.create(name, info) if created else existing
-        plan = _plan(dataset, target)
-        job = _job(plan, dataset, embedder) if plan.ids and plan.to_embed else None
-        if world().distributed:
-            broadcast(job)  # the other ranks embed their share of it (see _help_embed)
-        vectors, cache_note, engine_used = _vectors(plan, job, dataset, target, embedder, batch_size=batch_size,
-                                                    device=device, workers=workers, engine=engine, progress=progress)
+        try:
+            plan = _plan(dataset, target)
+            job = _job(plan, dataset, embedder) if plan.ids and plan.to_embed else None
+            if world().distributed:
+                broadcast(job)  # the other ranks embed their share of it (see _help_embed)
+            vectors, cache_note, engine_used = _vectors(plan, job, dataset, target, embedder, batch_size=batch_size,
+                                                        device=device, workers=workers, engine=engine,
+                                                        progress=progress)
+            if plan.replace_ids:  # changed rows replaced and new ones added in one commit
+                target.upsert(plan.ids, plan.sources, plan.labels, plan.contents, vectors)
+            else:
+                target.add(plan.ids, plan.sources, plan.labels, plan.contents, vectors)
+        except BaseException:
+            if created:  # a table this call made stays only with its rows in it (a full disk, a bad input)
+                store.drop(name)
+            raise
         stale = sorted(set(plan.replace_ids) - set(plan.ids))  # a replaced row under an id of another scheme
-        if plan.replace_ids:  # changed rows replaced and new ones added in one commit
-            target.upsert(plan.ids, plan.sources, plan.labels, plan.contents, vectors)
-        else:
-            target.add(plan.ids, plan.sources, plan.labels, plan.contents, vectors)
         if stale:
             target.delete_ids(stale)
         index_note = target.maintain_index(index)

@@ -170,22 +170,23 @@ class FewShot:
                 "scale": self.scale, "metric": "cosine", "support": self.support, "zoo_version": __version__}
 
     def save(self, folder: str | Path) -> Path:
-        """Write the folder (files replaced atomically); refuses a non-empty folder that is not one."""
+        """Write the folder as a whole (:func:`zoo.atomic.atomic_write_folder`): a full disk or a
+        kill leaves the previous classifier or none, never new prototypes beside old classes.
+        Refuses a non-empty folder that is not one; a place that cannot hold it is one line."""
         import io
 
         import numpy as np
 
-        from zoo.atomic import atomic_write_bytes, atomic_write_json
+        from zoo.atomic import atomic_write_folder, json_bytes
 
         folder = Path(folder)
-        if folder.exists() and any(folder.iterdir()) and not (folder / "fewshot.json").is_file():
+        if folder.is_dir() and any(folder.iterdir()) and not (folder / "fewshot.json").is_file():
             raise ZooError(f"{folder}: the folder exists, is not empty and holds no few-shot classifier; "
                            f"choose another --out")
         buffer = io.BytesIO()
         np.save(buffer, self.prototypes, allow_pickle=False)
-        atomic_write_bytes(folder / "prototypes.npy", buffer.getvalue())
-        atomic_write_json(folder / "labels.json", list(self.classes))
-        atomic_write_json(folder / "fewshot.json", self.to_dict())  # last: its presence means complete
+        atomic_write_folder(folder, {"prototypes.npy": buffer.getvalue(), "labels.json": json_bytes(list(self.classes)),
+                                     "fewshot.json": json_bytes(self.to_dict())}, fix="choose another --out")
         self.path = folder
         return folder
 

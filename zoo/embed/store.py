@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
@@ -31,10 +32,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zoo.errors import InputError, ZooError
+from zoo.atomic import ensure_folder
+from zoo.errors import STORAGE_ERRNOS, InputError, StorageError, ZooError, storage_error
 
 __all__ = ["VectorStore", "Table", "TableInfo", "Hit", "IndexState", "INDEX_THRESHOLD", "PROBE_FRACTION",
-           "table_name_for", "check_table_name", "forking_loaders"]
+           "table_name_for", "check_table_name", "forking_loaders", "writing"]
 
 #: Rows from which a table gets an ANN index. A flat scan of 384-d vectors costs LanceDB 7-11 ms at
 #: 5,000 rows and 13-17 ms at 10,000 on this 2-core machine (bench/search_speed.py), and an
@@ -186,15 +188,9 @@ class VectorStore:
         if not create and not self.path.is_dir():
             raise InputError(f"no vector database at {self.path}; create one with "
                              f"`zoo embed MODEL DATA --db {self.path}`")
-        if self.path.exists() and not self.path.is_dir():
-            raise InputError(f"--db {self.path} is a file; give a folder for the vector database")
         import lancedb
 
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise InputError(f"--db {self.path}: cannot create the vector database there ({exc.strerror}); give a "
-                             f"writable folder") from None
+        ensure_folder(self.path, _FIX)  # a file there, or a read-only place: one line naming it
         self._db = lancedb.connect(str(self.path))
 
     def tables(self) -> list[str]:
@@ -233,21 +229,29 @@ class VectorStore:
             pa.field("content", pa.string(), nullable=False),
             pa.field("vector", pa.list_(pa.float32(), info.dim), nullable=False),
         ], metadata={_META_KEY: info.to_json().encode()})
-        self._db.create_table(name, schema=schema)
+        try:
+            with writing(self.path / f"{name}.lance"):
+                self._db.create_table(name, schema=schema)
+        except BaseException:
+            self.drop(name)  # LanceDB leaves a folder without a version behind: no table, yet in the list
+            raise
         return Table(self, name)
+
+    def drop(self, name: str) -> None:
+        """Remove a table that a failed ``zoo embed`` created (the caller holds :meth:`lock`), so no
+        half-made table stays at its final name."""
+        import shutil
+
+        shutil.rmtree(self.path / f"{name}.lance", ignore_errors=True)
 
     def lock(self, name: str) -> Any:
         """An inter-process lock for writers of one table: read keys, add and delete as one step."""
         import filelock
 
-        folder = self.path / ".zoo-locks"
-        try:
-            folder.mkdir(exist_ok=True)
-            (folder / f"{name}.lock").touch()
-        except OSError as exc:
-            raise InputError(f"--db {self.path}: the vector database cannot be written ({exc.strerror}); give a "
-                             f"writable folder, or make this one writable") from None
-        return filelock.FileLock(str(folder / f"{name}.lock"))
+        path = ensure_folder(self.path / ".zoo-locks", _FIX) / f"{name}.lock"
+        with writing(path):
+            path.touch()
+        return filelock.FileLock(str(path))
 
 
 class Table:
@@ -256,7 +260,11 @@ class Table:
     def __init__(self, store: VectorStore, name: str) -> None:
         self.store = store
         self.name = name
-        self._lance = store._db.open_table(name)
+        try:
+            self._lance = store._db.open_table(name)
+        except ValueError:  # a folder of that name without a committed version: cut short outside zoo
+            raise ZooError(f"{self.folder}: holds no complete table (its first write was cut short); remove "
+                           f"the folder and embed again") from None
         schema = self._lance.schema
         metadata = schema.metadata or {}
         if _META_KEY not in metadata:
@@ -357,7 +365,8 @@ class Table:
         """Append rows; ``vectors`` is an (n, dim) float32 array, already L2-normalised."""
         if not len(ids):
             return
-        self._lance.add(self._batch(ids, sources, labels, contents, vectors))
+        with writing(self.folder):
+            self._lance.add(self._batch(ids, sources, labels, contents, vectors))
 
     def _batch(self, ids: Sequence[str], sources: Sequence[str], labels: Sequence[str | None],
                contents: Sequence[str], vectors: Any) -> Any:
@@ -381,7 +390,8 @@ class Table:
         if not len(ids):
             return
         batch = self._batch(ids, sources, labels, contents, vectors)
-        (self._lance.merge_insert("id").when_matched_update_all().when_not_matched_insert_all().execute(batch))
+        with writing(self.folder):
+            self._lance.merge_insert("id").when_matched_update_all().when_not_matched_insert_all().execute(batch)
 
     @property
     def version(self) -> int:
@@ -390,8 +400,9 @@ class Table:
 
     def delete_ids(self, ids: Iterable[str]) -> None:
         ids = sorted(set(ids))
-        for start in range(0, len(ids), _IN_CHUNK):
-            self._lance.delete(f"id IN ({_quoted(ids[start:start + _IN_CHUNK])})")
+        with writing(self.folder):
+            for start in range(0, len(ids), _IN_CHUNK):
+                self._lance.delete(f"id IN ({_quoted(ids[start:start + _IN_CHUNK])})")
 
     def remember_deleted(self, contents: Iterable[str]) -> None:
         import pyarrow as pa
@@ -404,10 +415,11 @@ class Table:
         data = pa.table({"content": pa.array(contents, pa.string()),
                          "deleted_at": pa.array([now_utc()] * len(contents), pa.string())})
         name = self.name + _DELETED
-        if self.store.has(name):
-            self.store._db.open_table(name).add(data)
-        else:
-            self.store._db.create_table(name, data)
+        with writing(self.store.path / f"{name}.lance"):
+            if self.store.has(name):
+                self.store._db.open_table(name).add(data)
+            else:
+                self.store._db.create_table(name, data)
 
     def purge(self) -> None:
         """Rewrite the data files without deleted rows and drop older versions, so that deleted
@@ -417,7 +429,7 @@ class Table:
 
         for name in (self.name, self.name + _DELETED):
             if self.store.has(name):
-                with warnings.catch_warnings():
+                with warnings.catch_warnings(), writing(self.store.path / f"{name}.lance"):
                     warnings.filterwarnings("ignore", message=".*removes every version.*")  # the point here
                     self.store._db.open_table(name).optimize(cleanup_older_than=timedelta(0))
         self._index = False
@@ -448,7 +460,8 @@ class Table:
         trained_on = state.trained_on or state.indexed
         if trained_on * RETRAIN_GROWTH <= rows:
             return self.build_index() + f" (the table grew {rows / max(trained_on, 1):.1f}x since the last one)"
-        self._lance.optimize()
+        with writing(self.folder):
+            self._lance.optimize()
         self._index = False
         return f"added {state.unindexed} rows to the index"
 
@@ -460,13 +473,38 @@ class Table:
         partitions = partitions or max(1, min(int(math.sqrt(rows)), rows // 32 or 1))
         old = [c.name for c in self._lance.list_indices() if "vector" in c.columns]
         name = f"zoo_ivf_flat_p{partitions}_n{rows}"
-        self._lance.create_index("vector", config=IvfFlat(distance_type="dot", num_partitions=partitions),
-                                 replace=True, name=name)
-        for stale in old:  # built first, dropped after: searches always have an index
-            if stale != name:
-                self._lance.drop_index(stale)
+        with writing(self.folder):
+            self._lance.create_index("vector", config=IvfFlat(distance_type="dot", num_partitions=partitions),
+                                     replace=True, name=name)
+            for stale in old:  # built first, dropped after: searches always have an index
+                if stale != name:
+                    self._lance.drop_index(stale)
         self._index = False
         return f"built an IVF_FLAT index over {rows} rows ({partitions} partitions)"
+
+
+#: How a user moves a vector database elsewhere, for the one-line storage errors.
+_FIX = "choose another --db"
+_OS_ERROR = re.compile(r"\(os error (\d+)\)")
+
+
+@contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """A LanceDB write to ``path`` (a table's folder): a place that cannot hold it (disk full, a
+    file size limit, read-only, a file where a folder must be) becomes one
+    :class:`~zoo.errors.StorageError` line naming it. LanceDB's Rust core reports an OS error as a
+    ``RuntimeError`` whose text carries ``(os error N)``, not as an ``OSError``: its number is
+    read from there, since no attribute holds it."""
+    try:
+        yield
+    except StorageError:
+        raise
+    except (OSError, RuntimeError) as exc:
+        found = _OS_ERROR.search(str(exc)) if not isinstance(exc, OSError) else None
+        code = exc.errno if isinstance(exc, OSError) else int(found.group(1)) if found else None
+        if code not in STORAGE_ERRNOS:
+            raise
+        raise storage_error(OSError(code, os.strerror(code)), path, _FIX) from None
 
 
 @contextmanager
