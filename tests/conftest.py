@@ -150,19 +150,21 @@ def text_csv(tmp_path_factory) -> Path:
 
 
 def kill_when_written(args: Sequence[str], target: Path | Callable[[], bool], timeout: float = 300,
-                      poll: float = 0.05) -> None:
-    """Run the `zoo` console script with ``args`` and SIGKILL it as soon as ``target`` exists (or,
-    for a callable, returns true), or let it end first; for the kill -9 tests."""
+                      poll: float = 0.05, signum: int | None = None, stderr: Path | None = None) -> int:
+    """Run the `zoo` console script with ``args`` and SIGKILL it (or send it ``signum``) as soon as
+    ``target`` exists (or, for a callable, returns true), or let it end first; for the kill -9
+    tests. ``stderr``: a file that receives what it printed there. Returns its exit code."""
     import signal
     import time
 
     written = target if callable(target) else target.exists
     exe = Path(sys.executable).with_name("zoo")
-    process = subprocess.Popen([str(exe), *args], env=dict(os.environ), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    deadline = time.time() + timeout
-    while time.time() < deadline and not written() and process.poll() is None:
-        time.sleep(poll)
-    if process.poll() is None:
-        os.kill(process.pid, signal.SIGKILL)
-    process.wait()
+    with open(stderr or os.devnull, "wb") as errors:
+        process = subprocess.Popen([str(exe), *args], env=dict(os.environ), stdout=subprocess.DEVNULL,
+                                   stderr=errors)
+        deadline = time.time() + timeout
+        while time.time() < deadline and not written() and process.poll() is None:
+            time.sleep(poll)
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGKILL if signum is None else signum)
+        return process.wait(timeout=timeout)

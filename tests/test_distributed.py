@@ -177,3 +177,27 @@ def test_the_launcher_shows_no_thread_warning_when_zoo_sets_the_threads(tmp_path
     assert result.returncode == 0, result.stderr
     assert "OMP_NUM_THREADS" not in result.stderr and "*****" not in result.stderr, result.stderr
     assert "3 embedded" in result.stdout
+
+
+@pytest.mark.slow  # ~20 s: two ranks into their unfrozen epochs
+def test_a_signal_to_the_launcher_stops_every_rank_and_rank_0_says_where(digit_folder, tmp_path):
+    """SIGTERM to `zoo finetune --nproc 2`: the launcher passes it on, rank 0 says in one line where
+    the run stopped and how to resume, the launcher adds nothing (no notices, no traceback) and
+    exits as the shell reports the signal; the other rank's scratch copy is gone."""
+    from conftest import kill_when_written
+
+    out = tmp_path / "run"
+    errors = tmp_path / "stderr.txt"
+    returncode = kill_when_written(["finetune", MODEL, "--data", str(digit_folder), "--val-split", "0.25", "--epochs",
+                                    "2", "--unfreeze", "1", "--unfreeze-epochs", "4", "--no-augment", "--workers", "0",
+                                    "--batch-size", "8", "--out", str(out), "--nproc", "2"],
+                                   out / "checkpoints" / "epoch-0003.pt", signum=signal.SIGTERM, stderr=errors)
+    assert not (out / "checkpoints" / "final.pt").exists(), "the run finished before the signal"
+    text = errors.read_text()
+    assert returncode == 143 and "Traceback" not in text and "closing signal" not in text, text[-3000:]
+    last = max(int(p.stem.split("-")[1]) for p in (out / "checkpoints").glob("epoch-*.pt"))
+    assert text.strip().splitlines()[-1] == (
+        f"Error: zoo finetune stopped by SIGTERM; the last complete checkpoint is epoch {last} "
+        f"({out}/checkpoints/epoch-{last:04d}.pt); resume with `zoo finetune --resume {out}`")
+    assert text.count("stopped by SIGTERM") == 1  # rank 0 alone
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "stderr.txt"]

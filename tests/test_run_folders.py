@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -125,3 +126,63 @@ def test_a_card_from_registry_is_remembered_by_the_run(digit_folder, tmp_path):
     # later commands find the card without being told again
     run = zoo.open_run(folder)
     assert run.card().name == "my-lite" and run.load_model() is not None
+
+
+# --------------------------------------------------------------------------- a run stopped by a signal
+
+STOPPABLE = ["--val-split", "0.25", "--epochs", "2", "--unfreeze", "1", "--unfreeze-epochs", "4", "--no-augment",
+             "--workers", "0", "--seed", "3"]
+
+
+@pytest.mark.slow  # a run into its unfrozen epochs, stopped, then resumed: ~30 s
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_stops_a_run_in_one_line_and_resume_finishes_it(digit_folder, tmp_path, signum, code):
+    from conftest import kill_when_written
+
+    folder = tmp_path / "run"
+    errors = tmp_path / "stderr.txt"
+    # epoch 3 is the first unfrozen one (2 head epochs): the signal comes while epoch 4 trains
+    returncode = kill_when_written(["finetune", IMAGE_MODEL, "--data", str(digit_folder), *STOPPABLE, "--out",
+                                    str(folder)], folder / "checkpoints" / "epoch-0003.pt", signum=signum, stderr=errors)
+    assert not (folder / "checkpoints" / "final.pt").exists(), "the run finished before the signal"
+    text = errors.read_text()
+    assert returncode == code and "Traceback" not in text, text[-3000:]
+    last = max(int(p.stem.split("-")[1]) for p in (folder / "checkpoints").glob("epoch-*.pt"))
+    assert text.strip().splitlines()[-1] == (
+        f"Error: zoo finetune stopped by {signal.Signals(signum).name}; the last complete checkpoint is epoch {last} "
+        f"({folder}/checkpoints/epoch-{last:04d}.pt); resume with `zoo finetune --resume {folder}`")
+    assert not list(folder.rglob("*.tmp"))  # no temp of a checkpoint cut short
+    if signum == signal.SIGTERM:  # the resume the line gives finishes the run
+        resumed = run_zoo("finetune", "--resume", str(folder), "--quiet", timeout=600)
+        assert resumed.returncode == 0, resumed.stderr
+        assert (folder / "checkpoints" / "final.pt").is_file()
+        epochs = [json.loads(line)["epoch"] for line in (folder / "metrics.jsonl").read_text().splitlines()]
+        assert epochs == list(range(1, len(epochs) + 1)) and len(epochs) > last
+
+
+def test_the_stop_line_says_where_a_run_stands(tmp_path):
+    """Before the run began (no folder kept), before its first checkpoint, after epoch N; and the
+    handler turns a real signal into that line with the shell's exit code, restoring the handlers."""
+    import os
+
+    from zoo.stopping import Interrupted, reporting_stops, stopped_run
+
+    folder = tmp_path / "my run"
+    assert stopped_run("SIGINT", folder).endswith("before the run began; nothing was kept: run the same command again")
+    (folder / "checkpoints").mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    assert stopped_run("SIGTERM", folder) == (f"zoo finetune stopped by SIGTERM before its first checkpoint; resume "
+                                              f"with `zoo finetune --resume '{folder}'` (its epochs start from the "
+                                              f"beginning)")
+    for epoch in (1, 2, 12):
+        (folder / "checkpoints" / f"epoch-{epoch:04d}.pt").write_bytes(b"")
+    assert "the last complete checkpoint is epoch 12 (" in stopped_run("SIGTERM", folder)
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(Interrupted) as caught:
+        with reporting_stops(lambda name: stopped_run(name, folder)):
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(1000):  # the handler runs between two bytecodes
+                pass
+    assert caught.value.exit_code == 143 and "stopped by SIGTERM; the last complete checkpoint is epoch 12" in str(
+        caught.value)
+    assert signal.getsignal(signal.SIGTERM) is before

@@ -32,7 +32,11 @@ class _ZooGroup(click.Group):
         try:
             return super().invoke(ctx)
         except ZooError as exc:
-            raise click.ClickException(str(exc)) from None
+            if not str(exc):  # said by another process (rank 0): only the exit code
+                ctx.exit(exc.exit_code)
+            error = click.ClickException(str(exc))
+            error.exit_code = exc.exit_code  # 1; a stopped run's is the signal's (130, 143)
+            raise error from None
         except OSError as exc:
             # The place, not zoo, is at fault (a full disk, a read-only folder, a file where a
             # folder must be): one line, like a ZooError. Writes go through zoo.atomic, which says

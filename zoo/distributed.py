@@ -221,12 +221,40 @@ def _threads_for_ranks(nproc: int) -> Iterator[None]:
         os.environ.pop("OMP_NUM_THREADS", None)
 
 
+class _StopNotices:
+    """A logging filter: the launcher's own notices of a signal it got and passed on to the ranks."""
+
+    def filter(self, record: Any) -> bool:
+        text = str(record.msg)
+        return "death signal" not in text and "closing signal" not in text
+
+
+@contextmanager
+def _no_stop_notices() -> Iterator[None]:
+    """torch's launcher logs, in three WARNING lines, that it received a signal and sent it to
+    each rank; rank 0 of a zoo run says what matters in one line (where the run stopped, how to
+    resume), so those notices are dropped while zoo's launch runs. Its other warnings stay."""
+    import logging
+
+    loggers = [logging.getLogger(name) for name in ("torch.distributed.elastic.agent.server.api",
+                                                    "torch.distributed.elastic.multiprocessing.api")]
+    notices = _StopNotices()
+    for logger in loggers:
+        logger.addFilter(notices)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(notices)
+
+
 def launch(nproc: int, argv: Sequence[str], *, rendezvous: Sequence[str] = ()) -> None:
     """Run ``python -m zoo ARGV`` in ``nproc`` processes with torch's elastic launcher, in this
     process (what ``zoo finetune --nproc N`` does): the same as ``torchrun --standalone
     --nproc-per-node N -m zoo ARGV``, or with ``rendezvous`` (torchrun's own options, e.g.
     ``--nnodes 2 --rdzv-backend c10d --rdzv-endpoint host:29400``) instead of ``--standalone``.
     A rank that dies ends every rank; the error names it and says how to resume."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
 
@@ -234,8 +262,14 @@ def launch(nproc: int, argv: Sequence[str], *, rendezvous: Sequence[str] = ()) -
     args = get_args_parser().parse_args([*options, "--nproc-per-node", str(nproc), "--max-restarts", "0",
                                          "-m", "zoo", *argv])
     try:
-        with _threads_for_ranks(nproc):
+        with _threads_for_ranks(nproc), _no_stop_notices():
             run(args)
+    except SignalException as exc:
+        # SIGINT/SIGTERM to the launcher: it passed SIGTERM on to the ranks, and rank 0 says where
+        # the run stopped (zoo.stopping); here only the shell's exit code for the signal remains
+        from zoo.stopping import Interrupted
+
+        raise Interrupted("", int(exc.sigval)) from None
     except ChildFailedError as exc:
         # the cause, not the ranks the launcher stopped after it (SIGTERM) or that lost their peer
         stopped = {-15}

@@ -259,9 +259,13 @@ def finetune(
         if here.main and run_dir.exists() and any(run_dir.iterdir()):
             raise ZooError(f"{run_dir}: the run folder exists and is not empty; choose another --out, "
                            f"or continue it with --resume {run_dir}")
-    if here.distributed:
-        return _finetune_distributed(config, run_dir, resume is not None, say, progress)
-    return _finetune_in(config, run_dir, resume is not None, say, progress)
+    from zoo.stopping import reporting_stops, stopped_run
+
+    # SIGINT/SIGTERM: one line with the last checkpoint and the resume command (rank 0 says it)
+    with reporting_stops(lambda signal_name: stopped_run(signal_name, run_dir) if here.main else ""):
+        if here.distributed:
+            return _finetune_distributed(config, run_dir, resume is not None, say, progress)
+        return _finetune_in(config, run_dir, resume is not None, say, progress)
 
 
 def _finetune_distributed(config: Any, run_dir: Path, resuming: bool, say: Callable[[str], None],
