@@ -27,14 +27,19 @@ def table_with_record(db, record: bytes, dim: int = 4) -> None:
     lancedb.connect(str(db)).create_table("t", schema=schema)
 
 
-def with_key(**changes) -> bytes:
-    data = json.loads(GOOD)
+def edited(text: str | bytes, **changes) -> bytes:
+    """A JSON object with ``changes`` made (``...`` deletes the key)."""
+    data = json.loads(text)
     for key, value in changes.items():
         if value is ...:
             del data[key]
         else:
             data[key] = value
     return json.dumps(data).encode()
+
+
+def with_key(**changes) -> bytes:
+    return edited(GOOD, **changes)
 
 
 @pytest.mark.parametrize("record, dim, why", [
@@ -91,13 +96,7 @@ def npy(array, allow_pickle: bool = False) -> bytes:
 
 
 def edited_json(folder, name: str, **changes) -> bytes:
-    data = json.loads((folder / name).read_text())
-    for key, value in changes.items():
-        if value is ...:
-            del data[key]
-        else:
-            data[key] = value
-    return json.dumps(data).encode()
+    return edited((folder / name).read_bytes(), **changes)
 
 
 UNIT = np.eye(3, 384, dtype=np.float32)
