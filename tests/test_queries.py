@@ -58,6 +58,8 @@ MATRIX = [
     ("text", "folder", False, "is a folder, but table 'text'"),
     ("text", "http://example.com/cat.jpg", False, "looks like a URL"),
     ("text", "photos/missing.jpg", False, "looks like the name of an image file (there is no such file)"),
+    ("text", "x" * 5000 + ".png", False, "...' looks like the name of an image file"),  # too long to be a file
+    ("text", "~nosuchuser/cat.png", False, "looks like the name of an image file"),
     ("text", "notes.txt", False, None),  # not a media file: a text that happens to name a file
     ("text", "a photo called cat.png", False, None),  # a sentence, not a path
     ("text", "cat.png", True, None),  # --text: the words
@@ -69,6 +71,7 @@ MATRIX = [
     ("image", "folder", False, "is a folder; give one image file at a time"),
     ("image", "https://example.com/cat.jpg", False, "looks like a URL, but zoo downloads no query"),
     ("image", "missing.png", False, "is not a file"),
+    ("image", "y" * 5000, False, "...' is not a file"),
     ("image", "cat.png", True, "--text is for text queries, but table 'image'"),
     ("audio", "clip.wav", False, None),
     ("audio", "cat.png", False, "is an image file, but table 'audio'"),

@@ -271,8 +271,9 @@ def launch(nproc: int, argv: Sequence[str], *, rendezvous: Sequence[str] = ()) -
 
         raise Interrupted("", int(exc.sigval)) from None
     except ChildFailedError as exc:
-        # the cause, not the ranks the launcher stopped after it (SIGTERM) or that lost their peer
-        stopped = {-15}
+        # the cause, not the ranks the launcher stopped after it (SIGTERM: killed by it, or a zoo
+        # finetune that said where it stopped and exited as shells report it) or that lost their peer
+        stopped = {-15, 128 + 15}
         causes = [item for item in sorted(exc.failures.items()) if item[1].exitcode not in stopped] \
             or sorted(exc.failures.items())
         rank, failure = min(causes, key=lambda item: (item[1].exitcode == 1, item[1].timestamp))

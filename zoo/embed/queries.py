@@ -58,45 +58,56 @@ def _check_text(query: Any, what: str, noun: str, as_text: bool) -> None:
         raise InputError(f"{what}: it takes a non-empty text, not {given}")
     if as_text:
         return
-    words = f"add --text if you mean the words {query!r}"
+    shown = _shown(query)
+    words = f"add --text if you mean the words {shown}"
     if _URL.match(query.strip()):
-        raise InputError(f"{query!r} looks like a URL, but {what} and zoo downloads no query; {words}")
+        raise InputError(f"{shown} looks like a URL, but {what} and zoo downloads no query; {words}")
     kind, exists = _named(query)
     if kind == "folder":
-        raise InputError(f"{query!r} is a folder, but {what}; {words}")
+        raise InputError(f"{shown} is a folder, but {what}; {words}")
     if kind is not None and exists:
-        raise InputError(f"{query!r} is {_a(kind)} file, but {what}: use it with a {noun} of {kind} embeddings, "
+        raise InputError(f"{shown} is {_a(kind)} file, but {what}: use it with a {noun} of {kind} embeddings, "
                          f"or {words}")
     if kind is not None and not any(c.isspace() for c in query):
-        raise InputError(f"{query!r} looks like the name of {_a(kind)} file (there is no such file), but {what}; "
+        raise InputError(f"{shown} looks like the name of {_a(kind)} file (there is no such file), but {what}; "
                          f"check the path, or {words}")
 
 
 def _check_file(query: str, modality: str, what: str, noun: str) -> None:
+    shown = _shown(query)
     if _URL.match(query.strip()):
-        raise InputError(f"{query!r} looks like a URL, but zoo downloads no query: download it and give the "
+        raise InputError(f"{shown} looks like a URL, but zoo downloads no query: download it and give the "
                          f"file's path ({what})")
     kind, exists = _named(query)
     if kind == "folder":
-        raise InputError(f"{query!r} is a folder; give one {modality} file at a time ({what})")
+        raise InputError(f"{shown} is a folder; give one {modality} file at a time ({what})")
     if not exists:
-        raise InputError(f"{what}: the query must be {_a(modality)} file, and {query!r} is not a file")
+        raise InputError(f"{what}: the query must be {_a(modality)} file, and {shown} is not a file")
     if kind is not None and kind != modality:
-        raise InputError(f"{query!r} is {_a(kind)} file, but {what}: use it with a {noun} of {kind} embeddings")
+        raise InputError(f"{shown} is {_a(kind)} file, but {what}: use it with a {noun} of {kind} embeddings")
 
 
 def _named(query: str) -> tuple[str | None, bool]:
     """(``"folder"``, the modality of the file it names by suffix, or None; whether it exists)."""
     from zoo.data.media import file_modality
 
-    path = Path(query).expanduser()
+    path = Path(query)
+    try:
+        path = path.expanduser()
+    except RuntimeError:  # ~nosuchuser: the name as it is
+        pass
     try:
         if path.is_dir():
             return "folder", True
         exists = path.is_file()
-    except (OSError, ValueError):  # too long for a file name, or a NUL byte: a text, not a path
-        return None, False
+    except (OSError, ValueError):  # too long for a file name, or a NUL byte: no such file
+        exists = False
     return file_modality(path), exists
+
+
+def _shown(query: str, limit: int = 120) -> str:
+    """The query quoted for a message, cut short: a long one would fill the terminal."""
+    return repr(query if len(query) <= limit else query[:limit - 3] + "...")
 
 
 def _a(word: str) -> str:
