@@ -15,7 +15,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
 __all__ = ["OnnxModel", "Preprocessor", "Prediction", "Predictions", "open_model", "predict", "choose_providers",
-           "expand_images", "read_texts", "IMAGE_SUFFIXES"]
+           "expand_images", "read_texts", "embedding_dict", "IMAGE_SUFFIXES"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
@@ -120,8 +120,7 @@ class Predictions:
         out: dict[str, Any] = {"model": self.model, "kind": self.info.kind, "precision": self.info.precision,
                                "providers": list(self.providers)}
         if self.embeddings is not None:
-            out["embeddings"] = [{"input": i, "embedding": [float(v) for v in row]}
-                                 for i, row in zip(self.inputs, self.embeddings)]
+            out["embeddings"] = [embedding_dict(i, row) for i, row in zip(self.inputs, self.embeddings)]
         else:
             out["predictions"] = [p.to_dict() for p in self.predictions]
         return out
@@ -246,13 +245,17 @@ class OnnxModel:
 
     def predict(self, items: Sequence[Any], top_k: int = 5, names: Sequence[str] | None = None) -> list[Prediction]:
         """Top-k labels with probabilities for each input (classifiers only)."""
-        import numpy as np
-
         if self.info.kind != "classifier":
             raise InputError(f"{self.path.name} is an embedding model (no labels): use embed()")
-        probabilities = self.outputs(items)
-        k = max(1, min(top_k, probabilities.shape[1]))
         names = list(names) if names is not None else [_describe(item) for item in items]
+        return self.read(self.outputs(items), names, top_k)
+
+    def read(self, probabilities: np.ndarray, names: Sequence[str], top_k: int = 5) -> list[Prediction]:
+        """Predictions from the graph's probabilities, one row per input (``zoo serve`` runs the
+        graph itself, in batches, and reads its rows here like :meth:`predict`)."""
+        import numpy as np
+
+        k = max(1, min(top_k, probabilities.shape[1]))
         thresholds = self.info.source.get("thresholds")  # a multi-label model's, in label order
         result = []
         for name, row in zip(names, probabilities):
@@ -267,8 +270,10 @@ class OnnxModel:
         return self.outputs(items)
 
 
-def open_model(path: str | Path, *, provider: str | None = None, threads: int | None = None) -> OnnxModel:
-    """An :class:`OnnxModel` for an ONNX file exported by zoo; bad files are an InputError."""
+def open_model(path: str | Path, *, provider: str | None = None, threads: int | None = None,
+               session_config: Mapping[str, str] | None = None) -> OnnxModel:
+    """An :class:`OnnxModel` for an ONNX file exported by zoo; bad files are an InputError.
+    ``session_config``: onnxruntime session config entries (``zoo serve`` turns thread spinning off)."""
     ort = onnxruntime_module()
 
     path = Path(path)
@@ -283,6 +288,8 @@ def open_model(path: str | Path, *, provider: str | None = None, threads: int | 
     options.log_severity_level = 3  # errors only: no provider chatter on stdout
     if threads:
         options.intra_op_num_threads = threads
+    for key, value in (session_config or {}).items():
+        options.add_session_config_entry(key, value)
     try:
         session = ort.InferenceSession(str(path), sess_options=options, providers=choose_providers(provider))
     except InputError:
@@ -344,6 +351,11 @@ def read_texts(path: str | Path) -> list[str]:
     except OSError as exc:
         raise InputError(f"{path}: cannot read it ({exc.strerror})") from None
     return [line for line in lines if line.strip()]
+
+
+def embedding_dict(name: str, row: Sequence[float]) -> dict[str, Any]:
+    """One input's embedding as ``zoo predict --json`` prints it (and ``zoo serve`` answers it)."""
+    return {"input": name, "embedding": [float(v) for v in row]}
 
 
 def _describe(item: Any) -> str:
