@@ -15,4 +15,13 @@ if ! command -v espeak-ng >/dev/null 2>&1; then
              "(it is needed only for --data spoken-digits and its tests)" >&2
     fi
 fi
+# Debian's chromium: the browser test of zoo serve's page drives it (Playwright cannot download one here).
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get install -y -qq --no-install-recommends chromium >/dev/null \
+        || { $sudo apt-get update -qq && $sudo apt-get install -y -qq --no-install-recommends chromium >/dev/null; } \
+        || echo "install.sh: could not install chromium; the browser test of zoo serve's page will be skipped" >&2
+fi
 python -m pip install -e ".[dev]" "$@"

@@ -101,6 +101,7 @@ _LAZY = {
     "zero_shot": "zoo.embed",
     "FewShot": "zoo.embed",
     "load_fewshot": "zoo.embed",
+    "Client": "zoo.client",
     "probe": "zoo.probing",
     "ProbeReport": "zoo.probing",
 }

@@ -696,6 +696,55 @@ def predict_cmd(model: str, inputs: tuple[str, ...], texts_file: str | None, top
         click.echo(table(["input", "label", "probability"] + (["over threshold"] if multi else []), rows))
 
 
+def _serve_default(name: str) -> Any:
+    """zoo serve's defaults are ServeSettings' (a stdlib-only module: --help stays light)."""
+    from zoo.serve.settings import ServeSettings
+
+    return ServeSettings.__dataclass_fields__[name].default
+
+
+@cli.command("serve")
+@click.argument("models", nargs=-1, required=True)
+@click.option("--host", default=_serve_default("host"), show_default=True,
+              help="Address to listen on (0.0.0.0: every interface).")
+@click.option("--port", type=int, default=_serve_default("port"), show_default=True, help="Port (0: any free one).")
+@click.option("--max-batch", type=int, default=_serve_default("max_batch"), show_default=True,
+              help="Items per batch at most (1: no batching).")
+@click.option("--max-delay-ms", type=float, default=_serve_default("max_delay_ms"), show_default=True,
+              help="How long a batch waits for more requests after its first.")
+@click.option("--max-concurrent", type=int, default=_serve_default("max_concurrent"), show_default=True,
+              help="Inference requests at once; beyond it, 503 with Retry-After.")
+@click.option("--max-body-mb", type=float, default=_serve_default("max_body_mb"), show_default=True,
+              help="Largest request body (413 beyond).")
+@click.option("--max-pixels", type=int, default=_serve_default("max_pixels"), show_default=True,
+              help="Largest image, in pixels, read from its header before decoding (413 beyond).")
+@click.option("--timeout", "timeout_s", type=float, default=_serve_default("timeout_s"), show_default=True,
+              help="Seconds a request may take (504 beyond).")
+@click.option("--drain", "drain_s", type=float, default=_serve_default("drain_s"), show_default=True,
+              help="On SIGTERM, seconds for requests in flight to finish.")
+@click.option("--top-k", type=int, default=_serve_default("top_k"), show_default=True,
+              help="Labels per prediction unless a request asks.")
+@click.option("--provider", help="cpu, cuda, tensorrt or an onnxruntime provider name (default: best available).")
+@click.option("--threads", type=int, help="Compute threads in all (default: the cores this process may use).")
+@click.option("--workers", type=int, default=_serve_default("workers"), show_default=True,
+              help="Batches run at once, sharing the threads.")
+@click.option("--verify-every", "verify_every_s", type=float, default=_serve_default("verify_every_s"),
+              show_default=True,
+              help="Seconds between full sha256 checks of each model file.")
+@click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="warning",
+              show_default=True)
+def serve_cmd(models: tuple[str, ...], log_level: str, **options: Any) -> None:
+    """Serve exported MODELS over HTTP (onnxruntime only): TF Serving and KServe v2 endpoints,
+    dynamic batching, health, Prometheus metrics, and a page to try them at /.
+
+    Each of MODELS is an ONNX file from `zoo export`, a run or few-shot folder holding one, or
+    NAME=PATH / NAME/VERSION=PATH.
+    """
+    from zoo.serve import ServeSettings, serve
+
+    serve(models, ServeSettings(**options), announce=lambda line: click.echo(line), log_level=log_level)
+
+
 @cli.command("bench")
 @click.argument("source")
 @click.option("--batch", type=int, default=16, show_default=True, help="Batch size for throughput.")
