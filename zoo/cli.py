@@ -641,11 +641,13 @@ def probe_cmd(ctx: click.Context, models: tuple[str, ...], data: str, out: str |
 @click.option("--samples", type=int, default=16, show_default=True, help="Inputs to validate on.")
 @click.option("--opset", type=int, default=18, show_default=True)
 @click.option("--random-weights", is_flag=True, help="A model's architecture with random weights (tests, benchmarks).")
+@click.option("--triton", type=click.Path(file_okay=False),
+              help="Also write a Triton model repository here (config.pbtxt with dynamic batching, the graph, labels).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result and metadata as JSON.")
 @click.pass_context
 def export_cmd(ctx: click.Context, source: str, out: str | None, quantize: str | None, calibrate_method: str,
-               random_weights: bool, quiet: bool, as_json: bool, **options: Any) -> None:
+               random_weights: bool, triton: str | None, quiet: bool, as_json: bool, **options: Any) -> None:
     """Export a fine-tuned RUN folder or a few-shot folder (probabilities), or a MODEL's embedding, to
     validated ONNX."""
     from zoo.export import QuantSettings, export
@@ -653,10 +655,19 @@ def export_cmd(ctx: click.Context, source: str, out: str | None, quantize: str |
     result = export(source, out, quantize=quantize, pretrained=not random_weights,
                     settings=QuantSettings(calibrate_method=calibrate_method), registry_files=_registries(ctx),
                     log=(lambda text: None) if quiet or as_json else None, **options)
+    repository = None
+    if triton:
+        from zoo.export.triton import write_triton
+
+        repository = write_triton(result.path, triton)
     if as_json:
-        _echo_json(result.to_dict())
+        _echo_json({**result.to_dict(), **({"triton": repository.to_dict()} if repository else {})})
     else:
         click.echo("\n".join(result.summary()))
+        if repository:
+            click.echo(f"wrote a Triton model repository: {repository.folder} (config.pbtxt, version "
+                       f"{repository.version}, max_batch_size {repository.max_batch_size}; README.md says what "
+                       f"clients send)")
 
 
 @cli.command("predict")
