@@ -118,6 +118,72 @@ def test_a_damaged_engine_file_is_rebuilt_not_loaded():
     np.testing.assert_allclose(again.embed(images).numpy(), first.embed(images).numpy(), atol=1e-5)
 
 
+def _replace_graph(victim: Path, donor: Path) -> None:
+    """Put another valid graph at ``victim`` and make its engine.json agree (its sha256 and size):
+    what the hash check alone cannot tell from the real one."""
+    from zoo.download import sha256_file
+
+    victim.write_bytes(donor.read_bytes())
+    record_path = victim.parent / "engine.json"
+    record = json.loads(record_path.read_text())
+    record["sha256"], record["bytes"] = sha256_file(victim)[0], victim.stat().st_size
+    record_path.write_text(json.dumps(record))
+
+
+@pytest.mark.parametrize("entry", ["load", "pass", "pass with the caller's items"])
+def test_a_replaced_graph_with_a_matching_hash_is_never_used(entry, tmp_path):
+    """Another valid graph of the same shapes (the network with other weights) put in place of the
+    cached one, its recorded sha256 edited to match: every entry point checks the graph against
+    PyTorch before its first use in a process, and rebuilds it."""
+    card = resolve_card(IMAGE)
+    fetched = pull(card, quiet=True)
+    images = _digit_images(4)
+    real = frozen_pass(zoo.load(card), fetched, engine="onnxruntime").compiled
+    other = zoo.load(card)
+    with torch.no_grad():
+        for parameter in other.parameters():
+            parameter.mul_(1.05)  # the same architecture, outputs a few percent off
+    from zoo.frozen.graph import frozen_graph
+    from zoo.onnxgraph.onnxfile import trace
+
+    donor = tmp_path / "donor.onnx"
+    trace(frozen_graph(other.eval()), {"pixel_values": np.zeros((1, 3, 224, 224), np.float32)}, ("pixel_values",),
+          ("embedding",), donor, modality="image")
+    _replace_graph(real.path, donor)
+    import zoo.frozen.choice as choice
+
+    choice._CHECKED.clear()  # a new process, as far as the check is concerned
+    messages: list[str] = []
+    if entry == "load":
+        got = zoo.load(card, engine="onnxruntime").embed(images).numpy()
+    else:
+        check = images if entry.endswith("items") else None
+        used = frozen_pass(zoo.load(card), fetched, engine="onnxruntime", check=check, log=messages.append)
+        got = used.embed(images).numpy()
+    expected = frozen_pass(zoo.load(card), fetched, engine="torch", channels_last=False).embed(images).numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-3)  # the rebuilt graph, not the replaced one
+    assert real.path.read_bytes() != donor.read_bytes()
+    if entry != "load":
+        assert used.compiled.built and any("other outputs than PyTorch" in m and "rebuilding" in m for m in messages)
+
+
+def test_the_first_use_check_costs_milliseconds():
+    """Checking a cached graph on generated inputs before its first use in a process."""
+    import time
+
+    import zoo.frozen.choice as choice
+
+    card = resolve_card(IMAGE)
+    fetched = pull(card, quiet=True)
+    backbone = zoo.load(card)
+    frozen_pass(backbone, fetched, engine="onnxruntime")  # built (and checked) once
+    choice._CHECKED.clear()
+    started = time.perf_counter()
+    checked = frozen_pass(backbone, fetched, engine="onnxruntime")
+    seconds = time.perf_counter() - started
+    assert not checked.compiled.built and checked.validation["passed"] and seconds < 5  # measured: bench/
+
+
 def test_a_killed_build_leaves_nothing_that_is_used():
     card = resolve_card(IMAGE)
     fetched = pull(card, quiet=True)
@@ -283,15 +349,19 @@ def test_a_model_that_cannot_be_compiled_falls_back_once_and_is_remembered(tmp_p
         sys.modules.pop("zoo_spectral", None)
 
 
-def test_an_unwritable_engine_cache_falls_back_without_blaming_the_model(zoo_env):
+def test_an_unwritable_engine_cache_compiles_for_the_run_without_blaming_the_model(zoo_env):
     (zoo_env / "engines").write_text("not a folder")  # the cache cannot hold an engine
     card = resolve_card(IMAGE)
     messages: list[str] = []
     frozen = frozen_pass(zoo.load(card), pull(card, quiet=True), engine="auto", log=messages.append)
-    assert frozen.engine == "torch" and "cannot be used" in frozen.note and len(messages) == 1
+    # the run keeps onnxruntime's speed: the graph lives in a temporary folder until the process ends
+    assert frozen.engine == "onnxruntime" and frozen.validation["passed"]
+    assert not str(frozen.compiled.path).startswith(str(zoo_env))
+    notes = [m for m in messages if "cannot be written" in m]
+    assert len(notes) == 1 and "temporary folder" in notes[0] and str(zoo_env / "engines") in notes[0]
     (zoo_env / "engines").unlink()
     again = frozen_pass(zoo.load(card), pull(card, quiet=True), engine="auto")  # nothing was remembered
-    assert again.engine == "onnxruntime"
+    assert again.engine == "onnxruntime" and str(again.compiled.path).startswith(str(zoo_env / "engines"))
 
 
 def test_a_pass_leaves_the_callers_module_as_it_was():

@@ -136,7 +136,9 @@ def storage_error(exc: OSError, path: object = None, fix: str = "", verb: str = 
     elif code in (errno.EACCES, errno.EPERM, errno.EROFS):
         what, hint = "it is not writable (read-only or no permission)", "make it writable"
     elif code in (errno.ENOTDIR, errno.EEXIST):
-        what, hint = "a file stands where a folder must be", "remove or rename that file"
+        blocking = _file_in_the_way(where)
+        what = f"a file stands where a folder must be ({blocking})" if blocking else "a file stands where a folder must be"
+        hint = "remove or rename that file"
     elif code == errno.EISDIR:
         what, hint = "a folder stands where a file must be", "remove or rename that folder"
     elif code == errno.ENAMETOOLONG:
@@ -145,3 +147,23 @@ def storage_error(exc: OSError, path: object = None, fix: str = "", verb: str = 
         what, hint = exc.strerror or os.strerror(code or 0) or str(exc), "check the folder"
     detail = f" ({exc.strerror})" if exc.strerror and exc.strerror.lower() not in what.lower() else ""
     return StorageError(f"cannot {verb} {where}: {what}{detail}; {hint}" + (f", or {fix}" if fix else ""), code)
+
+
+def _file_in_the_way(path: object) -> str | None:
+    """The nearest of ``path`` and its parents that exists and is not a folder (the file that stops
+    a folder being made there), or None."""
+    from pathlib import Path
+
+    try:
+        current = Path(str(path))
+    except TypeError:
+        return None
+    for candidate in (current, *current.parents):
+        try:
+            if candidate.exists() and not candidate.is_dir():
+                return str(candidate)
+            if candidate.is_dir():
+                return None
+        except OSError:
+            return None
+    return None

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-__all__ = ["available_cores", "cores_per_process", "ThreadBudget", "thread_budget", "torch_threads"]
+__all__ = ["available_cores", "cores_per_process", "ThreadBudget", "thread_budget", "torch_threads", "blas_threads"]
 
 
 def available_cores() -> int:
@@ -88,3 +88,19 @@ def torch_threads(count: int) -> Iterator[None]:
     finally:
         if torch.get_num_threads() != before:
             torch.set_num_threads(before)
+
+
+@contextmanager
+def blas_threads(count: int = 1) -> Iterator[None]:
+    """numpy's and scipy's BLAS (OpenBLAS, MKL) limited to ``count`` threads for a block, and put
+    back after it (threadpoolctl, which scikit-learn ships with).
+
+    The probes, the baselines and every cross-validated head fit thousands of small logistic
+    regressions (80 x 80 matrices): a multi-threaded BLAS wakes its threads for each product and
+    spends far more time handing them work than computing. On the digits demo's choice of cut (6
+    candidates, 15 outer folds each, 2 cores) one thread took 7 s of CPU against 129 s with
+    OpenBLAS's default of a thread per core while another process was busy (bench/main_job.py)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=count, user_api="blas"):
+        yield

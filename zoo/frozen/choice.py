@@ -127,13 +127,12 @@ def _stderr(text: str) -> None:
 
 def _onnx_pass(base: dict[str, Any], fetched: Any, sample: list[Any] | None, *, retry: bool,
                say: Callable[[str], None]) -> FrozenPass:
+    """The onnxruntime pass: the compiled graph (built, or read from the cache) checked against
+    PyTorch before its first use in this process (:func:`_checked`); a cached graph whose outputs
+    differ is rebuilt once, and a rebuilt one that still differs is refused (remembered)."""
     backbone = base["backbone"]
     card = backbone.card
-    try:
-        import onnxruntime
-    except ImportError:
-        raise EngineError("onnxruntime is not installed (pip install 'zoo[cpu]', or 'zoo[gpu]' for "
-                          "onnxruntime-gpu)") from None
+    onnxruntime = _onnxruntime()
     if fetched is None:
         raise EngineError(f"model {card.name!r} has no pulled weights to identify it (random weights?)")
     from zoo.frozen.compiled import compile_graph, open_session
@@ -157,28 +156,80 @@ def _onnx_pass(base: dict[str, Any], fetched: Any, sample: list[Any] | None, *, 
             return _compare(probe, FrozenPass(**{**base, "device": _cpu()}, engine="onnxruntime", _session=session),
                             batches)
 
-        compiled = compile_graph(probe._torch_graph(), card, fetched, features=base["features"], feeds=batches[0],
-                                 cut=getattr(backbone, "cut", None), validate=validate, retry=retry, log=say)
-        try:
-            # CPU: one compute thread per call, and ``threads`` calls at once (FrozenPass._threaded)
-            session = open_session(compiled.path, threads=1 if device.type == "cpu" else base["threads"],
-                                   providers=providers)
-        except Exception as exc:  # noqa: BLE001 - onnxruntime's own error classes
-            raise EngineError(f"onnxruntime cannot load the compiled graph of {card.name!r} ({exc})") from None
-        chosen = FrozenPass(**base, engine="onnxruntime", compiled=compiled, _session=session)
-        if compiled.built or not sample:
-            chosen.validation = compiled.validation  # validated on these very items (or none were given)
-            return chosen
-        chosen.validation = _compare(probe, chosen, batches)
+        def compiled_now(rebuild: bool = False) -> Any:
+            return compile_graph(probe._torch_graph(), card, fetched, features=base["features"], feeds=batches[0],
+                                 cut=getattr(backbone, "cut", None), validate=validate, retry=retry or rebuild,
+                                 rebuild=rebuild, log=say)
+
+        def session_of(compiled: Any) -> Any:
+            try:
+                # CPU: one compute thread per call, and ``threads`` calls at once (FrozenPass._threaded)
+                return open_session(compiled.path, threads=1 if device.type == "cpu" else base["threads"],
+                                    providers=providers, sha256=compiled.record.get("sha256"))
+            except EngineError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - onnxruntime's own error classes
+                raise EngineError(f"onnxruntime cannot load the compiled graph of {card.name!r} ({exc})") from None
+
+        compiled = compiled_now()
+        chosen = FrozenPass(**base, engine="onnxruntime", compiled=compiled, _session=session_of(compiled))
+        chosen.validation = _checked(probe, chosen, batches, sample is not None)
+        if not chosen.validation["passed"] and not compiled.built:
+            say(f"the cached engine {compiled.path.parent} gives other outputs than PyTorch (max abs diff "
+                f"{chosen.validation['max_abs_diff']:.3g}): rebuilding it")
+            compiled = compiled_now(rebuild=True)
+            chosen = FrozenPass(**base, engine="onnxruntime", compiled=compiled, _session=session_of(compiled))
+            chosen.validation = _checked(probe, chosen, batches, sample is not None)
     finally:
         if moved:
             backbone.to(device)
     if not chosen.validation["passed"]:
-        reason = (f"onnxruntime's outputs differ from PyTorch's on {len(sample)} of the data's items (max abs diff "
+        what = f"on {len(sample)} of the data's items" if sample else "on generated inputs"
+        reason = (f"onnxruntime's outputs differ from PyTorch's {what} (max abs diff "
                   f"{chosen.validation['max_abs_diff']:.3g})")
         compiled.mark_failed(reason)
         raise EngineError(f"model {card.name!r}: {reason}")
     return chosen
+
+
+#: Graphs already checked against PyTorch in this process on generated inputs, by graph sha256:
+#: a second pass of the same engine (``zoo embed`` of several folders) is not checked again.
+_CHECKED: dict[str, dict[str, Any]] = {}
+
+
+def _checked(reference: FrozenPass, candidate: FrozenPass, batches: Sequence[dict[str, Any]],
+             caller_items: bool) -> dict[str, Any]:
+    """``candidate`` (onnxruntime) against ``reference`` (PyTorch) before its first use in this
+    process, whatever the entry point: on the caller's items when it gave some (their own check,
+    every time), else on generated inputs, once per graph per process. A graph built by this call
+    was checked just now by :func:`zoo.frozen.compiled.compile_graph`, on the same batches.
+
+    The check is what protects a pass from a cached graph that was replaced by another valid one
+    (its recorded sha256 edited to match): the hash only proves the file is the one recorded. It
+    costs one PyTorch forward of the check items (efficientnet_lite0, 6 generated images: about 60
+    ms on 2 cores, bench/frozen_forward.py --check)."""
+    compiled = candidate.compiled
+    if compiled.built:
+        _CHECKED[compiled.record.get("sha256", "")] = compiled.validation
+        return compiled.validation
+    memo = None if caller_items else compiled.record.get("sha256", "")
+    if memo is not None and memo in _CHECKED:
+        return _CHECKED[memo]
+    validation = _compare(reference, candidate, batches)
+    if memo is not None and validation["passed"]:
+        _CHECKED[memo] = validation
+    return validation
+
+
+def _onnxruntime() -> Any:
+    """onnxruntime, or an :class:`EngineError` (which ``engine="auto"`` falls back on) with the
+    runtime's install hint when it is missing or installed but broken."""
+    from zoo.runtime import onnxruntime_module
+
+    try:
+        return onnxruntime_module()
+    except ZooError as exc:
+        raise EngineError(str(exc)) from None
 
 
 def _cpu() -> Any:

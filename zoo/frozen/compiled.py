@@ -126,14 +126,25 @@ def _intact(folder: Path, identity: dict[str, Any]) -> dict[str, Any] | None:
         return None
 
 
-def open_session(path: Path, *, threads: int, providers: Sequence[str] = ("CPUExecutionProvider",)) -> Any:
+def open_session(path: Path, *, threads: int, providers: Sequence[str] = ("CPUExecutionProvider",),
+                 sha256: str | None = None) -> Any:
     """An onnxruntime session with exactly ``threads`` compute threads.
 
     Spinning is off: the intra-op threads sleep between operators instead of spinning, so they do
     not take cycles from the loader processes decoding the next batch beside them (measured in
     bench/frozen_forward.py).
+
+    ``sha256``: the graph's recorded hash; the file is then read once, hashed and given to
+    onnxruntime as bytes, so the graph that runs is the one whose hash was checked (a file swapped
+    between the check and the load cannot slip in).
     """
     import onnxruntime as ort
+
+    model: Any = str(path)
+    if sha256 is not None:
+        model = Path(path).read_bytes()
+        if hashlib.sha256(model).hexdigest() != sha256:
+            raise EngineError(f"the compiled graph {path} changed since its sha256 was checked; run again to rebuild it")
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -142,7 +153,7 @@ def open_session(path: Path, *, threads: int, providers: Sequence[str] = ("CPUEx
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), sess_options=options, providers=list(providers))
+    return ort.InferenceSession(model, sess_options=options, providers=list(providers))
 
 
 def compare_outputs(reference: Sequence[Any], actual: Sequence[Any], names: Sequence[str]) -> dict[str, Any]:
@@ -168,16 +179,19 @@ def compare_outputs(reference: Sequence[Any], actual: Sequence[Any], names: Sequ
 
 def compile_graph(module: Any, card: Any, fetched: Any, *, features: Sequence[str], feeds: dict[str, Any],
                   cut: Sequence[str] | None = None,
-                  validate: Callable[[Any], dict[str, Any]], retry: bool = False, root: Path | None = None,
-                  log: Callable[[str], None] = lambda _: None) -> CompiledGraph:
+                  validate: Callable[[Any], dict[str, Any]], retry: bool = False, rebuild: bool = False,
+                  root: Path | None = None, log: Callable[[str], None] = lambda _: None) -> CompiledGraph:
     """The cached, validated ONNX graph of ``module`` (a :func:`zoo.frozen.graph.frozen_graph` on the
     CPU), built now if missing or damaged.
 
     ``feeds``: encoded inputs (numpy arrays by input name) to trace on. ``validate(session)``
     compares an onnxruntime session of the new graph with PyTorch and returns the record (with
     ``passed``). ``retry``: use or build it even when a failure is remembered for this key (an
-    explicit ``engine="onnxruntime"``). Raises :class:`EngineError`; a cache that cannot be written
-    is one too, and is not remembered as the model's failure.
+    explicit ``engine="onnxruntime"``). ``rebuild``: build it again even when the cached one is
+    intact by its hash (its outputs were found to differ from PyTorch's). Raises
+    :class:`EngineError`. A cache that cannot be written (read-only, full, a file in the way) is
+    not the model's failure: the graph is built in a temporary folder for this process instead,
+    said in one line, and removed when the process ends.
     """
     import filelock
 
@@ -188,7 +202,7 @@ def compile_graph(module: Any, card: Any, fetched: Any, *, features: Sequence[st
     failed = folder / f"{key}.failed.json"
     if failed.is_file() and not retry:
         raise EngineError(_remembered(failed))
-    record = _intact(final, identity)  # the common case needs no lock
+    record = None if rebuild else _intact(final, identity)  # the common case needs no lock
     if record is not None:
         return CompiledGraph(final / _GRAPH, key, record, built=False)
     try:
@@ -196,13 +210,14 @@ def compile_graph(module: Any, card: Any, fetched: Any, *, features: Sequence[st
         with filelock.FileLock(str(folder / f"{key}.lock")):
             if failed.is_file() and not retry:  # another process failed while we waited
                 raise EngineError(_remembered(failed))
-            record = _intact(final, identity)  # or built it
+            record = None if rebuild else _intact(final, identity)  # or built it
             if record is not None:
                 return CompiledGraph(final / _GRAPH, key, record, built=False)
             for leftover in folder.glob(f".{key}.*"):  # a build killed midway (we hold the lock: not running)
                 shutil.rmtree(leftover, ignore_errors=True)
             if final.exists():
-                log(f"the cached engine {final} is damaged or stale (its sha256 does not match): rebuilding it")
+                if not rebuild:  # a rebuild was said by its caller, with why
+                    log(f"the cached engine {final} is damaged or stale (its sha256 does not match): rebuilding it")
                 shutil.rmtree(final)
             work = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=folder))
             try:
@@ -214,14 +229,49 @@ def compile_graph(module: Any, card: Any, fetched: Any, *, features: Sequence[st
     except EngineError as exc:
         _remember(failed, identity, str(exc))
         raise
-    except (OSError, MemoryError) as exc:  # the machine, not the model: said, not remembered
-        raise EngineError(f"the engine cache {folder} cannot be used ({getattr(exc, 'strerror', None) or exc}); "
-                          f"check its space and permissions, or set ZOO_HOME") from None
+    except OSError as exc:  # the cache's place, not the model: built elsewhere for now, not remembered
+        log(f"the engine cache {folder} cannot be written ({exc.strerror or exc}): compiling into a temporary "
+            f"folder for this run (set ZOO_HOME to a writable folder to keep it)")
+        return _compile_uncached(module, card, identity, key, feeds, validate, log=log)
+    except MemoryError:  # the machine, not the model: said, not remembered
+        raise EngineError(f"not enough memory to compile {card.name!r} for the frozen pass") from None
     except Exception as exc:  # noqa: BLE001 - the tracer's and exporter's many error classes mean "not this model"
-        reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-        _remember(failed, identity, reason)
-        raise EngineError(f"model {card.name!r} cannot be compiled to ONNX ({reason[:300]})") from exc
+        _remember(failed, identity, _reason(exc))
+        raise _not_compiled(card, exc) from exc
     return CompiledGraph(final / _GRAPH, key, record, built=True)
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+
+
+def _not_compiled(card: Any, exc: BaseException) -> EngineError:
+    return EngineError(f"model {card.name!r} cannot be compiled to ONNX ({_reason(exc)[:300]})")
+
+
+def _compile_uncached(module: Any, card: Any, identity: dict[str, Any], key: str, feeds: dict[str, Any],
+                      validate: Callable[[Any], dict[str, Any]], *, log: Callable[[str], None]) -> CompiledGraph:
+    """The graph built and validated in a temporary folder (removed when the process ends): a
+    read-only or full cache costs the cache, never the run's speed."""
+    import atexit
+
+    try:
+        work = Path(tempfile.mkdtemp(prefix=f"zoo-engine-{key[:12]}-"))
+    except OSError as exc:
+        raise EngineError(f"neither the engine cache nor a temporary folder can hold the compiled graph "
+                          f"({exc.strerror or exc}); set ZOO_HOME or TMPDIR to a writable folder") from None
+    atexit.register(shutil.rmtree, work, True)
+    try:
+        record = _build(module, card, identity, key, feeds, validate, work, log=log)
+    except EngineError:
+        raise
+    except OSError as exc:
+        raise EngineError(f"the temporary folder {work} cannot hold the compiled graph ({exc.strerror or exc}); "
+                          f"set TMPDIR to a folder with space") from None
+    except Exception as exc:  # noqa: BLE001 - as compile_graph: the tracer's many error classes
+        raise _not_compiled(card, exc) from exc
+    return CompiledGraph(work / _GRAPH, key, record, built=True)
 
 
 def _build(module: Any, card: Any, identity: dict[str, Any], key: str, feeds: dict[str, Any],

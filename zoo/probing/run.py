@@ -243,8 +243,8 @@ def layer_features(card: Any, labelled: Any, held_out: Any, *, engine: str, say:
     backbone = load(card, features=[card.embedding.node, *layers] if layers else None, device=device)
     frozen = LazyPass(backbone, fetched, engine=engine, features=layers, check=[e.item for e in labelled.examples],
                       device=device, workers=workers, log=say)
-    train, record = cached_features(card, fetched, labelled, frozen, layers)
-    test = cached_features(card, fetched, held_out, frozen, layers)[0] if held_out is not None else {}
+    train, record = cached_features(card, fetched, labelled, frozen, layers, log=say)
+    test = cached_features(card, fetched, held_out, frozen, layers, log=say)[0] if held_out is not None else {}
     names = {EMBEDDING: card.embedding.node}
     return ({names.get(n, n): (train[n], test.get(n)) for n in (EMBEDDING, *layers)},
             {"cache": "hit" if record["hit"] else "computed", "seconds": round(record["seconds"], 2),

@@ -229,7 +229,7 @@ class Trainer:
             bar = _bar(self.progress, len(dataset), f"embedding {name}")
             self.features[name], self.feature_records[name] = cached_embeddings(
                 self.backbone.card, self.fetched, dataset, self.frozen, batch_size=max(self.config.batch_size, 64),
-                progress=bar)
+                progress=bar, log=self.log)
             if bar is not None:
                 bar.close()
             record = self.feature_records[name]
