@@ -328,3 +328,40 @@ def test_command_line_mistakes_are_one_line(models, tmp_path):
             assert done.returncode == 1, (args, done.stdout, done.stderr)
             lines = done.stderr.strip().splitlines()
             assert len(lines) == 1 and said in lines[0] and "Traceback" not in done.stderr, (args, done.stderr)
+
+
+def test_serving_never_imports_torch(models, inputs):
+    """In a fresh interpreter, with torch importable: build the app over every kind of model and
+    answer one request of each (Starlette's in-process client, no socket); torch never loads."""
+    requests = {kind: ([str(p) for p in inputs[kind]] if kind in ("digits", "sounds") else inputs[kind])
+                for kind in KINDS}
+    script = f"""
+import base64, json, sys
+from starlette.testclient import TestClient
+from zoo.serve import ServeSettings, prepare
+running = prepare({[f"{k}={p}" for k, p in models.items()]!r}, ServeSettings(port=0))
+with TestClient(running.app) as client:
+    for kind, items in {requests!r}.items():
+        instances = [{{"b64": base64.b64encode(open(i, "rb").read()).decode()}} if kind in ("digits", "sounds") else i
+                     for i in items]
+        answer = client.post(f"/v1/models/{{kind}}:predict", json={{"instances": instances}})
+        assert answer.status_code == 200, answer.text
+running.sock.close()
+print("HEAVY", sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision", "transformers", "timm")))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "HEAVY []" in done.stdout
+
+
+def test_paths_names_and_versions(models, tmp_path):
+    from zoo.serve import parse_spec
+
+    folder = models["digits"].parent
+    assert parse_spec(str(folder)) == parse_spec(str(models["digits"]))
+    assert parse_spec(str(folder)).name == folder.name and parse_spec(str(folder)).version == "1"
+    spec = parse_spec(f"d/7={folder}")
+    assert (spec.name, spec.version, spec.path) == ("d", "7", models["digits"])
+    odd = tmp_path / "my model (v2).onnx"
+    odd.write_bytes(models["digits"].read_bytes())
+    assert parse_spec(str(odd)).name == "my-model-v2"
