@@ -8,6 +8,7 @@ MiniLM; the fine-tuned round trips live in test_export.py.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -189,3 +190,136 @@ def test_help_never_imports_heavy_libraries(command):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "HEAVY []"
+
+
+# --------------------------------------------------------------------------- damaged artefacts
+
+def _edited(model: Path, out: Path, **props: str | None) -> Path:
+    """A copy of ``model`` (and its tokenizer) whose zoo metadata keys are replaced (None: removed)."""
+    import shutil
+
+    import onnx
+
+    graph = onnx.load(str(model))
+    kept = {p.key: p.value for p in graph.metadata_props}
+    for key, value in props.items():
+        kept.pop(f"zoo.{key}", None) if value is None else kept.__setitem__(f"zoo.{key}", value)
+    del graph.metadata_props[:]
+    for key, value in kept.items():
+        graph.metadata_props.add(key=key, value=value)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(graph, str(out))
+    for tokenizer in model.parent.glob(model.stem + ".tokenizer.json"):
+        shutil.copy(tokenizer, out.parent / tokenizer.name)
+    return out
+
+
+def _preprocessing(model: Path, **changes: object) -> str:
+    from zoo.onnxgraph.onnxfile import read_info
+
+    return json.dumps({**read_info(model).preprocessing, **changes})
+
+
+@pytest.mark.parametrize("which, props, expected", [
+    ("image", {"labels": "[not json"}, "zoo.labels: not JSON"),
+    ("image", {"labels": '{"a": 1}'}, "zoo.labels: expected a list of strings"),
+    ("image", {"kind": "detector"}, "zoo.kind: unknown kind 'detector'"),
+    ("image", {"format": "two"}, "zoo.format: 'two' is not a layout number"),
+    ("image", {"inputs": "[]"}, "zoo.inputs: expected distinct input names"),
+    ("image", {"output": "logits"}, "metadata names the output 'logits' but the graph gives ['embedding']"),
+    ("image", {"modality": "smell"}, "zoo.modality: unknown modality 'smell'"),
+    ("image", {"kind": "classifier"}, "zoo.labels: a classifier without labels"),
+    ("image", {"preprocessing": "std=[0.2, 0.0, 0.2]"}, "'std' must be 3 positive numbers"),
+    ("image", {"preprocessing": "size=[-1, 224]"}, "'size' must be [height, width], positive integers"),
+    ("image", {"preprocessing": "size=[224, 224, 3]"}, "'size' must be [height, width]"),
+    ("image", {"preprocessing": "size=None"}, "'size' must be [height, width]"),
+    ("image", {"preprocessing": "mean=[NaN, 0.4, 0.4]"}, "'mean' must be 1 or 3 finite numbers"),
+    ("image", {"preprocessing": "interpolation='lanczos'"}, "'interpolation' must be one of nearest, bilinear"),
+    ("image", {"preprocessing": "resize=0"}, "'resize' must be a positive integer"),
+    ("image", {"preprocessing": "crop_mode='zoom'"}, "'crop_mode' must be one of center, squash"),
+    ("image", {"preprocessing": '"just a string"'}, "zoo.preprocessing: expected a table"),
+    ("text", {"preprocessing": "tokenizer='../../etc/passwd'"}, "'tokenizer' must be the tokenizer's file name"),
+    ("text", {"preprocessing": "tokenizer_sha256='abc'"}, "'tokenizer_sha256' must be a sha256"),
+    ("text", {"preprocessing": "max_length=0"}, "'max_length' must be a positive integer"),
+    ("text", {"preprocessing": "max_length='128'"}, "'max_length' must be a positive integer"),
+    ("text", {"preprocessing": "tokenizer=None"}, "'tokenizer' must be the tokenizer's file name"),
+    ("text", {"source": '{"thresholds": [0.5]}', "kind": "classifier", "labels": '["a", "b"]'},
+     "one threshold in [0, 1] per label (2)"),
+    ("text", {"labels": '["a", "a"]', "kind": "classifier"}, "zoo.labels: labels repeat"),
+], ids=lambda v: v if isinstance(v, str) and len(v) < 10 else None)
+def test_damaged_metadata_is_refused_when_read(models, tmp_path, which, props, expected):
+    model = models[which]
+    fields = {}
+    for key, value in props.items():
+        if key == "preprocessing" and "=" in value:  # one field changed: name=python literal (None removes it)
+            name, literal = value.split("=", 1)
+            fields[key] = _preprocessing(model, **{name: eval(literal, {"NaN": float("nan")})})
+            fields[key] = fields[key].replace(f'"{name}": null, ', "").replace(f', "{name}": null', "")
+        else:
+            fields[key] = value
+    path = _edited(model, tmp_path / "edited" / model.name, **fields)
+    with pytest.raises(InputError, match=re.escape(expected)) as caught:
+        zoo.predict(path, ["x.png"] if which == "image" else ["some text"])
+    assert str(path) in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_damaged_metadata_is_one_line_in_the_cli(models, tmp_path):
+    path = _edited(models["image"], tmp_path / "m.onnx", preprocessing=_preprocessing(models["image"], std=[0, 1, 1]))
+    done = run_zoo("predict", str(path), "x.png")
+    assert done.returncode == 1 and "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert str(path) in done.stderr and "'std' must be 3 positive numbers" in done.stderr
+
+
+@pytest.mark.parametrize("count", [511, 513])
+def test_labels_that_do_not_match_the_graph_are_refused(models, tmp_path, count):
+    """An embedding graph of 512 outputs read as a classifier: its labels must number 512."""
+    labels = json.dumps([f"class {i}" for i in range(count)])
+    path = _edited(models["image"], tmp_path / "m.onnx", kind="classifier", labels=labels)
+    message = f"its metadata lists {count} labels but the graph scores 512 classes"
+    with pytest.raises(InputError, match=message):
+        zoo.predict(path, [np.zeros((40, 40, 3), np.uint8)])
+    done = run_zoo("predict", str(path), "x.png")
+    assert done.returncode == 1 and "Traceback" not in done.stderr and message in done.stderr
+    right = _edited(models["image"], tmp_path / "ok.onnx", kind="classifier",
+                    labels=json.dumps([f"class {i}" for i in range(512)]))
+    assert zoo.predict(right, [np.zeros((40, 40, 3), np.uint8)], top_k=2).predictions[0].label.startswith("class ")
+
+
+def test_labels_are_checked_against_a_dynamic_output_on_the_first_answer(tmp_path):
+    """A graph whose class count is not fixed in its declaration: checked on the scores it returns."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from zoo.modelinfo import ModelInfo
+
+    graph = helper.make_graph([helper.make_node("Flatten", ["pixel_values"], ["probabilities"])], "g",
+                              [helper.make_tensor_value_info("pixel_values", TensorProto.FLOAT, ["batch", 3, 2, 2])],
+                              [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", "classes"])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    info = ModelInfo(kind="classifier", modality="image", inputs=("pixel_values",), output="probabilities",
+                     labels=("a", "b", "c"), preprocessing={"size": [2, 2], "resize": 2, "mean": [0.5] * 3,
+                                                            "std": [0.5] * 3, "interpolation": "bilinear"})
+    for key, value in info.to_props().items():
+        model.metadata_props.add(key=key, value=value)
+    path = tmp_path / "dynamic.onnx"
+    onnx.save(model, str(path))
+    with pytest.raises(InputError, match="lists 3 labels but the graph scores 12 classes"):
+        zoo.predict(path, [np.zeros((2, 2, 3), np.uint8)])
+
+
+@pytest.mark.parametrize("damage", ["missing", "truncated"])
+def test_damaged_external_weights_are_one_line(models, tmp_path, damage):
+    import onnx
+
+    path = tmp_path / "m.onnx"
+    onnx.save_model(onnx.load(str(models["image"])), str(path), save_as_external_data=True,
+                    all_tensors_to_one_file=True, location="m.onnx.data")
+    data = tmp_path / "m.onnx.data"
+    if damage == "missing":
+        data.unlink()
+    else:
+        data.write_bytes(data.read_bytes()[: data.stat().st_size // 3])
+    with pytest.raises(InputError, match=r"onnxruntime cannot load it .*export it again"):
+        zoo.predict(path, ["x.png"])
+    done = run_zoo("predict", str(path), "x.png")
+    assert done.returncode == 1 and "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1

@@ -55,14 +55,33 @@ def _gpu_present() -> bool:
     return any(Path(p).exists() for p in ("/dev/nvidiactl", "/proc/driver/nvidia/version")) or os.name == "nt"
 
 
-def onnxruntime_module() -> Any:
-    """onnxruntime, or one line on how to install it (it is an extra: ``zoo[cpu]`` or ``zoo[gpu]``)."""
+#: How to get a working onnxruntime: said alike when it is missing and when it is broken.
+INSTALL_HINT = "pip install 'zoo[cpu]' (or 'zoo[gpu]' for CUDA, never both)"
+
+
+def onnxruntime_module(submodule: str = "") -> Any:
+    """onnxruntime (or one of its submodules, ``"quantization"``), or one line on how to install it
+    (it is an extra: ``zoo[cpu]`` or ``zoo[gpu]``). zoo imports onnxruntime only through here, so a
+    missing package and one that is present but cannot load (a mismatched onnxruntime-gpu whose
+    CUDA libraries are absent, a damaged install: ImportError or OSError from its native library)
+    get the same hint instead of a traceback."""
+    import importlib
+
+    name = "onnxruntime" + (f".{submodule}" if submodule else "")
     try:
-        import onnxruntime
-    except ModuleNotFoundError:
-        raise ZooError("onnxruntime is not installed, and ONNX models run on it: pip install 'zoo[cpu]' "
-                       "(or 'zoo[gpu]' for CUDA, never both)") from None
-    return onnxruntime
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name == "onnxruntime":
+            raise ZooError(f"onnxruntime is not installed, and ONNX models run on it: {INSTALL_HINT}") from None
+        raise ZooError(_broken(name, exc)) from None
+    except (ImportError, OSError) as exc:
+        raise ZooError(_broken(name, exc)) from None
+
+
+def _broken(name: str, exc: BaseException) -> str:
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+    return (f"onnxruntime is installed but {name} cannot be imported ({type(exc).__name__}: {first}); "
+            f"reinstall it: pip uninstall -y onnxruntime onnxruntime-gpu, then {INSTALL_HINT}")
 
 
 def choose_providers(requested: str | None = None) -> list[str]:
@@ -222,6 +241,21 @@ class OnnxModel:
         if list(info.inputs) != names:
             raise InputError(f"{path}: its metadata names inputs {list(info.inputs)} but the graph takes {names}; "
                              f"export it again")
+        outputs = {o.name: o.shape for o in session.get_outputs()}
+        if info.output not in outputs:
+            raise InputError(f"{path}: its metadata names the output {info.output!r} but the graph gives "
+                             f"{list(outputs)}; export it again with `zoo export`")
+        width = outputs[info.output][-1] if outputs[info.output] else None
+        if isinstance(width, int):  # else a dynamic size: checked on the first answer (read())
+            self._check_labels(width)
+
+    def _check_labels(self, width: int) -> None:
+        """A classifier's labels name its outputs one for one: fewer would fail on an index, more
+        would answer with labels the graph never scored."""
+        if self.info.kind == "classifier" and width != len(self.info.labels):
+            raise InputError(f"{self.path}: its metadata lists {len(self.info.labels)} labels but the graph scores "
+                             f"{width} classes; the labels do not belong to this graph: export the model again "
+                             f"with `zoo export`")
 
     @property
     def providers(self) -> tuple[str, ...]:
@@ -255,6 +289,7 @@ class OnnxModel:
         graph itself, in batches, and reads its rows here like :meth:`predict`)."""
         import numpy as np
 
+        self._check_labels(probabilities.shape[1])
         k = max(1, min(top_k, probabilities.shape[1]))
         thresholds = self.info.source.get("thresholds")  # a multi-label model's, in label order
         result = []
@@ -285,7 +320,9 @@ def open_model(path: str | Path, *, provider: str | None = None, threads: int | 
         raise InputError(f"{path}: not an ONNX model file; export one with `zoo export`")
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3  # errors only: no provider chatter on stdout
+    # fatal only: no provider chatter on stdout, and a file it cannot load is said once, below,
+    # not also in onnxruntime's own coloured log line
+    options.log_severity_level = 4
     if threads:
         options.intra_op_num_threads = threads
     for key, value in (session_config or {}).items():
@@ -295,11 +332,22 @@ def open_model(path: str | Path, *, provider: str | None = None, threads: int | 
     except InputError:
         raise
     except Exception as exc:  # onnxruntime raises its own classes (InvalidProtobuf, Fail, ...) for bad files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"{path}: onnxruntime cannot load it ({first[:300]}); the file is damaged, truncated "
-                         f"or not an ONNX model: export it again with `zoo export`") from None
+        raise InputError(f"{path}: onnxruntime cannot load it ({onnxruntime_reason(exc)}); the file (or its .data "
+                         f"file) is damaged, truncated or not an ONNX model: export it again with `zoo export`") from None
     props = session.get_modelmeta().custom_metadata_map
     return OnnxModel(path, session, ModelInfo.from_props(props, where=str(path)))
+
+
+def onnxruntime_reason(exc: BaseException) -> str:
+    """onnxruntime's message without its frame: ``[ONNXRuntimeError] : 1 : FAIL : file.cc:79
+    Class::Function(args) text`` -> ``text``, on one line."""
+    import re
+
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    text = text.rsplit("[ONNXRuntimeError] : ", 1)[-1]
+    text = re.sub(r"^\d+ : [A-Z_]+ : ", "", text)
+    text = re.sub(r"^\S+\.(?:cc|cpp|h):\d+ \S+?(?:\(.*?\))? ", "", text)
+    return text[:300]
 
 
 # --------------------------------------------------------------------------- inputs
