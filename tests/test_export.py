@@ -136,7 +136,7 @@ def test_int8_beyond_max_drop_is_refused_and_leaves_nothing(text_run, tmp_path, 
             if tensor.name == head:
                 tensor.CopyFrom(numpy_helper.from_array(-numpy_helper.to_array(tensor), head))
         onnx.save(model, str(out))
-        return out
+        return []
 
     monkeypatch.setattr(quantization, "quantize_int8", losing_quantizer)
     out = tmp_path / "refused.onnx"
@@ -145,6 +145,25 @@ def test_int8_beyond_max_drop_is_refused_and_leaves_nothing(text_run, tmp_path, 
                                        r"nothing was written"):
         zoo.export(text_run.dir, out, quantize="int8", **QUIET)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_int8_of_an_image_run_cut_at_joined_layers(module_home, digit_folder, tmp_path):
+    """The README's main job's shape (cross-validated, cut at joined layers): its head L2-normalises
+    features that are already unit-length, a norm of 1 within a few float32 steps on every sample
+    (a calibration range onnxruntime's own histogram cannot bin)."""
+    import onnx
+
+    run = zoo.finetune(IMAGE_MODEL, str(digit_folder), out=tmp_path / "run", cut="all", progress=False, **QUIET)
+    assert len(run.cut) > 1
+    result = zoo.export(run.dir, tmp_path / "joined.int8.onnx", quantize="int8", max_drop=100, **QUIET)
+    q = result.info.quantization
+    assert q["calibration_method"] == "percentile" and q["evaluation"]["samples"] > 0
+    assert "/network/head/ReduceL2" in q["kept_fp32"]
+    nodes = onnx.load(str(result.path)).graph.node
+    assert sum(n.op_type == "QuantizeLinear" for n in nodes) > 20
+    images = [np.full((40, 40, 3), 200, np.uint8)]
+    assert zoo.predict(result.path, images).predictions[0].label in run.classes
 
 
 def test_int8_is_checked_on_all_held_out_data_and_keeps_the_head_fp32(text_run, tmp_path):

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from zoo.__about__ import __version__
-from zoo.errors import ZooError
+from zoo.atomic import ensure_folder
+from zoo.errors import STORAGE_ERRNOS, StorageError, ZooError, storage_error
 from zoo.modelinfo import ModelInfo
 from zoo.onnxgraph.onnxfile import EXTERNAL_DATA_THRESHOLD, OPSET
 from zoo.export.quantization import TEXT_OP_TYPES, QuantSettings
@@ -124,7 +125,8 @@ def build_fp32(prepared: Any, folder: Path, name: str, *, atol: float = ATOL, rt
     preprocessing = dict(prepared.preprocessing)
     if prepared.tokenizer is not None:
         tokenizer_file = folder / (Path(name).stem + ".tokenizer.json")
-        prepared.tokenizer.save(str(tokenizer_file))
+        # written by Python, not tokenizers' save(): a full disk is then an OSError, not a bare Exception
+        tokenizer_file.write_text(prepared.tokenizer.to_str(pretty=True), encoding="utf-8")
         preprocessing.update(tokenizer=tokenizer_file.name, tokenizer_sha256=sha256_file(tokenizer_file))
     info = ModelInfo(kind=prepared.kind, modality=prepared.modality, inputs=prepared.input_names,
                      output=prepared.output_name, labels=prepared.labels, preprocessing=preprocessing,
@@ -187,9 +189,8 @@ def build_int8(prepared: Any, fp32: Built, folder: Path, *, max_drop: float | No
         f"({prepared.calibration_from})")
     batches = calibration_batches(prepared.calibration, encode, settings.batch,
                                   pad_id=int(fp32.info.preprocessing.get("pad_id", 0)))
-    kept = head_nodes(fp32.path)
-    quantize_int8(fp32.path, path, batches, settings=settings, external_data=bool(data_files(fp32.path)),
-                  exclude=kept)
+    kept = quantize_int8(fp32.path, path, batches, settings=settings, external_data=bool(data_files(fp32.path)),
+                         exclude=head_nodes(fp32.path))
     check(path)
     items, labels = prepared.evaluation or (prepared.samples, None)
     where = prepared.evaluation_from if prepared.evaluation else prepared.samples_from
@@ -217,28 +218,38 @@ def build_int8(prepared: Any, fp32: Built, folder: Path, *, max_drop: float | No
 
 
 def _place(built: Built, out: Path) -> tuple[Path, ...]:
-    """Sidecars first, the graph last, each by an atomic rename-over: readers never see half a model."""
-    from zoo.atomic import atomic_write
+    """Sidecars first, the graph last, each flushed to disk and renamed over its final name:
+    readers never see half a model. The work folder is beside ``out`` (same file system), so the
+    files move without a second copy, which a nearly full disk might not hold."""
     from zoo.onnxgraph.onnxfile import data_files
-
-    umask = os.umask(0)
-    os.umask(umask)
-
-    def copy(source: Path, target: Path) -> Path:
-        with source.open("rb") as handle:
-            atomic_write(target, lambda out_handle: shutil.copyfileobj(handle, out_handle, 1 << 22))
-        target.chmod(0o666 & ~umask)  # a model to share, not a private temp file (mkstemp's 0600)
-        return target
 
     sidecars = data_files(built.path)
     tokenizer = built.info.preprocessing.get("tokenizer")
     if tokenizer:
         sidecars.append(built.path.parent / tokenizer)
-    placed = [copy(s, out.parent / s.name) for s in sidecars]
+    targets = [(s, out.parent / s.name) for s in sidecars] + [(built.path, out)]
+    for source, _ in targets:
+        descriptor = os.open(source, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
     stale = out.with_name(out.name + ".data")
-    if stale.exists() and stale not in placed:
+    if stale.exists() and stale not in [t for _, t in targets]:
         stale.unlink()  # an earlier export of this name used external data; this one does not
-    return (copy(built.path, out), *placed)
+    for source, target in targets:
+        os.replace(source, target)
+    return (out, *(t for _, t in targets[:-1]))
+
+
+#: What a user can do when the output's folder cannot hold the export.
+_OUT_FIX = "choose another --out"
+
+
+def _unwritable(exc: OSError, path: Path) -> OSError:
+    """A write of the export that failed, as one line naming ``path`` (the output, or its folder)
+    and the fix; nothing was left at the output's path."""
+    return exc if isinstance(exc, StorageError) else storage_error(exc, path, _OUT_FIX)
 
 
 def export(
@@ -288,16 +299,20 @@ def export(
                        registry_files=registry_files)
     path = _output(out, prepared, quantize)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        ensure_folder(path.parent, _OUT_FIX)
         work = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     except OSError as exc:
-        raise ZooError(f"{path}: cannot write the export there ({exc.strerror}); choose a writable --out") from None
+        raise _unwritable(exc, path.parent) from None
     try:
         built = build_fp32(prepared, work / "fp32", path.name, atol=atol, rtol=rtol, opset=opset,
                            threshold=external_data_threshold, say=say)
         if quantize:
             built = build_int8(prepared, built, work / "int8", max_drop=max_drop, settings=settings, say=say)
         files = _place(built, path)
+    except OSError as exc:  # every file is written in the work folder first: the output's place is at fault
+        if isinstance(exc, StorageError) or exc.errno not in STORAGE_ERRNOS:
+            raise
+        raise _unwritable(exc, path) from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return ExportResult(path=path, files=files, info=built.info, seconds=time.perf_counter() - started,

@@ -7,9 +7,14 @@ float islands between them: resnet50 ran 1.6x slower), and percentile calibratio
 percentile of each activation over the run's training samples: on the digits fine-tune of
 efficientnet_lite0, 1,697 test images, it lost 0.29 accuracy points and kept 96.5% of the
 predictions, against 1.00 point and 95.2% for MinMax and for entropy, at twice MinMax's
-calibration time; excluding the stem and last convolutions too did not help). The graph is optimized first
-(``quant_pre_process``: shape inference and fusions), so BatchNorm is folded into the weights
-before their ranges are measured.
+calibration time; excluding the stem and last convolutions too did not help). The graph is
+optimized first (``quant_pre_process``: shape inference and fusions), so BatchNorm is folded into
+the weights before their ranges are measured.
+
+The activations' ranges are measured by zoo (:mod:`zoo.export.calibration`), not by onnxruntime's
+histogram calibrators, which measured the fp32 head too and failed on any activation whose range
+is empty or nearly so (the README's digits run: ``Too many bins for data range``); onnxruntime
+places the Q/DQ pairs with those ranges.
 
 A classifier's head (the new layers after the backbone) and its softmax stay fp32: they cost
 nothing next to the backbone, and a uint8 softmax would give probabilities in steps of 1/255, with
@@ -26,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from zoo.errors import ZooError
+from zoo.errors import ExportError, ZooError
 
 __all__ = ["quantize_int8", "QuantSettings", "compare_int8", "calibration_batches", "head_nodes", "TEXT_OP_TYPES"]
 
@@ -52,7 +57,7 @@ def calibration_batches(items: Sequence[Any], encode: Callable[[Sequence[Any]], 
                         batch: int = 8, pad_id: int = 0) -> list[dict[str, Any]]:
     """The calibration feeds: ``items`` encoded in equal batches (the last one filled from the
     start) and token batches padded to one length (masked, so the model's outputs do not change):
-    histogram calibrators need every feed to have the same shape."""
+    one shape for every feed, as onnxruntime's calibrators need (zoo's measurement reads any)."""
     import numpy as np
 
     batch = max(1, min(batch, len(items)))
@@ -69,65 +74,133 @@ def calibration_batches(items: Sequence[Any], encode: Callable[[Sequence[Any]], 
 
 def quantize_int8(fp32: Path, out: Path, batches: Iterable[dict[str, Any]], *,
                   settings: QuantSettings = QuantSettings(), external_data: bool = False,
-                  exclude: Sequence[str] = ()) -> Path:
+                  exclude: Sequence[str] = ()) -> list[str]:
     """Write the int8 QDQ version of ``fp32`` to ``out``, calibrated on ``batches`` of feeds;
-    the nodes named in ``exclude`` stay fp32 (:func:`head_nodes`).
+    the nodes named in ``exclude`` stay fp32 (:func:`head_nodes`), and so do those that read or
+    write an activation that is not finite on the calibration data. Returns every node kept fp32.
 
     onnxruntime's quantizer logs a warning per tensor through the root logger and its calibrators
     print progress to stdout; silencing them in this process would change the caller's logging and
     stdout while it runs. It runs instead in a child process (spawned: no threads or CUDA state
-    inherited) whose root logger and stdout are its own; the calibration feeds go to it once."""
+    inherited) whose root logger and stdout are its own; the calibration feeds go to it once.
+    A failure there is one line here: a place that cannot hold the files stays an OSError (the
+    export names its output), anything else says what failed and what to do."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    from zoo.errors import STORAGE_ERRNOS
 
     feeds = list(batches)
-    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        count = pool.submit(_quantize_quietly, str(fp32), str(out), feeds, settings, external_data,
-                            list(exclude)).result()
-    if count == 0:
+    if not feeds:
         raise ZooError("int8 calibration got no samples; quantization needs the run's training data")
-    return out
+    try:
+        with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            return pool.submit(_quantize_quietly, str(fp32), str(out), feeds, settings, external_data,
+                               list(exclude)).result()
+    except ZooError:
+        raise
+    except OSError as exc:
+        if exc.errno in STORAGE_ERRNOS:
+            raise
+        raise _failed(exc) from None
+    except BrokenProcessPool:
+        raise ExportError("int8 quantization failed: onnxruntime's quantizer process stopped without an answer "
+                          "(killed, or out of memory?); export fp32 (without --quantize), or free memory and "
+                          "try again") from None
+    except Exception as exc:  # noqa: BLE001 - onnxruntime's and numpy's own errors, one line each
+        raise _failed(exc) from None
+
+
+def _failed(exc: BaseException) -> ExportError:
+    from zoo.runtime import onnxruntime_module, onnxruntime_reason
+
+    version = getattr(onnxruntime_module(), "__version__", "?")
+    return ExportError(f"int8 quantization failed in onnxruntime {version}'s quantizer ({type(exc).__name__}: "
+                       f"{onnxruntime_reason(exc)}); export fp32 (without --quantize), and please report it with "
+                       f"the model's name and this line")
 
 
 def _quantize_quietly(fp32: str, out: str, feeds: list[dict[str, Any]], settings: QuantSettings,
-                      external_data: bool, exclude: list[str]) -> int:
+                      external_data: bool, exclude: list[str]) -> list[str]:
     """The child's side of :func:`quantize_int8`: quiet (its own root logger and stdout), then
-    quantize; returns how many calibration batches were read."""
+    pre-process, measure the activations (:mod:`zoo.export.calibration`) and quantize with those
+    ranges; returns the nodes kept fp32."""
     import sys
 
-    logging.getLogger().setLevel(logging.ERROR)
+    from zoo.export.calibration import measure
+    from zoo.onnxgraph.onnxfile import storage_fault
+    from zoo.runtime import onnxruntime_module
+
+    logging.getLogger().setLevel(logging.CRITICAL)  # failures come back as exceptions, said in one line
     sys.stdout = open(os.devnull, "w")  # this process's own stdout
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
-    from onnxruntime.quantization.shape_inference import quant_pre_process
+    quantization = onnxruntime_module("quantization")
+    pre_process = onnxruntime_module("quantization.shape_inference").quant_pre_process
 
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.feeds = iter(feeds)
-            self.count = 0
-
-        def get_next(self) -> dict[str, Any] | None:
-            batch = next(self.feeds, None)
-            self.count += batch is not None
-            return batch
-
-    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-               "percentile": CalibrationMethod.Percentile}
     target = Path(out)
     optimized = target.with_name(target.stem + ".pre.onnx")
-    reader = Reader()
-    # ONNX's own shape inference only: onnxruntime's symbolic one gives up on BERT's masks and
-    # then dumps its partial model into the current directory.
-    quant_pre_process(fp32, str(optimized), skip_symbolic_shape=True, save_as_external_data=external_data,
-                      all_tensors_to_one_file=True, external_data_location=optimized.name + ".data")
-    quantize_static(str(optimized), out, reader, quant_format=QuantFormat.QDQ, nodes_to_exclude=exclude,
-                    op_types_to_quantize=list(settings.op_types) if settings.op_types else None,
-                    per_channel=settings.per_channel, activation_type=QuantType.QUInt8,
-                    weight_type=QuantType.QInt8, calibrate_method=methods[settings.calibrate_method],
-                    use_external_data_format=external_data)
-    for leftover in target.parent.glob(optimized.name + "*"):
-        leftover.unlink()
-    return reader.count
+    try:
+        # ONNX's own shape inference only: onnxruntime's symbolic one gives up on BERT's masks and
+        # then dumps its partial model into the current directory.
+        pre_process(fp32, str(optimized), skip_symbolic_shape=True, save_as_external_data=external_data,
+                    all_tensors_to_one_file=True, external_data_location=optimized.name + ".data")
+        stats = measure(optimized, feeds, exclude=exclude, op_types=settings.op_types)
+        kept = list(exclude) + _touching(optimized, {name for name, s in stats.items() if s.nonfinite}, exclude)
+        overrides = {name: [_range(s, settings.calibrate_method)] for name, s in stats.items() if not s.nonfinite}
+
+        class OneBatch(quantization.CalibrationDataReader):
+            """onnxruntime's own MinMax pass (which needs a feed) for the few tensors zoo did not
+            measure; every measured one is overridden."""
+
+            def __init__(self) -> None:
+                self.feeds = iter(feeds[:1])
+
+            def get_next(self) -> dict[str, Any] | None:
+                return next(self.feeds, None)
+
+        quantization.quantize_static(
+            str(optimized), out, OneBatch(), quant_format=quantization.QuantFormat.QDQ, nodes_to_exclude=kept,
+            op_types_to_quantize=list(settings.op_types) if settings.op_types else None,
+            per_channel=settings.per_channel, activation_type=quantization.QuantType.QUInt8,
+            weight_type=quantization.QuantType.QInt8, calibrate_method=quantization.CalibrationMethod.MinMax,
+            use_external_data_format=external_data, extra_options={"TensorQuantOverrides": overrides})
+    except Exception as exc:
+        # onnx's C++ writers cut a file short on a full disk without a word; the next read fails
+        fault = None if isinstance(exc, OSError) else storage_fault(target.parent, _size(Path(fp32)))
+        if fault is not None:
+            raise fault from None
+        raise
+    finally:
+        for leftover in target.parent.glob(target.stem + ".pre*"):  # .pre.onnx, its data, -inferred copies
+            leftover.unlink()
+    return kept
+
+
+def _range(stats: Any, method: str) -> dict[str, Any]:
+    """An activation's range as onnxruntime's ``TensorQuantOverrides`` take it (float32 scalars)."""
+    import numpy as np
+
+    from zoo.export.calibration import activation_range
+
+    low, high = activation_range(stats, method)
+    return {"rmin": np.array(low, dtype=np.float32), "rmax": np.array(high, dtype=np.float32)}
+
+
+def _size(graph: Path) -> int:
+    """Bytes of a saved graph with its external data: what writing it once more takes."""
+    from zoo.onnxgraph.onnxfile import data_files
+
+    return sum(f.stat().st_size for f in [graph, *data_files(graph)])
+
+
+def _touching(path: Path, tensors: set[str], exclude: Sequence[str]) -> list[str]:
+    """The nodes (not already excluded) that read or write one of ``tensors``."""
+    import onnx
+
+    if not tensors:
+        return []
+    graph = onnx.load(str(path), load_external_data=False).graph
+    return [n.name for n in graph.node if n.name not in exclude and tensors & {*n.input, *n.output}]
 
 
 #: Node names of the new head in a traced classifier (``Graph.network`` is backbone + ``head``).

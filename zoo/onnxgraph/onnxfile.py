@@ -17,7 +17,7 @@ from zoo.errors import ZooError
 from zoo.modelinfo import ModelInfo
 
 __all__ = ["OPSET", "EXTERNAL_DATA_THRESHOLD", "trace", "save", "write_metadata", "read_info", "data_files",
-           "weights_bytes"]
+           "weights_bytes", "storage_fault"]
 
 #: Opset 18: current operators (LayerNormalization, ReduceMean with axes as input) that every
 #: onnxruntime since 1.14 runs, and the newest that PyTorch's TorchScript exporter writes fully.
@@ -51,10 +51,39 @@ def trace(module: Any, feeds: dict[str, Any], input_names: Sequence[str], output
                               input_names=list(input_names), output_names=outputs, dynamic_axes=axes,
                               do_constant_folding=True)
         except (RuntimeError, torch.onnx.errors.OnnxExporterError) as exc:
+            size = sum(t.numel() * t.element_size() for t in [*module.parameters(), *module.buffers()])
+            fault = storage_fault(path.parent, size)
+            if fault is not None:
+                raise fault from None
             raise ZooError(f"PyTorch cannot export this model to ONNX (opset {opset}): {str(exc).splitlines()[0]}"
                            ) from exc
     module.eval()
     return path
+
+
+def storage_fault(folder: Path, need: int) -> OSError | None:
+    """After a failed write into ``folder`` that did not say why, the OSError it would have been
+    when the place is at fault: less free space than ``need`` bytes (ENOSPC), or a file size limit
+    below it (EFBIG); else None. The C++ writers of onnx and onnxruntime (shape inference to a path,
+    an optimized model) and of PyTorch do not report a failed write: the file is cut short and the
+    next reader fails on it (a protobuf DecodeError) or the writer raises a RuntimeError."""
+    import errno
+    import shutil
+
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return None
+    if free < need:
+        return OSError(errno.ENOSPC, "No space left on device")
+    try:
+        import resource
+    except ImportError:  # Windows: no file size limit
+        return None
+    soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+    if soft != resource.RLIM_INFINITY and soft < need:
+        return OSError(errno.EFBIG, "File too large")
+    return None
 
 
 def weights_bytes(model: Any) -> int:
