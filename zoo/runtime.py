@@ -224,7 +224,9 @@ class Preprocessor:
             except Exception as exc:  # tokenizers raises plain Exception for a bad file
                 raise InputError(f"{path}: not a readable tokenizer ({exc}); export the model again") from None
             tokenizer.enable_truncation(int(p["max_length"]))
-            tokenizer.enable_padding(pad_id=int(p.get("pad_id", 0)), pad_token=p.get("pad_token", "[PAD]"))
+            # "max_length": a text tower trained on texts padded to it (SigLIP's) is fed so
+            full = int(p["max_length"]) if p.get("padding") == "max_length" else None
+            tokenizer.enable_padding(pad_id=int(p.get("pad_id", 0)), pad_token=p.get("pad_token", "[PAD]"), length=full)
             self._tokenizer = tokenizer
         return self._tokenizer
 
