@@ -24,4 +24,14 @@ if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; 
         || { $sudo apt-get update -qq && $sudo apt-get install -y -qq --no-install-recommends chromium >/dev/null; } \
         || echo "install.sh: could not install chromium; the browser test of zoo serve's page will be skipped" >&2
 fi
+# Debian's tuxpaint-stamps-default: the photographs `--data photos` is made from (the README's main job).
+if ! dpkg-query -W -f='${Status}' tuxpaint-stamps-default 2>/dev/null | grep -q "ok installed" \
+        && command -v apt-get >/dev/null 2>&1; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get install -y -qq --no-install-recommends tuxpaint-stamps-default >/dev/null \
+        || { $sudo apt-get update -qq && $sudo apt-get install -y -qq --no-install-recommends tuxpaint-stamps-default >/dev/null; } \
+        || echo "install.sh: could not install tuxpaint-stamps-default; --data photos and its tests need it" >&2
+fi
 python -m pip install -e ".[dev]" "$@"

@@ -362,5 +362,7 @@ class DigitsFormat:
 @hookimpl
 def register_dataset_formats(register: Any) -> None:
     """zoo's built-in formats, registered like any plugin's."""
-    for fmt in (CsvFormat(), DigitsFormat(), FolderFormat(), JsonlFormat()):
+    from zoo.data.photos import PhotosFormat  # the offline photographs demo (stdlib at import)
+
+    for fmt in (CsvFormat(), DigitsFormat(), FolderFormat(), JsonlFormat(), PhotosFormat()):
         register(fmt)
