@@ -1,0 +1,131 @@
+"""The page's sections, and the hook by which a task adds its own.
+
+A section is an id, a title and HTML (``markupsafe.Markup``: every value from the run's files is
+escaped on the way in). The sections every run has (the plan, curves, metrics, the baseline, the
+gallery, heatmaps) are built in :mod:`zoo.report.page`; what depends on the task (a classifier's
+per-class table and confusion matrix, a multi-label run's per-label table; a regressor's
+predicted-against-true plot, a detector's boxes, a segmenter's masks when those tasks arrive) is
+contributed here per task name::
+
+    from zoo.report.sections import Section, register_task_sections
+
+    def regression_sections(files):          # files: zoo.report.folder.RunFiles
+        return [Section("residuals", "Predicted against true", Markup(...))]
+
+    register_task_sections("regression", regression_sections)
+
+The task contract (zoo's task plugins) is the natural owner of this hook; until then it is a
+registry in this module, and a task without sections gets one line saying so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from markupsafe import Markup
+
+if TYPE_CHECKING:  # pragma: no cover
+    from zoo.report.folder import RunFiles
+
+__all__ = ["Section", "SectionHook", "register_task_sections", "task_sections", "number", "html_table"]
+
+
+@dataclass(frozen=True)
+class Section:
+    """One part of the page: ``<section id=ID><h2>TITLE</h2>BODY</section>``."""
+
+    id: str
+    title: str
+    body: Markup
+
+
+#: Builds a task's sections from the run's files.
+SectionHook = Callable[["RunFiles"], list[Section]]
+
+_TASK_SECTIONS: dict[str, list[SectionHook]] = {}
+
+
+def register_task_sections(task: str, hook: SectionHook) -> None:
+    """Add ``hook``'s sections to every page of a ``task`` run (after the metrics)."""
+    _TASK_SECTIONS.setdefault(task, []).append(hook)
+
+
+def task_sections(files: RunFiles) -> list[Section]:
+    """The sections the run's task contributes; one that contributes none gets a line saying so."""
+    hooks = _TASK_SECTIONS.get(files.task, [])
+    if not hooks:
+        return [Section("task", f"The {files.task} task",
+                        Markup("<p>No plots for the task <b>{}</b> yet: its plugin adds them through "
+                               "<code>zoo.report.sections.register_task_sections</code>.</p>").format(files.task))]
+    return [section for hook in hooks for section in hook(files)]
+
+
+def number(value: Any, key: str, digits: int = 3) -> Markup:
+    """A number as the page shows it, with its exact value and its key in metrics.json as data
+    attributes (the browser test reads them back)."""
+    if value is None:
+        return Markup('<span class="num missing">-</span>')
+    shown = f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+    return Markup('<span class="num" data-key="{}" data-value="{}">{}</span>').format(key, repr(value), shown)
+
+
+def html_table(headers: list[str], rows: list[list[Any]], css: str = "") -> Markup:
+    """An HTML table; cells are escaped unless they already are Markup."""
+    head = Markup("").join(Markup("<th>{}</th>").format(h) for h in headers)
+    body = Markup("").join(Markup("<tr>{}</tr>").format(Markup("").join(Markup("<td>{}</td>").format(c) for c in row))
+                           for row in rows)
+    return Markup('<table class="{}"><thead><tr>{}</tr></thead><tbody>{}</tbody></table>').format(css, head, body)
+
+
+# --------------------------------------------------------------------------- classification
+
+
+def _per_class(files: RunFiles, name: str, key: str) -> Section:
+    measured = files.metrics[name][key]
+    rows = [[label, number(m["precision"], f"{name}.{key}.{label}.precision"),
+             number(m["recall"], f"{name}.{key}.{label}.recall"), number(m["f1"], f"{name}.{key}.{label}.f1"),
+             number(m["support"], f"{name}.{key}.{label}.support")] for label, m in measured.items()]
+    word = "label" if key == "per_label" else "class"
+    return Section("per-class", f"Per {word} ({name})",
+                   html_table([word, "precision", "recall", "F1", "support"], rows, "per-class"))
+
+
+def _confusion(files: RunFiles, name: str) -> Section:
+    matrix = files.metrics[name]["confusion"]
+    classes = files.classes
+    peak = max((max(row) for row in matrix), default=0) or 1
+    cells = []
+    for i, row in enumerate(matrix):
+        tds = Markup("").join(
+            Markup('<td class="{}" style="background: rgba(31, 78, 121, {:.2f}); color: {}">{}</td>').format(
+                "diag" if i == j else "off", value / peak, "white" if value / peak > 0.5 else "black",
+                number(value, f"{name}.confusion.{i}.{j}")) for j, value in enumerate(row))
+        cells.append(Markup("<tr><th>{}</th>{}</tr>").format(classes[i], tds))
+    head = Markup("").join(Markup("<th>{}</th>").format(c) for c in classes)
+    table = Markup('<table class="confusion"><thead><tr><th>true \\ predicted</th>{}</tr></thead>'
+                   '<tbody>{}</tbody></table>').format(head, Markup("").join(cells))
+    return Section("confusion", f"Confusion matrix ({name})", table)
+
+
+def _classification(files: RunFiles) -> list[Section]:
+    name = files.held_out
+    if name is None or not isinstance(files.metrics.get(name), dict):
+        return []
+    return [_per_class(files, name, "per_class"), _confusion(files, name)]
+
+
+def _multi_label(files: RunFiles) -> list[Section]:
+    name = files.held_out
+    if name is None or not isinstance(files.metrics.get(name), dict):
+        return []
+    thresholds = files.metrics.get("thresholds") or {}
+    rows = [[label, number(t, f"thresholds.{label}")] for label, t in thresholds.items()]
+    return [_per_class(files, name, "per_label"),
+            Section("thresholds", "Thresholds (chosen per label on the folds)",
+                    html_table(["label", "threshold"], rows, "thresholds"))]
+
+
+register_task_sections("classification", _classification)
+register_task_sections("multi-label", _multi_label)
