@@ -293,6 +293,23 @@ def test_the_server_stays_up_and_counts_the_errors(server, client):
     assert 'zoo_serve_errors_total{model="digits",reason="bad_input"}' in metrics
 
 
+def test_the_async_client_answers_as_the_client(server, client, inputs):
+    import asyncio
+
+    from zoo.client import AsyncClient
+
+    async def ask() -> tuple[list, dict]:
+        async with AsyncClient(server.url, model="digits") as async_client:
+            answers = await asyncio.gather(*(async_client.predict([p]) for p in inputs["digits"]))
+            tensors = await async_client.infer({"image": np.array([inputs["digits"][0].read_bytes()], dtype=object)},
+                                               classification=1)
+            return [a[0] for a in answers], tensors
+
+    answers, tensors = asyncio.run(ask())
+    assert answers == client.predict(inputs["digits"], model="digits")
+    assert tensors["probabilities"][0][0].split(":")[2] == answers[0]["predictions"][0]["label"]
+
+
 def test_client_errors_are_one_line(server):
     with pytest.raises(ClientError, match="no model named 'nope'") as caught:
         zoo.Client(server.url).predict(["a"], model="nope")

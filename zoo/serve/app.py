@@ -45,7 +45,7 @@ from zoo.serve.limits import ConcurrencyLimit, read_body, within
 from zoo.serve.metrics import ServeMetrics
 from zoo.serve.models import ModelSet, ServedModel, open_served
 from zoo.serve.page import page_html
-from zoo.serve.protocols import kserve, tfserving, uploads
+from zoo.serve.protocols import kserve, tfserving
 from zoo.serve.settings import ServeSettings
 
 __all__ = ["build_app", "Server"]
@@ -174,18 +174,7 @@ class Server:
 
     async def tf_predict(self, request: Request) -> Response:
         async def handle(served: ServedModel, body: bytes) -> Response:
-            kind = uploads.media_type(request.headers.get("content-type"))
-            key, top_k = "instances", request.query_params.get("top_k")
-            if kind == "application/json" or kind.endswith("+json"):
-                items, key, body_k = tfserving.parse_json(body)
-                top_k = body_k if body_k is not None else top_k
-            elif kind in ("multipart/form-data", "application/x-www-form-urlencoded"):
-                items, form_k = (await uploads.parse_multipart(request.headers, body) if kind.startswith("multipart")
-                                 else uploads.parse_urlencoded(body))
-                top_k = form_k if form_k is not None else top_k
-            else:
-                items = uploads.parse_raw(request.headers.get("content-type", ""), body,
-                                          request.query_params.get("name"))
+            items, key, top_k = await tfserving.parse_request(request.headers, request.query_params, body)
             k = tfserving.parse_top_k(top_k, self.settings.top_k)
             items = check_items(items, served.info, served.name)
             finish = tfserving.answers(served, [item.name for item in items], k)

@@ -77,20 +77,17 @@ def run_batch(served: ServedModel, works: Sequence[Work], *, max_pixels: int) ->
     started = time.perf_counter()
     texts: list[tuple[int, int, str]] = []  # (work, row, text)
     tensors: dict[int, dict[str, np.ndarray]] = {}
-    decoding = []
     for w, work in enumerate(works):
         if work.feeds is not None:
             tensors[w] = work.feeds
         elif model.info.modality == "text":
             texts += [(w, r, item.text or "") for r, item in enumerate(work.items or ())]
         else:
-            decoding.append(w)
-    for w in decoding:
-        outcome = _encoded(model, works[w].items or (), max_pixels)
-        if isinstance(outcome, RequestError):
-            results[w] = outcome
-        else:
-            tensors[w] = outcome
+            outcome = _encoded(model, work.items or (), max_pixels)
+            if isinstance(outcome, RequestError):
+                results[w] = outcome
+            else:
+                tensors[w] = outcome
     report.prepare_s = time.perf_counter() - started
     started = time.perf_counter()
     if texts:

@@ -12,17 +12,36 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from zoo.runtime import embedding_dict
 from zoo.serve.errors import bad_request
 from zoo.serve.inputs import Item
+from zoo.serve.protocols import uploads
 
 if TYPE_CHECKING:  # pragma: no cover
     from zoo.serve.models import ServedModel
 
-__all__ = ["parse_json", "parse_top_k", "answers", "response"]
+__all__ = ["parse_request", "parse_json", "parse_top_k", "answers", "response"]
+
+
+async def parse_request(headers: Mapping[str, str], query: Mapping[str, str],
+                        body: bytes) -> tuple[list[Item], str, Any]:
+    """The items of a predict request by its content type (JSON here; forms and files in
+    :mod:`~zoo.serve.protocols.uploads`), the key to answer under, and the ``top_k`` asked for
+    (the body's, else the URL's)."""
+    kind = uploads.media_type(headers.get("content-type"))
+    key, top_k = "instances", None
+    if kind == "application/json" or kind.endswith("+json"):
+        items, key, top_k = parse_json(body)
+    elif kind == "multipart/form-data":
+        items, top_k = await uploads.parse_multipart(headers, body)
+    elif kind == "application/x-www-form-urlencoded":
+        items, top_k = uploads.parse_urlencoded(body)
+    else:
+        items = uploads.parse_raw(headers.get("content-type", ""), body, query.get("name"))
+    return items, key, top_k if top_k is not None else query.get("top_k")
 
 
 def parse_json(body: bytes) -> tuple[list[Item], str, Any]:
