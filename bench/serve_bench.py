@@ -285,8 +285,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--warmup", type=float, default=3)
-    parser.add_argument("--workers", type=int, default=1, help="zoo serve --workers for the batching run")
+    parser.add_argument("--workers", type=int, help="zoo serve --workers (both zoo runs; default: zoo serve's)")
     parser.add_argument("--skip", nargs="*", default=[], help="any of: batching, single, litserve, overload")
+    parser.add_argument("--rounds", type=int, default=3, help="each config this many times, interleaved (medians)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     if args.text:
@@ -296,25 +297,30 @@ def main() -> None:
     cores = len(os.sched_getaffinity(0))
     report: dict = {"cpu": cpu_name(), "cores": cores, "clients": args.clients, "seconds": args.seconds,
                     "model": str(model), "runs": {}}
-    print(f"{report['cpu']}, {cores} cores; {args.clients} clients, one image per request, {args.seconds:g} s each",
-          flush=True)
-    common = ["--max-delay-ms", "5"]
-    plan = [("batching", lambda: run_zoo(model, ["--max-batch", str(args.clients), "--workers", str(args.workers),
-                                                 *common], args.clients, args.seconds, args.warmup, images)),
+    print(f"{report['cpu']}, {cores} cores; {args.clients} clients, one input per request, {args.seconds:g} s a run, "
+          f"{args.rounds} rounds", flush=True)
+    common = ["--max-delay-ms", "5", *(["--workers", str(args.workers)] if args.workers else [])]
+    plan = [("batching", lambda: run_zoo(model, ["--max-batch", str(args.clients), *common], args.clients, args.seconds,
+                                         args.warmup, images)),
             ("single", lambda: run_zoo(model, ["--max-batch", "1", *common], args.clients, args.seconds, args.warmup,
                                        images)),
             ("litserve", lambda: run_litserve(model, args.clients, 5.0, args.clients, args.seconds, args.warmup,
                                               images, port=18765))]
-    for name, run in plan:
-        if name in args.skip:
-            continue
-        result = run()
-        report["runs"][name] = result
-        print(f"{name:>9}: {result['items_per_s']:7.1f} items/s  p50 {result['p50_ms']:6.1f} ms  p95 "
-              f"{result['p95_ms']:6.1f} ms  p99 {result['p99_ms']:6.1f} ms  (mean batch "
-              f"{result['mean_batch'] if result.get('mean_batch') else float('nan'):.1f}; server CPU "
-              f"{result.get('server_cpu_ms_per_item', float('nan')):.1f} "
-              f"ms/item; load average {result['load_before']:.1f}; statuses {result['statuses']})", flush=True)
+    rounds: dict[str, list[dict]] = {}
+    for round_ in range(args.rounds):  # interleaved: a shared machine's load drifts, each config meets it alike
+        for name, run in plan:
+            if name in args.skip:
+                continue
+            result = run()
+            rounds.setdefault(name, []).append(result)
+            print(f"{name:>9} #{round_ + 1}: {result['items_per_s']:7.1f} items/s  p50 {result['p50_ms']:6.1f} ms  "
+                  f"p95 {result['p95_ms']:6.1f} ms  p99 {result['p99_ms']:6.1f} ms  (mean batch "
+                  f"{result['mean_batch'] if result.get('mean_batch') else float('nan'):.1f}; server CPU "
+                  f"{result.get('server_cpu_ms_per_item', float('nan')):.1f} ms/item; load average "
+                  f"{result['load_before']:.1f}; statuses {result['statuses']})", flush=True)
+    for name, results in rounds.items():
+        report["runs"][name] = {**{key: float(np.median([r[key] for r in results]))
+                                   for key in ("items_per_s", "p50_ms", "p95_ms", "p99_ms")}, "rounds": results}
     if "overload" not in args.skip:
         limit = args.clients
         result = run_zoo(model, ["--max-batch", str(args.clients), "--max-concurrent", str(limit), "--timeout", "2",
@@ -328,14 +334,17 @@ def main() -> None:
               f"ready={result['after']['ready']}, "
               f"answer {result['after']['answer']}", flush=True)
     runs = report["runs"]
-    if "batching" in runs and "single" in runs:
-        b, s = runs["batching"], runs["single"]
-        print(f"batching vs --max-batch 1: {b['items_per_s'] / s['items_per_s']:.2f}x items/s, p95 "
-              f"{b['p95_ms']:.1f} vs {s['p95_ms']:.1f} ms")
-    if "batching" in runs and "litserve" in runs:
-        b, lit = runs["batching"], runs["litserve"]
-        print(f"zoo serve vs LitServe: {b['items_per_s'] / lit['items_per_s']:.2f}x items/s, p95 "
-              f"{b['p95_ms']:.1f} vs {lit['p95_ms']:.1f} ms")
+    for name in ("batching", "single", "litserve"):
+        if name in rounds:
+            r = runs[name]
+            print(f"{name:>9}, median of {len(rounds[name])}: {r['items_per_s']:7.1f} items/s  p50 {r['p50_ms']:6.1f}  "
+                  f"p95 {r['p95_ms']:6.1f}  p99 {r['p99_ms']:6.1f} ms")
+    for other, label in (("single", "--max-batch 1"), ("litserve", "LitServe")):
+        if "batching" in rounds and other in rounds:
+            b, o = runs["batching"], runs[other]
+            each = [x["items_per_s"] / y["items_per_s"] for x, y in zip(rounds["batching"], rounds[other])]
+            print(f"zoo serve (batching) vs {label}: {b['items_per_s'] / o['items_per_s']:.2f}x items/s (rounds: "
+                  f"{', '.join(f'{e:.2f}x' for e in each)}), p95 {b['p95_ms']:.1f} vs {o['p95_ms']:.1f} ms")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
 
