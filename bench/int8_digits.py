@@ -4,9 +4,9 @@ Per seed: ``zoo.finetune("efficientnet_lite0", "digits", per_class=10, seed=SEED
 demo run: 8 train + 2 validation images per class, every other image is the test set), then
 ``zoo.export(run, quantize="int8")`` exactly as ``zoo export RUN --quantize int8`` runs it, with
 ``max_drop`` lifted so every seed reports. The export's own check compares fp32 and int8 on the
-run's held-out data (validation + test: 1,717 images); this script prints that record, and
-times the exported fp32 and int8 files side by side on one image (onnxruntime, 1 thread, zoo
-bench's alternating blocks, medians).
+run's held-out data (validation + test: 1,717 images); this script prints that record and both
+exports' wall time (the int8 one includes that check), and times the exported fp32 and int8 files
+side by side on one image (onnxruntime, 1 thread, zoo bench's alternating blocks, medians).
 
     python bench/int8_digits.py [--seeds 0 1 2] [--runs 60]
 
@@ -53,8 +53,9 @@ def main() -> None:
             agreements.append(e["top1_agreement"])
             print(f"seed {seed}: {e['samples']} held-out images ({e['set']}): fp32 {e['fp32_accuracy']:.4f} "
                   f"int8 {e['int8_accuracy']:.4f} drop {e['drop_points']:+.2f} points, top-1 agreement "
-                  f"{e['top1_agreement']:.4f}; batch 1, 1 thread: fp32 {speed['fp32']:.2f} ms, int8 "
-                  f"{speed['int8']:.2f} ms ({speed['fp32'] / speed['int8']:.2f}x)", flush=True)
+                  f"{e['top1_agreement']:.4f}; export fp32 {fp32.seconds:.0f} s, int8 {int8.seconds:.0f} s; "
+                  f"batch 1, 1 thread: fp32 {speed['fp32']:.2f} ms, int8 {speed['int8']:.2f} ms "
+                  f"({speed['fp32'] / speed['int8']:.2f}x)", flush=True)
     print(f"mean drop {statistics.mean(drops):+.2f} points (worst {max(drops):+.2f}), mean agreement "
           f"{statistics.mean(agreements):.4f}")
 

@@ -217,14 +217,19 @@ def test_validation_fails_when_a_weight_changes_after_tracing(tmp_path, monkeypa
     assert list(tmp_path.iterdir()) == []  # no model, no temp folder
 
 
-def test_external_data_stays_inside_the_output_folder(tmp_path):
+@pytest.mark.parametrize("quantize", [None, "int8"])
+def test_external_data_stays_inside_the_output_folder(tmp_path, quantize):
+    """int8 too: the pre-processed graph, the copy measured for calibration and the int8 graph keep
+    their weights in files beside them, and only the final pair reaches the output's folder."""
     import onnx
     from onnx.external_data_helper import ExternalDataInfo, uses_external_data
 
     out = tmp_path / "a" / "r18.onnx"
-    result = zoo.export("resnet18", out, pretrained=False, samples=3, external_data_threshold=1_000_000, **QUIET)
+    result = zoo.export("resnet18", out, pretrained=False, samples=3, external_data_threshold=1_000_000,
+                        quantize=quantize, **QUIET)
     data = out.with_name("r18.onnx.data")
-    assert result.files == (out, data) and data.stat().st_size > 40_000_000 > out.stat().st_size
+    assert result.files == (out, data) and sorted(out.parent.iterdir()) == [out, data]
+    assert data.stat().st_size > (10_000_000 if quantize else 40_000_000) > out.stat().st_size
     graph = onnx.load(str(out), load_external_data=False)
     locations = {ExternalDataInfo(t).location for t in graph.graph.initializer if uses_external_data(t)}
     assert locations == {"r18.onnx.data"}

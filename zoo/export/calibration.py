@@ -170,39 +170,43 @@ def typed_model(path: Path) -> Any:
 def measure(path: Path, feeds: Iterable[Mapping[str, Any]], *, exclude: Iterable[str] = (),
             op_types: Sequence[str] | None = None) -> dict[str, ActivationStats]:
     """Run ``feeds`` through the graph at ``path`` with the activations the quantizer may quantize
-    (:func:`calibrated_tensors`) exposed as outputs, and gather each one's statistics. The exposed
-    copy goes to onnxruntime in memory; one with external weights is written beside ``path`` (they
-    resolve from the same folder) and removed once onnxruntime has read it."""
+    (:func:`calibrated_tensors`) exposed as outputs, and gather each one's statistics (a graph
+    input's from the feeds themselves)."""
+    model = typed_model(path)
+    tensors = calibrated_tensors(model, exclude, op_types)
+    inputs = {i.name for i in model.graph.input}
+    computed = [name for name in tensors if name not in inputs]
+    session = _exposing(model, computed, path) if computed else None
+    stats = {name: ActivationStats() for name in tensors}
+    for feed in feeds:
+        values = dict(zip(computed, session.run(computed, dict(feed)))) if session is not None else {}
+        for name in tensors:
+            stats[name].add(feed[name] if name in inputs else values[name])
+    return stats
+
+
+def _exposing(model: Any, tensors: Sequence[str], path: Path) -> Any:
+    """An onnxruntime session of ``model`` whose outputs include ``tensors``: built from memory, or,
+    for weights kept in an external file, from a copy written beside ``path`` (where the weights
+    resolve) and removed once read."""
     import onnx
     from onnx.external_data_helper import uses_external_data
 
     from zoo.runtime import onnxruntime_module
 
     ort = onnxruntime_module()
-    model = typed_model(path)
-    tensors = calibrated_tensors(model, exclude, op_types)
     graph = model.graph
-    inputs = {i.name for i in graph.input}  # read from the feeds themselves
-    computed = [name for name in tensors if name not in inputs]
     typed = {v.name: v for v in graph.value_info}
     outputs = {o.name for o in graph.output}
-    graph.output.extend(typed[name] for name in computed if name not in outputs)
+    graph.output.extend(typed[name] for name in tensors if name not in outputs)
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     options.log_severity_level = 3
-    if not any(uses_external_data(i) for i in graph.initializer):  # in memory: no second copy on disk
-        session = ort.InferenceSession(model.SerializeToString(), sess_options=options,
-                                       providers=["CPUExecutionProvider"])
-    else:
-        exposed = path.with_name(path.stem + ".calibration.onnx")
-        try:
-            onnx.save_model(model, str(exposed))
-            session = ort.InferenceSession(str(exposed), sess_options=options, providers=["CPUExecutionProvider"])
-        finally:
-            exposed.unlink(missing_ok=True)
-    stats = {name: ActivationStats() for name in tensors}
-    for feed in feeds:
-        for name, values in [*((n, feed[n]) for n in tensors if n in inputs),
-                             *zip(computed, session.run(computed, dict(feed)))]:
-            stats[name].add(values)
-    return stats
+    if not any(uses_external_data(i) for i in graph.initializer):
+        return ort.InferenceSession(model.SerializeToString(), sess_options=options, providers=["CPUExecutionProvider"])
+    exposed = path.with_name(path.stem + ".calibration.onnx")
+    try:
+        onnx.save_model(model, str(exposed))
+        return ort.InferenceSession(str(exposed), sess_options=options, providers=["CPUExecutionProvider"])
+    finally:
+        exposed.unlink(missing_ok=True)

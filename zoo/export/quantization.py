@@ -13,8 +13,10 @@ the weights before their ranges are measured.
 
 The activations' ranges are measured by zoo (:mod:`zoo.export.calibration`), not by onnxruntime's
 histogram calibrators, which measured the fp32 head too and failed on any activation whose range
-is empty or nearly so (the README's digits run: ``Too many bins for data range``); onnxruntime
-places the Q/DQ pairs with those ranges.
+is empty or nearly so (the README's digits run, cut at five joined layers: ``Too many bins for
+data range``); onnxruntime places the Q/DQ pairs with those ranges. Measured again so
+(``bench/int8_digits.py``, seeds 0, 1, 2, 1,717 held-out images each): 0.70, 0.87 and 0.70
+points lost, 96.9%, 97.4% and 97.2% of the predictions kept, int8 1.8x faster than fp32 at batch 1.
 
 A classifier's head (the new layers after the backbone) and its softmax stay fp32: they cost
 nothing next to the backbone, and a uint8 softmax would give probabilities in steps of 1/255, with
