@@ -22,6 +22,7 @@ from zoo.train.config import AUGMENTATIONS, RECIPES
 from zoo.classweights import CLASS_WEIGHTS
 from zoo.plugins import PluginWarning
 from zoo.render import card_data, card_lines, format_bytes, format_params, table
+from zoo.runs_table import SORT_KEYS
 from zoo.threads import torch_threads
 
 
@@ -330,11 +331,13 @@ _front_end_option = click.option(
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable or mislabelled inputs (listed in the run folder).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or epoch lines.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final metrics as JSON.")
+@click.option("--report-to", "report_to", multiple=True, metavar="TRACKER",
+              help="Log the run to tensorboard, mlflow or wandb (repeat, or comma-separate, for several).")
 @_distributed_options
 @click.pass_context
 def finetune_cmd(ctx: click.Context, model: str | None, data: str | None, resume: str | None, out: str | None,
-                 unfreeze: str, no_augment: bool, quiet: bool, as_json: bool, nproc: int | None, nnodes: int | None,
-                 rdzv_endpoint: str | None, **options: Any) -> None:
+                 unfreeze: str, no_augment: bool, quiet: bool, as_json: bool, report_to: tuple[str, ...],
+                 nproc: int | None, nnodes: int | None, rdzv_endpoint: str | None, **options: Any) -> None:
     """Fine-tune MODEL on labelled data: a new head then gradual unfreezing, or (text) contrastive
     training on pairs then the head; multi-label with ';'-separated labels."""
     from zoo.train import finetune
@@ -359,7 +362,8 @@ def finetune_cmd(ctx: click.Context, model: str | None, data: str | None, resume
     if options["front_end"] is None:
         del options["front_end"]
     run = finetune(model, data, out=out, resume=resume, unfreeze=_unfreeze(unfreeze), progress=not quiet,
-                   log=(lambda text: None) if quiet or as_json else None, **options)
+                   log=(lambda text: None) if quiet or as_json else None,
+                   **({"report_to": list(report_to)} if report_to else {}), **options)
     if not _speaks():
         return
     if as_json:
@@ -618,7 +622,8 @@ def probe_cmd(ctx: click.Context, models: tuple[str, ...], data: str, out: str |
 
     options["front_end"] = _front_end_settings(options.get("front_end") or ())
     report = probe(models, data, out=out or default_folder(data), registry_files=_registries(ctx),
-                   log=(lambda text: None) if quiet or as_json else None, **options)
+                   log=(lambda text: None) if quiet or as_json else None,
+                   **({"report_to": list(report_to)} if report_to else {}), **options)
     if as_json:
         _echo_json(report.to_dict())
         return
@@ -654,7 +659,8 @@ def export_cmd(ctx: click.Context, source: str, out: str | None, quantize: str |
 
     result = export(source, out, quantize=quantize, pretrained=not random_weights,
                     settings=QuantSettings(calibrate_method=calibrate_method), registry_files=_registries(ctx),
-                    log=(lambda text: None) if quiet or as_json else None, **options)
+                    log=(lambda text: None) if quiet or as_json else None,
+                   **({"report_to": list(report_to)} if report_to else {}), **options)
     repository = None
     if triton:
         from zoo.export.triton import write_triton
@@ -793,6 +799,42 @@ def bench_cmd(ctx: click.Context, source: str, batch: int, runs: int, threads: i
         click.echo(f"int8 vs fp32 outputs: cosine similarity mean {evaluation['cosine_mean']:.4f}")
     for note in result.notes:
         click.echo(f"note: {note}")
+
+
+@cli.command("report")
+@click.argument("run", type=click.Path(file_okay=False))
+def report_cmd(run: str) -> None:
+    """Write RUN's report page (report/index.html) again, from its files."""
+    from zoo.report import build
+
+    click.echo(str(build(run)))
+
+
+@cli.command("runs")
+@click.argument("folder", default="runs", type=click.Path(file_okay=False))
+@click.option("--sort", default="started", show_default=True, type=click.Choice(SORT_KEYS),
+              help="Order: metric and baseline best first, seconds shortest first, started newest first.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def runs_cmd(folder: str, sort: str, as_json: bool) -> None:
+    """The runs in FOLDER (default: runs): model, data, task, metric, baseline, time, status."""
+    from zoo.runs_table import list_runs
+
+    rows = list_runs(folder, sort=sort)
+    if as_json:
+        _echo_json([row.to_dict() for row in rows])
+        return
+
+    def score(value: float | None) -> str:
+        return "-" if value is None else f"{value:.3f}"
+
+    click.echo(table(["run", "model", "data", "task", "metric", "transfer", "baseline", "time", "status"],
+                     [[r.name, r.model or "-", r.data or "-", r.task, f"{r.metric_name or '-'} ({r.on or '-'})",
+                       score(r.metric), score(r.baseline), "-" if r.seconds is None else f"{r.seconds:.0f} s",
+                       r.status] for r in rows]))
+    for row in rows:
+        if row.status in ("resumable", "killed"):
+            click.echo(f"{row.name}: {row.status}: {row.detail}")
+    click.echo(f"{len(rows)} run(s) in {folder}")
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001

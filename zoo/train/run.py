@@ -232,6 +232,9 @@ def finetune(
     from zoo.distributed import world
     from zoo.train.config import FinetuneConfig
 
+    from zoo.trackers import check_trackers, replay
+
+    report_to = check_trackers(options.pop("report_to", None))  # trackers: a missing library said before any work
     here = world()
     say = log or (lambda text: print(text, file=sys.stderr, flush=True))
     if not here.main:  # under torch.distributed rank 0 speaks for every rank
@@ -263,9 +266,11 @@ def finetune(
 
     # SIGINT/SIGTERM: one line with the last checkpoint and the resume command (rank 0 says it)
     with reporting_stops(lambda signal_name: stopped_run(signal_name, run_dir) if here.main else ""):
-        if here.distributed:
-            return _finetune_distributed(config, run_dir, resume is not None, say, progress)
-        return _finetune_in(config, run_dir, resume is not None, say, progress)
+        run = (_finetune_distributed if here.distributed else _finetune_in)(config, run_dir, resume is not None, say,
+                                                                            progress)
+    if here.main:
+        replay(run.dir, report_to)  # trackers: the finished run folder replayed (the loop will call them per epoch)
+    return run
 
 
 def _finetune_distributed(config: Any, run_dir: Path, resuming: bool, say: Callable[[str], None],
@@ -506,6 +511,7 @@ def _finetune_multilabel(card: Any, config: Any, run_dir: Path, resume: bool, de
     from zoo.data.multilabel import label_sets
     from zoo.probing.run import cut_features
     from zoo.pulling import pull
+    from zoo.report.page import build_at_end
     from zoo.train.multilabel import fit_multilabel
 
     sets = {role: open_dataset(path, modality=card.modality) for role, path in
@@ -533,6 +539,7 @@ def _finetune_multilabel(card: Any, config: Any, run_dir: Path, resume: bool, de
                             test_matrix=test_sets.matrix if test_sets is not None else None, x_test=x_test,
                             record=record, say=say)
     _amend_config(run_dir, multi_label={"thresholds": report["thresholds"]})
+    build_at_end(run_dir, say)  # report page
     run = open_run(run_dir)
     for line in run.report_lines():
         say(line)
@@ -567,6 +574,9 @@ def _joined(first: Any, second: Any) -> Any:
 
 def _done(run_dir: Path, trainer: Any, started: float, say: Callable[[str], None]) -> Run:
     _record_facts(run_dir, trainer)
+    from zoo.report.page import build_at_end
+
+    build_at_end(run_dir, say)  # report page
     run = open_run(run_dir)
     for line in run.report_lines():
         say(line)
@@ -834,6 +844,7 @@ def _finish(trainer: Any, loop: dict[str, Any], run_dir: Path, selection: Any = 
 
     from zoo.atomic import atomic_torch_save, atomic_write_json
     from zoo.train.metrics import classification_report
+    from zoo.report import write_predictions
     from zoo.train.report import plot_confusion, plot_curves
 
     best = loop["best"]
@@ -849,6 +860,7 @@ def _finish(trainer: Any, loop: dict[str, Any], run_dir: Path, selection: Any = 
         logits = trainer.logits(name, dataset, phase)
         labels = torch.tensor([e.label for e in dataset.examples])
         report[name] = classification_report(labels.numpy(), logits.argmax(1).numpy(), classes)
+        write_predictions(run_dir, name, dataset, logits.softmax(1).numpy(), classes)  # report page: predictions
         plot_confusion(report[name]["confusion"], classes, folder / f"confusion_{name}.png",
                        f"{name}: accuracy {report[name]['accuracy']:.3f}")
     report.update(_judgement(trainer, loop, selection, report, prior))
