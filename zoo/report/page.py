@@ -140,7 +140,7 @@ def _phases(files: RunFiles) -> list[Markup]:
             estimate = rows[-1]
             lines.append(Markup("<b>{}</b>: the head fitted once on all labelled examples (no epochs); cross-validated "
                                 "accuracy {}, log-loss {}").format(
-                stage, number(estimate.get("cv_acc"), "history.cv_acc"), number(estimate.get("cv_loss"), "history.cv_loss")))
+                stage, number(estimate.get("cv_acc"), ""), number(estimate.get("cv_loss"), "")))
             continue
         first, last = rows[0], rows[-1]
         kept = [r["epoch"] for r in rows if r.get("epoch") == best]

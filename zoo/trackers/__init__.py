@@ -22,7 +22,6 @@ documents them: ``MLFLOW_TRACKING_URI`` and ``MLFLOW_EXPERIMENT_NAME``; ``WANDB_
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -72,9 +71,11 @@ def check_trackers(names: str | Iterable[str] | None) -> list[str]:
     found = _names(names)
     for name in found:
         _, library, extra = TRACKERS[name]
-        if importlib.util.find_spec(library) is None:
+        try:
+            importlib.import_module(library)
+        except ImportError:
             raise ZooError(f"--report-to {name} needs the {library} package, which is not installed: "
-                           f"pip install 'zoo[{extra}]'")
+                           f"pip install 'zoo[{extra}]'") from None
     return found
 
 
