@@ -168,9 +168,11 @@ def test_mlflow_store_it_cannot_open_is_one_line(run_dir, tmp_path, monkeypatch)
 
 
 @pytest.mark.slow
-def test_zoo_finetune_report_to_logs_a_real_run(digit_folder, tmp_path):
+def test_zoo_finetune_report_to_logs_a_real_run(digit_folder, tmp_path, monkeypatch):
     env = {"MLFLOW_TRACKING_URI": (tmp_path / "mlruns").as_uri(), "MLFLOW_ALLOW_FILE_STORE": "true",
            "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    for name, value in env.items():  # the run's environment, and this process's to read the store back
+        monkeypatch.setenv(name, value)
     out = tmp_path / "run"
     done = run_zoo("finetune", "efficientnet_lite0", "--data", str(digit_folder), "--val-split", "0.25", "--epochs", "3",
                    "--out", str(out), "-q", "--report-to", "tensorboard,mlflow", "--report-to", "wandb", env=env,
