@@ -13,13 +13,19 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
-__all__ = ["ModelCard", "InputSpec", "FrontEndSpec", "CutPoint", "FileSpec", "ComponentRef", "Origin", "MODALITIES"]
+__all__ = ["ModelCard", "InputSpec", "FrontEndSpec", "CutPoint", "FileSpec", "ComponentRef", "Origin", "TextTower",
+           "JointSpace", "MODALITIES", "tower_card"]
 
 MODALITIES = ("image", "text", "audio")
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
 CROP_MODES = ("center", "squash")  # timm's names: keep the aspect ratio and crop, or scale both sides
 POOLINGS = ("mean", "cls", "max", "pooler", "avg", "token")
 TOKENIZER_KINDS = ("wordpiece", "sentencepiece", "bpe", "unigram", "char")
+TEXT_POOLINGS = ("eos", "last", "cls", "mean")  # how an image-text model's text tower pools its tokens
+PADDINGS = ("longest", "max_length")
+SCORINGS = ("softmax", "sigmoid")
+#: The output nodes of an image-text model's towers: each one's embedding in the joint space.
+TOWER_NODES = {"image": "image_embeds", "text": "text_embeds"}
 
 OriginKind = Literal["builtin", "plugin", "user"]
 
@@ -135,6 +141,40 @@ class CutPoint:
 
 
 @dataclass(frozen=True)
+class TextTower:
+    """The second tower of an image-text model (CLIP, SigLIP): what turns a text into a vector of
+    the space the card's image embedding lives in. The card's own ``input`` is the image tower's.
+
+    ``tokenizer`` and ``max_length`` as a text model's input; ``pooling``: how the tower makes one
+    vector of its tokens (CLIP: the end-of-text token, ``eos``; SigLIP: the ``last`` position), done
+    inside the network; ``projection``: the module that maps the pooled vector into the joint
+    space (``text_projection``; SigLIP's is the tower's own ``text_model.head``); ``padding``:
+    ``max_length`` for a tower trained on texts padded to ``max_length`` with every position
+    attended (SigLIP), ``longest`` otherwise; ``stages``: the tower's layers, input to output."""
+
+    tokenizer: str
+    max_length: int
+    pooling: str
+    stages: tuple[str, ...]
+    projection: str | None = None
+    padding: str = "longest"
+
+
+@dataclass(frozen=True)
+class JointSpace:
+    """Where an image-text model compares its towers' vectors: ``dim``, the shared size;
+    ``scoring``: ``softmax`` over the labels (CLIP) or a ``sigmoid`` per label (SigLIP), of
+    ``logit_scale * cosine + logit_bias``. The scale and bias are what the weights hold; a card
+    may state them (they are checked against the weights when the model loads) or leave them to
+    the weights."""
+
+    dim: int
+    scoring: str = "softmax"
+    logit_scale: float | None = None
+    logit_bias: float | None = None
+
+
+@dataclass(frozen=True)
 class ModelCard:
     """Everything zoo knows about one backbone."""
 
@@ -156,6 +196,11 @@ class ModelCard:
     head: str | None = None
     stages: tuple[str, ...] = ()
     features: Mapping[str, int] = field(default_factory=frozen_map)
+    # image-text models: the text tower and the joint space (the card's modality is the image tower's)
+    text: TextTower | None = None
+    joint: JointSpace | None = None
+    # set on a tower's view of an image-text card (tower_card), never by a registry card
+    tower: str | None = None
     # evidence and provenance
     metrics: Mapping[str, float] = field(default_factory=frozen_map)
     family: str | None = None  # architecture family ("resnet", "vit"...), for finding a backbone
@@ -182,12 +227,38 @@ class ModelCard:
                 return value
         return None
 
+    @property
+    def towers(self) -> tuple[str, ...]:
+        """The modalities this model embeds into one space: ``("image", "text")`` for an
+        image-text model, else its own modality alone."""
+        return ("image", "text") if self.text is not None else (self.modality,)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data: the card as the registry would spell it, plus its origin."""
         out = _plain(self)
         out["origin"] = {"kind": self.origin.kind, "name": self.origin.name,
                          "path": str(self.origin.path) if self.origin.path else None}
         return out
+
+
+def tower_card(card: ModelCard, tower: str) -> ModelCard:
+    """The card of one tower of an image-text model, as a card of its own modality over the same
+    files: the image tower is the card itself; the text tower is a text model's card (its
+    tokenizer and ``max_length`` as input, its joint-space output as the embedding, its stages),
+    marked ``tower="text"``. Everything zoo does with a text model (embed, the frozen pass, the
+    export, the torch-free runtime) then runs the text tower unchanged. ``ValueError`` for a
+    tower the card does not have."""
+    from dataclasses import replace
+
+    if tower == card.modality and card.tower is None:
+        return card
+    if tower != "text" or card.text is None or card.joint is None:
+        raise ValueError(f"model {card.name!r} has no {tower} tower")
+    text = card.text
+    return replace(card, modality="text", task="feature-extraction",
+                   input=InputSpec(max_length=text.max_length, tokenizer=text.tokenizer),
+                   embedding=CutPoint(TOWER_NODES["text"], card.joint.dim, "pooler"), head=None,
+                   stages=text.stages, features=frozen_map(), tower="text")
 
 
 def _plain(value: Any) -> Any:

@@ -21,14 +21,20 @@ from zoo.card import (
     CROP_MODES,
     INTERPOLATIONS,
     MODALITIES,
+    PADDINGS,
     POOLINGS,
+    SCORINGS,
+    TEXT_POOLINGS,
     TOKENIZER_KINDS,
+    TOWER_NODES,
     ComponentRef,
     CutPoint,
     FileSpec,
     InputSpec,
+    JointSpace,
     ModelCard,
     Origin,
+    TextTower,
     frozen_map,
 )
 from zoo.errors import RegistryError, UnknownModelError
@@ -140,6 +146,7 @@ def parse_card(name: str, table: Any, origin: Origin, location: Location) -> Mod
     for node, dim in features.items():
         if dim <= 0:
             raise location.error(f"features.{node}", f"must be a positive channel count, got {dim}")
+    text, joint = _towers(r, modality, embedding, stages)
     metrics = r.take("metrics", dict[str, float], default={})
     for key in metrics:
         dataset, _, metric = key.partition("/")
@@ -169,12 +176,72 @@ def parse_card(name: str, table: Any, origin: Origin, location: Location) -> Mod
     return ModelCard(
         name=name, description=description, modality=modality, task=task, license=license_,
         params=params, source=source, adapter=adapter, files=files, input=input_spec,
-        embedding=embedding, head=head, stages=stages, features=frozen_map(features),
+        embedding=embedding, head=head, stages=stages, features=frozen_map(features), text=text, joint=joint,
         metrics=frozen_map({k: float(v) for k, v in metrics.items()}), tags=tags,
         homepage=homepage, paper=paper, notes=notes, family=family,
         gflops=None if gflops is None else float(gflops), weights_mb=None if weights_mb is None else float(weights_mb),
         provenance=provenance, replace=replace, origin=origin,
     )
+
+
+def _towers(r: TableReader, modality: str, embedding: CutPoint, stages: tuple[str, ...]
+            ) -> tuple[TextTower | None, JointSpace | None]:
+    """An image-text model's ``text`` tower and ``joint`` space (both or neither). The card's own
+    modality, input, embedding and stages are the image tower's; its embedding is the image
+    tower's output in the joint space, so a label's text and an image can be compared."""
+    loc = r.location
+    t, j = r.table("text"), r.table("joint")
+    if t is None and j is None:
+        return None, None
+    if t is None or j is None:
+        have, missing = ("text", "joint") if j is None else ("joint", "text")
+        raise loc.error(missing, f"an image-text model's card has `{have}` but no `{missing}` table",
+                        "Give both: text = { tokenizer, max_length, pooling, stages, ... } and "
+                        "joint = { dim, scoring, ... }")
+    if modality != "image":
+        raise loc.error("text", f"a second tower goes with an image model (its first tower), not a {modality} one",
+                        'Set modality = "image" and describe the text tower in `text`')
+    dim = j.take("dim", int, required=True)
+    if dim <= 0 or dim != embedding.dim:
+        raise loc.error(j.key("dim"), f"the joint space has {dim} dimensions but the image embedding {embedding.dim}",
+                        "The card's embedding is the image tower's output in the joint space: give both the same dim")
+    if embedding.node != TOWER_NODES["image"]:
+        raise loc.error("embedding.node", f"an image-text model's embedding is its image tower's output in the joint "
+                                          f"space, {TOWER_NODES['image']!r}, not {embedding.node!r}")
+    scoring = _choice(j, "scoring", SCORINGS, required=True)
+    scale = j.take("logit_scale", float)
+    if scale is not None and scale <= 0:
+        raise loc.error(j.key("logit_scale"), f"must be positive (the multiplier of the cosine), got {scale}")
+    bias = j.take("logit_bias", float)
+    if bias is not None and scoring != "sigmoid":
+        raise loc.error(j.key("logit_bias"), "a logit bias goes with sigmoid scoring (SigLIP's)",
+                        'Set scoring = "sigmoid", or leave out logit_bias')
+    j.finish()
+    tokenizer = _choice(t, "tokenizer", TOKENIZER_KINDS, required=True)
+    max_length = t.take("max_length", int, required=True)
+    if max_length <= 0:
+        raise loc.error(t.key("max_length"), "must be positive")
+    pooling = _choice(t, "pooling", TEXT_POOLINGS, required=True)
+    padding = _choice(t, "padding", PADDINGS) or "longest"
+    projection = t.take("projection", str)
+    text_stages = tuple(t.take("stages", list[str], required=True))
+    repeated = sorted({s for s in text_stages if text_stages.count(s) > 1 or s in stages})
+    if not text_stages or repeated:
+        problem = f"stage names repeat: {', '.join(repeated)}" if repeated else "needs at least one stage"
+        raise loc.error(t.key("stages"), problem, "List the text tower's stages from input to output, each once and "
+                                                  "none of the image tower's")
+    t.finish()
+    return (TextTower(tokenizer=tokenizer, max_length=max_length, pooling=pooling, stages=text_stages,
+                      projection=projection, padding=padding),
+            JointSpace(dim=dim, scoring=scoring, logit_scale=None if scale is None else float(scale),
+                       logit_bias=None if bias is None else float(bias)))
+
+
+def _choice(t: TableReader, key: str, allowed: tuple[str, ...], *, required: bool = False) -> str | None:
+    value = t.take(key, str, required=required)
+    if value is not None and value not in allowed:
+        raise t.location.error(t.key(key), f"unknown {key} {value!r}", f"Use one of: {', '.join(allowed)}")
+    return value
 
 
 def _component(r: TableReader, key: str) -> ComponentRef:
@@ -354,11 +421,24 @@ def card_from_table(name: str, table: Mapping[str, Any], origin: Origin) -> Mode
             notes=table.get("notes"), family=table.get("family"),
             gflops=None if table.get("gflops") is None else float(table["gflops"]),
             weights_mb=None if table.get("weights_mb") is None else float(table["weights_mb"]),
-            provenance=table.get("provenance"), origin=origin,
+            provenance=table.get("provenance"), origin=origin, **_fast_towers(table),
         )
     except (KeyError, TypeError, AttributeError, IndexError, ValueError) as exc:
         raise RegistryError(f"{origin}: model {name!r}: malformed catalogue entry ({type(exc).__name__}: {exc}); "
                             f"generate the catalogue again") from None
+
+
+def _fast_towers(table: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`card_from_table`'s ``text`` and ``joint``, as :func:`_towers` builds them."""
+    if "text" not in table:
+        return {}
+    text, joint = dict(table["text"]), dict(table["joint"])
+    text["stages"] = tuple(text["stages"])
+    text.setdefault("padding", "longest")
+    for key in ("logit_scale", "logit_bias"):
+        if joint.get(key) is not None:
+            joint[key] = float(joint[key])
+    return {"text": TextTower(**text), "joint": JointSpace(**joint)}
 
 
 # --------------------------------------------------------------------------- merging

@@ -93,6 +93,14 @@ def card_lines(card: ModelCard, unavailable: str | None = None) -> list[str]:
     row("head", card.head or "(none: an encoder without a classifier)")
     row("stages", " -> ".join(card.stages))
     row("features", ", ".join(f"{k} ({v})" for k, v in card.features.items()))
+    if card.text is not None and card.joint is not None:  # an image-text model's second tower
+        text, joint = card.text, card.joint
+        row("text tower", f"max_length {text.max_length}, {text.tokenizer} tokenizer, {text.pooling} pooling"
+            + (f", projection {text.projection}" if text.projection else "")
+            + (", padded to max_length" if text.padding == "max_length" else "") + "; " + " -> ".join(text.stages))
+        scores = ", ".join(f"{key} {value:g}" for key, value in (("logit_scale", joint.logit_scale),
+                                                                 ("logit_bias", joint.logit_bias)) if value is not None)
+        row("joint", f"{joint.dim}-d, {joint.scoring} scores, " + (scores or "logit scale from the weights"))
     if card.metrics:
         lines.append("")
         for key, value in card.metrics.items():
