@@ -1,4 +1,10 @@
-"""The `transformers` adapter: a transformers model class (text or image) and its tokenizer from the pulled folder."""
+"""The `transformers` adapter: a transformers model class (text or image) and its tokenizer from the pulled folder.
+
+An image-text model (CLIPModel, SiglipModel: a card with a ``text`` tower) is one network of two
+towers; each of its cards (the image card, and its text view, ``zoo.card.tower_card``) gets a
+module that holds that tower's parts only and computes what transformers' own
+``get_image_features`` / ``get_text_features`` compute.
+"""
 
 from __future__ import annotations
 
@@ -50,19 +56,37 @@ class TransformersAdapter:
                 network = cls.from_pretrained(str(fetched.root), local_files_only=True, trust_remote_code=trust)
         except (OSError, ValueError) as exc:
             raise LoadError(f"model {card.name!r}: transformers cannot load {fetched.root}: {exc}") from None
+        if card.text is not None:
+            from zoo_hf.towers import check_scores
+
+            check_scores(network, card)
         return network.eval()
 
     def extractor(self, card: ModelCard, model, nodes: Sequence[str]):
+        if card.text is not None:
+            from zoo_hf.towers import tower_states
+
+            return tower_states(model, card, nodes)
         return _hidden_states(model, card, nodes)
 
     def tokenizer(self, card: ModelCard, fetched: Fetched):
         from transformers import AutoTokenizer
 
         try:
-            return AutoTokenizer.from_pretrained(str(fetched.root), local_files_only=True,
-                                                 trust_remote_code=self._trust(card))
-        except (OSError, ValueError) as exc:
-            raise LoadError(f"model {card.name!r}: no usable tokenizer in {fetched.root}: {exc}") from None
+            tokenizer = AutoTokenizer.from_pretrained(str(fetched.root), local_files_only=True,
+                                                      trust_remote_code=self._trust(card))
+        except (OSError, ValueError, ImportError) as exc:  # ImportError: a backend it needs (sentencepiece)
+            raise LoadError(f"model {card.name!r}: no usable tokenizer in {fetched.root}: {_first_line(exc)}") from None
+        if card.text is not None and card.text.padding == "max_length":
+            from zoo_hf.towers import PaddedToMaxLength
+
+            return PaddedToMaxLength(tokenizer, card.text.max_length)
+        return tokenizer
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
 
 
 @contextmanager

@@ -12,6 +12,11 @@ processor's configs, the README when the Hub gives no card data) and derives the
 - text: pooling from ``1_Pooling/config.json`` (mean when there is none), the tokenizer's kind from
   its files, ``max_length`` from the positions the model has and the length it was trained for;
 - images: the input from ``preprocessor_config.json`` (size, crop, resampling, mean and std);
+- image-text models (CLIP, SigLIP; LAION's open_clip repositories that ship transformers' files
+  too): the image tower as above, its embedding the joint-space ``image_embeds``; the text tower
+  (tokenizer, ``max_length``, stages, the architecture's pooling and projection) and the joint
+  space (its size from the architecture run on shapes alone, the scoring of the architecture;
+  the logit scale and bias are left to the weights, which hold them);
 - the Hub's card data (or the README's front matter): license and pipeline tag.
 
 The card pins the resolved commit; the core checks it like any registry file and saves it under
@@ -37,6 +42,16 @@ __all__ = ["HubFinder", "FAMILIES", "card_table", "to_toml", "check_repo_id"]
 
 
 @dataclass(frozen=True)
+class Towers:
+    """An image-text architecture's text tower and joint space, as transformers builds it."""
+
+    pooling: str  # how the text tower makes one vector of its tokens
+    projection: str  # the module that maps that vector into the joint space
+    scoring: str  # softmax over labels (CLIP) or a sigmoid per label (SigLIP)
+    padding: str = "longest"  # "max_length": trained on texts padded to it, every position attended
+
+
+@dataclass(frozen=True)
 class Family:
     """What zoo knows of one architecture (``model_type``) beyond its config."""
 
@@ -46,6 +61,7 @@ class Family:
     padding_offset: bool = False  # text: positions start after the padding index (RoBERTa's), pad_token_id + 1 are lost
     node: str = "last_hidden_state"  # the embedding's node
     pooling: str | None = None  # images: "cls" takes the class token of last_hidden_state
+    towers: Towers | None = None  # image-text models: their second (text) tower
 
 
 #: The architectures a card is derived for; each checked with a tiny random model (tests/test_hf_finder.py).
@@ -64,6 +80,12 @@ FAMILIES: Mapping[str, Family] = {
     "dinov2": Family("DINOv2", "image", node="pooler_output"),
     "convnext": Family("ConvNeXt", "image", node="pooler_output"),
     "swin": Family("Swin", "image", node="pooler_output"),
+    # image-text: the embedding is the image tower's output in the joint space (transformers'
+    # get_image_features); CLIP pools the end-of-text token, SigLIP the last position of a text
+    # padded to its max length, with a sigmoid per label (transformers' docs for both)
+    "clip": Family("CLIP", "image", "bpe", node="image_embeds", towers=Towers("eos", "text_projection", "softmax")),
+    "siglip": Family("SigLIP", "image", "sentencepiece", node="image_embeds",
+                     towers=Towers("last", "text_model.head", "sigmoid", padding="max_length")),
 }
 
 #: Small files that describe a model; each is downloaded when the repository lists it.
@@ -266,17 +288,18 @@ def card_table(repo: _Repo) -> dict[str, Any]:
         raise RegistryError(f"{repo.where}: its config.json is a {architectures} (model_type {model_type or 'missing'!r})"
                             f"{code}, which zoo cannot derive a card for; supported: {_supported()}. Write its card "
                             f"by hand in a registry file, or choose an encoder of a supported architecture")
-    built = _build(repo, model_type, config)
+    built = _build(repo, model_type, config, family)
     weights = _weights(repo)
     allow = ["config.json", *weights]
-    if family.modality == "text":
-        tokenizer = [f for f in TOKENIZER_FILES if f in repo.files]
+    if family.modality == "text" or family.towers is not None:
         if not any(f in repo.files for f in ("tokenizer.json", "vocab.txt", "vocab.json", "sentencepiece.bpe.model",
                                               "spiece.model", "sentencepiece.model")):
-            raise RegistryError(f"{repo.where}: a {family.label} text model without tokenizer files (tokenizer.json, "
+            what = "text model" if family.towers is None else "image-text model"
+            raise RegistryError(f"{repo.where}: a {family.label} {what} without tokenizer files (tokenizer.json, "
                                 f"vocab.txt, a SentencePiece model...), so zoo cannot tokenize its input. Use a "
                                 f"repository that ships its tokenizer")
-        allow += tokenizer
+        allow += [f for f in TOKENIZER_FILES if f in repo.files]
+    if family.modality == "text":
         input_spec, pooling, notes = _text_input(repo, family, built.config)
         embedding: dict[str, Any] = {"node": "last_hidden_state", "dim": built.dim, "pooling": pooling}
     else:
@@ -287,6 +310,9 @@ def card_table(repo: _Repo) -> dict[str, Any]:
         allow.append("preprocessor_config.json")
         input_spec, notes = _image_input(repo.json["preprocessor_config.json"], repo.where)
         embedding = {"node": family.node, "dim": built.dim}
+        if family.towers is not None:
+            notes.append(f"The embedding is {built.cls_name}.get_image_features: the image tower's output in the "
+                         f"{built.dim}-d space it shares with the text tower.")
         if family.pooling:
             embedding["pooling"] = family.pooling
             notes.append(f"The embedding is the class token of {family.node} (after the final layer norm); "
@@ -301,21 +327,27 @@ def card_table(repo: _Repo) -> dict[str, Any]:
                      f"needs ZOO_TRUST_REMOTE_CODE=1. params and stages are those of transformers' {built.cls_name} "
                      f"for model_type {model_type!r}, built from the config without running that code: check them.")
     layers = len(built.stages) - 1
+    counted = ("both towers, their projections and the logit scale" if family.towers is not None else
+               "a pooler included where it has one; it is not a stage")
     notes.insert(0, f"Derived by zoo from {repo.name}'s config.json at commit {repo.commit}: {built.cls_name}, "
                     f"{layers} layers, {built.dim}-d. params counted on the architecture built from the config "
-                    f"(a pooler included where it has one; it is not a stage).")
+                    f"({counted}).")
     if repo.license is None:
         notes.append("The repository's card declares no license: check before use or redistribution.")
+    kind = f"{family.modality} encoder" if family.towers is None else "image-text model"
     table: dict[str, Any] = {
-        "description": f"{repo.name}: {family.label} {family.modality} encoder ({built.cls_name}, {layers} layers, "
+        "description": f"{repo.name}: {family.label} {kind} ({built.cls_name}, {layers} layers, "
                        f"{built.dim}-d) from the Hugging Face Hub, card derived from its files",
         "modality": family.modality,
-        "task": repo.pipeline_tag or ("feature-extraction" if family.modality == "text" else "image-feature-extraction"),
+        "task": repo.pipeline_tag or ("feature-extraction" if family.modality == "text" else
+                                      "zero-shot-image-classification" if family.towers is not None else
+                                      "image-feature-extraction"),
         "license": repo.license or "NOASSERTION",
         "params": built.params,
         "family": model_type,
         "homepage": _homepage(repo.name),
-        "tags": ["derived", model_type, *(["sentence-transformers"] if "modules.json" in repo.files else [])],
+        "tags": ["derived", model_type, *(["sentence-transformers"] if "modules.json" in repo.files else []),
+                 *(["image-text"] if family.towers is not None else [])],
         "provenance": f"derived by zoo from hf:{repo.name} at {repo.commit}",
         "notes": " ".join(notes),
         "source": {"type": "hf", "repo": repo.name, "revision": repo.commit, "allow": allow},
@@ -324,7 +356,29 @@ def card_table(repo: _Repo) -> dict[str, Any]:
         "embedding": embedding,
         "stages": list(built.stages),
     }
+    if family.towers is not None:
+        table.update(_second_tower(repo, family, built, notes))
+        table["notes"] = " ".join(notes)
     return table
+
+
+def _second_tower(repo: _Repo, family: Family, built: _Built, notes: list[str]) -> dict[str, Any]:
+    """An image-text model's ``text`` and ``joint`` tables (see :class:`zoo.card.TextTower`)."""
+    towers = family.towers
+    assert towers is not None
+    max_length, said = _max_length(repo, built.config.text_config, family)
+    kind = _tokenizer_kind(repo, family)
+    notes.append(f"Text tower: {len(built.text_stages) - 1} layers, {kind} tokenizer, max_length {max_length} ({said}), "
+                 f"{towers.pooling} pooling and {towers.projection} as {built.cls_name} has them"
+                 + (", texts padded to max_length as the model was trained" if towers.padding == "max_length" else "")
+                 + f"; {towers.scoring} scoring with the logit scale"
+                 + (" and bias" if towers.scoring == "sigmoid" else "") + " the weights hold.")
+    text: dict[str, Any] = {"tokenizer": kind, "max_length": max_length, "pooling": towers.pooling,
+                            "projection": towers.projection}
+    if towers.padding != "longest":
+        text["padding"] = towers.padding
+    text["stages"] = list(built.text_stages)
+    return {"text": text, "joint": {"dim": built.dim, "scoring": towers.scoring}}
 
 
 def _homepage(name: str) -> str:
@@ -352,11 +406,14 @@ class _Built:
     params: int
     dim: int
     stages: tuple[str, ...]
+    text_stages: tuple[str, ...] = ()  # an image-text model's text tower
 
 
-def _build(repo: _Repo, model_type: str, config: dict[str, Any]) -> _Built:
+def _build(repo: _Repo, model_type: str, config: dict[str, Any], family: Family | None = None) -> _Built:
     """The base encoder built from the config with no weights (``torch.device("meta")``): its class,
-    exact parameter count, embedding size and stages (the embeddings, then each layer of the encoder)."""
+    exact parameter count, embedding size and stages (the embeddings, then each layer of the
+    encoder; an image-text model's for each tower, and the joint size from its towers run on
+    meta tensors, which carry shapes only)."""
     import torch
     import transformers
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING
@@ -381,6 +438,8 @@ def _build(repo: _Repo, model_type: str, config: dict[str, Any]) -> _Built:
     finally:
         hf_logging.set_verbosity(verbosity)
     params = sum(p.numel() for p in network.parameters())
+    if (family or FAMILIES[model_type]).towers is not None:
+        return _built_towers(repo, cls_name, built_config, network, params)
     sizes = getattr(built_config, "hidden_sizes", None)
     dim = int(sizes[-1]) if sizes else int(built_config.hidden_size)
     layers = _layer_list(network)
@@ -389,6 +448,33 @@ def _build(repo: _Repo, model_type: str, config: dict[str, Any]) -> _Built:
                             f"write its card by hand (stages)")
     path, count = layers
     return _Built(cls_name, built_config, params, dim, ("embeddings", *(f"{path}.{i}" for i in range(count))))
+
+
+def _built_towers(repo: _Repo, cls_name: str, config: Any, network: Any, params: int) -> _Built:
+    import torch
+
+    def stages(root: str) -> tuple[str, ...]:
+        tower = getattr(network, root, None)
+        layers = _layer_list(tower) if tower is not None else None
+        if layers is None or not hasattr(tower, "embeddings"):
+            raise RegistryError(f"{repo.where}: zoo finds no {root} with embeddings and a layer list in transformers' "
+                                f"{cls_name}; write its card by hand (stages, text.stages)")
+        return (f"{root}.embeddings", *(f"{root}.{layers[0]}.{i}" for i in range(layers[1])))
+
+    image_stages, text_stages = stages("vision_model"), stages("text_model")
+    side = int(getattr(config.vision_config, "image_size", 224))
+    try:
+        with torch.no_grad():
+            image = network.get_image_features(pixel_values=torch.empty(1, 3, side, side, device="meta"))
+            text = network.get_text_features(input_ids=torch.zeros(1, 4, dtype=torch.long, device="meta"))
+        dims = {int(image.pooler_output.shape[-1]), int(text.pooler_output.shape[-1])}
+    except (RuntimeError, TypeError, ValueError, AttributeError, NotImplementedError) as exc:
+        raise RegistryError(f"{repo.where}: zoo cannot run {cls_name}'s towers on shapes to find their joint size "
+                            f"({type(exc).__name__}: {_first_line(exc)}); write its card by hand") from None
+    if len(dims) != 1:
+        raise RegistryError(f"{repo.where}: {cls_name}'s towers give {' and '.join(map(str, sorted(dims)))}-d vectors, "
+                            f"not one joint space; zoo cannot compare them")
+    return _Built(cls_name, config, params, dims.pop(), image_stages, text_stages)
 
 
 def _layer_list(network: Any) -> tuple[str, int] | None:
@@ -403,20 +489,9 @@ def _layer_list(network: Any) -> tuple[str, int] | None:
 def _text_input(repo: _Repo, family: Family, config: Any) -> tuple[dict[str, Any], str, list[str]]:
     """``input`` (max_length, tokenizer kind), the pooling, and notes."""
     notes: list[str] = []
-    positions = int(getattr(config, "max_position_embeddings", 512) or 512)
-    if family.padding_offset:
-        positions -= int(getattr(config, "pad_token_id", 1) or 0) + 1
-    trained = (repo.json.get("sentence_bert_config.json") or {}).get("max_seq_length")
-    tokenizer_limit = (repo.json.get("tokenizer_config.json") or {}).get("model_max_length")
-    if isinstance(trained, int) and trained > 0:
-        limit, said = trained, f"max_seq_length {trained} (sentence_bert_config.json)"
-    elif isinstance(tokenizer_limit, (int, float)) and 0 < tokenizer_limit < 1e6:
-        limit, said = int(tokenizer_limit), f"the tokenizer's model_max_length {int(tokenizer_limit)}"
-    else:
-        limit, said = 512, "512"
-    max_length = max(1, min(positions, limit))
-    notes.append(f"max_length {max_length}: the smaller of the {positions} positions the model has and {said}.")
-    kind = next((k for f, k in _VOCABULARIES.items() if f in repo.files), None) or family.tokenizer or "wordpiece"
+    max_length, said = _max_length(repo, config, family)
+    notes.append(f"max_length {max_length}: {said}.")
+    kind = _tokenizer_kind(repo, family)
     pooling_file = _pooling_file(repo.json.get("modules.json"))
     pooling_config = repo.json.get(pooling_file)
     if isinstance(pooling_config, dict):
@@ -436,6 +511,28 @@ def _text_input(repo: _Repo, family: Family, config: Any) -> tuple[dict[str, Any
         notes.append("sentence-transformers normalizes its embeddings (modules.json): the card's embedding is "
                      "before that step.")
     return {"max_length": max_length, "tokenizer": kind}, pooling, notes
+
+
+def _max_length(repo: _Repo, config: Any, family: Family) -> tuple[int, str]:
+    """The longest input: the smaller of the positions the (text) model has and the length it was
+    trained for (sentence-transformers' max_seq_length, else the tokenizer's model_max_length);
+    and how it was chosen."""
+    positions = int(getattr(config, "max_position_embeddings", 512) or 512)
+    if family.padding_offset:
+        positions -= int(getattr(config, "pad_token_id", 1) or 0) + 1
+    trained = (repo.json.get("sentence_bert_config.json") or {}).get("max_seq_length")
+    tokenizer_limit = (repo.json.get("tokenizer_config.json") or {}).get("model_max_length")
+    if isinstance(trained, int) and trained > 0:
+        limit, said = trained, f"max_seq_length {trained} (sentence_bert_config.json)"
+    elif isinstance(tokenizer_limit, (int, float)) and 0 < tokenizer_limit < 1e6:
+        limit, said = int(tokenizer_limit), f"the tokenizer's model_max_length {int(tokenizer_limit)}"
+    else:
+        limit, said = 512, "512"
+    return max(1, min(positions, limit)), f"the smaller of the {positions} positions the model has and {said}"
+
+
+def _tokenizer_kind(repo: _Repo, family: Family) -> str:
+    return next((k for f, k in _VOCABULARIES.items() if f in repo.files), None) or family.tokenizer or "wordpiece"
 
 
 def _square(value: Any) -> tuple[int, int] | None:
