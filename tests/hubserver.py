@@ -32,7 +32,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import pytest
 
-__all__ = ["HubServer", "HubRepo", "Request", "TELEMETRY", "hub", "point_client_at", "git_blob_sha1"]
+__all__ = ["HubServer", "HubRepo", "Request", "TELEMETRY", "hub", "module_hub", "point_client_at", "git_blob_sha1"]
 
 LFS_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".onnx", ".h5", ".msgpack", ".ckpt")
 
@@ -376,3 +376,16 @@ def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[HubServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def module_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubServer]:
+    """One Hub server for a whole test module (its repositories are made once: tiny models cost
+    seconds each), huggingface_hub pointed at it with an HF_HOME of the module's own."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        server = HubServer().start()
+        point_client_at(server, tmp_path_factory.mktemp("hf_home"), monkeypatch)
+        try:
+            yield server
+        finally:
+            server.stop()

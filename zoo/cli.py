@@ -487,16 +487,21 @@ def embed_cmd(ctx: click.Context, args: tuple[str, ...], db: str, table: str | N
 @click.option("-k", "k", type=click.IntRange(min=1), default=10, show_default=True, help="How many results.")
 @click.option("--exact", is_flag=True, help="Scan every row, even when the table has an ANN index.")
 @click.option("--text", "as_text", is_flag=True,
-              help="QUERY is words to search a text table for, even where it names a file, a folder or a URL.")
+              help="QUERY is words to search for (a text table, or an image-text model's), even where it names a "
+                   "file, a folder or a URL.")
+@click.option("--onnx", "exported", multiple=True, type=click.Path(dir_okay=False),
+              help="Embed the query with this exported tower (`zoo export MODEL`: MODEL.onnx, MODEL.text.onnx) in "
+                   "onnxruntime, without PyTorch; repeat for both towers.")
 @click.option("--device", help="cpu, cuda, cuda:1... (default: CPU).")
 @click.option("--engine", type=click.Choice(ENGINES), default="auto", show_default=True,
               help="How the query is embedded: auto (onnxruntime on CPU, checked against PyTorch), torch, onnxruntime.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.pass_context
 def search_cmd(ctx: click.Context, query: str, db: str, table: str | None, k: int, exact: bool, as_text: bool,
-               device: str | None, engine: str, as_json: bool) -> None:
+               exported: tuple[str, ...], device: str | None, engine: str, as_json: bool) -> None:
     """Nearest stored items to QUERY: an image file for an image table, a clip for a table of
-    sounds, a text for a text table (--text when the words name a file)."""
+    sounds, a text for a text table (--text when the words name a file); a sentence or an image
+    for an image-text model's table (CLIP, SigLIP: the sentence through its text tower)."""
     from zoo.embed import search
     from zoo.render import table as table_text  # the name `table` is the option here
 
@@ -506,7 +511,7 @@ def search_cmd(ctx: click.Context, query: str, db: str, table: str | None, k: in
     # the process's, which this command owns.
     with torch_threads(1) if engine == "torch" else contextlib.nullcontext():
         result = search(db, query, table=table, k=k, exact=exact, device=device, engine=engine,
-                        registry_files=_registries(ctx), as_text=as_text)
+                        registry_files=_registries(ctx), as_text=as_text, exported=exported)
     if as_json:
         _echo_json(result.to_dict())
         return
@@ -523,8 +528,8 @@ def search_cmd(ctx: click.Context, query: str, db: str, table: str | None, k: in
 @click.option("--labels", help="Zero-shot, no examples: label names ('sport,politics,...') or a file of one label per "
                                "line ('label: description' embeds the description).")
 @click.option("--template", "templates", multiple=True,
-              help="With --labels: a prompt with {} for the label (repeat to average several; default: '{}', "
-                   "'a text about {}.', 'this text is about {}.').")
+              help="With --labels: a prompt with {} for the label (repeat to average several; default for texts: "
+                   "'{}', 'a text about {}.', 'this text is about {}.'; for images: 'a photo of a {}.' and six more).")
 @click.option("--out", type=click.Path(file_okay=False), help="Where to save it (default: fewshot/MODEL-TIME).")
 @click.option("--predict", is_flag=True, help="Classify the INPUTS after it: image files or folders, or texts.")
 @click.option("--text", "as_text", is_flag=True,
@@ -541,11 +546,12 @@ def fewshot_cmd(ctx: click.Context, model: str, inputs: tuple[str, ...], support
                 templates: tuple[str, ...], out: str | None, predict: bool, as_text: bool, top_k: int, skip_bad: bool,
                 device: str | None, engine: str, as_json: bool, front_end: tuple[str, ...]) -> None:
     """A nearest-centroid classifier from a few labelled examples per class (--support), or from
-    the label names alone (--labels, zero-shot), without training.
+    the label names alone (--labels, zero-shot: texts with a text encoder, images with an
+    image-text model such as CLIP or SigLIP), without training.
 
     MODEL is a model name (with --support or --labels) or a saved classifier folder (to --predict with it).
     """
-    from zoo.embed.prototypes import TEMPLATES, default_folder, expand_inputs, fewshot, load_fewshot, zero_shot
+    from zoo.embed.prototypes import default_folder, expand_inputs, fewshot, load_fewshot, zero_shot
     from zoo.render import table as table_text
 
     if inputs and not predict:
@@ -563,7 +569,7 @@ def fewshot_cmd(ctx: click.Context, model: str, inputs: tuple[str, ...], support
                              registry_files=_registries(ctx), front_end=_front_end_settings(front_end))
         classifier.save(out or default_folder(classifier.model))
     elif labels is not None:
-        classifier = zero_shot(model, labels, templates=templates or TEMPLATES, engine=engine,
+        classifier = zero_shot(model, labels, templates=templates or None, engine=engine,
                                registry_files=_registries(ctx))
         classifier.save(out or default_folder(classifier.model))
     elif os.path.isdir(model):

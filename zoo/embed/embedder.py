@@ -4,7 +4,9 @@
 with its own backbone: cut where the run chose (``config.json``'s ``cut``), with the stages it
 trained. The table records the embedder's name (``run:/absolute/path`` for a run) and identity
 (weights, cut, preprocessing, and for a run its final checkpoint's sha256), so ``zoo search``
-embeds queries with the same network and refuses a table whose maker has changed.
+embeds queries with the same network and refuses a table whose maker has changed. An image-text
+model's table also records its text tower's identity (:meth:`Embedder.towers`): a sentence is
+embedded by that tower, checked the same way.
 """
 
 from __future__ import annotations
@@ -69,6 +71,31 @@ class Embedder:
         identity = embedder_identity(card, self.fetched) if self.run_dir is None else _run_identity(
             card, self.fetched, self.identity)
         return replace(self, card=card, identity=identity)
+
+    def tower(self, modality: str) -> Embedder:
+        """This model's tower that embeds ``modality`` (an image-text model's text tower, as the
+        card :func:`zoo.card.tower_card` makes), itself for its own modality; an InputError for
+        a model without one."""
+        from dataclasses import replace
+
+        from zoo.card import tower_card
+
+        if modality == self.card.modality:
+            return self
+        if self.run_dir is not None or modality not in self.card.towers:
+            made = "a fine-tuning run" if self.run_dir is not None else "a model"
+            raise InputError(f"{self.name} is {made} without a {modality} tower: it embeds {self.card.modality} "
+                             f"data only; an image-text model (zoo list --tag image-text) embeds both")
+        card = tower_card(self.card, modality)
+        return replace(self, card=card, identity=embedder_identity(card, self.fetched), dim=card.embedding.dim)
+
+    def towers(self) -> dict[str, str] | None:
+        """Every tower's identity, by the modality it embeds, for an image-text model (what a
+        table records, so that a query through another tower, or a changed one, is refused);
+        None for a model of one tower."""
+        if self.run_dir is not None or len(self.card.towers) < 2 or self.card.tower is not None:
+            return None
+        return {modality: self.tower(modality).identity for modality in self.card.towers}
 
     def engine_fetched(self) -> Any:
         """The pulled files the compiled frozen pass may be keyed by; None (PyTorch only) when the

@@ -305,7 +305,8 @@ def _embed_dataset(model: str, data: str | Path, *, db: str | Path, table: str |
         info = TableInfo(model=embedder.name, revision=fetched.resolved or fetched.revision,
                          embedder=embedder.identity, modality=dataset.modality, dim=embedder.dim,
                          zoo_version=__version__, created_at=now_utc(),
-                         weights=fetched.weights_record()["sha256"], front_end=declared(card))
+                         weights=fetched.weights_record()["sha256"], front_end=declared(card),
+                         towers=embedder.towers())
         if existing is not None:
             _check_same_model(existing, embedder.name, info, fetched)
         created = existing is None

@@ -4,10 +4,16 @@ Each class's prototype is the mean of its support examples' L2-normalised embedd
 again; an input goes to the class whose prototype has the highest cosine similarity. Probabilities
 are ``softmax(SCALE * cosine)``: they rank classes, they are not calibrated.
 
+Zero-shot (:func:`zero_shot`), the prototypes are the label names' prompts embedded: by the
+model itself for a text encoder, by the text tower of an image-text model (CLIP, SigLIP) for
+images, whose scores are then the model's own: ``logit_scale * cosine + logit_bias`` from its
+weights, a softmax over the labels for CLIP, a sigmoid per label for SigLIP.
+
 A saved classifier is a small folder::
 
     fewshot.json     model, revision, embedder identity, input spec, classes, support counts and
-                     data (path and content fingerprint), scale
+                     data (path and content fingerprint), scale (and an image-text model's bias
+                     and scoring)
     labels.json      class names, in the order of the outputs (as in a zoo finetune run)
     prototypes.npy   (classes, dim) float32, one unit-length row per class
 
@@ -25,9 +31,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from zoo.card import SCORINGS
 from zoo.data.dataset import MODALITIES
-from zoo.errors import InputError, ZooError
-from zoo.prompts import TEMPLATES, check_templates, parse_labels, prompt_prototypes
+from zoo.errors import InputError, LoadError, ZooError
+from zoo.prompts import TEMPLATES, check_templates, default_templates, parse_labels, prompt_prototypes
 from zoo.runtime import Prediction  # the same shape as `zoo predict` predictions: one class
 
 __all__ = ["FewShot", "Prediction", "fewshot", "zero_shot", "parse_labels", "load_fewshot", "expand_inputs",
@@ -45,7 +52,8 @@ class FewShot:
     def __init__(self, *, model: str, revision: str, embedder: str, modality: str, input: dict[str, Any],
                  classes: Sequence[str], prototypes: Any, counts: Sequence[int], scale: float = SCALE,
                  support: dict[str, Any] | None = None, path: Path | None = None, engine: str = "auto",
-                 registry_files: Sequence[str | Path] = (), weights: dict[str, str] | None = None) -> None:
+                 registry_files: Sequence[str | Path] = (), weights: dict[str, str] | None = None,
+                 bias: float = 0.0, scoring: str = "softmax") -> None:
         import numpy as np
 
         self.model, self.revision, self.embedder, self.modality = model, revision, embedder, modality
@@ -55,6 +63,8 @@ class FewShot:
         self.prototypes = np.asarray(prototypes, dtype=np.float32)
         self.counts = tuple(int(c) for c in counts)
         self.scale = float(scale)
+        self.bias = float(bias)  # added to every logit (SigLIP's logit bias; 0 otherwise)
+        self.scoring = scoring  # "softmax" over the classes, or a "sigmoid" per class (SigLIP's)
         self.support = dict(support or {})  # where the examples came from: {"data", "fingerprint"}
         self.path = path
         self.engine = engine  # the frozen pass that embeds what it predicts (zoo.frozen.frozen_pass)
@@ -95,15 +105,17 @@ class FewShot:
     # ----------------------------------------------------------------- predicting
 
     def logits(self, embeddings: Any) -> Any:
-        """``SCALE * cosine`` to each prototype, for rows of (unnormalised) embeddings."""
+        """``scale * cosine + bias`` to each prototype, for rows of (unnormalised) embeddings."""
         from zoo.embed.ingest import normalize
 
-        return self.scale * (normalize(embeddings) @ self.prototypes.T)
+        return self.scale * (normalize(embeddings) @ self.prototypes.T) + self.bias
 
     def probabilities(self, embeddings: Any) -> Any:
         import numpy as np
 
         logits = self.logits(embeddings)
+        if self.scoring == "sigmoid":
+            return 1.0 / (1.0 + np.exp(-logits))
         logits = logits - logits.max(axis=1, keepdims=True)
         weights = np.exp(logits)
         return weights / weights.sum(axis=1, keepdims=True)
@@ -167,7 +179,9 @@ class FewShot:
         return {"kind": _KIND, "version": _VERSION, "model": self.model, "revision": self.revision,
                 "embedder": self.embedder, "weights": self.weights, "modality": self.modality, "input": self.input,
                 "dim": int(self.prototypes.shape[1]), "classes": list(self.classes), "counts": list(self.counts),
-                "scale": self.scale, "metric": "cosine", "support": self.support, "zoo_version": __version__}
+                "scale": self.scale, "metric": "cosine", "support": self.support, "zoo_version": __version__,
+                **({"bias": self.bias, "scoring": self.scoring} if (self.bias, self.scoring) != (0.0, "softmax")
+                   else {})}
 
     def save(self, folder: str | Path) -> Path:
         """Write the folder as a whole (:func:`zoo.atomic.atomic_write_folder`): a full disk or a
@@ -192,18 +206,19 @@ class FewShot:
 
     def to_module(self) -> Any:
         """backbone + prototype head as one eval-mode torch module: inputs as the backbone takes them,
-        ``SCALE * cosine`` logits out (softmax gives :meth:`probabilities`)."""
+        ``scale * cosine + bias`` logits out (softmax, or a sigmoid for SigLIP's scoring, gives
+        :meth:`probabilities`)."""
         from zoo.train.recipe import Classifier
 
-        return Classifier(self.backbone, _prototype_head(self.prototypes, self.scale)).eval()
+        return Classifier(self.backbone, _prototype_head(self.prototypes, self.scale, self.bias)).eval()
 
 
-def _prototype_head(prototypes: Any, scale: float) -> Any:
+def _prototype_head(prototypes: Any, scale: float, bias: float = 0.0) -> Any:
     import torch
     from torch import nn
 
     class PrototypeHead(nn.Module):
-        """Cosine similarity to each prototype, times ``scale``."""
+        """Cosine similarity to each prototype, times ``scale``, plus ``bias``."""
 
         def __init__(self) -> None:
             super().__init__()
@@ -211,9 +226,11 @@ def _prototype_head(prototypes: Any, scale: float) -> Any:
             with torch.no_grad():
                 self.linear.weight.copy_(torch.from_numpy(prototypes))
             self.scale = scale
+            self.bias = bias
 
         def forward(self, embedding: torch.Tensor) -> torch.Tensor:
-            return self.scale * self.linear(nn.functional.normalize(embedding, dim=-1))
+            logits = self.scale * self.linear(nn.functional.normalize(embedding, dim=-1))
+            return logits + self.bias if self.bias else logits
 
     return PrototypeHead()
 
@@ -277,34 +294,63 @@ def fewshot(model: str, support: str | Path, *, skip_bad: bool = False, batch_si
 
 
 def zero_shot(model: str, labels: str | Path | Sequence[str] | dict[str, str], *,
-              templates: Sequence[str] = TEMPLATES,
-              engine: str = "auto", registry_files: Sequence[str | Path] = ()) -> FewShot:
+              templates: Sequence[str] | None = None, engine: str = "auto",
+              registry_files: Sequence[str | Path] = ()) -> FewShot:
     """A classifier from label names alone: each class's prototype is the normalised mean of the
-    embedded prompts (``templates`` with the label's name or description in them), so an input
-    goes to the label its embedding is closest to. It saves, predicts and exports exactly like a
-    :func:`fewshot` classifier. Needs a model that embeds text in the space of its inputs: a text
-    encoder for texts (a text-image model would do it for images; none is in the catalogue yet)."""
+    embedded prompts (``templates`` with the label's name or description in them; default:
+    :func:`zoo.prompts.default_templates` for the inputs' modality), so an input goes to the label
+    its embedding is closest to. It saves, predicts and exports exactly like a :func:`fewshot`
+    classifier.
+
+    Needs a model that embeds text in the space of its inputs: a text encoder classifies texts;
+    an image-text model (CLIP, SigLIP: ``zoo list --tag image-text``) classifies images, its text
+    tower embedding the prompts and its scores being the model's own (``logit_scale * cosine +
+    logit_bias`` from its weights; a softmax over the labels, or SigLIP's sigmoid per label).
+    The classifier's ``prototypes`` (unit rows), ``scale``, ``bias`` and ``scoring`` are those of
+    the label names' text embeddings: what a head initialised from the names starts from."""
+    from zoo.card import tower_card
     from zoo.embed.embedder import embedder_identity
     from zoo.loading import load
     from zoo.pulling import pull, resolve_card
 
     card = resolve_card(model, registry_files)
-    if card.modality != "text":
-        raise InputError(f"model {card.name!r} embeds {card.modality}s, not texts, so label names cannot be "
-                         f"compared with its inputs; zero-shot needs a text encoder (zoo list --modality text)")
+    if card.modality != "text" and card.text is None:
+        raise InputError(f"model {card.name!r} embeds {card.modality}s and has no text tower, so label names cannot be "
+                         f"compared with its inputs; zero-shot needs a text encoder for texts (zoo list --modality "
+                         f"text) or an image-text model for images (zoo list --tag image-text)")
     names = parse_labels(labels)
-    chosen = check_templates(templates)
+    chosen = check_templates(default_templates(card.modality) if templates is None else templates)
     fetched = pull(card, quiet=True)
-    backbone = load(card, engine=engine)
-    prototypes = prompt_prototypes(backbone, list(names.values()), chosen)
+    text = card if card.text is None else tower_card(card, "text")
+    prompts = load(text, engine=engine)
+    prototypes = prompt_prototypes(prompts, list(names.values()), chosen)
+    scores: dict[str, Any] = {}
+    support: dict[str, Any] = {"labels": names, "templates": list(chosen)}
+    if text is not card:  # an image-text model: its own scores, and the tower the prompts went through
+        scores = _joint_scores(prompts, card)
+        support["text_tower"] = embedder_identity(text, fetched)
     classifier = FewShot(model=card.name, revision=fetched.resolved or fetched.revision,
                          embedder=embedder_identity(card, fetched), weights=fetched.weights_record()["sha256"],
                          modality=card.modality,
                          input={k: v for k, v in asdict(card.input).items() if v is not None},
                          classes=list(names), prototypes=prototypes, counts=[0] * len(names),
-                         support={"zero_shot": {"labels": names, "templates": list(chosen)}}, engine=engine)
-    classifier._backbone = backbone
+                         support={"zero_shot": support}, engine=engine, **scores)
+    if text is card:
+        classifier._backbone = prompts
     return classifier
+
+
+def _joint_scores(backbone: Any, card: Any) -> dict[str, Any]:
+    """An image-text model's ``scale``, ``bias`` and ``scoring`` for :class:`FewShot`: the logit
+    scale and bias its weights hold (its adapter puts them on the tower it builds as
+    ``joint_scores``), else those its card states."""
+    held = getattr(backbone.body, "joint_scores", None) or {}
+    scale = held.get("logit_scale", card.joint.logit_scale)
+    if scale is None:
+        raise LoadError(f"model {card.name!r}: its adapter gives no logit scale and its card states none (joint."
+                        f"logit_scale); add it to the card")
+    bias = held.get("logit_bias", card.joint.logit_bias)
+    return {"scale": float(scale), "bias": float(bias or 0.0), "scoring": card.joint.scoring}
 
 
 def load_fewshot(folder: str | Path, *, engine: str = "auto", registry_files: Sequence[str | Path] = ()) -> FewShot:
@@ -330,7 +376,8 @@ def load_fewshot(folder: str | Path, *, engine: str = "auto", registry_files: Se
     return FewShot(model=meta["model"], revision=meta["revision"], embedder=meta["embedder"],
                    modality=meta["modality"], input=meta["input"], classes=meta["classes"], prototypes=prototypes,
                    counts=meta["counts"], scale=meta["scale"], support=meta.get("support"), path=folder,
-                   engine=engine, registry_files=registry_files, weights=meta.get("weights"))
+                   engine=engine, registry_files=registry_files, weights=meta.get("weights"),
+                   bias=meta.get("bias", 0.0), scoring=meta.get("scoring", "softmax"))
 
 
 _REQUIRED = ("kind", "version", "model", "revision", "embedder", "modality", "input", "classes", "counts", "scale")
@@ -355,6 +402,8 @@ _CHECKS = {
     "dim": lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0,
     "weights": lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in (*v, *v.values())),
     "support": lambda v: isinstance(v, dict),
+    "bias": _number,
+    "scoring": lambda v: v in SCORINGS,
 }
 
 

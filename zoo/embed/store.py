@@ -75,6 +75,9 @@ class TableInfo:
     weights: dict[str, str] = field(default_factory=dict)  # {file: sha256} of the pulled model's files
     # sounds for an image backbone: the front end's declaration (zoo.card.FrontEndSpec.to_dict())
     front_end: dict[str, Any] | None = None
+    # an image-text model: each tower's identity by the modality it embeds (the stored vectors'
+    # tower is ``embedder``); a query of the other modality goes through the other tower
+    towers: dict[str, str] | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -93,10 +96,19 @@ class TableInfo:
         if front_end is not None and front_end.get("modality") != data["modality"]:
             raise _damaged(where, f"its front end reads {front_end.get('modality')!r} but it holds "
                                   f"{data['modality']!r} embeddings")
+        towers = data.get("towers")
+        if towers is not None and towers.get(data["modality"]) != data["embedder"]:
+            raise _damaged(where, f"its towers {sorted(towers)} do not include the {data['modality']} tower that "
+                                  f"made its vectors")
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
     def describe(self) -> str:
         return f"{self.model} (revision {self.revision}, {self.dim}-d {self.modality} embeddings)"
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """What a query may be: the stored vectors' modality first, then the other towers'."""
+        return (self.modality, *sorted(set(self.towers or ()) - {self.modality}))
 
 
 _REQUIRED = ("model", "revision", "embedder", "modality", "dim")
@@ -120,6 +132,8 @@ _CHECKS = {
     "weights": lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in (*v, *v.values())),
     "front_end": lambda v: v is None or (isinstance(v, dict) and _text(v.get("name")) and _text(v.get("modality"))
                                          and isinstance(v.get("params", {}), dict)),
+    "towers": lambda v: v is None or (isinstance(v, dict) and len(v) > 1
+                                      and all(_modality(k) and _text(x) for k, x in v.items())),
     "zoo_version": lambda v: isinstance(v, str), "created_at": lambda v: isinstance(v, str),
 }
 

@@ -242,6 +242,20 @@ def _place(built: Built, out: Path) -> tuple[Path, ...]:
     return (out, *(t for _, t in targets[:-1]))
 
 
+def _companion(prepared: Any, tower: str, companion: Any, path: Path, work: Path, **options: Any
+               ) -> tuple[Path, Built]:
+    """An image-text model's other tower (its text tower) built and validated like the main file,
+    in fp32, for ``path``'s neighbour ``NAME.text.onnx``; said in the export's notes."""
+    stem = path.name.removesuffix(".onnx").removesuffix(".int8")
+    beside = path.with_name(f"{stem}.{tower}.onnx")
+    built = build_fp32(companion, work / tower, beside.name, **options)
+    v = built.info.validation
+    prepared.notes.append(f"its {tower} tower: {beside.name} (fp32, validated against PyTorch on {v['samples']} "
+                          f"samples, max abs diff {v['max_abs_diff']:.2g}), which embeds {tower} queries in the same "
+                          f"space for `zoo search --onnx`")
+    return beside, built
+
+
 #: What a user can do when the output's folder cannot hold the export.
 _OUT_FIX = "choose another --out"
 
@@ -308,7 +322,9 @@ def export(
                            threshold=external_data_threshold, say=say)
         if quantize:
             built = build_int8(prepared, built, work / "int8", max_drop=max_drop, settings=settings, say=say)
-        files = _place(built, path)
+        towers = [_companion(prepared, tower, companion, path, work, atol=atol, rtol=rtol, opset=opset,
+                             threshold=external_data_threshold, say=say) for tower, companion in prepared.companions]
+        files = _place(built, path) + tuple(f for beside, done in towers for f in _place(done, beside))
     except OSError as exc:  # every file is written in the work folder first: the output's place is at fault
         if isinstance(exc, StorageError) or exc.errno not in STORAGE_ERRNOS:
             raise

@@ -8,7 +8,9 @@ for validation (the run's own data, or inputs generated from the card's spec), i
 (the run's training set) and the fp32-vs-int8 check (the run's held-out data: validation and
 test sets, never trained or calibrated on). A few-shot
 folder (``zoo fewshot --out``) exports like a run: its prototypes are the head, its support set
-gives the samples, the calibration and the check.
+gives the samples, the calibration and the check. An image-text model's name exports its image
+tower, with its text tower as a companion written beside it (``NAME.text.onnx`` and its
+tokenizer), so that the torch-free runtime embeds a sentence in the images' space.
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ class Prepared:
     reference_encode: Callable[[Sequence[str]], dict[str, Any]] | None = None  # the trained model's tokenizer
     notes: list[str] = field(default_factory=list)
     home: Path | None = None  # the run or few-shot folder: exports default into it
+    # other towers of an image-text model, exported beside the main file: (tower, its Prepared)
+    companions: list[tuple[str, Prepared]] = field(default_factory=list)
 
     @property
     def modality(self) -> str:
@@ -148,9 +152,12 @@ def _text_tokenizer(card: Any, tokenizer: Any) -> tuple[Any, dict[str, Any]]:
     max_length = int(card.input.max_length or getattr(tokenizer, "model_max_length", 512))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     pad_token = tokenizer.pad_token or "[PAD]"
+    # an image-text model's text tower trained on texts padded to max_length (SigLIP) is fed so
+    full = card.text is not None and card.text.padding == "max_length"
     copy.enable_truncation(max_length)
-    copy.enable_padding(pad_id=pad_id, pad_token=pad_token)
-    return copy, {"max_length": max_length, "pad_id": pad_id, "pad_token": pad_token}
+    copy.enable_padding(pad_id=pad_id, pad_token=pad_token, length=max_length if full else None)
+    return copy, {"max_length": max_length, "pad_id": pad_id, "pad_token": pad_token,
+                  **({"padding": "max_length"} if full else {})}
 
 
 def _reference_encoder(backbone: Any) -> Callable[[Sequence[str]], dict[str, Any]]:
@@ -192,22 +199,33 @@ def _labelled(examples: Sequence[Any], limit: int, where: str) -> tuple[tuple[li
 
 def _prepare_model(name: str, *, pretrained: bool, samples: int, calibration: int,
                    registry_files: Sequence[str | Path]) -> Prepared:
+    from zoo.card import tower_card
+    from zoo.embed.embedder import embedder_identity
     from zoo.loading import load
     from zoo.pulling import pull, resolve_card
 
     card = resolve_card(name, registry_files)
-    backbone = load(card, pretrained=pretrained)
-    if pretrained:
-        fetched = pull(card, quiet=True)
+    fetched = pull(card, quiet=True) if pretrained else None
+    if fetched is not None:
         weights = fetched.weights_record()
     else:
         weights = {"random": True, "note": "random weights (pretrained=False): for tests and speed benchmarks only"}
-    spec = "generated from the card's input spec" if card.modality == "image" else "built-in sentences"
-    return _finish(backbone, card, backbone, probabilities=False, kind="embedding", output_name="embedding",
-                   labels=(), source={"model": card.name, "modality": card.modality, "task": card.task},
-                   weights=weights, samples=generated_items(card, samples, seed=1), samples_from=spec,
-                   calibration=generated_items(card, min(calibration, 32), seed=2), calibration_from=spec,
-                   evaluation=None, evaluation_from="")
+
+    def one(view: Any) -> Prepared:
+        backbone = load(view, pretrained=pretrained)
+        spec = "generated from the card's input spec" if view.modality == "image" else "built-in sentences"
+        # the identity a vector table records for this model (tower): a search checks the file by it
+        source = {"model": view.name, "modality": view.modality, "task": view.task,
+                  "embedder": embedder_identity(view, fetched),
+                  **({"tower": view.modality} if len(card.towers) > 1 else {})}
+        return _finish(backbone, view, backbone, probabilities=False, kind="embedding", output_name="embedding",
+                       labels=(), source=source, weights=weights, samples=generated_items(view, samples, seed=1),
+                       samples_from=spec, calibration=generated_items(view, min(calibration, 32), seed=2),
+                       calibration_from=spec, evaluation=None, evaluation_from="")
+
+    prepared = one(card)
+    prepared.companions = [(tower, one(tower_card(card, tower))) for tower in card.towers if tower != card.modality]
+    return prepared
 
 
 def _prepare_run(folder: Path, *, samples: int, calibration: int, evaluation: int) -> Prepared:
@@ -328,7 +346,9 @@ def _prepare_fewshot(folder: Path, *, samples: int, calibration: int, evaluation
                       calibration=[], calibration_from="", evaluation=None, evaluation_from="")
     source = {"model": card.name, "modality": card.modality, "task": "classification",
               "fewshot": str(folder.resolve()), "head": "prototypes"}
-    return _finish(module, card, classifier.backbone, probabilities=True, kind="classifier",
+    # an image-text model's zero-shot classifier scores like its model: SigLIP a sigmoid per label
+    probabilities = "sigmoid" if classifier.scoring == "sigmoid" else True
+    return _finish(module, card, classifier.backbone, probabilities=probabilities, kind="classifier",
                    output_name="probabilities", labels=classifier.classes, source=source, weights=weights,
                    notes=notes, home=folder.resolve(), **fields)
 
