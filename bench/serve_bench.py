@@ -12,9 +12,9 @@ answer, for ``--seconds`` after a warm-up. The server's CPU time per item (all i
 not depend on what else runs.
 Each server runs in its own process on the same cores as the load generator, one after the other:
 
-1. zoo serve with dynamic batching (``--max-batch`` = clients, ``--max-delay-ms 5``);
+1. zoo serve with dynamic batching (its default --max-batch, or ``--max-batch``; ``--max-delay-ms 5``);
 2. the same server with ``--max-batch 1`` (batching off);
-3. LitServe (bench/serve_litserve.py) with its own batching (same batch size and delay), running
+3. LitServe (bench/serve_litserve.py) with its own batching (up to ``--clients``, 5 ms), running
    the same onnxruntime session, preprocessing and answer code;
 4. overload: ``--max-concurrent C`` with 2C clients and ``--timeout 2``: every answer's latency
    (none may exceed the timeout), the refusals (503s), the server's resident memory sampled
@@ -285,6 +285,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--warmup", type=float, default=3)
+    parser.add_argument("--max-batch", type=int, help="zoo serve --max-batch for the batching run (default: its own)")
     parser.add_argument("--workers", type=int, help="zoo serve --workers (both zoo runs; default: zoo serve's)")
     parser.add_argument("--skip", nargs="*", default=[], help="any of: batching, single, litserve, overload")
     parser.add_argument("--rounds", type=int, default=3, help="each config this many times, interleaved (medians)")
@@ -300,8 +301,8 @@ def main() -> None:
     print(f"{report['cpu']}, {cores} cores; {args.clients} clients, one input per request, {args.seconds:g} s a run, "
           f"{args.rounds} rounds", flush=True)
     common = ["--max-delay-ms", "5", *(["--workers", str(args.workers)] if args.workers else [])]
-    plan = [("batching", lambda: run_zoo(model, ["--max-batch", str(args.clients), *common], args.clients, args.seconds,
-                                         args.warmup, images)),
+    batching = ["--max-batch", str(args.max_batch)] if args.max_batch else []  # else zoo serve's default
+    plan = [("batching", lambda: run_zoo(model, [*batching, *common], args.clients, args.seconds, args.warmup, images)),
             ("single", lambda: run_zoo(model, ["--max-batch", "1", *common], args.clients, args.seconds, args.warmup,
                                        images)),
             ("litserve", lambda: run_litserve(model, args.clients, 5.0, args.clients, args.seconds, args.warmup,
@@ -323,8 +324,8 @@ def main() -> None:
                                    for key in ("items_per_s", "p50_ms", "p95_ms", "p99_ms")}, "rounds": results}
     if "overload" not in args.skip:
         limit = args.clients
-        result = run_zoo(model, ["--max-batch", str(args.clients), "--max-concurrent", str(limit), "--timeout", "2",
-                                 *common], 2 * limit, args.seconds, args.warmup, images, watch_memory=True)
+        result = run_zoo(model, [*batching, "--max-concurrent", str(limit), "--timeout", "2", *common], 2 * limit,
+                         args.seconds, args.warmup, images, watch_memory=True)
         report["runs"]["overload"] = result
         print(f" overload: --max-concurrent {limit}, {2 * limit} clients, --timeout 2: statuses {result['statuses']}; "
               f"answered p50 {result['p50_ms']:.1f} / p99 {result['p99_ms']:.1f} / max {result['max_ms']:.1f} ms; "

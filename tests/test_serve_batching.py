@@ -157,3 +157,22 @@ def test_the_thread_budget_never_exceeds_the_cores(digits):
         options = served.model.session.get_session_options()
         assert server.workers.count * options.intra_op_num_threads <= cores
         assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
+def test_default_batch_sizes(digits, topics):
+    """Without --max-batch: 4 images of 224x224 on the CPU (their activations stay in cache), more
+    when they are smaller; 32 texts; 32 on a GPU; --max-batch wins."""
+    from zoo.modelinfo import ModelInfo
+    from zoo.serve.batching import batch_limit
+
+    image, text = open_served(parse_spec(str(digits))), open_served(parse_spec(str(topics)))
+    cpu = ("CPUExecutionProvider",)
+    assert batch_limit(None, image.info, image.model.providers) == 4
+    assert batch_limit(None, text.info, text.model.providers) == 32
+    assert batch_limit(None, image.info, ("CUDAExecutionProvider", *cpu)) == 32
+    assert batch_limit(3, image.info, cpu) == 3
+    small = ModelInfo(kind="embedding", modality="image", inputs=("pixel_values",), output="embedding",
+                      preprocessing={"size": [112, 112]})
+    assert batch_limit(None, small, cpu) == 16
+    with thread_server([digits]) as running:
+        assert running.app.state.server.batchers[("digits", "1")].max_items == 4

@@ -731,8 +731,8 @@ def _serve_default(name: str) -> Any:
 @click.option("--host", default=_serve_default("host"), show_default=True,
               help="Address to listen on (0.0.0.0: every interface).")
 @click.option("--port", type=int, default=_serve_default("port"), show_default=True, help="Port (0: any free one).")
-@click.option("--max-batch", type=int, default=_serve_default("max_batch"), show_default=True,
-              help="Items per batch at most (1: no batching).")
+@click.option("--max-batch", type=int,
+              help="Items per batch at most (1: no batching; default: 4 images of 224x224 on the CPU, else 32).")
 @click.option("--max-delay-ms", type=float, default=_serve_default("max_delay_ms"), show_default=True,
               help="How long a batch waits for more requests after its first.")
 @click.option("--max-concurrent", type=int, default=_serve_default("max_concurrent"), show_default=True,

@@ -37,7 +37,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from zoo.__about__ import __version__
-from zoo.serve.batching import Batcher, Workers
+from zoo.serve.batching import Batcher, Workers, batch_limit
 from zoo.serve.errors import RequestError, bad_request
 from zoo.serve.execution import BatchReport, Work, run_batch
 from zoo.serve.inputs import check_items
@@ -90,7 +90,8 @@ class Server:
     def _add(self, served: ServedModel) -> None:
         settings = self.settings
         batcher = Batcher(lambda works: run_batch(served, works, max_pixels=settings.max_pixels), self.workers,
-                          max_items=settings.max_batch, max_delay_s=settings.max_delay_ms / 1000,
+                          max_items=batch_limit(settings.max_batch, served.info, served.model.providers),
+                          max_delay_s=settings.max_delay_ms / 1000,
                           observe=lambda report, seconds: self._observe(served, report))
         batcher.start()
         self.batchers[(served.name, served.version)] = batcher

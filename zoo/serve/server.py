@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from zoo.errors import InputError
+from zoo.serve.batching import batch_limit
 from zoo.serve.models import ModelSet, ModelSpec, load_models
 from zoo.serve.settings import ServeSettings
 
@@ -81,8 +82,9 @@ def serve(models: Sequence[str | ModelSpec], settings: ServeSettings, *,
     announce(f"zoo serve: listening on {running.url}")
     for m in running.models:
         announce(f"  {m.name} v{m.version}: {m.info.kind}, {m.info.modality}, {m.info.precision}, sha256 "
-                 f"{m.sha256[:12]} ({m.path})")
-    announce(f"  batches of up to {settings.max_batch} within {settings.max_delay_ms:g} ms, {plan.workers} at once on "
+                 f"{m.sha256[:12]}, batches of up to {batch_limit(settings.max_batch, m.info, m.model.providers)} "
+                 f"({m.path})")
+    announce(f"  a batch waits {settings.max_delay_ms:g} ms at most; {plan.workers} at once on "
              f"{plan.session_threads} thread(s) each; at most {settings.max_concurrent} requests at once; "
              f"page: {running.url}/")
     server = uvicorn.Server(running.config(log_level))

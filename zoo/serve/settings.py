@@ -2,9 +2,11 @@
 
 Defaults and why:
 
-- ``max_batch`` 32 and ``max_delay_ms`` 5: a batch goes as soon as it is full, or when its first
-  request has waited ``max_delay_ms``; while one batch runs, the next gathers what arrives (so under
-  load batches fill without waiting, and an idle server answers a lone request after at most 5 ms).
+- ``max_batch`` (None: per model, :func:`zoo.serve.batching.batch_limit`: 4 images of 224x224 on
+  the CPU, 32 texts or on a GPU) and ``max_delay_ms`` 5: a batch goes as soon as it is full, or
+  when its first request has waited ``max_delay_ms``; while one batch runs, the next gathers what
+  arrives (so under load batches fill without waiting, and an idle server answers a lone request
+  after at most 5 ms).
 - ``max_concurrent`` 64 requests at once, beyond which a request is refused at once (503 with
   Retry-After) rather than queued without end: memory stays bounded by
   ``max_concurrent x max_body_mb`` plus one decoded image (``max_pixels``) at a time.
@@ -39,7 +41,7 @@ class ServeSettings:
     host: str = "127.0.0.1"
     port: int = 8000
     # dynamic batching
-    max_batch: int = 32
+    max_batch: int | None = None  # None: per model (zoo.serve.batching.batch_limit)
     max_delay_ms: float = 5.0
     # limits
     max_concurrent: int = 64
@@ -57,7 +59,7 @@ class ServeSettings:
     def __post_init__(self) -> None:
         positive = {"max_batch": 1, "max_concurrent": 1, "top_k": 1, "max_pixels": 1, "workers": 1}
         for name, low in positive.items():
-            if int(getattr(self, name)) < low:
+            if getattr(self, name) is not None and int(getattr(self, name)) < low:
                 raise InputError(f"--{name.replace('_', '-')} must be at least {low}, not {getattr(self, name)}")
         for name in ("max_delay_ms", "drain_s"):
             if getattr(self, name) < 0:
