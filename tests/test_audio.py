@@ -110,13 +110,13 @@ def test_sounds_train_every_stage_with_specaugment_by_default(sounds):
     import zoo
     from zoo.batches import make_loader
     from zoo.frontend import bridge
-    from zoo.train.config import FinetuneConfig
+    from zoo.train.options import UnfreezeOptions
     from zoo_audio.logmel import LogMel
 
-    config = FinetuneConfig(model="efficientnet_lite0", data=str(sounds)).resolved("image", LogMel.learning)
-    assert (config.unfreeze, config.backbone_lr, config.unfreeze_epochs) == ("all", 1e-3, 10)
-    plain = FinetuneConfig(model="efficientnet_lite0", data="digits").resolved("image")
-    assert (plain.unfreeze, plain.backbone_lr, plain.unfreeze_epochs) == (0, 1e-4, 6)
+    config = UnfreezeOptions().resolved("image", "gradual", LogMel.learning)
+    assert (config.unfreeze, config.backbone_lr, config.epochs) == ("all", 1e-3, 10)
+    plain = UnfreezeOptions().resolved("image", "gradual")
+    assert (plain.unfreeze, plain.backbone_lr, plain.epochs) == (0, 1e-4, 6)
     backbone = zoo.load(bridge(zoo.get_card("efficientnet_lite0"), "audio"), pretrained=False)
     clips = sorted(str(p) for p in (sounds / "low").iterdir())[:4]
 

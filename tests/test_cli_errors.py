@@ -54,4 +54,5 @@ def test_an_unwritable_export_destination_is_one_line(tmp_path):
     blocker.write_text("a file, not a folder")
     result = run_zoo("export", IMAGE, "--out", str(blocker / "model.onnx"), timeout=300)
     assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
-    assert "cannot write the export there" in result.stderr and "choose a writable --out" in result.stderr
+    assert "a file stands where a folder must be" in result.stderr and str(blocker) in result.stderr
+    assert "choose another --out" in result.stderr

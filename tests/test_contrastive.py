@@ -98,7 +98,7 @@ def test_a_killed_contrastive_run_resumes_to_the_same_weights(straight, text_csv
     folder = tmp_path / "killed"
     args = ["finetune", TEXT_MODEL, "--data", str(text_csv), "--out", str(folder), "--recipe", "contrastive",
             "--pairs", "48", "--contrastive-lr", "2e-4", "-q"]
-    kill_when_written(args, folder / "checkpoints" / "contrastive.pt")
+    kill_when_written(args, folder / "checkpoints" / "contrastive" / "epoch-0001.pt")
     assert not (folder / "checkpoints" / "final.pt").exists()
     result = run_zoo("finetune", "--resume", str(folder), "-q", timeout=300)
     assert result.returncode == 0, result.stderr
@@ -130,25 +130,23 @@ def test_contrastive_on_an_image_model_is_one_line(digit_folder, tmp_path):
 
 
 def test_auto_picks_contrastive_where_it_was_measured_best(text_csv):
-    from dataclasses import replace
-
     from zoo.data import make_splits
     from zoo.pulling import resolve_card
-    from zoo.train.config import FinetuneConfig
-    from zoo.train.run import _recipe, _validation
+    from zoo.tasks import get_task
+    from zoo.train.options import FinetuneOptions
+    from zoo.train.plan import make_plan
 
-    card = resolve_card(TEXT_MODEL)
+    card, task = resolve_card(TEXT_MODEL), get_task("classification")
 
     def decided(per_class=None, **options):
-        config = FinetuneConfig(model=TEXT_MODEL, data=str(text_csv), per_class=per_class, **options)
-        splits = make_splits(config.data, modality="text", val_split=config.split_fraction, per_class=per_class)
-        config, _ = _validation(config, splits)
-        return _recipe(config, card, splits)
+        chosen = FinetuneOptions.from_flat(TEXT_MODEL, str(text_csv), per_class=per_class, **options)
+        splits = make_splits(str(text_csv), modality="text", val_split=chosen.data.split_fraction, per_class=per_class)
+        return make_plan(chosen, card, task, splits)
 
-    chosen, why = decided()  # 6 labelled texts per class, cross-validated
-    assert chosen.recipe == "contrastive" and "between 5 and 25" in why
-    assert chosen.resolved("text").unfreeze == 0
-    assert decided(per_class=3)[0].recipe == "gradual"  # below 5 per class: the head with the label prior
-    assert decided(unfreeze=2)[0].recipe == "gradual"  # asked for unfreezing
-    assert decided(val_split=0.34)[0].recipe == "gradual"  # a validation split
-    assert replace(decided()[0], recipe="gradual").resolved("text").unfreeze == 2
+    options, plan = decided()  # 6 labelled texts per class, cross-validated
+    assert plan.recipe == "contrastive" and "between 5 and 25" in plan.reasons[1]
+    assert options.unfreezing.unfreeze == 0
+    assert decided(per_class=3)[1].recipe == "gradual"  # below 5 per class: the head with the label prior
+    assert decided(unfreeze=2)[1].recipe == "gradual"  # asked for unfreezing
+    assert decided(val_split=0.34)[1].recipe == "gradual"  # a validation split
+    assert decided(recipe="gradual")[0].unfreezing.unfreeze == 2

@@ -36,7 +36,7 @@ def test_small_data_is_cross_validated_trained_on_all_and_reports_the_baseline(d
     assert tried[-1] == (*card.features, card.embedding.node)  # all joined
     chosen = min(selection["rows"], key=lambda r: r["log_loss"])
     assert tuple(selection["cut"]) == tuple(chosen["cut"]) and selection["C"] == chosen["C"]
-    assert (tuple(config["cut"]) if config["cut"] else (card.embedding.node,)) == tuple(selection["cut"])
+    assert (tuple(run.choices["cut"]) if run.choices["cut"] else (card.embedding.node,)) == tuple(selection["cut"])
     metrics = run.metrics
     assert metrics["validation"] == "cv" and metrics["cv"]["head"]["accuracy"] == chosen["accuracy"]
     assert metrics["baseline"]["name"].startswith("logistic regression on raw pixels")
@@ -52,7 +52,7 @@ def test_small_data_is_cross_validated_trained_on_all_and_reports_the_baseline(d
     with torch.no_grad():
         mine = torch.softmax(model(model.backbone.preprocess(images)), 1).numpy()
     from zoo.data import open_dataset
-    from zoo.probing.run import layer_features
+    from zoo.frozen.layers import layer_features
 
     labelled = open_dataset(str(digit_folder), modality="image")
     features, _ = layer_features(card, labelled, None, engine="auto", say=lambda _: None, layers=selection["cut"])
@@ -173,8 +173,8 @@ def test_learning_rate_schedule_and_augmentation_policies():
     from PIL import Image
 
     from zoo.batches import augment, augmentation
-    from zoo.train.config import AUGMENTATIONS, FinetuneConfig
-    from zoo.train.recipe import schedule
+    from zoo.train.learner import schedule
+    from zoo.train.options import AUGMENTATIONS, UnfreezeOptions
 
     group = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.AdamW([{"params": [group], "lr": 1.0, "base_lr": 1.0}])
@@ -195,14 +195,14 @@ def test_learning_rate_schedule_and_augmentation_policies():
     state = torch.random.get_rng_state()
     augment(image, 3)
     assert torch.equal(state, torch.random.get_rng_state())  # the caller's random state is untouched
-    assert FinetuneConfig(model="m", data="d", augment=False).augment == "none"  # configs from before
+    assert UnfreezeOptions(augment=False).augment == "none"  # configs from before
     with pytest.raises(ZooError, match="--augment takes"):
-        FinetuneConfig(model="m", data="d", augment="wild")
+        UnfreezeOptions(augment="wild")
 
 
 def test_two_class_probe_becomes_a_two_output_head():
     from zoo.probing.linear import fit_probe
-    from zoo.train.heads import NormalisedLinear
+    from zoo.tasks.heads import NormalisedLinear
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(30, 50)) + np.repeat([[1.0], [-1.0]], 15, axis=0)
@@ -248,32 +248,42 @@ def test_zoo_embed_of_a_run_uses_its_cut_and_search_embeds_queries_the_same_way(
     assert result.returncode == 1 and "final.pt" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_more_than_25_labels_per_class_get_a_validation_split():
+def test_above_25_labels_per_class_the_head_is_still_cross_validated_and_a_split_judges_only_epochs():
+    """Issue 24: the frozen head is cross-validated on every labelled example at any size where the
+    features fit in memory; a validation split is held out only for what trains by epochs."""
     from zoo.data import make_splits
-    from zoo.train.config import FinetuneConfig
-    from zoo.train.run import _validation
-    from zoo.train.selection import CV_PER_CLASS
+    from zoo.pulling import resolve_card
+    from zoo.tasks import get_task
+    from zoo.train.options import FinetuneOptions
+    from zoo.train.plan import CV_PER_CLASS, make_plan
 
-    config = FinetuneConfig(model=IMAGE_MODEL, data="digits")
+    card, task = resolve_card(IMAGE_MODEL), get_task("classification")
     few = make_splits("digits", modality="image", per_class=CV_PER_CLASS, seed=0)
     many = make_splits("digits", modality="image", per_class=CV_PER_CLASS + 1, seed=0)
-    assert _validation(config, few)[0].validation == "cv"
-    chosen, why = _validation(config, many)
-    assert chosen.validation == "split" and f"over {CV_PER_CLASS}" in why
-    assert _validation(FinetuneConfig(model=IMAGE_MODEL, data="digits", head="mlp"), few)[0].validation == "split"
+
+    def planned(splits, **options):
+        return make_plan(FinetuneOptions.from_flat(IMAGE_MODEL, "digits", **options), card, task, splits)[1]
+
+    assert (planned(few).head, planned(few).unfrozen, planned(few).validation) == ("cv", None, "cv")
+    assert (planned(many).head, planned(many).unfrozen, planned(many).validation) == ("cv", None, "cv")
+    assert (planned(few, unfreeze=1).unfrozen, planned(few, unfreeze=1).validation) == ("folds", "cv")
+    chosen = planned(many, unfreeze=1)
+    assert (chosen.head, chosen.unfrozen, chosen.validation) == ("cv", "split", "split")
+    assert "a validation split judges only what trains by epochs" in chosen.reasons[0]
+    assert planned(few, head="mlp").head == "epochs" and planned(few, head="mlp").validation == "split"
 
 
 def test_a_text_run_mixes_in_the_label_names_with_a_weight_chosen_on_folds(text_csv, tmp_path):
     from zoo.embed import zero_shot
-    from zoo.train.heads import LabelAwareHead
-    from zoo.train.prior import WEIGHTS
+    from zoo.tasks.heads import LabelAwareHead
+    from zoo.tasks.prior import WEIGHTS
 
     lines: list[str] = []
     run = zoo.finetune(TEXT_MODEL, str(text_csv), out=tmp_path / "run", unfreeze=0, label_prior="always",
                        progress=False, log=lines.append)
     prior = json.loads((run.dir / "prior.json").read_text())
     assert prior["weight"] in WEIGHTS and run.label_prior["weight"] == prior["weight"]
-    from zoo.train.prior import SCALES
+    from zoo.tasks.prior import SCALES
 
     assert sorted({(s["scale"], s["weight"]) for s in prior["scores"]}) == [(c, w) for c in SCALES for w in WEIGHTS]
     chosen = max(prior["scores"], key=lambda s: (s["accuracy"], -s["log_loss"], -s["weight"]))

@@ -452,7 +452,7 @@ def test_a_third_party_format_is_tried_before_the_built_ins(tmp_path):
     host = PluginHost(load_entrypoints=False)
     host.register(module)
     plugins.reset_host(host)  # the conftest fixture restores the previous host
-    assert [name for name, _ in format_order()] == ["mine", "csv", "digits", "folder", "jsonl"]
+    assert [name for name, _ in format_order()] == ["mine", "csv", "digits", "folder", "jsonl", "photos"]
     manifest = tmp_path / "odd.csv"
     manifest.write_text("pos:good\nneg:bad\npos:fine\n", encoding="utf-8")
     data = open_dataset(manifest, modality="text")

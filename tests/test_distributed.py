@@ -51,7 +51,7 @@ def assert_same_run(one: Path, two: Path, tolerance: float = 1e-5) -> None:
     a, b = rows(one), rows(two)
     assert [(r["epoch"], r["phase"], r["best"]) for r in a] == [(r["epoch"], r["phase"], r["best"]) for r in b]
     for x, y in zip(a, b):
-        for key in ("train_loss", "val_loss", "train_acc", "val_acc"):
+        for key in ("train_loss", "val_loss", "train_metric", "val_metric"):
             assert abs(x[key] - y[key]) < tolerance, (x["epoch"], key, x[key], y[key])
     first = torch.load(one / "checkpoints" / "final.pt", weights_only=True)
     second = torch.load(two / "checkpoints" / "final.pt", weights_only=True)

@@ -58,13 +58,13 @@ def test_rollback_restores_the_best_epoch(digit_folder, tmp_path):
     losses = [row["val_loss"] for row in run.history]
     best = run.best["epoch"]
     assert best < len(run.history), "the scenario needs later epochs that are worse"
-    assert min(losses[best:]) >= losses[best - 1] - 1e-6 or run.history[best - 1]["val_acc"] >= max(
-        r["val_acc"] for r in run.history)
+    assert min(losses[best:]) >= losses[best - 1] - 1e-6 or run.history[best - 1]["val_metric"] >= max(
+        r["val_metric"] for r in run.history)
     final = torch.load(run.dir / "checkpoints" / "final.pt", weights_only=True)
     chosen = torch.load(run.dir / "checkpoints" / f"epoch-{best:04d}.pt", weights_only=True)
     for key, value in chosen["head"].items():
         torch.testing.assert_close(final["head"][key], value)
-    assert run.val_accuracy == pytest.approx(run.history[best - 1]["val_acc"])
+    assert run.val_accuracy == pytest.approx(run.history[best - 1]["val_metric"])
 
 
 def test_nan_loss_stops_and_keeps_the_best(digit_folder, tmp_path):
@@ -95,11 +95,12 @@ def test_text_run_with_unfreezing(text_csv, tmp_path):
 
 
 def test_auto_unfreezing_is_decided_by_modality():
-    from zoo.train.config import FinetuneConfig
+    from zoo.train.options import UnfreezeOptions
 
-    config = FinetuneConfig(model="m", data="d")  # unfreeze="auto", as measured in bench/
-    assert config.resolved("image").unfreeze == 0 and config.resolved("text").unfreeze == 2
-    assert FinetuneConfig(model="m", data="d", unfreeze="all").resolved("text").unfreeze == "all"
+    unfreezing = UnfreezeOptions()  # unfreeze="auto", as measured in bench/
+    assert unfreezing.resolved("image", "gradual").unfreeze == 0
+    assert unfreezing.resolved("text", "gradual").unfreeze == 2
+    assert UnfreezeOptions(unfreeze="all").resolved("text", "gradual").unfreeze == "all"
 
 
 def _final_weights(folder: Path) -> dict[str, torch.Tensor]:
@@ -172,18 +173,18 @@ def test_an_imbalanced_training_set_gets_balanced_class_weights(tmp_path):
     lines: list[str] = []
     run = zoo.finetune("efficientnet_lite0", str(data), out=tmp_path / "run", head_epochs=5, progress=False,
                        log=lines.append)
-    weights = json.loads((run.dir / "config.json").read_text())["class_weights"]
+    weights = run.choices["class_weights"]
     assert weights["digit-7"] > 2 * weights["digit-0"] and any("balanced class weights" in line for line in lines)
     plain = zoo.finetune("efficientnet_lite0", str(data), out=tmp_path / "plain", head_epochs=5, class_weight="none",
                          progress=False, log=lambda _: None)
-    assert json.loads((plain.dir / "config.json").read_text())["class_weights"] is None
+    assert plain.choices["class_weights"] is None
 
 
 def test_the_reports_metrics_are_scikit_learns():
     import numpy as np
     from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 
-    from zoo.train.metrics import classification_report
+    from zoo.tasks.metrics import classification_report
 
     rng = np.random.default_rng(0)
     for _ in range(20):

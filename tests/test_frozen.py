@@ -412,7 +412,7 @@ def test_without_onnxruntime_the_main_job_runs_on_pytorch_and_says_why(tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     lines = [line for line in result.stderr.splitlines() if "onnxruntime is not installed" in line]
     assert len(lines) == 1 and lines[0].startswith("frozen pass: PyTorch eager")
-    engines = json.loads((out / "config.json").read_text())["frozen_pass"]
+    engines = json.loads((out / "choices.json").read_text())["frozen_pass"]
     # small data is cross-validated on all labelled examples (one set), a split run has train and val
     assert {r["engine"] for r in engines.values()} == {"torch"} and (set(engines) >= {"train", "val"}
                                                                      or set(engines) == {"labelled"})
@@ -422,12 +422,12 @@ def test_the_run_records_its_engine_and_the_cache_is_shared_across_engines(tmp_p
     data = write_digit_folder(tmp_path / "digits", dark_ink=False)
     first = zoo.finetune(IMAGE, str(data), out=tmp_path / "a", head_epochs=5, val_split=0.25, progress=False,
                          log=lambda _: None)
-    recorded = json.loads((first.dir / "config.json").read_text())["frozen_pass"]
+    recorded = first.choices["frozen_pass"]
     assert recorded["train"]["engine"] == "onnxruntime" and recorded["train"]["cache"] == "computed"
     assert recorded["train"]["validation"]["passed"] and recorded["train"]["validation"]["max_abs_diff"] < 1e-4
     second = zoo.finetune(IMAGE, str(data), out=tmp_path / "b", head_epochs=5, val_split=0.25, engine="torch",
                           progress=False, log=lambda _: None)
-    again = json.loads((second.dir / "config.json").read_text())["frozen_pass"]
+    again = second.choices["frozen_pass"]
     assert again["train"]["cache"] == "hit" and again["train"]["engine"] == "onnxruntime"  # made by, not used now
     assert second.metrics["val"]["accuracy"] == first.metrics["val"]["accuracy"]
 

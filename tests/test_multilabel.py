@@ -11,7 +11,7 @@ from conftest import TOPICS, run_zoo, write_text_csv
 
 import zoo
 from zoo.errors import InputError, ZooError
-from zoo.train.multilabel import choose_thresholds
+from zoo.tasks.multilabel import choose_thresholds
 
 TEXT_MODEL = "all-minilm-l6-v2-offline"
 
@@ -45,7 +45,7 @@ def multi_run(tmp_path_factory):
 def test_semicolon_labels_make_a_multi_label_run_with_thresholds_and_f1(multi_run):
     run, test = multi_run
     assert run.classes == tuple(sorted(TOPICS))  # the label space: every name, not the combinations
-    assert run.config["multi_label"] == "yes" and run.multi_label["thresholds"].keys() == set(TOPICS)
+    assert run.config["task"] == "multi-label" and run.multi_label["thresholds"].keys() == set(TOPICS)
     metrics = run.metrics
     assert metrics["multi_label"] and {"micro_f1", "macro_f1", "accuracy", "per_label"} <= set(metrics["test"])
     assert set(metrics["test"]["per_label"]) == set(TOPICS)

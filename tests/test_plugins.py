@@ -240,7 +240,8 @@ def test_disable_all_plugins(monkeypatch):
     monkeypatch.setenv("ZOO_DISABLE_PLUGINS", "1")
     host = PluginHost()
     status = {p.name: p.status for p in host.plugins()}
-    assert status.pop("zoo.data.formats") == "ok"  # zoo's own default plugin is part of the core
+    assert status.pop("zoo.data.formats") == "ok"  # zoo's own default plugins are part of the core
+    assert status.pop("zoo.tasks.builtin") == "ok"
     assert set(status.values()) == {"disabled"} and "zoo_hf" in status
     registry = load_registry(host=host)
     assert not any(name.startswith("timm/") for name in registry)

@@ -28,7 +28,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from zoo.api import get_card, list_models, list_plugins, registry
     from zoo.backbone import Backbone
     from zoo.fetched import Fetched, FetchedFile
-    from zoo.train import Run, finetune, open_run
+    from zoo.runs import Run, open_run
+    from zoo.train import finetune
     from zoo.export import ExportResult, export
     from zoo.runtime import OnnxModel, open_model, predict
     from zoo.benchmark import BenchResult, bench
@@ -37,6 +38,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from zoo.card import ComponentRef, CutPoint, FileSpec, FrontEndSpec, InputSpec, ModelCard, Origin
     from zoo.data.dataset import Dataset, Example, Problem
     from zoo.hookspecs import hookimpl
+    from zoo.tasks import Task
     from zoo.registries import Registry, render_catalogue, write_catalogue
     from zoo.schema import STATE_DICT_FIELDS, Field
     from zoo.cache import Cache
@@ -48,8 +50,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 _LAZY = {
     "finetune": "zoo.train",
-    "open_run": "zoo.train",
-    "Run": "zoo.train",
+    "open_run": "zoo.runs",
+    "Run": "zoo.runs",
+    "Task": "zoo.tasks",
     "export": "zoo.export",
     "ExportResult": "zoo.export",
     "predict": "zoo.runtime",

@@ -18,7 +18,7 @@ from zoo import api
 from zoo.__about__ import __version__
 from zoo.errors import ZooError
 from zoo.frozen.engines import ENGINES
-from zoo.train.config import AUGMENTATIONS, RECIPES
+from zoo.train.options import AUGMENTATIONS, RECIPES, TASKS
 from zoo.classweights import CLASS_WEIGHTS
 from zoo.plugins import PluginWarning
 from zoo.render import card_data, card_lines, format_bytes, format_params, table
@@ -180,12 +180,10 @@ def pull_cmd(ctx: click.Context, names: tuple[str, ...], force: bool, quiet: boo
 
 
 def _default(name: str) -> Any:
-    """The recipe's default for one option: FinetuneConfig is the one place that defines it."""
-    from dataclasses import fields
+    """The recipe's default for one option: zoo.train.options is the one place that defines it."""
+    from zoo.train.options import flat_defaults  # light: no torch
 
-    from zoo.train.config import FinetuneConfig  # light: no torch
-
-    return next(f.default for f in fields(FinetuneConfig) if f.name == name)
+    return flat_defaults()[name]
 
 
 def _unfreeze(value: str) -> int | str:
@@ -272,6 +270,11 @@ _front_end_option = click.option(
                              "(.wav/.flac/.ogg) per class, or 'spoken-digits' (the offline audio demo).")
 @click.option("--val", help="Explicit validation set (same formats); default: a stratified split.")
 @click.option("--test", help="Explicit test set.")
+@click.option("--target", help="The manifest column(s) to learn: a column of numbers (a regression, e.g. 'age' or "
+                                "'price,rating'), or of class names (instead of 'label').")
+@click.option("--task", type=click.Choice(TASKS), default=_default("task"), show_default=True,
+              help="What the run learns; auto: numbers in --target make a regression, ';' in labels a multi-label "
+                   "run, else classification.")
 @click.option("--out", type=click.Path(file_okay=False), help="Run folder (default: runs/MODEL-TIME).")
 @click.option("--resume", type=click.Path(exists=True, file_okay=False),
               help="Continue a killed run from its last complete checkpoint.")
@@ -301,8 +304,10 @@ _front_end_option = click.option(
               help="Contrastive: pairs drawn from the labelled texts (auto: 40 per text, at most 1280).")
 @click.option("--contrastive-lr", type=float, default=_default("contrastive_lr"), show_default=True,
               help="Contrastive: the encoder's peak learning rate.")
-@click.option("--metric", type=click.Choice(["accuracy", "macro_f1"]), default=_default("metric"), show_default=True,
-              help="What the head's regularisation, keeping unfrozen layers and the baseline line judge by.")
+@click.option("--metric", type=click.Choice(["auto", "accuracy", "macro_f1", "micro_f1", "rmse", "mae", "r2"]),
+              default=_default("metric"), show_default=True,
+              help="What the head's regularisation, keeping unfrozen layers and the baseline line judge by (auto: "
+                   "accuracy for classes, rmse for numbers).")
 @click.option("--head", type=click.Choice(["linear", "mlp"]), default=_default("head"), show_default=True)
 @click.option("--hidden", type=int, default=_default("hidden"), show_default=True, help="Hidden size of the mlp head.")
 @click.option("--dropout", type=float, default=_default("dropout"), show_default=True)
@@ -628,8 +633,7 @@ def probe_cmd(ctx: click.Context, models: tuple[str, ...], data: str, out: str |
 
     options["front_end"] = _front_end_settings(options.get("front_end") or ())
     report = probe(models, data, out=out or default_folder(data), registry_files=_registries(ctx),
-                   log=(lambda text: None) if quiet or as_json else None,
-                   **({"report_to": list(report_to)} if report_to else {}), **options)
+                   log=(lambda text: None) if quiet or as_json else None, **options)
     if as_json:
         _echo_json(report.to_dict())
         return
@@ -642,9 +646,10 @@ def probe_cmd(ctx: click.Context, models: tuple[str, ...], data: str, out: str |
 @click.argument("source")
 @click.option("-o", "--out", type=click.Path(), help="ONNX file to write (default: FOLDER/model.onnx for a run or few-shot folder, or ./MODEL.onnx).")
 @click.option("--quantize", type=click.Choice(["int8"]), help="Static int8 (QDQ), calibrated on the run's training data (a few-shot folder: its support set).")
-@click.option("--max-drop", type=float, default=1.0, show_default=True,
+@click.option("--max-drop", type=float,
               help="Refuse int8 when it loses more accuracy points than this on the run's held-out data (validation "
-                   "and test sets).")
+                   "and test sets); default 1. A regression: when its RMSE grows by more than this percentage of the "
+                   "target's standard deviation; default 2.")
 @click.option("--calibration", "calibrate_method", type=click.Choice(["percentile", "minmax", "entropy"]),
               default="percentile", show_default=True, help="How int8 activation ranges are chosen.")
 @click.option("--atol", type=float, default=1e-4, show_default=True, help="Validation: absolute tolerance.")
@@ -665,8 +670,7 @@ def export_cmd(ctx: click.Context, source: str, out: str | None, quantize: str |
 
     result = export(source, out, quantize=quantize, pretrained=not random_weights,
                     settings=QuantSettings(calibrate_method=calibrate_method), registry_files=_registries(ctx),
-                    log=(lambda text: None) if quiet or as_json else None,
-                   **({"report_to": list(report_to)} if report_to else {}), **options)
+                    log=(lambda text: None) if quiet or as_json else None, **options)
     repository = None
     if triton:
         from zoo.export.triton import write_triton
@@ -711,6 +715,10 @@ def predict_cmd(model: str, inputs: tuple[str, ...], texts_file: str | None, top
             click.echo(f"{name}\t[{head} ... ] ({len(row)} dims)")
         if out is not None:
             click.echo(f"saved {result.embeddings.shape[0]}x{result.embeddings.shape[1]} embeddings to {out}")
+    elif any(p.values is not None for p in result.predictions):  # a regression: numbers by target
+        rows = [[p.input if i == 0 else "", target, f"{value:.6g}"] for p in result.predictions
+                for i, (target, value) in enumerate(p.values or ())]
+        click.echo(table(["input", "target", "value"], rows))
     else:
         multi = any(p.labels is not None for p in result.predictions)
         rows = [[p.input if i == 0 else "", label, f"{prob:.4f}"]

@@ -54,3 +54,11 @@ def register_front_ends(register: Callable[[Any], None]) -> None:
     augment=None) -> CHW float32 numpy array`` (numpy only: the torch-free runtime repeats it) and
     ``problem(item) -> str | None`` (why an item is unusable); optionally ``baseline(items, spec)
     -> (name, feature matrix)`` for the report's simple baseline. See ``zoo.frontend``."""
+
+
+@hookspec
+def register_tasks(register: Callable[[Any], None]) -> None:
+    """Register tasks, the kinds of output a run learns (classification, regression, ...):
+    ``register(task)`` with an object fulfilling ``zoo.Task`` (``zoo.tasks.contract``): a ``name``,
+    its ``metrics``, how it reads targets from a dataset, its head and loss, its cross-validated
+    frozen head, evaluation, baseline, report lines and plots, and the output its export ends in."""

@@ -11,11 +11,13 @@ ONNX viewer:
 ==========================  ================================================================
 ``zoo.format``              version of this layout (``1``)
 ``zoo.version``             the zoo version that exported the file
-``zoo.kind``                ``classifier`` (probabilities out) or ``embedding``
+``zoo.kind``                ``classifier`` (probabilities out), ``regression`` (numbers in the
+                            targets' units) or ``embedding``
 ``zoo.modality``            ``image``, ``text``, or ``audio`` (sounds read by an image network)
 ``zoo.inputs``              input names, JSON list
 ``zoo.output``              output name
-``zoo.labels``              class names in output order, JSON list (classifiers)
+``zoo.labels``              class names in output order, JSON list (classifiers); a
+                            regression's target names
 ``zoo.preprocessing``       images: size, resize, mean, std, interpolation; text: max_length,
                             tokenizer (file name beside the ONNX file) and its sha256; sounds:
                             the image's, plus ``front_end`` (name, modality, every parameter)
@@ -131,7 +133,7 @@ class ModelInfo:
 _TYPES: dict[str, Any] = {"inputs": list[str], "labels": list[str], "preprocessing": dict[str, Any],
                           "source": dict[str, Any], "weights": dict[str, Any], "validation": dict[str, Any],
                           "quantization": dict[str, Any]}
-KINDS = ("classifier", "embedding")
+KINDS = ("classifier", "regression", "embedding")
 #: Bounds that no real model reaches and that keep a damaged file from asking for absurd buffers.
 _MAX_SIDE = 16384
 _MAX_TOKENS = 1 << 20
@@ -166,6 +168,8 @@ def check(info: ModelInfo, where: str = "the model") -> None:
         raise bad("inputs", f"expected distinct input names, got {_show(list(info.inputs))}")
     if not info.output:
         raise bad("output", "no output name")
+    if info.kind == "regression" and (not info.labels or len(set(info.labels)) != len(info.labels)):
+        raise bad("labels", f"a regression names each of its outputs once, got {_show(list(info.labels))}")
     if info.kind == "classifier":
         if not info.labels:
             raise bad("labels", "a classifier without labels")

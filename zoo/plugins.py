@@ -103,12 +103,13 @@ COMPONENT_HOOKS = {
     "register_dataset_formats": "dataset format",
     "register_finders": "finder",
     "register_front_ends": "front end",
+    "register_tasks": "task",
 }
 #: The attribute a component is known by, where it is not ``name`` (a finder owns a name prefix).
 _KEY_ATTRIBUTE = {"register_finders": "prefix"}
 
 #: zoo's own plugins inside the core package (datasette's DEFAULT_PLUGINS): always loaded.
-DEFAULT_PLUGINS = ("zoo.data.formats",)
+DEFAULT_PLUGINS = ("zoo.data.formats", "zoo.tasks.builtin")
 
 
 @dataclass
@@ -242,7 +243,8 @@ class PluginHost:
         if self._contributions is not None:
             return self._contributions
         got = _Contributions()
-        special = {"register_finders": _check_finder, "register_front_ends": _check_front_end}
+        special = {"register_finders": _check_finder, "register_front_ends": _check_front_end,
+                   "register_tasks": _check_task}
         checks = [(hook, special.get(hook) or _check_component(kind)) for hook, kind in COMPONENT_HOOKS.items()]
         for hook_name, check in [*checks, ("register_models", _check_models)]:
             for impl in reversed(getattr(self.pm.hook, hook_name).get_hookimpls()):
@@ -310,6 +312,10 @@ class PluginHost:
         """Front end name -> the registered front end (another modality into a backbone's), with its plugin."""
         return self.components("register_front_ends")
 
+    def tasks(self) -> Mapping[str, Contribution]:
+        """Task name -> the registered task (what a run learns to output), with its plugin."""
+        return self.components("register_tasks")
+
     def model_contributions(self) -> list[Contribution]:
         """Model entries (TOML text, a Path, or a dict) with the plugin that gave each."""
         return list(self._collect().models)
@@ -359,6 +365,28 @@ def _check_front_end(plugin: str, front_end: Any) -> Any:
     if isinstance(suffixes, str) or not all(isinstance(x, str) and x.startswith(".") for x in suffixes):
         raise PluginError(f"front end {name!r}: `suffixes` must be a tuple of file suffixes such as '.wav'")
     return front_end
+
+
+#: What a task must have (see the ``register_tasks`` hook and ``zoo.tasks.contract.Task``).
+_TASK_METHODS = ("check", "claims", "targets", "class_weights", "head", "loss", "judge", "cross_validate", "fit", "evaluate",
+                 "baseline", "compare", "lines", "plots", "output")
+
+
+def _check_task(plugin: str, task: Any) -> Any:
+    _check_component("task")(plugin, task)
+    name = task.name
+    missing = [m for m in _TASK_METHODS if not callable(getattr(task, m, None))]
+    if missing:
+        raise PluginError(f"task {name!r} needs the method{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+                          f"(see zoo.Task)")
+    metrics = getattr(task, "metrics", None)
+    if not isinstance(metrics, Mapping) or not metrics or not all(
+            isinstance(k, str) and isinstance(v, bool) for k, v in metrics.items()):
+        raise PluginError(f"task {name!r}: `metrics` must map each metric name to whether higher is better")
+    for flag in ("by_class", "chooses_cut", "epochs"):
+        if not isinstance(getattr(task, flag, None), bool):
+            raise PluginError(f"task {name!r} needs `{flag}` (True or False)")
+    return task
 
 
 def _check_component(kind: str) -> Callable[[str, Any], Any]:

@@ -141,7 +141,9 @@ def run_row(folder: str | Path) -> RunRow:
     metrics = metrics if isinstance(metrics, dict) else {}
     name, value, on, base = _measured(metrics)
     multi = metrics.get("multi_label") or options.get("multi_label") == "yes"
-    task = "multi-label" if multi else str(record.get("task") or "classification")
+    recorded = record.get("task")
+    task = "multi-label" if multi else str((recorded.get("name") if isinstance(recorded, dict) else recorded)
+                                           or "classification")
     status, detail = run_status(folder)
     seconds, started = run_seconds(folder)
     return RunRow(name=folder.name, path=str(folder), model=options.get("model"), data=options.get("data"), task=task,

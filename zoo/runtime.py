@@ -106,17 +106,23 @@ def choose_providers(requested: str | None = None) -> list[str]:
 @dataclass(frozen=True)
 class Prediction:
     """Top-k classes for one input, best first; for a multi-label model also ``labels``: every label
-    whose probability reaches its threshold (none, one or several)."""
+    whose probability reaches its threshold (none, one or several); for a regression ``values``:
+    each target's number, in the units it was trained in (and no ``top``)."""
 
     input: str
     top: tuple[tuple[str, float], ...]
     labels: tuple[str, ...] | None = None
+    values: tuple[tuple[str, float], ...] | None = None
 
     @property
     def label(self) -> str:
+        if not self.top:
+            raise InputError(f"{self.input}: a regression predicts numbers (values), not a label")
         return self.top[0][0]
 
     def to_dict(self) -> dict[str, Any]:
+        if self.values is not None:
+            return {"input": self.input, "values": dict(self.values)}
         out: dict[str, Any] = {"input": self.input,
                                "predictions": [{"label": l, "probability": p} for l, p in self.top]}
         if self.labels is not None:
@@ -252,11 +258,12 @@ class OnnxModel:
             self._check_labels(width)
 
     def _check_labels(self, width: int) -> None:
-        """A classifier's labels name its outputs one for one: fewer would fail on an index, more
-        would answer with labels the graph never scored."""
-        if self.info.kind == "classifier" and width != len(self.info.labels):
-            raise InputError(f"{self.path}: its metadata lists {len(self.info.labels)} labels but the graph scores "
-                             f"{width} classes; the labels do not belong to this graph: export the model again "
+        """A classifier's labels (a regression's target names) name its outputs one for one: fewer
+        would fail on an index, more would answer with names the graph never scored."""
+        if self.info.kind in ("classifier", "regression") and width != len(self.info.labels):
+            what = ("target names", "numbers") if self.info.kind == "regression" else ("labels", "classes")
+            raise InputError(f"{self.path}: its metadata lists {len(self.info.labels)} {what[0]} but the graph scores "
+                             f"{width} {what[1]}; the {what[0]} do not belong to this graph: export the model again "
                              f"with `zoo export`")
 
     @property
@@ -280,8 +287,9 @@ class OnnxModel:
         return np.concatenate(parts)
 
     def predict(self, items: Sequence[Any], top_k: int = 5, names: Sequence[str] | None = None) -> list[Prediction]:
-        """Top-k labels with probabilities for each input (classifiers only)."""
-        if self.info.kind != "classifier":
+        """Top-k labels with probabilities for each input (classifiers), or each target's number
+        (regressions)."""
+        if self.info.kind not in ("classifier", "regression"):
             raise InputError(f"{self.path.name} is an embedding model (no labels): use embed()")
         names = list(names) if names is not None else [_describe(item) for item in items]
         return self.read(self.outputs(items), names, top_k)
@@ -292,6 +300,9 @@ class OnnxModel:
         import numpy as np
 
         self._check_labels(probabilities.shape[1])
+        if self.info.kind == "regression":  # the graph ends in the targets' own units
+            return [Prediction(name, (), values=tuple((target, float(v)) for target, v in zip(self.info.labels, row)))
+                    for name, row in zip(names, probabilities)]
         k = max(1, min(top_k, probabilities.shape[1]))
         thresholds = self.info.source.get("thresholds")  # a multi-label model's, in label order
         result = []

@@ -54,19 +54,20 @@ def check_dataset(raw: Dataset, modality: str, classes: Sequence[str] | None = N
     examples: list[Example] = []
     problems = list(raw.problems)
     for example, content in zip(raw.examples, contents):
-        if not 0 <= example.label < len(raw.classes):
+        unlabelled = example.label == -1 and not raw.classes  # a manifest without a label column
+        if not unlabelled and not 0 <= example.label < len(raw.classes):
             raise PluginError(f"dataset {raw.name!r}: {example.where} has label index {example.label}, "
                               f"but the format gave {len(raw.classes)} classes; this is a bug in the format")
-        name = raw.classes[example.label]
-        reasons = [] if name in index else [f"unknown label {name!r}: not one of {known_as} ({shown})"]
+        name = None if unlabelled else raw.classes[example.label]
+        reasons = [] if unlabelled or name in index else [f"unknown label {name!r}: not one of {known_as} ({shown})"]
         if content is not None:
             reasons.append(content if _names_itself(example) else f"{content}: {example.item}")
         if reasons:
             problems.append(Problem(example.where, "; ".join(reasons)))
-        elif index[name] == example.label and space == raw.classes:
+        elif unlabelled or (index[name] == example.label and space == raw.classes):
             examples.append(example)
         else:
-            examples.append(Example(example.item, index[name], example.where))
+            examples.append(Example(example.item, index[name], example.where, example.fields))
     return Dataset(raw.name, modality, space, tuple(examples), tuple(problems))
 
 

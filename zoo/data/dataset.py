@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
@@ -35,12 +35,15 @@ class Example:
 
     ``where`` says where it came from, for messages and the skipped list: ``"data/train.csv:12"``,
     ``"root/cat/x.jpg"``, ``"digits[123]"``. Equality compares arrays by value (a dataclass's
-    default ``==`` would ask numpy for the truth value of an array).
+    default ``==`` would ask numpy for the truth value of an array); ``fields`` take no part in it.
     """
 
     item: Item
-    label: int  # index into Dataset.classes
+    label: int  # index into Dataset.classes; -1 when the data has no label column (a regression's)
     where: str
+    # a manifest row's other columns (name -> value as read: a string, or a JSON number), for tasks
+    # that read their targets from a column (--target); None for formats without columns (folders)
+    fields: Mapping[str, Any] | None = None
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Example):
@@ -101,7 +104,8 @@ class Dataset:
         """Examples per class, every class present (zero included), in class order."""
         counts = dict.fromkeys(self.classes, 0)
         for example in self.examples:
-            counts[self.classes[example.label]] += 1
+            if example.label >= 0:  # -1: the data has no label column (a regression's)
+                counts[self.classes[example.label]] += 1
         return counts
 
     def subset(self, indices: Iterable[int], name: str | None = None) -> Dataset:
@@ -109,6 +113,21 @@ class Dataset:
         test set stay with the source."""
         examples = tuple(self.examples[i] for i in indices)
         return Dataset(name or self.name, self.modality, self.classes, examples)
+
+    def joined(self, other: Dataset, name: str | None = None) -> Dataset:
+        """This dataset's examples then ``other``'s, over the union of their class names (sorted
+        when they differ), each example relabelled into it."""
+        if tuple(other.classes) == tuple(self.classes):
+            return Dataset(name or f"{self.name} + {other.name}", self.modality, self.classes,
+                           self.examples + other.examples)
+        names = tuple(sorted(set(self.classes) | set(other.classes)))
+        examples = tuple(Example(e.item, names.index(d.classes[e.label]) if e.label >= 0 else -1, e.where, e.fields)
+                         for d in (self, other) for e in d.examples)
+        return Dataset(name or f"{self.name} + {other.name}", self.modality, names, examples)
+
+    def column(self, name: str) -> list[Any]:
+        """Each example's value in the manifest column ``name`` (None where a row lacks it)."""
+        return [(e.fields or {}).get(name) for e in self.examples]
 
     def fingerprint(self) -> str:
         """sha256 over modality, classes, labels and content, in example order.

@@ -78,14 +78,16 @@ def _read_lines(path: Path, where: str) -> tuple[list[str], list[Problem]]:
     return lines, problems
 
 
-def _row(where: str, label: object, value: object, modality: str,
-         base: Path) -> tuple[str, Example] | Problem:
-    """One manifest row as (label name, example with a placeholder label), or the problem with it."""
+def _row(where: str, label: object, value: object, modality: str, base: Path,
+         fields: dict[str, Any] | None = None, labelled: bool = True) -> tuple[str | None, Example] | Problem:
+    """One manifest row as (label name, example with a placeholder label), or the problem with it.
+    ``labelled``: the manifest has a label column (without one, rows carry only their ``fields``,
+    whose columns a task reads: ``--target``)."""
     key = _VALUE_KEY[modality]
     reasons: list[str] = []
     label_name = "" if label is None else str(label).strip()
     text = value if isinstance(value, str) else ""
-    if not label_name:
+    if labelled and not label_name:
         reasons.append("missing label")
     if not text.strip():
         reasons.append(f"missing {key}" if value is None or isinstance(value, str)
@@ -97,27 +99,32 @@ def _row(where: str, label: object, value: object, modality: str,
         item: str | Path = path if path.is_absolute() else base / path
     else:
         item = text  # a text is kept exactly as written
-    return label_name, Example(item, -1, where)
+    return (label_name if labelled else None), Example(item, -1, where, fields)
 
 
-def _dataset(name: str, modality: str, rows: Iterable[tuple[str, Example] | Problem],
+def _dataset(name: str, modality: str, rows: Iterable[tuple[str | None, Example] | Problem],
              problems: list[Problem], *, lines_of: str | None = None) -> Dataset:
-    """Classes are the sorted label names seen; examples keep file order.
+    """Classes are the sorted label names seen; examples keep file order. Rows without a label
+    (a manifest without a label column) have none: label -1 and no classes.
 
     ``lines_of``: the file whose ``"file:LINE"`` problems are put in line order (problems found
     while decoding come before those found while parsing).
     """
-    good: list[tuple[str, Example]] = []
+    good: list[tuple[str | None, Example]] = []
     for row in rows:
         if isinstance(row, Problem):
             problems.append(row)
         else:
             good.append(row)
+    if any(label is not None for label, _ in good):  # a labelled manifest: a row without one is bad
+        problems.extend(Problem(example.where, "missing label") for label, example in good if label is None)
+        good = [(label, example) for label, example in good if label is not None]
     if lines_of is not None:
         problems.sort(key=lambda p: int(p.where[len(lines_of) + 1:]))
-    classes = tuple(sorted({label for label, _ in good}))
+    classes = tuple(sorted({label for label, _ in good if label is not None}))
     index = {label: i for i, label in enumerate(classes)}
-    examples = tuple(Example(example.item, index[label], example.where) for label, example in good)
+    examples = tuple(Example(example.item, index[label] if label is not None else -1, example.where, example.fields)
+                     for label, example in good)
     return Dataset(name, modality, classes, examples, tuple(problems))
 
 
@@ -215,7 +222,8 @@ class CsvFormat:
               base: Path) -> Iterable[tuple[str, Example] | Problem]:
         reader = csv.reader(lines)
         header: list[str] | None = None
-        value_at = label_at = -1
+        value_at: int = -1
+        label_at: int | None = -1
         end = 0  # the last line the reader consumed: a record starts on the line after it
         while True:
             start = end + 1
@@ -248,27 +256,30 @@ class CsvFormat:
                                      f"quote fields that contain commas")
                 continue
             cells = row + [""] * (len(header) - len(row))
-            yield _row(where, cells[label_at], cells[value_at], modality, base)
+            fields = {name: cell for name, cell in zip(header, cells) if name and name != header[value_at]}
+            yield _row(where, cells[label_at] if label_at is not None else None, cells[value_at], modality, base,
+                       fields, labelled=label_at is not None)
         if header is None:
             yield Problem(f"{where_file}:1", "no header line: the file is empty; start it with "
                                              "path,label (images) or text,label (texts)")
 
 
-def _csv_layout(header: list[str], modality: str) -> tuple[int, int] | str:
-    """(value column, label column), or why the header does not fit."""
+def _csv_layout(header: list[str], modality: str) -> tuple[int, int | None] | str:
+    """(value column, label column or None), or why the header does not fit. Without a label
+    column the rows carry their other columns only (a task names which: ``--target``)."""
     shown = ",".join(header)
     duplicated = sorted({name for name in header if name and header.count(name) > 1})
     if duplicated:
         return f"column {duplicated[0]!r} appears twice in the header ({shown})"
     key = _VALUE_KEY[modality]
     other, other_modality = ("text", "texts") if modality == "image" else ("path", "images")
-    if "label" in header and key not in header and other in header:
-        return (f"the header ({shown}) has a {other!r} column, for {other_modality}, but the modality "
-                f"is {modality!r}; use a {key!r} column or change the modality")
-    if "label" not in header or key not in header:
+    if key not in header and other in header:
+        return (f"the header ({shown}) has a {other!r} column, for {other_modality}, but the modality is "
+                f"{modality!r}; use a {key!r} column or change the modality")
+    if key not in header or (len(header) < 2):
         return (f"unknown column layout ({shown}): expected a header line path,label (images) or "
-                f"text,label (texts)")
-    return header.index(key), header.index("label")
+                f"text,label (texts), or path / text with columns of numbers (--target)")
+    return header.index(key), header.index("label") if "label" in header else None
 
 
 # --------------------------------------------------------------------------- jsonl
@@ -311,7 +322,8 @@ class JsonlFormat:
         other = "text" if key == "path" else "path"
         if key not in obj and other in obj:
             return Problem(where, f"no {key!r} key (it has {other!r}), but the modality is {modality!r}")
-        return _row(where, label, obj.get(key), modality, base)
+        fields = {name: value for name, value in obj.items() if name != key}
+        return _row(where, label, obj.get(key), modality, base, fields, labelled="label" in obj)
 
 
 # --------------------------------------------------------------------------- digits

@@ -28,12 +28,13 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from zoo.data.checks import problems_error
-from zoo.data.dataset import Dataset, Problem
+from zoo.data.dataset import Dataset, Example, Problem
 from zoo.data.opening import _open, check_modality
 from zoo.errors import InputError
 
@@ -74,29 +75,46 @@ def n_val(n: int, val_split: float) -> int:
 
 def make_splits(data: str | Path, *, modality: str, val: str | Path | None = None,
                 test: str | Path | None = None, val_split: float = 0.2, per_class: int | None = None,
-                seed: int = 0, skip_bad: bool = False, format: str | None = None) -> Splits:
+                seed: int = 0, skip_bad: bool = False, format: str | None = None, by_class: bool = True,
+                column: str | None = None, problem: Callable[[Example], str | None] | None = None) -> Splits:
     """Read ``data`` (and ``val`` / ``test`` when given) and make the sets; see the module's rules.
 
-    ``format`` names the dataset format for all three instead of detecting it.
+    ``format`` names the dataset format for all three instead of detecting it. ``by_class=False``
+    (a regression, a multi-label run): the sets are drawn from all examples as one group, and no
+    class rule applies. ``column``: the classes are the values of this manifest column rather than
+    its ``label`` column (``--target``). ``problem``: why an example is unusable for the task (a
+    target that is not a number), which makes it a bad row like any other.
     """
     check_modality(modality)
     _check_arguments(val, val_split, per_class, seed)
-    pool = _open(data, modality=modality, classes=None, format=format)
-    extra = {role: _open(path, modality=modality, classes=pool.classes, format=format,
-                         known_as="the training classes")
+    if per_class is not None and not by_class:
+        raise InputError("--per-class counts examples per class, and this run has no classes; hold data out with "
+                         "--test or --val-split")
+    pool = _relabelled(_open(data, modality=modality, classes=None, format=format), column, None)
+    # without classes (a regression, label sets) a held-out set is read as it is: its task reads its targets
+    fixed = pool.classes if column is None and by_class else None
+    extra = {role: _relabelled(_open(path, modality=modality, classes=fixed, format=format,
+                                     known_as="the training classes"), column, pool.classes)
              for role, path in (("val", val), ("test", test)) if path is not None}
     own_test = pool.test if "test" not in extra else None  # the data's own test set, unless --test replaces it
+    if problem is not None:
+        pool, own_test = _checked(pool, problem), _checked(own_test, problem)
+        extra = {role: _checked(dataset, problem) for role, dataset in extra.items()}
     problems = (*pool.problems, *(own_test.problems if own_test is not None else ()),
                 *(p for dataset in extra.values() for p in dataset.problems))
     if problems and not skip_bad:
         raise problems_error(problems)
-    _require_classes(pool, data, len(pool.problems))
+    if by_class:
+        _require_classes(pool, data, len(pool.problems))
+    elif not len(pool):
+        raise InputError(f"{data}: no usable example{_after(len(pool.problems))}; fix the data")
     for role, dataset in extra.items():
         if not len(dataset):
             raise InputError(f"the {'validation' if role == 'val' else 'test'} data {str(dataset.name)!r} "
                              f"has no usable example{_after(len(dataset.problems))}; fix it or leave it out")
 
-    train, chosen_val, rest = _select(pool, val_split, per_class, seed, split_val="val" not in extra, data=data)
+    train, chosen_val, rest = _select(pool, val_split, per_class, seed, split_val="val" not in extra, data=data,
+                                      by_class=by_class)
     val_set = extra.get("val") or pool.subset(chosen_val, f"{pool.name} [val]")
     if not len(val_set):
         how = f"per_class={per_class} leaves" if per_class is not None else "every class has one example, leaving"
@@ -137,17 +155,18 @@ def _require_classes(pool: Dataset, data: str | Path, skipped: int) -> None:
 
 
 def _select(pool: Dataset, val_split: float, per_class: int | None, seed: int, *, split_val: bool,
-            data: str | Path) -> tuple[list[int], list[int], list[int]]:
-    """Indices into ``pool`` for (train, val, rest), each in data order."""
+            data: str | Path, by_class: bool = True) -> tuple[list[int], list[int], list[int]]:
+    """Indices into ``pool`` for (train, val, rest), each in data order; without classes, all
+    examples as one group (named ``""`` for its seed)."""
     import numpy as np
 
-    by_class: list[list[int]] = [[] for _ in pool.classes]
+    groups: list[list[int]] = [[] for _ in pool.classes] if by_class else [[]]
     for i, example in enumerate(pool.examples):
-        by_class[example.label].append(i)
+        groups[example.label if by_class else 0].append(i)
     train: list[int] = []
     val: list[int] = []
     rest: list[int] = []
-    for name, indices in zip(pool.classes, by_class):
+    for name, indices in zip(pool.classes if by_class else ("",), groups):
         if per_class is not None and len(indices) < per_class:
             raise InputError(f"{data}: per_class={per_class}, but class {name!r} has only "
                              f"{len(indices)} example{'' if len(indices) == 1 else 's'}; lower "
@@ -165,3 +184,41 @@ def _select(pool: Dataset, val_split: float, per_class: int | None, seed: int, *
 def _class_key(name: str) -> int:
     """A stable 64-bit number for a class name (Python's ``hash`` changes per process)."""
     return int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:8], "little")
+
+
+def _relabelled(dataset: Dataset, column: str | None, classes: tuple[str, ...] | None) -> Dataset:
+    """``dataset`` with its classes read from ``column`` (the values, sorted; or ``classes``, the
+    training data's, for a held-out set); a row whose value is empty or unknown is a problem."""
+    if column is None or column == "label":
+        return dataset
+    if dataset.examples and all(e.fields is None for e in dataset.examples):
+        raise InputError(f"{dataset.name}: --target {column} names a manifest column, and this data has none (a "
+                         f"folder's classes are its subfolders); leave out --target")
+    values = {i: str(v).strip() for i, v in enumerate(dataset.column(column)) if v is not None and str(v).strip()}
+    names = classes if classes is not None else tuple(sorted(set(values.values())))
+    index = {name: i for i, name in enumerate(names)}
+    examples, problems = [], list(dataset.problems)
+    for i, example in enumerate(dataset.examples):
+        value = values.get(i)
+        if value is None:
+            problems.append(Problem(example.where, f"missing {column!r}"))
+        elif value not in index:
+            problems.append(Problem(example.where, f"{column} {value!r} is not among the training classes"))
+        else:
+            examples.append(Example(example.item, index[value], example.where, example.fields))
+    return Dataset(dataset.name, dataset.modality, names, tuple(examples), tuple(problems), dataset.test)
+
+
+def _checked(dataset: Dataset | None, problem: Callable[[Example], str | None]) -> Dataset | None:
+    """``dataset`` without the examples ``problem`` finds unusable, which become its problems."""
+    if dataset is None:
+        return None
+    kept, problems = [], list(dataset.problems)
+    for example in dataset.examples:
+        why = problem(example)
+        if why is None:
+            kept.append(example)
+        else:
+            problems.append(Problem(example.where, why))
+    return Dataset(dataset.name, dataset.modality, dataset.classes, tuple(kept), tuple(problems),
+                   _checked(dataset.test, problem))

@@ -44,7 +44,7 @@ class Embedder:
 
         if self.run_dir is None:
             return load(self.card, device=device)
-        from zoo.train import open_run
+        from zoo.runs import open_run
 
         return open_run(self.run_dir).load_model(device=device).backbone.eval()
 
@@ -133,7 +133,7 @@ def resolve_embedder(model: str | Path, registry_files: Any = (), *, quiet: bool
     import torch
 
     from zoo.backbone import cut_dim
-    from zoo.train import open_run
+    from zoo.runs import open_run
 
     if not is_run_folder(folder):
         raise ZooError(f"{folder}: the run folder that made this table is gone; embed the data again with a "

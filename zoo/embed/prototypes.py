@@ -208,7 +208,7 @@ class FewShot:
         """backbone + prototype head as one eval-mode torch module: inputs as the backbone takes them,
         ``scale * cosine + bias`` logits out (softmax, or a sigmoid for SigLIP's scoring, gives
         :meth:`probabilities`)."""
-        from zoo.train.recipe import Classifier
+        from zoo.runs.model import Network as Classifier
 
         return Classifier(self.backbone, _prototype_head(self.prototypes, self.scale, self.bias)).eval()
 

@@ -58,7 +58,11 @@ class ExportResult:
         q = info.quantization
         if q:
             e = q["evaluation"]
-            if "fp32_accuracy" in e:
+            if "growth_percent_of_std" in e:
+                lines.append(f"int8 on {e['samples']} samples ({e['set']}): RMSE {e['fp32_rmse']} (fp32) -> "
+                             f"{e['int8_rmse']} (int8), growth {e['growth_percent_of_std']:.2f}% of the target's "
+                             f"std (max {q['max_drop']:g}%)")
+            elif "fp32_accuracy" in e:
                 lines.append(f"int8 on {e['samples']} samples ({e['set']}): accuracy {e['fp32_accuracy']:.3f} (fp32) -> "
                              f"{e['int8_accuracy']:.3f} (int8), drop {e['drop_points']:.1f} points (max "
                              f"{q['max_drop']:g}), top-1 agreement {e['top1_agreement']:.3f}")
@@ -167,7 +171,7 @@ def _check_tokenizer(prepared: Any, encode: Any) -> None:
                            f"({key} differ on the samples); this tokenizer cannot be exported for the runtime")
 
 
-def build_int8(prepared: Any, fp32: Built, folder: Path, *, max_drop: float | None = 1.0,
+def build_int8(prepared: Any, fp32: Built, folder: Path, *, max_drop: float | None = None,
                settings: QuantSettings = QuantSettings(), say: Callable[[str], None] = lambda _: None) -> Built:
     """Quantize a validated fp32 model, compare it with fp32, refuse it beyond ``max_drop`` points."""
     from zoo.onnxgraph.onnxfile import check, data_files, write_metadata
@@ -197,7 +201,10 @@ def build_int8(prepared: Any, fp32: Built, folder: Path, *, max_drop: float | No
     say(f"comparing fp32 and int8 on {len(items)} samples ({where})")
     fp32_out = open_model(fp32.path, provider="cpu").outputs(items)
     int8_out = open_model(path, provider="cpu").outputs(items)
+    if prepared.kind == "regression":  # judged by the task's own yardstick: RMSE against the target's spread
+        return _regression_int8(prepared, fp32, path, kept, settings, where, fp32_out, int8_out, labels, max_drop)
     evaluation = {"set": where, **compare_int8(fp32_out, int8_out, labels)}
+    max_drop = 1.0 if max_drop is None else max_drop
     record = {**settings.to_dict(), "kept_fp32": kept, "calibration": {"samples": len(prepared.calibration),
                                                     "from": prepared.calibration_from},
               "evaluation": evaluation, "max_drop": max_drop}
@@ -212,6 +219,30 @@ def build_int8(prepared: Any, fp32: Built, folder: Path, *, max_drop: float | No
                        f"-> {evaluation['int8_accuracy']:.3f} int8, {count} samples), more than "
                        f"--max-drop {max_drop:g}{coarse}; nothing was written. Export fp32 (without --quantize), or "
                        f"accept the loss with a larger --max-drop")
+    info = replace(fp32.info, quantization=record)
+    write_metadata(path, info)
+    return Built(path, info)
+
+
+def _regression_int8(prepared: Any, fp32: Built, path: Path, kept: Any, settings: QuantSettings, where: str,
+                     fp32_out: Any, int8_out: Any, truth: Any, max_growth: float | None) -> Built:
+    """A regression's int8 graph kept only when its held-out RMSE grows by at most ``max_growth``
+    percent of each target's standard deviation (default :data:`REGRESSION_MAX_GROWTH`)."""
+    from zoo.export.quantization import REGRESSION_MAX_GROWTH, compare_regression
+    from zoo.onnxgraph.onnxfile import write_metadata
+
+    limit = REGRESSION_MAX_GROWTH if max_growth is None else max_growth
+    evaluation = {"set": where, **compare_regression(fp32_out, int8_out, truth, prepared.source["scale"],
+                                                     prepared.labels)}
+    growth = evaluation.get("growth_percent_of_std")
+    if growth is not None and growth > limit + 1e-9:
+        raise ZooError(f"int8 makes the RMSE on {where} grow by {growth:.2f}% of the target's standard deviation "
+                       f"(fp32 {evaluation['fp32_rmse']}, int8 {evaluation['int8_rmse']}), more than --max-drop "
+                       f"{limit:g}%; nothing was written. Export fp32 (without --quantize), or accept the loss with a "
+                       f"larger --max-drop")
+    record = {**settings.to_dict(), "kept_fp32": kept, "calibration": {"samples": len(prepared.calibration),
+                                                                       "from": prepared.calibration_from},
+              "evaluation": evaluation, "max_drop": limit, "max_drop_unit": "percent of the target's std"}
     info = replace(fp32.info, quantization=record)
     write_metadata(path, info)
     return Built(path, info)
@@ -271,7 +302,7 @@ def export(
     out: str | Path | None = None,
     *,
     quantize: str | None = None,
-    max_drop: float = 1.0,
+    max_drop: float | None = None,
     atol: float = ATOL,
     rtol: float = RTOL,
     opset: int = OPSET,
@@ -293,7 +324,9 @@ def export(
     - ``quantize="int8"``: static QDQ quantization calibrated on up to ``calibration`` training
       samples (the head and output softmax stay fp32), then fp32 vs int8 accuracy on the run's
       held-out data (validation and test sets; a few-shot folder: its support set); more than
-      ``max_drop`` points lost refuses the export.
+      ``max_drop`` points lost refuses the export (default 1; a regression is judged by its RMSE,
+      refused when it grows by more than ``max_drop`` percent of the target's standard deviation,
+      default 2).
     - ``out`` defaults to ``FOLDER/model.onnx`` for a run or few-shot classifier and ``./NAME.onnx`` for a model; weights
       over ``external_data_threshold`` bytes go to ``OUT.data`` beside it.
     """
@@ -305,8 +338,9 @@ def export(
     onnxruntime_module()  # the export is validated on onnxruntime: say so before any work
     if quantize not in (None, "int8"):
         raise ZooError(f"unknown quantization {quantize!r}: the only one is 'int8'")
-    if max_drop < 0:
-        raise ZooError(f"--max-drop is a number of accuracy points that int8 may lose (>= 0), not {max_drop}")
+    if max_drop is not None and max_drop < 0:
+        raise ZooError(f"--max-drop is how much int8 may lose (accuracy points; for a regression, RMSE growth in "
+                       f"percent of the target's spread), >= 0, not {max_drop}")
     if samples < 1:
         raise ZooError(f"validation needs at least one sample, not {samples}")
     prepared = prepare(source, pretrained=pretrained, samples=samples, calibration=calibration,

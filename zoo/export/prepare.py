@@ -70,10 +70,11 @@ class Prepared:
         return self.home.name if self.home else self.card.name.replace("/", "--")
 
 
-def graph_module(network: Any, modality: str, probabilities: bool | str) -> Any:
+def graph_module(network: Any, modality: str, probabilities: bool | str | tuple[Any, Any]) -> Any:
     """``network`` wrapped for tracing, in eval mode (a wrapper left in train mode would switch the
     network back to training, dropout included, when the exporter restores modes). ``probabilities``:
-    True (a softmax over classes), ``"sigmoid"`` (one probability per label: multi-label) or False."""
+    True (a softmax over classes), ``"sigmoid"`` (one probability per label: multi-label), a
+    ``(scale, shift)`` pair (a regression's standardised outputs back in the targets' units) or False."""
     return _graph_class()(network, modality, probabilities).eval()
 
 
@@ -86,10 +87,15 @@ def _graph_class() -> type:
         """Images: ``pixel_values``; text: ``input_ids``, ``attention_mask``; softmax for classifiers
         (a sigmoid per label for multi-label ones)."""
 
-        def __init__(self, network: nn.Module, modality: str, probabilities: bool | str) -> None:
+        def __init__(self, network: nn.Module, modality: str, probabilities: bool | str | tuple[Any, Any]) -> None:
             super().__init__()
             self.network = network
             self.modality = modality
+            self.affine = isinstance(probabilities, tuple)
+            if self.affine:  # buffers: traced as constants of the graph
+                self.register_buffer("scale", torch.as_tensor(probabilities[0], dtype=torch.float32))
+                self.register_buffer("shift", torch.as_tensor(probabilities[1], dtype=torch.float32))
+                probabilities = False
             self.probabilities = probabilities
 
         def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
@@ -97,6 +103,8 @@ def _graph_class() -> type:
                 out = self.network(input_ids=inputs[0], attention_mask=inputs[1])
             else:
                 out = self.network(inputs[0])
+            if self.affine:
+                return out * self.scale + self.shift
             if self.probabilities == "sigmoid":
                 return out.sigmoid()
             return out.softmax(dim=-1) if self.probabilities else out
@@ -230,11 +238,12 @@ def _prepare_model(name: str, *, pretrained: bool, samples: int, calibration: in
 
 def _prepare_run(folder: Path, *, samples: int, calibration: int, evaluation: int) -> Prepared:
     from zoo.data import make_splits
-    from zoo.train import open_run
-    from zoo.train.config import FinetuneConfig
+    from zoo.runs import open_run
+    from zoo.train.options import FinetuneOptions
 
     run = open_run(folder)
-    config = FinetuneConfig.from_dict(run.config)
+    options = FinetuneOptions.from_dict(run.config)
+    data = options.data
     final = folder / "checkpoints" / "final.pt"
     if not final.is_file():
         raise ZooError(f"{folder}: the run has no checkpoints/final.pt (did it finish?); finish it with "
@@ -245,10 +254,13 @@ def _prepare_run(folder: Path, *, samples: int, calibration: int, evaluation: in
     notes: list[str] = []
     if run.multi_label:
         return _prepare_multilabel(run, folder, card, classifier, weights, samples=samples, calibration=calibration)
+    if run.task_name == "regression":
+        return _prepare_regression(run, folder, card, classifier, weights, samples=samples, calibration=calibration,
+                                   evaluation=evaluation)
     try:
-        splits = make_splits(config.data, modality=card.modality, val=config.val, test=config.test,
-                             val_split=config.split_fraction, per_class=config.per_class, seed=config.seed,
-                             skip_bad=config.skip_bad)
+        splits = make_splits(data.data, modality=card.modality, val=data.val, test=data.test,
+                             val_split=data.split_fraction, per_class=data.per_class, seed=options.seed,
+                             skip_bad=data.skip_bad, column=data.target)
     except InputError as exc:
         splits = None
         notes.append(f"the run's data cannot be read ({exc}); validated on generated inputs instead")
@@ -271,7 +283,7 @@ def _prepare_run(folder: Path, *, samples: int, calibration: int, evaluation: in
         fields = dict(samples=generated_items(card, samples, seed=1), samples_from="generated (no run data)",
                       calibration=[], calibration_from="", evaluation=None, evaluation_from="")
     source = {"model": card.name, "modality": card.modality, "task": "classification",
-              "run": str(folder.resolve()), "head": config.head}
+              "run": str(folder.resolve()), "head": options.head.kind}
     return _finish(classifier, card, classifier.backbone, probabilities=True, kind="classifier",
                    output_name="probabilities", labels=tuple(run.classes), source=source, weights=weights,
                    notes=notes, home=folder.resolve(), **fields)
@@ -283,12 +295,12 @@ def _prepare_multilabel(run: Any, folder: Path, card: Any, classifier: Any, weig
     calibrated) on its labelled data, int8 checked by the outputs' agreement with fp32 (an
     accuracy needs one label per example)."""
     from zoo.data import open_dataset
-    from zoo.train.config import FinetuneConfig
+    from zoo.train.options import FinetuneOptions
 
-    config = FinetuneConfig.from_dict(run.config)
+    options = FinetuneOptions.from_dict(run.config)
     notes: list[str] = []
     try:
-        items = [e.item for e in open_dataset(config.data, modality=card.modality).examples]
+        items = [e.item for e in open_dataset(options.data.data, modality=card.modality).examples]
     except InputError as exc:
         items = []
         notes.append(f"the run's data cannot be read ({exc}); validated on generated inputs instead")
@@ -298,10 +310,55 @@ def _prepare_multilabel(run: Any, folder: Path, card: Any, classifier: Any, weig
                    calibration=[], calibration_from=""))
     thresholds = run.multi_label["thresholds"]
     source = {"model": card.name, "modality": card.modality, "task": "multi-label classification",
-              "run": str(folder.resolve()), "head": config.head, "thresholds": [thresholds[n] for n in run.classes]}
+              "run": str(folder.resolve()), "head": options.head.kind, "thresholds": [thresholds[n] for n in run.classes]}
     return _finish(classifier, card, classifier.backbone, probabilities="sigmoid", kind="classifier",
                    output_name="probabilities", labels=tuple(run.classes), source=source, weights=weights, notes=notes,
                    home=folder.resolve(), evaluation=None, evaluation_from="", **fields)
+
+
+def _prepare_regression(run: Any, folder: Path, card: Any, network: Any, weights: dict[str, Any], *, samples: int,
+                        calibration: int, evaluation: int) -> Prepared:
+    """A regression run: the graph ends in the targets' units (the standardisation undone as its
+    last operation); validated, calibrated and int8-checked (RMSE) on the run's own data."""
+    from zoo.data import make_splits
+    from zoo.tasks import get_task
+    from zoo.tasks.contract import Targets
+    from zoo.train.options import FinetuneOptions
+
+    options = FinetuneOptions.from_dict(run.config)
+    task, data = get_task("regression"), options.data
+    record = {k: run.task[k] for k in ("names", "mean", "std")}
+    notes: list[str] = []
+    try:
+        splits = make_splits(data.data, modality=card.modality, val=data.val, test=data.test,
+                             val_split=data.split_fraction, seed=options.seed, skip_bad=True, by_class=False,
+                             problem=lambda example: task.problem(example, options))
+    except InputError as exc:
+        splits = None
+        notes.append(f"the run's data cannot be read ({exc}); validated on generated inputs instead")
+    if splits is not None:
+        like = Targets(tuple(record["names"]), [], None, record)
+        held_out = [d for d in (splits.val, splits.test) if d is not None and len(d)]
+        train = [e.item for e in splits.train.examples]
+        fields: dict[str, Any] = dict(samples=([e.item for d in held_out for e in d.examples] + train)[:samples],
+                                      samples_from="the run's data", calibration=_spread(train, calibration),
+                                      calibration_from="the run's training set", evaluation=None, evaluation_from="")
+        if held_out:
+            import numpy as np
+
+            items = [e.item for d in held_out for e in d.examples][:evaluation]
+            values = np.concatenate([task.targets(d, options, like).values for d in held_out])[:evaluation]
+            fields.update(evaluation=(items, values * np.asarray(record["std"]) + np.asarray(record["mean"])),
+                          evaluation_from="the run's validation and test sets")
+    else:
+        fields = dict(samples=generated_items(card, samples, seed=1), samples_from="generated (no run data)",
+                      calibration=[], calibration_from="", evaluation=None, evaluation_from="")
+    source = {"model": card.name, "modality": card.modality, "task": "regression", "run": str(folder.resolve()),
+              "head": options.head.kind, "targets": list(record["names"]), "scale": list(record["std"]),
+              "shift": list(record["mean"])}
+    return _finish(network, card, network.backbone, probabilities=(record["std"], record["mean"]), kind="regression",
+                   output_name="values", labels=tuple(record["names"]), source=source, weights=weights, notes=notes,
+                   home=folder.resolve(), **fields)
 
 
 def _prepare_fewshot(folder: Path, *, samples: int, calibration: int, evaluation: int) -> Prepared:

@@ -35,7 +35,7 @@ from typing import Any
 
 from zoo.errors import ExportError, ZooError
 
-__all__ = ["quantize_int8", "QuantSettings", "compare_int8", "calibration_batches", "head_nodes", "TEXT_OP_TYPES"]
+__all__ = ["compare_regression", "REGRESSION_MAX_GROWTH", "quantize_int8", "QuantSettings", "compare_int8", "calibration_batches", "head_nodes", "TEXT_OP_TYPES"]
 
 #: Transformers quantize their matrix products only: the additive attention mask holds huge
 #: negative values that no int8 range can share with real activations.
@@ -237,4 +237,32 @@ def compare_int8(fp32_outputs: Any, int8_outputs: Any, labels: Sequence[int] | N
         result.update(fp32_accuracy=round(fp32_acc, 6), int8_accuracy=round(int8_acc, 6),
                       drop_points=round(100 * (fp32_acc - int8_acc), 4),
                       top1_agreement=round(float((a.argmax(1) == b.argmax(1)).mean()), 6))
+    return result
+
+
+#: A regression's int8 export is refused when its RMSE on held-out data grows by more than this
+#: percentage of the target's standard deviation (the task's own yardstick, not accuracy points).
+REGRESSION_MAX_GROWTH = 2.0
+
+
+def compare_regression(fp32_outputs: Any, int8_outputs: Any, truth: Any, scale: Sequence[float],
+                       names: Sequence[str]) -> dict[str, Any]:
+    """fp32 vs int8 numbers on the same inputs against their true values: each target's RMSE under
+    both, and the largest growth over targets as a percentage of the target's standard deviation
+    (``scale``); without true values, how far int8's numbers are from fp32's."""
+    import numpy as np
+
+    a = np.asarray(fp32_outputs, dtype=np.float64).reshape(len(fp32_outputs), -1)
+    b = np.asarray(int8_outputs, dtype=np.float64).reshape(len(int8_outputs), -1)
+    std = np.asarray(scale, dtype=np.float64)
+    result: dict[str, Any] = {"samples": int(len(a)),
+                              "max_abs_change": round(float(np.abs(a - b).max()) if a.size else 0.0, 6)}
+    if truth is not None:
+        t = np.asarray(truth, dtype=np.float64).reshape(len(truth), -1)
+        fp32_rmse = np.sqrt(((a - t) ** 2).mean(0))
+        int8_rmse = np.sqrt(((b - t) ** 2).mean(0))
+        growth = 100 * (int8_rmse - fp32_rmse) / std
+        result.update(fp32_rmse={n: round(float(v), 6) for n, v in zip(names, fp32_rmse)},
+                      int8_rmse={n: round(float(v), 6) for n, v in zip(names, int8_rmse)},
+                      growth_percent_of_std=round(float(growth.max()), 4))
     return result

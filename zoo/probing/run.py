@@ -27,7 +27,7 @@ from typing import Any
 
 from zoo.errors import InputError, LoadError, PullError, ZooError
 
-__all__ = ["probe", "ProbeReport", "ProbeRow", "default_folder", "read_probe", "layer_features", "cut_features"]
+__all__ = ["probe", "ProbeReport", "ProbeRow", "default_folder", "read_probe"]
 
 
 @dataclass(frozen=True)
@@ -198,6 +198,8 @@ def probe(
     passes: dict[str, Any] = {}
     for card in cards:
         try:
+            from zoo.frozen.layers import layer_features
+
             features, record = layer_features(card, labelled, held_out, engine=engine, say=say)
         except (PullError, LoadError) as exc:
             skipped.append((card.name, str(exc).splitlines()[0]))
@@ -223,47 +225,6 @@ def probe(
     if out is not None:
         report = _write(report, Path(out), cards)
     return report
-
-
-def layer_features(card: Any, labelled: Any, held_out: Any, *, engine: str, say: Callable[[str], None],
-                   layers: Sequence[str] | None = None, device: Any = None, workers: int | None = None,
-                   ) -> tuple[dict[str, tuple[Any, Any]], dict[str, Any]]:
-    """``{layer: (labelled features, held-out features or None)}`` for the card's embedding node
-    and its ``features`` (or only ``layers``), pooled, from one frozen pass per set through the
-    feature cache. Shared by the probe and ``zoo finetune``'s choice of cut."""
-    from zoo.frozen.choice import LazyPass
-    from zoo.frozen.features import cached_features
-    from zoo.frozen.graph import EMBEDDING
-    from zoo.loading import load
-    from zoo.pulling import pull
-
-    fetched = pull(card, quiet=True)
-    wanted = list(card.features) if layers is None else list(layers)
-    layers = [name for name in wanted if name != card.embedding.node]
-    backbone = load(card, features=[card.embedding.node, *layers] if layers else None, device=device)
-    frozen = LazyPass(backbone, fetched, engine=engine, features=layers, check=[e.item for e in labelled.examples],
-                      device=device, workers=workers, log=say)
-    train, record = cached_features(card, fetched, labelled, frozen, layers, log=say)
-    test = cached_features(card, fetched, held_out, frozen, layers, log=say)[0] if held_out is not None else {}
-    names = {EMBEDDING: card.embedding.node}
-    return ({names.get(n, n): (train[n], test.get(n)) for n in (EMBEDDING, *layers)},
-            {"cache": "hit" if record["hit"] else "computed", "seconds": round(record["seconds"], 2),
-             **record.get("engine", {})})
-
-
-def cut_features(card: Any, labelled: Any, held_out: Any, cut: Sequence[str], *, engine: str,
-                 say: Callable[[str], None], device: Any = None, workers: int | None = None,
-                 ) -> tuple[Any, Any, dict[str, Any]]:
-    """The embedding of a backbone cut at ``cut`` (one layer, or several joined:
-    :func:`zoo.probing.cuts.joined`) for ``labelled`` and ``held_out`` (None without one), from
-    :func:`layer_features`' per-layer cache, and its record."""
-    from zoo.probing.cuts import joined
-
-    features, record = layer_features(card, labelled, held_out, engine=engine, say=say, layers=list(cut),
-                                      device=device, workers=workers)
-    x = joined({name: pair[0] for name, pair in features.items()}, cut)
-    x_test = joined({name: pair[1] for name, pair in features.items()}, cut) if held_out is not None else None
-    return x, x_test, record
 
 
 def _probe_layer(card: Any, layer: str, x: Any, y: Any, x_test: Any, held_out: Any, *, seed: int,

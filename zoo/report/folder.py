@@ -19,16 +19,10 @@ __all__ = ["RunFiles", "read_folder"]
 
 
 def _read(folder: Path, name: str) -> Any:
-    path = folder / name
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ZooError(f"{path}: damaged (not valid JSON: {exc}); restore it from a copy, or fine-tune again into a "
-                       f"new folder") from None
-    except OSError as exc:
-        raise ZooError(f"{path}: cannot be read ({exc.strerror or exc}); check the run folder") from None
+    """An optional file of the run's record (None when missing; damaged: one line)."""
+    from zoo.runs.record import read_run_json
+
+    return read_run_json(folder, name, optional=True)
 
 
 def _history(path: Path) -> tuple[dict[str, Any], ...]:

@@ -1,6 +1,6 @@
 """Fine-tuning: the transfer-learning recipe behind ``zoo finetune`` (see :mod:`zoo.train.run`).
 
-Names load on first use, so the CLI's option lists (``zoo.train.config``) import no trainer.
+Names load on first use, so the CLI's option lists (``zoo.train.options``) import no trainer.
 """
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING
 from zoo.lazy import lazy_exports
 
 if TYPE_CHECKING:  # pragma: no cover
-    from zoo.train.run import Run, finetune, open_run
+    from zoo.runs.record import Run, open_run
+    from zoo.train.run import finetune
 
-_LAZY = {"finetune": "zoo.train.run", "Run": "zoo.train.run", "open_run": "zoo.train.run"}
+_LAZY = {"finetune": "zoo.train.run", "Run": "zoo.runs.record", "open_run": "zoo.runs.record"}
 
 __all__ = list(_LAZY)
 

@@ -71,11 +71,11 @@ class Checkpoints:
         except Exception as exc:
             raise ZooError(f"{path}: unreadable {what} ({type(exc).__name__}: {exc}); {fix}") from None
 
-    def latest(self) -> tuple[int, dict[str, Any]] | None:
-        """The newest checkpoint that loads, with its optimizer state under ``optimizer`` (None
-        where it is missing: the phase's optimizer then starts afresh). Checkpoints written before
-        optimizer files existed hold it inline."""
-        for epoch in reversed(self.epochs()):
+    def latest(self, after: int = 0) -> tuple[int, dict[str, Any]] | None:
+        """The newest checkpoint that loads (of an epoch past ``after``), with its optimizer state
+        under ``optimizer`` (None where it is missing: the phase's optimizer then starts afresh).
+        Checkpoints written before optimizer files existed hold it inline."""
+        for epoch in reversed([e for e in self.epochs() if e > after]):
             try:
                 state = self.load(epoch)
             except ZooError:
@@ -93,3 +93,10 @@ class Checkpoints:
     def best(self) -> dict[str, Any] | None:
         path = self.folder / "best.json"
         return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+    def prune(self, keep: set[int]) -> None:
+        """Remove every epoch's weights but ``keep``'s (a recipe whose checkpoints are whole
+        encoders keeps the best and the newest, not every round)."""
+        for epoch in self.epochs():
+            if epoch not in keep:
+                self.path(epoch).unlink(missing_ok=True)

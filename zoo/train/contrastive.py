@@ -10,11 +10,13 @@ is fitted on the adapted embeddings exactly as in the other recipes.
   (``--pairs``; ``auto``: :data:`PAIRS_PER_EXAMPLE` per labelled text, at most :data:`PAIR_LIMIT`),
   and trained on once, in that order, in :data:`ROUNDS` rounds with one learning-rate schedule
   (warmup, then cosine) over all of them.
-- After each round the encoder lands in ``checkpoints/contrastive.pt`` (with the optimizer and
-  the round's record), so a killed run resumes after its last complete round and ends where a
-  straight run would: the pairs, their order and the dropout of each round are functions of the
-  seed and the round. The chosen encoder, once every round is done, is ``checkpoints/encoder.pt``
-  (and the rounds' state is removed) until final.pt, which holds it with the head, replaces it.
+- The rounds are steps of the one epoch loop (:mod:`zoo.train.loop`): after each, the encoder
+  lands in ``checkpoints/contrastive/`` (with the optimizer's state), so a killed run resumes
+  after its last complete round and ends where a straight run would: the pairs, their order and
+  the dropout of each round are functions of the seed and the round. Only the best and the newest
+  rounds' encoders are kept. The chosen encoder, once every round is done, is
+  ``checkpoints/encoder.pt`` (and the rounds' folder is removed) until final.pt, which holds it
+  with the head, replaces it.
 - With a validation set, each round (and round 0, the pulled encoder) is judged by the head's
   validation loss on its embeddings (a logistic regression fitted on the training texts); the
   best round's encoder is restored, so contrastive training can never leave the run worse on
@@ -26,7 +28,7 @@ is fitted on the adapted embeddings exactly as in the other recipes.
 from __future__ import annotations
 
 import json
-import time
+import shutil
 from typing import Any
 
 import numpy as np
@@ -34,8 +36,11 @@ import torch
 
 from zoo.atomic import atomic_torch_save, atomic_write_json
 from zoo.batches import derive_seed, encode_items
+from zoo.tasks.contract import Score
+from zoo.train.loop import Diverged, EpochLoop, Step
 
-__all__ = ["CONTRASTIVE_PER_CLASS", "draw_pairs", "pair_count", "Contrastive", "PAIRS_PER_EXAMPLE", "PAIR_LIMIT", "ROUNDS", "PAIR_BATCH"]
+__all__ = ["CONTRASTIVE_PER_CLASS", "draw_pairs", "pair_count", "adapt_encoder", "Rounds", "PAIRS_PER_EXAMPLE",
+           "PAIR_LIMIT", "ROUNDS", "PAIR_BATCH"]
 
 #: Pairs per labelled text with ``--pairs auto`` (half with its class, half against another):
 #: SetFit's default of 20 iterations, each giving every text one positive and one negative pair.
@@ -85,158 +90,191 @@ def draw_pairs(labels: Any, count: int, seed: int) -> np.ndarray:
     return np.asarray(rows[:count], dtype=np.int64)
 
 
-class Contrastive:
-    """Trains a :class:`~zoo.train.recipe.Trainer`'s encoder on pairs of its training set, then
-    hands it the adapted encoder (:meth:`Trainer.adopt_encoder`)."""
+class Rounds:
+    """The loop's strategy for contrastive training (see the module): round 0 is the pulled encoder
+    (judged, not trained, when there is a validation set), rounds 1.. train on their share of the
+    pairs; a judged run keeps the round with the lowest validation loss, an unjudged one the last."""
 
-    def __init__(self, trainer: Any) -> None:
-        self.t = trainer
-        config = trainer.config
-        self.texts = [e.item for e in trainer.splits.train.examples]
-        self.labels = np.asarray(trainer.splits.train.labels)
-        self.pairs = draw_pairs(self.labels, pair_count(config.pairs, len(self.texts)), config.seed)
-        self.path = trainer.dir / "checkpoints" / "contrastive.pt"
-        self.best_path = trainer.dir / "checkpoints" / "contrastive-best.pt"
-        self.encoder_path = trainer.dir / "checkpoints" / "encoder.pt"  # the outcome, once every round is done
-        self.judged = len(trainer.splits.val) > 0
+    def __init__(self, learner: Any) -> None:
+        self.learner = learner
+        options = learner.options
+        self.texts = [e.item for e in learner.sets["train"].examples]
+        self.labels = np.asarray(learner.targets["train"].values)
+        self.pairs = draw_pairs(self.labels, pair_count(options.unfreezing.pairs, len(self.texts)), options.seed)
+        self.judged = learner.sets.get("val") is not None and len(learner.sets["val"]) > 0
+        self.chunks = np.array_split(np.arange(len(self.pairs)), ROUNDS)
+        # the optimizer steps of each round, counted as _round takes them (a round may have none when
+        # there are fewer pairs than rounds), so a resumed round continues the same schedule
+        self.per_round = [-(-len(c) // PAIR_BATCH) for c in self.chunks]
+        self.optimizer: Any = None
 
-    # ----------------------------------------------------------------- state
+    def steps(self) -> list[Step]:
+        first = [Step(0, 0, "contrastive (pulled)")] if self.judged else []
+        return first + [Step(0, number, "contrastive") for number in range(1, ROUNDS + 1)]
 
-    def _body(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach().cpu().clone() for k, v in self.t.backbone.body.named_parameters()}
+    def patience(self, phase: int) -> None:
+        return None
 
-    def _optimizer(self) -> torch.optim.Optimizer:
-        body = self.t.backbone.body
+    def begin(self, phase: int, optimizer_state: Any, loop: EpochLoop) -> None:
+        body = self.learner.backbone.body
         for p in body.parameters():
             p.requires_grad_(True)
-        optimizer = torch.optim.AdamW(list(body.parameters()), lr=self.t.config.contrastive_lr,
-                                      weight_decay=self.t.config.weight_decay)
-        for group in optimizer.param_groups:
+        self.optimizer = torch.optim.AdamW(list(body.parameters()), lr=self.learner.options.unfreezing.contrastive_lr,
+                                           weight_decay=self.learner.options.head.weight_decay)
+        for group in self.optimizer.param_groups:
             group["base_lr"] = group["lr"]
-        return optimizer
+        if optimizer_state is not None:
+            self.optimizer.load_state_dict(optimizer_state)
 
-    # ----------------------------------------------------------------- judging
+    def train(self, step: Step) -> dict[str, Any]:
+        if step.phase_epoch == 0:
+            return {}
+        number = step.phase_epoch - 1
+        return {"round": step.phase_epoch, "pair_loss": self._round(number)}
 
-    def _judge(self) -> dict[str, float]:
-        """The validation loss and accuracy of a logistic regression on this encoder's embeddings."""
-        from zoo.probing.linear import cross_validate, fit_probe
-
-        t = self.t
-        x = t.encode(t.splits.train).numpy()
-        x_val = t.encode(t.splits.val).numpy()
-        y_val = np.asarray(t.splits.val.labels)
-        score = cross_validate(x, self.labels, seed=t.config.seed, where=t.splits.train.name)
-        probabilities = fit_probe(x, self.labels, score.C).predict_proba(x_val)
-        full = np.full((len(x_val), len(t.classes)), 1e-12)
-        full[:, np.unique(self.labels)] = probabilities
-        from sklearn.metrics import log_loss
-
-        return {"val_loss": float(log_loss(y_val, full, labels=np.arange(len(t.classes)))),
-                "val_acc": float((full.argmax(1) == y_val).mean())}
-
-    # ----------------------------------------------------------------- the rounds
-
-    def fit(self, resume: bool = False) -> dict[str, Any]:
-        """Train (or continue) every round; returns the record for the report (contrastive.json)."""
-        from zoo.train.recipe import Diverged
-
-        t = self.t
-        optimizer = self._optimizer()
-        record: dict[str, Any] = {"pairs": len(self.pairs), "positive": int(self.pairs[:, 2].sum()),
-                                  "rounds": [], "lr": t.config.contrastive_lr, "judged": self.judged}
-        start = 0
-        final = t.dir / "checkpoints" / "final.pt"
-        if resume and (self.encoder_path.is_file() or final.is_file()):
-            source = self.encoder_path if self.encoder_path.is_file() else final
-            state = torch.load(source, map_location="cpu", weights_only=True)
-            t.backbone.body.load_state_dict(state if source == self.encoder_path else state["body"], strict=False)
-            t.backbone.freeze()
-            t.adopt_encoder()
-            t.log(f"contrastive training was complete: the adapted encoder from checkpoints/{source.name}")
-            return json.loads((t.dir / "contrastive.json").read_text(encoding="utf-8"))
-        if resume and self.path.is_file():
-            saved = torch.load(self.path, map_location="cpu", weights_only=True)
-            t.backbone.body.load_state_dict(saved["body"], strict=False)
-            optimizer.load_state_dict(saved["optimizer"])
-            record = saved["record"]
-            start = len(record["rounds"])
-            t.log(f"resuming contrastive training after round {start} of {ROUNDS}")
-        if start == 0:
-            t.log(f"contrastive: {len(self.pairs)} pairs ({record['positive']} of the same class) from "
-                  f"{len(self.texts)} texts, {ROUNDS} rounds")
-            if self.judged:
-                record["start"] = self._judge()
-                record["best"] = 0
-                atomic_torch_save(self.best_path, {"body": self._body()})
-        chunks = np.array_split(np.arange(len(self.pairs)), ROUNDS)
-        # the optimizer steps of each round, counted as _round takes them (a round may have none
-        # when there are fewer pairs than rounds), so a resumed round continues the same schedule
-        per_round = [-(-len(c) // PAIR_BATCH) for c in chunks]
-        steps = max(1, sum(per_round))
-        done = sum(per_round[:start])
-        for number in range(start, ROUNDS):
-            started = time.perf_counter()
-            try:
-                loss, done = self._round(optimizer, chunks[number], number, done, steps)
-            except Diverged:
-                record["stopped"] = f"the pair loss became NaN or infinite in round {number + 1}"
-                t.log(f"  contrastive: {record['stopped']}; going on with the pulled encoder")
-                t.restore_pretrained()
-                record["best"] = 0
-                break
-            row: dict[str, Any] = {"round": number + 1, "pair_loss": loss, "seconds": time.perf_counter() - started}
-            if self.judged:
-                row.update(self._judge())
-                best = record["rounds"][record["best"] - 1] if record["best"] else record["start"]
-                if row["val_loss"] < best["val_loss"] - 1e-6:
-                    record["best"] = number + 1
-                    atomic_torch_save(self.best_path, {"body": self._body()})
-            record["rounds"].append(row)
-            atomic_torch_save(self.path, {"body": self._body(), "optimizer": optimizer.state_dict(), "record": record})
-            judged = f" | val loss {row['val_loss']:.3f} acc {row['val_acc']:.3f}" if self.judged else ""
-            t.log(f"  contrastive round {number + 1}/{ROUNDS}: pair loss {loss:.4f}{judged} | {row['seconds']:.1f}s")
-        if self.judged and record["best"] != ROUNDS and "stopped" not in record:
-            saved = torch.load(self.best_path, map_location="cpu", weights_only=True)
-            t.backbone.body.load_state_dict(saved["body"], strict=False)
-            t.log(f"  contrastive: keeping round {record['best']} (lowest validation loss)"
-                  if record["best"] else "  contrastive: no round beat the pulled encoder on validation; keeping it")
-        t.backbone.freeze()
-        atomic_write_json(t.dir / "contrastive.json", record)
-        atomic_torch_save(self.encoder_path, self._body())
-        # the rounds' state (with the optimizer's, twice the encoder's size) is no longer needed
-        self.path.unlink(missing_ok=True)
-        self.best_path.unlink(missing_ok=True)
-        t.adopt_encoder()
-        return record
-
-    def _round(self, optimizer: torch.optim.Optimizer, rows: np.ndarray, number: int, done: int,
-               steps: int) -> tuple[float, int]:
-        """One round of pairs; returns its mean pair loss and the steps done so far."""
-        from zoo.train.recipe import Diverged, schedule
+    def _round(self, number: int) -> float:
+        """One round of pairs; returns its mean pair loss."""
         from zoo.threads import torch_threads
+        from zoo.train.learner import schedule
 
-        t = self.t
-        body = t.backbone
+        learner = self.learner
+        body = learner.backbone
         body.train()
-        torch.manual_seed(derive_seed(t.config.seed, 0x5E7F17, number))
+        torch.manual_seed(derive_seed(learner.options.seed, 0x5E7F17, number))
+        steps, done = max(1, sum(self.per_round)), sum(self.per_round[:number])
+        rows = self.chunks[number]
         total, seen = 0.0, 0
-        with torch_threads(t.budget.threads):
+        with torch_threads(learner.budget.threads):
             for begin in range(0, len(rows), PAIR_BATCH):
                 batch = self.pairs[rows[begin:begin + PAIR_BATCH]]
-                schedule(optimizer, done / steps, t.config.warmup)
+                schedule(self.optimizer, done / steps, learner.options.unfreezing.warmup)
                 first = encode_items(body, [self.texts[i] for i in batch[:, 0]])
                 second = encode_items(body, [self.texts[j] for j in batch[:, 1]])
-                u = body(**{k: v.to(t.device) for k, v in first.items()})
-                v = body(**{k: v.to(t.device) for k, v in second.items()})
-                target = torch.as_tensor(batch[:, 2], dtype=torch.float32, device=t.device)
+                u = body(**{k: v.to(learner.device) for k, v in first.items()})
+                v = body(**{k: v.to(learner.device) for k, v in second.items()})
+                target = torch.as_tensor(batch[:, 2], dtype=torch.float32, device=learner.device)
                 loss = torch.nn.functional.mse_loss(torch.cosine_similarity(u.float(), v.float()), target)
                 if not torch.isfinite(loss):
                     raise Diverged()
-                optimizer.zero_grad(set_to_none=True)
+                self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                optimizer.step()
+                self.optimizer.step()
                 total += loss.item() * len(batch)
                 seen += len(batch)
                 done += 1
         body.eval()
-        return total / max(1, seen), done
+        return total / max(1, seen)
+
+    def judge(self, step: Step) -> Score | None:
+        """The validation loss and accuracy of a logistic regression on this encoder's embeddings."""
+        if not self.judged:
+            return None
+        from sklearn.metrics import log_loss
+
+        from zoo.probing.linear import cross_validate, fit_probe
+
+        learner = self.learner
+        x = learner.encode(learner.sets["train"]).numpy()
+        x_val = learner.encode(learner.sets["val"]).numpy()
+        y_val = np.asarray(learner.targets["val"].values)
+        classes = len(learner.targets["train"].names)
+        score = cross_validate(x, self.labels, seed=learner.options.seed, where=learner.sets["train"].name)
+        probabilities = fit_probe(x, self.labels, score.C).predict_proba(x_val)
+        full = np.full((len(x_val), classes), 1e-12)
+        full[:, np.unique(self.labels)] = probabilities
+        return Score(loss=float(log_loss(y_val, full, labels=np.arange(classes))),
+                     metric=float((full.argmax(1) == y_val).mean()))
+
+    def is_best(self, step: Step, score: Score | None, best: dict[str, Any] | None) -> bool:
+        if score is None:
+            return True  # unjudged: every round is kept, the last is the result
+        return score.beats(Score(**best["score"]) if best and best.get("score") else None)
+
+    def state(self) -> dict[str, Any]:
+        return {"body": {k: v.detach().cpu().clone() for k, v in self.learner.backbone.body.named_parameters()}}
+
+    def optimizer_state(self) -> Any:
+        return self.optimizer.state_dict() if self.optimizer is not None else None
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.learner.backbone.body.load_state_dict(state["body"], strict=False)
+
+    def row(self, step: Step, trained: dict[str, Any], score: Score | None) -> dict[str, Any]:
+        row = dict(trained)
+        if score is not None:
+            row.update(val_loss=score.loss, val_acc=score.metric)
+        return row
+
+
+def adapt_encoder(learner: Any, *, resume: bool) -> dict[str, Any]:
+    """Train the learner's encoder on pairs of its training texts (or find it trained), then hand
+    it to the learner as the encoder its head starts from (:meth:`Learner.adopt_encoder`); returns
+    the record for the report (``contrastive.json``)."""
+    from zoo.train.checkpoints import Checkpoints
+
+    folder = learner.run_dir
+    encoder_path = folder / "checkpoints" / "encoder.pt"  # the outcome, once every round is done
+    final = folder / "checkpoints" / "final.pt"
+    if resume and (encoder_path.is_file() or final.is_file()):
+        source = encoder_path if encoder_path.is_file() else final
+        state = torch.load(source, map_location="cpu", weights_only=True)
+        learner.backbone.body.load_state_dict(state if source == encoder_path else state["body"], strict=False)
+        learner.backbone.freeze()
+        learner.adopt_encoder()
+        learner.log(f"contrastive training was complete: the adapted encoder from checkpoints/{source.name}")
+        return json.loads((folder / "contrastive.json").read_text(encoding="utf-8"))
+    rounds = Rounds(learner)
+    record: dict[str, Any] = {"pairs": len(rounds.pairs), "positive": int(rounds.pairs[:, 2].sum()), "rounds": [],
+                              "lr": learner.options.unfreezing.contrastive_lr, "judged": rounds.judged}
+    checkpoints = Checkpoints(folder / "checkpoints" / "contrastive")
+    if not (resume and checkpoints.epochs()):
+        learner.log(f"contrastive: {len(rounds.pairs)} pairs ({record['positive']} of the same class) from "
+                    f"{len(rounds.texts)} texts, {ROUNDS} rounds")
+    loop = EpochLoop(checkpoints=_Pruned(checkpoints), log_path=folder / "contrastive.jsonl",
+                     say=lambda text: None)
+    state = loop.run(rounds, resume=resume)
+    rows = [json.loads(line) for line in (folder / "contrastive.jsonl").read_text(encoding="utf-8").splitlines()
+            if line.strip()]
+    judged_rows = [r for r in rows if "round" in r]
+    for row in judged_rows:
+        shown = f" | val loss {row['val_loss']:.3f} acc {row['val_acc']:.3f}" if "val_loss" in row else ""
+        learner.log(f"  contrastive round {row['round']}/{ROUNDS}: pair loss {row['pair_loss']:.4f}{shown} | "
+                    f"{row['seconds']:.1f}s")
+    record["rounds"] = [{k: r[k] for k in ("round", "pair_loss", "seconds", "val_loss", "val_acc") if k in r}
+                        for r in judged_rows]
+    if rounds.judged:
+        start = next(r for r in rows if r["stage"] == "contrastive (pulled)")
+        record["start"] = {"val_loss": start["val_loss"], "val_acc": start["val_acc"]}
+        best_row = next(r for r in rows if r["epoch"] == state.best["epoch"])
+        record["best"] = int(best_row.get("round", 0))
+        learner.log(f"  contrastive: keeping round {record['best']} (lowest validation loss)" if record["best"] else
+                    "  contrastive: no round beat the pulled encoder on validation; keeping it")
+    if state.stopped:
+        record["stopped"] = state.stopped
+        learner.log(f"  contrastive: {state.stopped}; going on with the best encoder so far")
+    learner.backbone.freeze()
+    atomic_write_json(folder / "contrastive.json", record)
+    atomic_torch_save(encoder_path, rounds.state()["body"])
+    # the rounds' state (with the optimizer's, twice the encoder's size) is no longer needed
+    shutil.rmtree(checkpoints.folder, ignore_errors=True)
+    (folder / "contrastive.jsonl").unlink(missing_ok=True)
+    learner.adopt_encoder()
+    return record
+
+
+class _Pruned:
+    """Checkpoints that keep only the best and the newest rounds' encoders (each one is the whole
+    encoder: a run keeps two, not one per round)."""
+
+    def __init__(self, checkpoints: Any) -> None:
+        self.inner = checkpoints
+        self.best_epoch: int | None = None
+
+    def save(self, epoch: int, state: dict[str, Any]) -> Any:
+        path = self.inner.save(epoch, state)
+        best = self.inner.best()
+        self.inner.prune({epoch, *((best["epoch"],) if best else ())})
+        return path
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)

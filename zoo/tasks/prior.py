@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Prior", "label_prior", "WEIGHTS", "SCALES", "PRIOR_PER_CLASS"]
+__all__ = ["Prior", "label_prior", "mixed_head", "label_texts", "WEIGHTS", "SCALES", "PRIOR_PER_CLASS"]
 
 #: The prior's weights tried (0: the head alone; 1: zero-shot alone).
 WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -110,3 +110,60 @@ def label_prior(card: Any, classes: Any, x: Any, y: Any, *, C: float, seed: int,
     best = max(scores, key=lambda s: (s["accuracy"], -s["log_loss"], -s["weight"]))
     return Prior(weight=best["weight"], prototypes=prototypes, scale=best["scale"], templates=TEMPLATES,
                  scores=scores)
+
+
+def mixed_head(head: Any, x: Any, targets: Any, params: Any, context: Any, *, folder: Any, resume: bool,
+               cut: Any, names: Any = None) -> tuple[Any, dict[str, Any] | None, dict[str, Any] | None]:
+    """The cross-validated ``head`` of a text run mixed with the class names' prior when it applies
+    (``--label-prior``; ``auto``: at most :data:`PRIOR_PER_CLASS` labelled texts per class, or any
+    size when ``--labels`` names the classes), its weight chosen on folds; ``prior.json`` in the run
+    ``folder`` keeps the choice (a resumed run reads it). ``names``: what to embed per class (the
+    ``--labels`` descriptions; default the class names). Returns the head to use, the choice for
+    ``choices.json`` and the judgement for the report (both None when the prior does not apply)."""
+    import json
+
+    from zoo.atomic import atomic_write_json
+    from zoo.tasks.heads import LabelAwareHead
+
+    options, card = context.options, context.card
+    path = folder / "prior.json"
+    if resume and path.is_file():
+        prior = Prior.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    else:
+        if (options.plan.label_prior == "none" or card.modality != "text" or tuple(cut) != (card.embedding.node,)
+                or (options.plan.label_prior == "auto" and names is None
+                    and len(targets) > PRIOR_PER_CLASS * len(targets.names))):
+            return head, None, None
+        prior = label_prior(card, names or targets.names, x, targets.values, C=params["C"], seed=options.seed,
+                            class_weight=context.class_weight, engine=options.engine.engine)
+        atomic_write_json(path, prior.to_dict())
+        chosen = prior.chosen()
+        alone = next(s for s in prior.scores if s["weight"] == 1.0)
+        if context.log is not None:
+            context.log(f"label names as a prior: weight {prior.weight:g} (cross-validated accuracy "
+                        f"{chosen['accuracy']:.3f}; the names alone, zero-shot, {alone['accuracy']:.3f}; "
+                        f"--label-prior none to turn off)")
+    mixed = LabelAwareHead(head, prior.prototypes, prior.weight, prior.scale)
+    choice = {"weight": prior.weight, "scale": prior.scale, "templates": list(prior.templates)}
+    return mixed, choice, {"weight": prior.weight, "scale": prior.scale, "scores": list(prior.scores)}
+
+
+def label_texts(labels: Any, classes: Any, card: Any, where: str) -> list[str] | None:
+    """What ``--labels`` says to embed for each class, in class order (None without it); a class of
+    the data that it does not name is an error, and so is ``--labels`` for a model that is no text model."""
+    if labels is None:
+        return None
+    from zoo.errors import ZooError
+    from zoo.prompts import parse_labels
+
+    if card.modality != "text":
+        raise ZooError(f"model {card.name!r}: --labels gives class names for a text model's label prior; "
+                       f"leave it out for {card.modality} models")
+    given = parse_labels(labels)
+    missing = [name for name in classes if name not in given]
+    if missing:
+        raise ZooError(f"{where}: the label {missing[0]!r} is in the data but not in --labels "
+                       f"({', '.join(list(given)[:8])}{'...' if len(given) > 8 else ''})"
+                       f"{f', nor are {len(missing) - 1} more' if len(missing) > 1 else ''}; add it to --labels "
+                       f"or fix the data")
+    return [given[name] for name in classes]
