@@ -110,7 +110,7 @@ def test_sounds_train_every_stage_with_specaugment_by_default(sounds):
     import zoo
     from zoo.batches import make_loader
     from zoo.frontend import bridge
-    from zoo.train.options import UnfreezeOptions
+    from zoo.runs.options import UnfreezeOptions
     from zoo_audio.logmel import LogMel
 
     config = UnfreezeOptions().resolved("image", "gradual", LogMel.learning)

@@ -133,7 +133,7 @@ def test_auto_picks_contrastive_where_it_was_measured_best(text_csv):
     from zoo.data import make_splits
     from zoo.pulling import resolve_card
     from zoo.tasks import get_task
-    from zoo.train.options import FinetuneOptions
+    from zoo.runs.options import FinetuneOptions
     from zoo.train.plan import make_plan
 
     card, task = resolve_card(TEXT_MODEL), get_task("classification")

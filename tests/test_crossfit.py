@@ -174,7 +174,7 @@ def test_learning_rate_schedule_and_augmentation_policies():
 
     from zoo.batches import augment, augmentation
     from zoo.train.learner import schedule
-    from zoo.train.options import AUGMENTATIONS, UnfreezeOptions
+    from zoo.runs.options import AUGMENTATIONS, UnfreezeOptions
 
     group = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.AdamW([{"params": [group], "lr": 1.0, "base_lr": 1.0}])
@@ -254,7 +254,7 @@ def test_above_25_labels_per_class_the_head_is_still_cross_validated_and_a_split
     from zoo.data import make_splits
     from zoo.pulling import resolve_card
     from zoo.tasks import get_task
-    from zoo.train.options import FinetuneOptions
+    from zoo.runs.options import FinetuneOptions
     from zoo.train.plan import CV_PER_CLASS, make_plan
 
     card, task = resolve_card(IMAGE_MODEL), get_task("classification")

@@ -95,7 +95,7 @@ def test_text_run_with_unfreezing(text_csv, tmp_path):
 
 
 def test_auto_unfreezing_is_decided_by_modality():
-    from zoo.train.options import UnfreezeOptions
+    from zoo.runs.options import UnfreezeOptions
 
     unfreezing = UnfreezeOptions()  # unfreeze="auto", as measured in bench/
     assert unfreezing.resolved("image", "gradual").unfreeze == 0

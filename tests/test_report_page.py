@@ -232,15 +232,16 @@ def test_a_task_without_sections_says_so_and_a_registered_hook_adds_them(tmp_pat
 
     from zoo.report import sections
 
-    (tmp_path / "config.json").write_text(json.dumps({"config": {"model": "m", "data": "d"}, "task": "regression"}))
-    (tmp_path / "labels.json").write_text('["price"]')
-    assert "No plots for the task <b>regression</b>" in build(tmp_path).read_text()
-    sections.register_task_sections("regression", lambda files: [sections.Section("residuals", "Residuals",
-                                                                                   Markup("<p>drawn</p>"))])
+    (tmp_path / "config.json").write_text(json.dumps({"config": {"model": "m", "data": "d"},
+                                                      "task": {"name": "counting"}}))  # a third party's task
+    (tmp_path / "labels.json").write_text('["objects"]')
+    assert "No plots for the task <b>counting</b>" in build(tmp_path).read_text()
+    sections.register_task_sections("counting", lambda files: [sections.Section("residuals", "Residuals",
+                                                                                 Markup("<p>drawn</p>"))])
     try:
         assert '<section id="residuals">' in build(tmp_path).read_text()
     finally:
-        sections._TASK_SECTIONS.pop("regression")
+        sections._TASK_SECTIONS.pop("counting")
 
 
 def test_finetune_cli_takes_report_to_and_names_the_extra(tmp_path):

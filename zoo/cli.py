@@ -18,7 +18,7 @@ from zoo import api
 from zoo.__about__ import __version__
 from zoo.errors import ZooError
 from zoo.frozen.engines import ENGINES
-from zoo.train.options import AUGMENTATIONS, RECIPES, TASKS
+from zoo.runs.options import AUGMENTATIONS, RECIPES, TASKS
 from zoo.classweights import CLASS_WEIGHTS
 from zoo.plugins import PluginWarning
 from zoo.render import card_data, card_lines, format_bytes, format_params, table
@@ -180,8 +180,8 @@ def pull_cmd(ctx: click.Context, names: tuple[str, ...], force: bool, quiet: boo
 
 
 def _default(name: str) -> Any:
-    """The recipe's default for one option: zoo.train.options is the one place that defines it."""
-    from zoo.train.options import flat_defaults  # light: no torch
+    """The recipe's default for one option: zoo.runs.options is the one place that defines it."""
+    from zoo.runs.options import flat_defaults  # light: no torch
 
     return flat_defaults()[name]
 
@@ -610,6 +610,7 @@ def _short(text: str, width: int = 70) -> str:
 @click.argument("models", nargs=-1)
 @click.option("--data", required=True, help="Labelled data: class folders, CSV/JSONL manifest, or 'digits'.")
 @click.option("--per-class", type=int, help="Probe on N labelled examples per class; the rest is a test set.")
+@click.option("--target", help="Manifest column(s) of numbers to probe for (a ridge probe, ranked by cross-validated R²).")
 @click.option("--test", help="A held-out test set to score each probe on (never used to rank).")
 @click.option("--score-held-out", is_flag=True, help="With --per-class: also score each probe on the examples left out.")
 @click.option("--seed", type=int, default=0, show_default=True)

@@ -429,7 +429,8 @@ def predict(model: str | Path | OnnxModel, inputs: Sequence[Any], *, top_k: int 
             provider: str | None = None) -> Predictions:
     """Run an exported model on images (paths, folders, globs, arrays) or texts.
 
-    Classifiers give top-k labels with probabilities; embedding models give one row per input.
+    Classifiers give top-k labels with probabilities, regressions each target's number; embedding
+    models give one row per input.
     """
     onnx_model = model if isinstance(model, OnnxModel) else open_model(model, provider=provider)
     if not inputs:
@@ -443,6 +444,6 @@ def predict(model: str | Path | OnnxModel, inputs: Sequence[Any], *, top_k: int 
     names = tuple(_describe(item) for item in items)
     base = {"model": str(onnx_model.path), "info": onnx_model.info, "providers": onnx_model.providers,
             "inputs": names}
-    if onnx_model.info.kind == "classifier":
+    if onnx_model.info.kind in ("classifier", "regression"):
         return Predictions(**base, predictions=tuple(onnx_model.predict(items, top_k=top_k, names=names)))
     return Predictions(**base, embeddings=onnx_model.embed(items))

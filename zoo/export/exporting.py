@@ -151,7 +151,7 @@ def build_fp32(prepared: Any, folder: Path, name: str, *, atol: float = ATOL, rt
     say(f"validating onnxruntime against PyTorch on {len(prepared.samples)} samples ({prepared.samples_from})")
     model = open_model(path, provider="cpu")
     validation = validate(model.session, prepared.module, model.encode, prepared.samples, prepared.input_names,
-                          atol=atol, rtol=rtol, inputs=prepared.samples_from)
+                          atol=atol, rtol=rtol, inputs=prepared.samples_from, scale=prepared.source.get("scale"))
     info = replace(info, validation=validation.to_dict())
     write_metadata(path, info)
     return Built(path, info)

@@ -239,7 +239,7 @@ def _prepare_model(name: str, *, pretrained: bool, samples: int, calibration: in
 def _prepare_run(folder: Path, *, samples: int, calibration: int, evaluation: int) -> Prepared:
     from zoo.data import make_splits
     from zoo.runs import open_run
-    from zoo.train.options import FinetuneOptions
+    from zoo.runs.options import FinetuneOptions
 
     run = open_run(folder)
     options = FinetuneOptions.from_dict(run.config)
@@ -295,7 +295,7 @@ def _prepare_multilabel(run: Any, folder: Path, card: Any, classifier: Any, weig
     calibrated) on its labelled data, int8 checked by the outputs' agreement with fp32 (an
     accuracy needs one label per example)."""
     from zoo.data import open_dataset
-    from zoo.train.options import FinetuneOptions
+    from zoo.runs.options import FinetuneOptions
 
     options = FinetuneOptions.from_dict(run.config)
     notes: list[str] = []
@@ -323,7 +323,7 @@ def _prepare_regression(run: Any, folder: Path, card: Any, network: Any, weights
     from zoo.data import make_splits
     from zoo.tasks import get_task
     from zoo.tasks.contract import Targets
-    from zoo.train.options import FinetuneOptions
+    from zoo.runs.options import FinetuneOptions
 
     options = FinetuneOptions.from_dict(run.config)
     task, data = get_task("regression"), options.data

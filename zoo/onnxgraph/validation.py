@@ -4,7 +4,9 @@ Both run on the same encoded batches (the runtime's own preprocessing, so the de
 the one checked), in batches of 1 and of up to 8 (so the dynamic axes are exercised at sizes
 other than the traced one). The export fails when any element differs by more than
 ``atol + rtol * |reference|`` (numpy's ``allclose`` rule), naming the largest absolute and
-relative differences.
+relative differences. A graph that ends by scaling its outputs into a user's units (a regression:
+standardised numbers times each target's spread) is judged in the units it computed in: the
+absolute tolerance of each output column is ``atol * scale``.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ class Validation:
 
 
 def compare(reference: Any, actual: Any, *, atol: float = ATOL, rtol: float = RTOL,
-            batches: Sequence[int] = (), inputs: str = "") -> Validation:
+            batches: Sequence[int] = (), inputs: str = "", scale: Sequence[float] | None = None) -> Validation:
     import numpy as np
 
     reference = np.asarray(reference, dtype=np.float64)
@@ -47,19 +49,22 @@ def compare(reference: Any, actual: Any, *, atol: float = ATOL, rtol: float = RT
     if reference.shape != actual.shape:
         raise ZooError(f"onnxruntime gives shape {actual.shape}, PyTorch {reference.shape}: the export is wrong")
     diff = np.abs(actual - reference)
-    big = np.abs(reference) >= atol
+    tolerance = atol * (np.asarray(scale, dtype=np.float64) if scale is not None else 1.0)
+    big = np.abs(reference) >= tolerance
     rel = float((diff[big] / np.abs(reference[big])).max()) if big.any() else 0.0
     passed = bool(  # NaN anywhere fails: NaN <= x is False
-        (diff <= atol + rtol * np.abs(reference)).all())
+        (diff <= tolerance + rtol * np.abs(reference)).all())
     return Validation(samples=int(reference.shape[0]), batches=tuple(batches), max_abs_diff=float(np.nanmax(diff)),
                       max_rel_diff=rel, atol=atol, rtol=rtol, passed=passed, inputs=inputs)
 
 
 def validate(session: Any, module: Any, encode: Any, items: Sequence[Any], input_names: Sequence[str], *,
-             atol: float = ATOL, rtol: float = RTOL, inputs: str = "") -> Validation:
+             atol: float = ATOL, rtol: float = RTOL, inputs: str = "", scale: Sequence[float] | None = None
+             ) -> Validation:
     """Compare ``session`` (onnxruntime) with ``module`` (PyTorch) on ``items``; raise when they differ.
 
-    ``encode`` turns a list of items into the graph's feeds (numpy arrays by input name).
+    ``encode`` turns a list of items into the graph's feeds (numpy arrays by input name); ``scale``:
+    each output column's unit (see the module).
     """
     import numpy as np
     import torch
@@ -81,7 +86,7 @@ def validate(session: Any, module: Any, encode: Any, items: Sequence[Any], input
         got.append(session.run([output], feeds)[0])
         batches.append(len(chunk))
     result = compare(np.concatenate(expected), np.concatenate(got), atol=atol, rtol=rtol, batches=batches,
-                     inputs=inputs)
+                     inputs=inputs, scale=scale)
     if not result.passed:
         raise ValidationError(
             f"onnxruntime's outputs differ from PyTorch's on {result.samples} samples ({inputs or 'given inputs'}): "

@@ -49,6 +49,28 @@ class ProbeRow:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    # what the table and the picture show (a regression's rows show R² instead: NumberRow)
+    score_name = "cv accuracy"
+
+    @property
+    def score(self) -> float:
+        return self.accuracy
+
+    @property
+    def score_std(self) -> float:
+        return self.accuracy_std
+
+    @staticmethod
+    def headers(with_test: bool) -> list[str]:
+        return (["rank", "backbone", "layer", "dim", "cv accuracy", "macro-F1", "log-loss", "C", "seconds"]
+                + (["test accuracy"] if with_test else []))
+
+    def cells(self, rank: int, with_test: bool) -> list[str]:
+        row = [str(rank), self.model, self.layer + (" (embedding)" if self.embedding else ""), str(self.dim),
+               f"{self.accuracy:.3f} +- {self.accuracy_std:.3f}", f"{self.macro_f1:.3f}", f"{self.log_loss:.3f}",
+               f"{self.C:g}", f"{self.seconds:.1f}"]
+        return row + (["-" if self.test_accuracy is None else f"{self.test_accuracy:.3f}"] if with_test else [])
+
 
 @dataclass(frozen=True)
 class ProbeReport:
@@ -82,22 +104,14 @@ class ProbeReport:
         from zoo.render import table
 
         with_test = any(r.test_accuracy is not None for r in self.rows)
-        headers = ["rank", "backbone", "layer", "dim", "cv accuracy", "macro-F1", "log-loss", "C", "seconds"]
-        if with_test:
-            headers.append("test accuracy")
-        rows = []
-        for rank, r in enumerate(self.rows, start=1):
-            row = [str(rank), r.model, r.layer + (" (embedding)" if r.embedding else ""), str(r.dim),
-                   f"{r.accuracy:.3f} +- {r.accuracy_std:.3f}", f"{r.macro_f1:.3f}", f"{r.log_loss:.3f}", f"{r.C:g}",
-                   f"{r.seconds:.1f}"]
-            if with_test:
-                row.append("-" if r.test_accuracy is None else f"{r.test_accuracy:.3f}")
-            rows.append(row)
-        lines = [table(headers, rows)] if rows else ["no backbone could be probed"]
-        lines.append(f"{self.labelled} labelled examples, {len(self.classes)} classes: {self.folds}-fold "
-                     f"cross-validation x {self.repeats}, regularisation chosen inside each fold, ranked by "
-                     f"cross-validated log-loss"
-                     + (f"; test accuracy on {self.test} held-out examples (not used to rank)" if self.test else ""))
+        kind = type(self.rows[0]) if self.rows else ProbeRow
+        rows = [r.cells(rank, with_test) for rank, r in enumerate(self.rows, start=1)]
+        lines = [table(kind.headers(with_test), rows)] if rows else ["no backbone could be probed"]
+        ranked = "cross-validated R²" if kind is not ProbeRow else "cross-validated log-loss"
+        lines.append(f"{self.labelled} labelled examples{f', {len(self.classes)} classes' if self.classes else ''}: "
+                     f"{self.folds}-fold cross-validation x {self.repeats}, regularisation chosen inside each fold, "
+                     f"ranked by {ranked}"
+                     + (f"; test score on {self.test} held-out examples (not used to rank)" if self.test else ""))
         lines += [f"skipped {model}: {why}" for model, why in self.skipped]
         return "\n".join(lines)
 
@@ -151,6 +165,7 @@ def probe(
     registry_files: Sequence[str | Path] = (),
     log: Callable[[str], None] | None = None,
     front_end: dict[str, Any] | None = None,
+    target: str | None = None,
 ) -> ProbeReport:
     """Probe every cut candidate (the embedding, the card's ``features`` and all of them joined) of each backbone on
     ``data`` and rank them by cross-validated log-loss; writes ``probe.json`` and ``probe.png`` to
@@ -165,6 +180,8 @@ def probe(
     A model whose weights cannot be had (offline and not cached, a failed pull) is skipped and
     listed, not fatal; models of several modalities, or data of another, are an error, except
     sounds for image backbones, read through the log-mel front end (``front_end``: its settings).
+    ``target``: manifest columns of numbers (``age``, ``price,rating``): a ridge probe per layer,
+    ranked by its cross-validated R² (:mod:`zoo.probing.numbers`).
     """
     import numpy as np
 
@@ -176,6 +193,12 @@ def probe(
         raise InputError(f"the models are of several modalities ({', '.join(sorted(kinds))}); probe one kind of "
                          f"data at a time (add --modality)")
     kind = kinds.pop()
+    if target is not None:
+        from zoo.probing.numbers import probe_numbers
+
+        report = probe_numbers(cards, data, kind, target, test=test, seed=seed, engine=engine, skip_bad=skip_bad,
+                               say=say, front_end=front_end, candidates_of=candidate_features)
+        return _write(report, Path(out), cards) if out is not None else report
     labelled, held_out = _labelled_sets(data, kind, per_class=per_class, test=test, seed=seed, skip_bad=skip_bad)
     from zoo.frontend import bridge
 
@@ -198,21 +221,12 @@ def probe(
     passes: dict[str, Any] = {}
     for card in cards:
         try:
-            from zoo.frozen.layers import layer_features
-
-            features, record = layer_features(card, labelled, held_out, engine=engine, say=say)
+            features, record = candidate_features(card, labelled, held_out, engine, say)
         except (PullError, LoadError) as exc:
             skipped.append((card.name, str(exc).splitlines()[0]))
             say(f"skipped {card.name}: {str(exc).splitlines()[0]}")
             continue
         passes[card.name] = record
-        from zoo.probing.cuts import ALL, candidates, joined
-
-        every = candidates(card)[-1]
-        if len(every) > 1:  # the layers joined: one more candidate, from the same features
-            train = {name: x for name, (x, _) in features.items()}
-            test = {name: x_test for name, (_, x_test) in features.items()}
-            features[ALL] = (joined(train, every), joined(test, every) if held_out is not None else None)
         for layer, (x, x_test) in features.items():
             rows.append(_probe_layer(card, layer, x, y, x_test, held_out, seed=seed, where=str(data),
                                      class_weight=weight))
@@ -225,6 +239,22 @@ def probe(
     if out is not None:
         report = _write(report, Path(out), cards)
     return report
+
+
+def candidate_features(card: Any, labelled: Any, held_out: Any, engine: str, say: Callable[[str], None]
+                       ) -> tuple[dict[str, tuple[Any, Any]], dict[str, Any]]:
+    """Each cut candidate's features of ``labelled`` and ``held_out``: every layer from one frozen
+    pass, and (where the card has several) all of them joined, named ``all``."""
+    from zoo.frozen.layers import layer_features
+    from zoo.probing.cuts import ALL, candidates, joined
+
+    features, record = layer_features(card, labelled, held_out, engine=engine, say=say)
+    every = candidates(card)[-1]
+    if len(every) > 1:  # the layers joined: one more candidate, from the same features
+        train = {name: x for name, (x, _) in features.items()}
+        test = {name: x_test for name, (_, x_test) in features.items()}
+        features[ALL] = (joined(train, every), joined(test, every) if held_out is not None else None)
+    return features, record
 
 
 def _probe_layer(card: Any, layer: str, x: Any, y: Any, x_test: Any, held_out: Any, *, seed: int,
@@ -272,9 +302,9 @@ def _plot(report: ProbeReport, cards: Sequence[Any], path: Path) -> None:
             continue
         order = {name: i for i, name in enumerate([*card.features, card.embedding.node, "all"])}
         mine.sort(key=lambda r: order.get(r.layer, len(order)))
-        axes.errorbar([r.layer for r in mine], [r.accuracy for r in mine], yerr=[r.accuracy_std for r in mine],
+        axes.errorbar([r.layer for r in mine], [r.score for r in mine], yerr=[r.score_std for r in mine],
                       marker="o", capsize=3, label=card.name)
-    axes.set_ylabel("cross-validated accuracy")
+    axes.set_ylabel(report.rows[0].score_name if report.rows else "cross-validated accuracy")
     axes.set_xlabel("cut point (input -> output)")
     axes.set_title(f"linear probe per layer: {report.data} ({report.labelled} labelled)")
     axes.grid(alpha=0.3)

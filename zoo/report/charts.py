@@ -36,23 +36,24 @@ def _uri(fig: Any) -> str:
     return data_uri(out.getvalue())
 
 
-def cut_chart(rows: Sequence[dict[str, Any]], chosen: Sequence[str]) -> str:
-    """Each cut candidate's cross-validated accuracy (+- its standard deviation across folds) and
-    log-loss, side by side; the chosen one highlighted."""
+def cut_chart(rows: Sequence[dict[str, Any]], chosen: Sequence[str], metric: str = "accuracy",
+              rank: str = "log-loss") -> str:
+    """Each cut candidate's cross-validated ``metric`` (+- its standard deviation across folds, when
+    recorded) and the number the candidates were ranked by, side by side; the chosen one highlighted."""
     names = ["+".join(row["cut"]) if len(row["cut"]) < 3 else f"all {len(row['cut'])} joined" for row in rows]
     picked = [list(row["cut"]) == list(chosen) for row in rows]
     colours = ["#d9822b" if p else "#5b8db8" for p in picked]
     fig = _figure(9, 0.45 * len(rows) + 1.4)
-    acc_ax, loss_ax = fig.subplots(1, 2, sharey=True)
+    metric_ax, rank_ax = fig.subplots(1, 2, sharey=True)
     places = list(range(len(rows)))
-    acc_ax.barh(places, [row["accuracy"] for row in rows], xerr=[row.get("accuracy_std", 0) for row in rows],
-                color=colours, capsize=3)
-    loss_ax.barh(places, [row["log_loss"] for row in rows], color=colours)
-    acc_ax.set_yticks(places, labels=names)
-    acc_ax.invert_yaxis()
-    acc_ax.set(xlabel="cross-validated accuracy", xlim=(0, 1.05))
-    loss_ax.set(xlabel="cross-validated log-loss (lower is better: it chooses)")
-    for ax in (acc_ax, loss_ax):
+    metric_ax.barh(places, [row[metric] for row in rows], xerr=[row.get(f"{metric}_std", 0) for row in rows],
+                   color=colours, capsize=3)
+    rank_ax.barh(places, [row.get("rank", row.get("log_loss")) for row in rows], color=colours)
+    metric_ax.set_yticks(places, labels=names)
+    metric_ax.invert_yaxis()
+    metric_ax.set(xlabel=f"cross-validated {metric}")
+    rank_ax.set(xlabel=f"cross-validated {rank} (lower is better: it chooses)")
+    for ax in (metric_ax, rank_ax):
         ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     return _uri(fig)
@@ -68,19 +69,23 @@ def curves_chart(history: Sequence[dict[str, Any]]) -> str:
     fig = _figure(10, 3.6)
     loss_ax, acc_ax = fig.subplots(1, 2)
     epochs = [row.get("epoch", i + 1) for i, row in enumerate(history)]
-    for ax, keys in ((loss_ax, ("train_loss", "val_loss")), (acc_ax, ("train_acc", "val_acc"))):
+    metric = next((row["metric"] for row in history if row.get("metric")), "accuracy")
+    old = any("val_acc" in row or "train_acc" in row for row in history)  # a run from before rows named their metric
+    scores = ("train_acc", "val_acc") if old else ("train_metric", "val_metric")
+    for ax, keys in ((loss_ax, ("train_loss", "val_loss")), (acc_ax, scores)):
         for key, style in zip(keys, ("-", "--")):
             values = [row.get(key) for row in history]
             if sum(v is not None for v in values) >= 2:
                 ax.plot(epochs, [float("nan") if v is None else v for v in values], style, marker=".",
-                        label=key.replace("_", " ").replace("acc", "accuracy").replace("val", "validation"))
+                        label=key.replace("_metric", f" {metric}").replace("_acc", " accuracy").replace("_", " ")
+                        .replace("val", "validation"))
     for before, row, epoch in zip(history, history[1:], epochs[1:]):
         if row.get("stage") != before.get("stage"):
             for ax in (loss_ax, acc_ax):
                 ax.axvline(epoch - 0.5, color="grey", linewidth=0.8, linestyle=":")
             acc_ax.annotate(str(row.get("stage")), (epoch - 0.4, 0.03), fontsize=8, color="grey")
     loss_ax.set(title="loss", xlabel="epoch")
-    acc_ax.set(title="accuracy", xlabel="epoch", ylim=(0, 1.02))
+    acc_ax.set(title=metric, xlabel="epoch")
     for ax in (loss_ax, acc_ax):
         if ax.lines:
             ax.legend()

@@ -65,7 +65,8 @@ class RunFiles:
         """``classification``, ``multi-label``, or the task the run recorded (regression, dense tasks)."""
         if self.metrics.get("multi_label") or self.options.get("multi_label") == "yes":
             return "multi-label"
-        return str(self.record.get("task") or "classification")
+        task = self.record.get("task")
+        return str((task.get("name") if isinstance(task, dict) else task) or "classification")
 
     @property
     def front_end(self) -> dict[str, Any] | None:

@@ -111,21 +111,30 @@ def _cut(files: RunFiles) -> Markup:
     if len(rows) < 2:
         reason = (files.selection or {}).get("chosen_by") or ("--cut, or the card's embedding" if cut else "")
         return body + Markup("<p>One candidate, nothing to compare{}.</p>").format(f" ({reason})" if reason else "")
-    body += Markup("<p>Every candidate's pooled features got the same cross-validated logistic regression; the "
-                   "lowest log-loss chose ({}).</p>").format(files.selection.get("chosen_by"))
-    body += Markup('<img class="chart" id="cut-chart" alt="cut candidates" src="{}">').format(cut_chart(rows, cut))
+    metric = files.selection.get("metric") or "accuracy"
+    metric = metric if metric in rows[0] else "accuracy"
+    rank = files.selection.get("rank_name") or "log-loss"
+    params = [name for name in ("C", "alpha") if name in rows[0]]
+    body += Markup("<p>Every candidate's pooled features got the task's same cross-validated head; the lowest "
+                   "{} chose ({}).</p>").format(rank, files.selection.get("chosen_by"))
+    body += Markup('<img class="chart" id="cut-chart" alt="cut candidates" src="{}">').format(
+        cut_chart(rows, cut, metric, rank))
+    others = [m for m in ("macro_f1", "r2", "rmse", "mae", "spearman") if m != metric and m in rows[0]]
     table = []
     for i, row in enumerate(rows):
         key = f"selection.rows.{i}"
-        table.append(Markup('<tr class="{}"><td>{}</td><td>{}</td><td>{} &plusmn; {}</td><td>{}</td><td>{}</td>'
-                            '<td>{}</td></tr>').format(
+        spread = (Markup(" &plusmn; {}").format(number(row[f"{metric}_std"], f"{key}.{metric}_std"))
+                  if f"{metric}_std" in row else Markup(""))
+        cells = [Markup("{}{}").format(number(row[metric], f"{key}.{metric}"), spread),
+                 *(number(row.get(m), f"{key}.{m}") for m in others),
+                 number(row.get("rank", row.get("log_loss")), f"{key}.rank"), *(row.get(n) for n in params)]
+        table.append(Markup('<tr class="{}"><td>{}</td><td>{}</td>{}</tr>').format(
             "chosen" if list(row["cut"]) == list(cut) else "", "+".join(row["cut"]), row.get("dim"),
-            number(row["accuracy"], f"{key}.accuracy"), number(row.get("accuracy_std"), f"{key}.accuracy_std"),
-            number(row.get("macro_f1"), f"{key}.macro_f1"), number(row["log_loss"], f"{key}.log_loss"),
-            row.get("C")))
-    return body + Markup('<table class="candidates"><thead><tr><th>cut</th><th>dim</th><th>cv accuracy</th>'
-                         '<th>macro-F1</th><th>log-loss</th><th>C</th></tr></thead><tbody>{}</tbody></table>').format(
-        Markup("").join(table))
+            Markup("").join(Markup("<td>{}</td>").format(c) for c in cells)))
+    headers = Markup("").join(Markup("<th>{}</th>").format(h) for h in
+                              ["cut", "dim", f"cv {metric}", *others, rank, *params])
+    return body + Markup('<table class="candidates"><thead><tr>{}</tr></thead><tbody>{}</tbody></table>').format(
+        headers, Markup("").join(table))
 
 
 def _phases(files: RunFiles) -> list[Markup]:
@@ -139,8 +148,9 @@ def _phases(files: RunFiles) -> list[Markup]:
         if "(cv" in stage:
             estimate = rows[-1]
             lines.append(Markup("<b>{}</b>: the head fitted once on all labelled examples (no epochs); cross-validated "
-                                "accuracy {}, log-loss {}").format(
-                stage, number(estimate.get("cv_acc"), ""), number(estimate.get("cv_loss"), "")))
+                                "{} {}, loss {}").format(
+                stage, estimate.get("metric") or "accuracy", number(estimate.get("cv_metric", estimate.get("cv_acc")), ""),
+                number(estimate.get("cv_loss"), "")))
             continue
         first, last = rows[0], rows[-1]
         kept = [r["epoch"] for r in rows if r.get("epoch") == best]
@@ -208,6 +218,8 @@ def _curves(files: RunFiles) -> list[Section]:
 def _metric_keys(files: RunFiles) -> list[tuple[str, str]]:
     if files.task == "multi-label":
         return [("micro_f1", "micro-F1"), ("macro_f1", "macro-F1"), ("accuracy", "exact match")]
+    if files.task == "regression":
+        return [("rmse", "RMSE"), ("mae", "MAE"), ("r2", "R²"), ("spearman", "Spearman")]
     return [("accuracy", "accuracy"), ("macro_f1", "macro-F1")]
 
 
@@ -285,9 +297,14 @@ def _gallery(files: RunFiles) -> tuple[Section, Any]:
                               "are no examples to show.</p>")), None
     chosen = picks(lines)
     card = _card(files)
-    body = Markup("<p>From the {} set ({} examples): the most confident mistakes first, then the right predictions "
-                  "it was least sure of. The score is the probability of the predicted class{}.</p>").format(
-        name, len(lines), " (multi-label: of each decision, averaged)" if files.task == "multi-label" else "")
+    if files.task == "regression":
+        body = Markup("<p>From the {} set ({} examples): the largest errors first (off by more than a quarter of the "
+                      "target's standard deviation), then the closest predictions. The score is the error in "
+                      "standard deviations.</p>").format(name, len(lines))
+    else:
+        body = Markup("<p>From the {} set ({} examples): the most confident mistakes first, then the right predictions "
+                      "it was least sure of. The score is the probability of the predicted class{}.</p>").format(
+            name, len(lines), " (multi-label: of each decision, averaged)" if files.task == "multi-label" else "")
     body += Markup('<h3>Most confident mistakes ({})</h3>').format(len(chosen.mistakes))
     body += (_cards(files, list(chosen.mistakes), card, "wrong") if chosen.mistakes else
              Markup("<p>None: every {} example is right.</p>").format(name))
@@ -297,7 +314,8 @@ def _gallery(files: RunFiles) -> tuple[Section, Any]:
 
 
 def _is_image_run(files: RunFiles, chosen: Any) -> bool:
-    return chosen is not None and files.front_end is None and any(
+    """An image classifier's run: Grad-CAM of the predicted class has a meaning there."""
+    return chosen is not None and files.front_end is None and files.task in ("classification", "multi-label") and any(
         "path" in line["item"] or "image" in line["item"] for line in chosen.shown())
 
 

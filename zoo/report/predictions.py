@@ -20,9 +20,10 @@ report reads it (:func:`read_predictions`). One line::
 - multi-label (``thresholds`` given): ``true`` and ``predicted`` are lists of label names,
   ``probabilities`` each label's sigmoid, ``correct`` an exact match, and ``score`` the mean over
   labels of the probability given to the decision taken (p over the threshold, 1 - p under it);
-- other tasks (regression, dense) will write their own ``true`` / ``predicted`` values and leave
-  ``probabilities`` out; ``score`` stays "how sure", ``correct`` stays "right or not" where it means
-  something.
+- regression (``values`` given): ``true`` and ``predicted`` map each target to its number (in the
+  target's units), ``score`` is the error in standard deviations (the largest over targets), and
+  ``correct`` says it is within :data:`CLOSE` of them; no ``probabilities``;
+- other tasks (dense) will write their own ``true`` / ``predicted`` values the same way.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ TEXT_LIMIT = 1000
 GALLERY = 12
 #: How many wrong and how many right examples get a heatmap.
 HEATMAPS = 4
+#: A regression's prediction within this many of the target's standard deviations counts as close.
+CLOSE = 0.25
 
 
 @dataclass(frozen=True)
@@ -65,9 +68,13 @@ class Picks:
 
 
 def picks(rows: Sequence[dict[str, Any]], count: int = GALLERY, heatmaps: int = HEATMAPS) -> Picks:
-    """The lines of one set the page shows; ties keep the set's order (stable sorts)."""
+    """The lines of one set the page shows; ties keep the set's order (stable sorts). A
+    regression's lines are errors: the largest first, then the closest predictions."""
     wrong = [row for row in rows if not row.get("correct")]
     right = [row for row in rows if row.get("correct")]
+    if rows and "probabilities" not in rows[0]:  # numbers: a score is an error, not a confidence
+        return Picks(mistakes=tuple(sorted(wrong, key=lambda row: -row["score"])[:count]),
+                     unsure=tuple(sorted(right, key=lambda row: row["score"])[:count]), sure=())
     return Picks(mistakes=tuple(sorted(wrong, key=lambda row: -row["score"])[:count]),
                  unsure=tuple(sorted(right, key=lambda row: row["score"])[:count]),
                  sure=tuple(sorted(right, key=lambda row: -row["score"])[:heatmaps]))
@@ -108,8 +115,27 @@ def _lines(set_name: str, dataset: Any, probabilities: Any, classes: Sequence[st
     return lines
 
 
+def _value_lines(set_name: str, dataset: Any, predicted: Any, names: Sequence[str], truth: Any,
+                 scale: Any) -> list[dict[str, Any]]:
+    import numpy as np
+
+    p = np.asarray(predicted, dtype=np.float64).reshape(len(dataset), -1)
+    t = np.asarray(truth, dtype=np.float64).reshape(len(dataset), -1)
+    errors = np.abs(p - t) / np.asarray(scale, dtype=np.float64)
+    lines = []
+    for i, example in enumerate(dataset.examples):
+        worst = float(errors[i].max())
+        lines.append({"set": set_name, "index": i, "where": example.where,
+                      "item": _reference(example.item, dataset.modality),
+                      "true": ", ".join(f"{n} {v:.4g}" for n, v in zip(names, t[i])),
+                      "predicted": ", ".join(f"{n} {v:.4g}" for n, v in zip(names, p[i])),
+                      "values": {"true": dict(zip(names, t[i].tolist())), "predicted": dict(zip(names, p[i].tolist()))},
+                      "score": round(worst, 6), "correct": worst <= CLOSE})
+    return lines
+
+
 def write_predictions(run_dir: str | Path, set_name: str, dataset: Any, probabilities: Any, classes: Sequence[str],
-                      *, thresholds: dict[str, float] | None = None, truth: Any = None) -> Path:
+                      *, thresholds: dict[str, float] | None = None, truth: Any = None, scale: Any = None) -> Path:
     """Record the run's predictions on one held-out set (``val`` or ``test``) in
     ``report/predictions.jsonl``, replacing that set's earlier lines (a resumed run writes them
     again) and keeping the other sets'.
@@ -117,13 +143,16 @@ def write_predictions(run_dir: str | Path, set_name: str, dataset: Any, probabil
     ``dataset``: a :class:`zoo.data.Dataset` (its examples in the order of ``probabilities``);
     ``probabilities``: an (examples, classes) array: softmax rows, or each label's sigmoid for a
     multi-label run, which also gives ``thresholds`` (label -> threshold) and ``truth`` (an
-    (examples, labels) 0/1 matrix, in ``classes`` order). In-memory images the page will show are
+    (examples, labels) 0/1 matrix, in ``classes`` order). A regression gives its predicted numbers
+    (examples, targets) with ``truth`` (the true numbers) and ``scale`` (each target's standard
+    deviation), ``classes`` naming the targets. In-memory images the page will show are
     saved under ``report/items/`` as lossless PNG files.
     """
     from zoo.atomic import atomic_write_bytes, ensure_folder
 
     folder = Path(run_dir)
-    lines = _lines(set_name, dataset, probabilities, classes, thresholds, truth)
+    lines = (_value_lines(set_name, dataset, probabilities, classes, truth, scale) if scale is not None
+             else _lines(set_name, dataset, probabilities, classes, thresholds, truth))
     arrays = [line for line in picks(lines).shown() if "image" in line["item"]]
     if arrays:
         import io

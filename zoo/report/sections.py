@@ -129,3 +129,33 @@ def _multi_label(files: RunFiles) -> list[Section]:
 
 register_task_sections("classification", _classification)
 register_task_sections("multi-label", _multi_label)
+
+
+# --------------------------------------------------------------------------- regression
+
+
+def _regression(files: RunFiles) -> list[Section]:
+    """Each target's held-out numbers, and the predicted-against-true and residual plots the run drew."""
+    from zoo.report.charts import data_uri
+
+    name = files.held_out
+    measured = files.metrics.get(name) if name else None
+    if not isinstance(measured, dict):
+        return []
+    per = measured.get("per_target") or {}
+    rows = [[target, *(number(m[k], f"{name}.per_target.{target}.{k}") for k in ("rmse", "mae", "r2", "spearman"))]
+            for target, m in per.items()]
+    body = html_table(["target", "RMSE", "MAE", "R²", "Spearman"], rows, "per-target")
+    picture = files.dir / "report" / f"regression_{name}.png"
+    if picture.is_file():
+        body += Markup('<img class="chart" id="regression-chart" alt="predicted against true" src="{}">').format(
+            data_uri(picture.read_bytes()))
+    base = files.metrics.get("baseline") or {}
+    mean = (base.get("mean") or {}).get(name) if isinstance(base, dict) else None
+    if isinstance(mean, dict):
+        body += Markup("<p>The mean predictor (always the training mean): RMSE {}.</p>").format(
+            number(mean.get("rmse"), f"baseline.mean.{name}.rmse"))
+    return [Section("per-target", f"Per target ({name})", body)]
+
+
+register_task_sections("regression", _regression)

@@ -54,7 +54,7 @@ def load_model(run: Any, device: Any = None) -> Any:
     from zoo.loading import load
     from zoo.tasks.choosing import get_task
     from zoo.tasks.contract import Targets, TaskContext
-    from zoo.train.options import FinetuneOptions
+    from zoo.runs.options import FinetuneOptions
 
     options = FinetuneOptions.from_dict(run.config)
     run.check_weights()

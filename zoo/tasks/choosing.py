@@ -47,6 +47,11 @@ def choose_task(requested: str, dataset: Any, options: Any) -> tuple[Any, str]:
         if tasks[name].claims(dataset, options):
             return tasks[name], f"task: {name} ({_why(name, options)}; --task overrides)"
     if options.data.target:
+        columns = sorted(set().union(*((e.fields or {}).keys() for e in dataset.examples)) - {"path", "text"})
+        missing = [c.strip() for c in str(options.data.target).split(",") if c.strip() and c.strip() not in columns]
+        if missing:
+            raise InputError(f"{options.data.data}: --target names the column {missing[0]!r}, which the data does not "
+                             f"have (its other columns: {', '.join(columns[:8]) or 'none'}); check the spelling")
         raise InputError(f"{options.data.data}: --target {options.data.target} names no column of numbers or labels "
                          f"the data has; check the column, or name the task with --task")
     raise InputError(f"{options.data.data}: the data has no label column; give one (path,label or text,label) or "
@@ -55,9 +60,10 @@ def choose_task(requested: str, dataset: Any, options: Any) -> tuple[Any, str]:
 
 def _why(name: str, options: Any) -> str:
     if name == "regression":
-        from zoo.tasks.regression import DISTINCT
+        from zoo.tasks.regression import DISTINCT, NUMBERS_SHARE
 
-        return (f"--target {options.data.target}: numbers (some not whole, or more than {DISTINCT} distinct values)")
+        return (f"--target {options.data.target}: numbers (at least {NUMBERS_SHARE:.0%} of the cells, some not "
+                f"whole or more than {DISTINCT} distinct values)")
     if name == "multi-label":
         return "label cells name several labels, separated by ';'"
     if name == "classification":

@@ -46,7 +46,11 @@ class Classification:
     # ----------------------------------------------------------------- data
 
     def claims(self, dataset: Any, options: Any) -> bool:
-        return bool(dataset.classes)
+        """A label column (or ``--target COLUMN`` of class names: values a regression did not claim)."""
+        target = options.data.target
+        if not target:
+            return bool(dataset.classes)
+        return "," not in str(target) and any(str(target) in (e.fields or {}) for e in dataset.examples)
 
     def targets(self, dataset: Any, options: Any, like: Targets | None = None) -> Targets:
         import numpy as np

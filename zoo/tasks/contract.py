@@ -92,7 +92,7 @@ class Output:
 @dataclass(frozen=True)
 class TaskContext:
     """What a task's methods may need beyond features and targets: the run's options (a
-    :class:`zoo.train.options.FinetuneOptions`), the backbone's card (its input spec decides a
+    :class:`zoo.runs.options.FinetuneOptions`), the backbone's card (its input spec decides a
     front end's baseline), where the data came from (for messages), the training targets' class
     weights (classification, when the run balances them) and where one-line notes go."""
 

@@ -37,7 +37,7 @@ class NormalisedLinear(nn.Module):
 
 
 class LabelAwareHead(nn.Module):
-    """A head mixed with the label names' zero-shot classifier (:mod:`zoo.train.prior`): its output
+    """A head mixed with the label names' zero-shot classifier (:mod:`zoo.tasks.prior`): its output
     is ``log((1 - w) * softmax(head(x)) + w * softmax(scale * cos(x, prototypes)))``, so a softmax
     over it (the exported probabilities) is the mixture itself. The prototypes and ``w`` are
     buffers: saved with the head, never trained."""

@@ -26,12 +26,16 @@ from typing import Any
 from zoo.errors import InputError, ZooError
 from zoo.tasks.contract import Estimate, Output, Score, Targets, TaskContext
 
-__all__ = ["Regression", "parse_number", "looks_numeric", "DISTINCT"]
+__all__ = ["Regression", "parse_number", "looks_numeric", "DISTINCT", "NUMBERS_SHARE"]
 
 #: A --target column of numbers is a regression (rather than classes named by numbers) when some
 #: value is not a whole number or it has more than this many distinct values (ratings 1-5 are
 #: classes; ages, prices and angles are numbers).
 DISTINCT = 10
+
+#: ... and when at least this share of its cells are numbers: a column of numbers with a few typos
+#: stays numbers (the typos are bad rows, each named), a column of words is classes.
+NUMBERS_SHARE = 0.9
 
 _METRIC_NAMES = {"rmse": "RMSE", "mae": "MAE", "r2": "R²"}
 
@@ -60,9 +64,12 @@ def parse_number(value: Any) -> tuple[float | None, str | None]:
 
 
 def looks_numeric(values: Sequence[Any]) -> bool:
-    """The --target rule: every value a finite number, and some not whole or over :data:`DISTINCT` distinct ones."""
-    numbers = [parse_number(v)[0] for v in values]
-    if not numbers or any(n is None for n in numbers):
+    """The --target rule: at least :data:`NUMBERS_SHARE` of the cells are finite numbers (the others
+    are bad rows, said one by one), and some are not whole or there are more than :data:`DISTINCT`
+    distinct ones."""
+    parsed = [parse_number(v)[0] for v in values]
+    numbers = [n for n in parsed if n is not None]
+    if not numbers or len(numbers) < NUMBERS_SHARE * len(parsed):
         return False
     return any(n != int(n) for n in numbers) or len(set(numbers)) > DISTINCT
 
@@ -123,10 +130,13 @@ class Regression:
         import numpy as np
 
         columns = _columns(options)
+        if not dataset.examples and like is not None:  # an empty set (no validation set): nothing to read
+            return Targets(columns, np.zeros((0, len(columns)), dtype=np.float32), None, dict(like.record))
         if dataset.examples and all(e.fields is None for e in dataset.examples):
-            raise InputError(f"{dataset.name}: a regression reads its numbers from a manifest's columns, and this "
-                             f"data has none (an image folder names classes, not numbers); give a CSV or JSONL with "
-                             f"a path (or text) column and the {', '.join(columns)} column(s)")
+            raise InputError(f"{options.data.data}: a regression reads its numbers from a manifest's columns, and "
+                             f"this data has none (a folder's subfolders name classes; folders cannot carry numbers): "
+                             f"use a manifest, a CSV or JSONL with a path (or text) column and the "
+                             f"{', '.join(columns)} column(s)")
         present = set().union(*(e.fields.keys() for e in dataset.examples if e.fields)) if dataset.examples else set()
         missing = [c for c in columns if c not in present]
         if missing:
@@ -208,6 +218,18 @@ class Regression:
         report = _scores(truth, predicted, targets.names)
         report["points"] = {"true": truth[:2000].tolist(), "predicted": predicted[:2000].tolist()}  # for the plots
         return report
+
+    def predictions(self, folder: Path, name: str, dataset: Any, outputs: Any, targets: Targets,
+                    choices: Mapping[str, Any]) -> None:
+        """Each held-out example's numbers and error, for the report page's gallery."""
+        import numpy as np
+
+        from zoo.report import write_predictions
+
+        record = targets.record
+        scale, shift = np.asarray(record["std"]), np.asarray(record["mean"])
+        write_predictions(folder, name, dataset, np.asarray(outputs) * scale + shift, targets.names,
+                          truth=np.asarray(targets.values) * scale + shift, scale=scale)
 
     def baseline(self, modality: str, labelled: Any, targets: Targets,
                  held_out: Mapping[str, tuple[Any, Targets]], context: TaskContext, *, seed: int) -> dict[str, Any] | None:

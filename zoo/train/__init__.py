@@ -1,6 +1,6 @@
 """Fine-tuning: the transfer-learning recipe behind ``zoo finetune`` (see :mod:`zoo.train.run`).
 
-Names load on first use, so the CLI's option lists (``zoo.train.options``) import no trainer.
+Names load on first use, so the CLI's option lists (``zoo.runs.options``) import no trainer.
 """
 
 from __future__ import annotations

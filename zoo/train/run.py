@@ -38,14 +38,14 @@ def finetune(
 ) -> Run:
     """Fine-tune ``model`` on ``data`` and return the :class:`Run`.
 
-    ``options`` are :class:`zoo.train.options.FinetuneOptions`' flat names (``per_class``,
+    ``options`` are :class:`zoo.runs.options.FinetuneOptions`' flat names (``per_class``,
     ``unfreeze``, ``head``, ``task``, ``target``, ``seed``...). ``resume=RUN_DIR`` continues a killed
     run from its last complete checkpoint with its saved options.
     """
     from zoo.distributed import world
     from zoo.stopping import reporting_stops, stopped_run
     from zoo.train.folders import as_rank, default_dir, in_run_folder
-    from zoo.train.options import FinetuneOptions
+    from zoo.runs.options import FinetuneOptions
 
     here = world()
     say = log or (lambda text: print(text, file=sys.stderr, flush=True))

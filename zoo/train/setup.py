@@ -167,7 +167,7 @@ def _front_end(card: Any, options: Any, modality: str) -> tuple[Any, Any]:
 
 
 def _learning(card: Any) -> Any:
-    """The front end's own choices of unfreezing and learning rate (``zoo.train.options.LEARNING``)."""
+    """The front end's own choices of unfreezing and learning rate (``zoo.runs.options.LEARNING``)."""
     if card.input.front_end is None:
         return None
     from zoo.frontend import front_end_of

@@ -108,9 +108,9 @@ def parse_top_k(value: Any, default: int) -> int:
 def answers(served: ServedModel, names: Sequence[str], top_k: int) -> Callable[[Any], list[dict[str, Any]]]:
     """What turns a request's output rows into its predictions, each as ``zoo predict --json``
     prints it: labels and probabilities (and ``labels`` over their thresholds for a multi-label
-    model), or the embedding."""
+    model), a regression's numbers by target, or the embedding."""
     model = served.model
-    if model.info.kind == "classifier":
+    if model.info.kind in ("classifier", "regression"):
         return lambda rows: [p.to_dict() for p in model.read(rows, names, top_k)]
     return lambda rows: [embedding_dict(name, row) for name, row in zip(names, rows)]
 
