@@ -1,19 +1,22 @@
 """Label names as prompts: parsing ``--labels``, checking ``--template``, and the prototype of a
 label (its prompts embedded, normalised, averaged). Shared by zero-shot classifiers
 (:func:`zoo.embed.zero_shot`: texts with a text encoder, images with an image-text model's text
-tower) and the label-aware head of ``zoo finetune`` (:mod:`zoo.train.prior`).
+tower), the label-aware head of ``zoo finetune`` (:mod:`zoo.tasks.prior`) and the zero-shot start
+of an image-text model's fine-tuning (:mod:`zoo.train.wiseft`): :func:`class_prompts` is the one
+way all three turn class names into a classifier.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from zoo.errors import InputError
+from zoo.errors import InputError, LoadError
 
 __all__ = ["TEMPLATES", "IMAGE_TEMPLATES", "default_templates", "parse_labels", "check_templates",
-           "prompt_prototypes"]
+           "prompt_prototypes", "ClassPrompts", "class_prompts", "joint_scores"]
 
 #: Prompts a label name is embedded in by default (their embeddings are averaged), kept generic
 #: rather than fitted to one corpus. On all of BBC News (first 64 words, 2,109 texts, the folder
@@ -94,3 +97,52 @@ def prompt_prototypes(backbone: Any, texts: Sequence[str], templates: Sequence[s
         rows.append(embedded.mean(axis=0))
     prototypes = np.stack(rows)
     return (prototypes / np.maximum(np.linalg.norm(prototypes, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class ClassPrompts:
+    """The class names' zero-shot classifier: ``prototypes`` (classes, dim) unit rows, the
+    ``templates`` they were embedded in, and, for an image-text model, its own ``scale``, ``bias``
+    and ``scoring`` (``scale`` is None for a text encoder, which was not trained with one)."""
+
+    prototypes: Any
+    templates: tuple[str, ...]
+    scale: float | None = None
+    bias: float = 0.0
+    scoring: str = "softmax"
+    tower: Any = None  # the text backbone that embedded the prompts
+
+    @property
+    def scores(self) -> dict[str, Any]:
+        """:class:`zoo.embed.FewShot`'s ``scale``, ``bias`` and ``scoring`` (empty for a text encoder)."""
+        return {} if self.scale is None else {"scale": self.scale, "bias": self.bias, "scoring": self.scoring}
+
+
+def class_prompts(card: Any, texts: Sequence[str], templates: Sequence[str] | None = None, *,
+                  engine: str = "auto") -> ClassPrompts:
+    """Each of ``texts`` (a class's name or description) in every template (default: those of the
+    inputs' modality, :func:`default_templates`), embedded by the model itself (a text encoder) or
+    by an image-text model's text tower, and averaged into one unit prototype per class."""
+    from zoo.card import tower_card
+    from zoo.loading import load
+
+    chosen = check_templates(default_templates(card.modality) if templates is None else templates)
+    text = card if card.text is None else tower_card(card, "text")
+    tower = load(text, engine=engine)
+    prototypes = prompt_prototypes(tower, list(texts), chosen)
+    if text is card:
+        return ClassPrompts(prototypes, chosen, tower=tower)
+    return ClassPrompts(prototypes, chosen, **joint_scores(tower, card), tower=tower)
+
+
+def joint_scores(backbone: Any, card: Any) -> dict[str, Any]:
+    """An image-text model's ``scale``, ``bias`` and ``scoring``: the logit scale and bias its
+    weights hold (its adapter puts them on the tower it builds as ``joint_scores``), else those
+    its card states."""
+    held = getattr(backbone.body, "joint_scores", None) or {}
+    scale = held.get("logit_scale", card.joint.logit_scale)
+    if scale is None:
+        raise LoadError(f"model {card.name!r}: its adapter gives no logit scale and its card states none (joint."
+                        f"logit_scale); add it to the card")
+    bias = held.get("logit_bias", card.joint.logit_bias)
+    return {"scale": float(scale), "bias": float(bias or 0.0), "scoring": card.joint.scoring}

@@ -33,8 +33,8 @@ from typing import Any
 
 from zoo.card import SCORINGS
 from zoo.data.dataset import MODALITIES
-from zoo.errors import InputError, LoadError, ZooError
-from zoo.prompts import TEMPLATES, check_templates, default_templates, parse_labels, prompt_prototypes
+from zoo.errors import InputError, ZooError
+from zoo.prompts import TEMPLATES, check_templates, class_prompts, default_templates, parse_labels
 from zoo.runtime import Prediction  # the same shape as `zoo predict` predictions: one class
 
 __all__ = ["FewShot", "Prediction", "fewshot", "zero_shot", "parse_labels", "load_fewshot", "expand_inputs",
@@ -214,25 +214,9 @@ class FewShot:
 
 
 def _prototype_head(prototypes: Any, scale: float, bias: float = 0.0) -> Any:
-    import torch
-    from torch import nn
+    from zoo.tasks.heads import PrototypeHead
 
-    class PrototypeHead(nn.Module):
-        """Cosine similarity to each prototype, times ``scale``, plus ``bias``."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.linear = nn.Linear(prototypes.shape[1], prototypes.shape[0], bias=False)
-            with torch.no_grad():
-                self.linear.weight.copy_(torch.from_numpy(prototypes))
-            self.scale = scale
-            self.bias = bias
-
-        def forward(self, embedding: torch.Tensor) -> torch.Tensor:
-            logits = self.scale * self.linear(nn.functional.normalize(embedding, dim=-1))
-            return logits + self.bias if self.bias else logits
-
-    return PrototypeHead()
+    return PrototypeHead(prototypes, scale, bias)
 
 
 def _describe(item: Any) -> str:
@@ -310,7 +294,6 @@ def zero_shot(model: str, labels: str | Path | Sequence[str] | dict[str, str], *
     the label names' text embeddings: what a head initialised from the names starts from."""
     from zoo.card import tower_card
     from zoo.embed.embedder import embedder_identity
-    from zoo.loading import load
     from zoo.pulling import pull, resolve_card
 
     card = resolve_card(model, registry_files)
@@ -321,36 +304,19 @@ def zero_shot(model: str, labels: str | Path | Sequence[str] | dict[str, str], *
     names = parse_labels(labels)
     chosen = check_templates(default_templates(card.modality) if templates is None else templates)
     fetched = pull(card, quiet=True)
-    text = card if card.text is None else tower_card(card, "text")
-    prompts = load(text, engine=engine)
-    prototypes = prompt_prototypes(prompts, list(names.values()), chosen)
-    scores: dict[str, Any] = {}
+    prompts = class_prompts(card, list(names.values()), chosen, engine=engine)
     support: dict[str, Any] = {"labels": names, "templates": list(chosen)}
-    if text is not card:  # an image-text model: its own scores, and the tower the prompts went through
-        scores = _joint_scores(prompts, card)
-        support["text_tower"] = embedder_identity(text, fetched)
+    if card.text is not None:  # an image-text model: its own scores, and the tower the prompts went through
+        support["text_tower"] = embedder_identity(tower_card(card, "text"), fetched)
     classifier = FewShot(model=card.name, revision=fetched.resolved or fetched.revision,
                          embedder=embedder_identity(card, fetched), weights=fetched.weights_record()["sha256"],
                          modality=card.modality,
                          input={k: v for k, v in asdict(card.input).items() if v is not None},
-                         classes=list(names), prototypes=prototypes, counts=[0] * len(names),
-                         support={"zero_shot": support}, engine=engine, **scores)
-    if text is card:
-        classifier._backbone = prompts
+                         classes=list(names), prototypes=prompts.prototypes, counts=[0] * len(names),
+                         support={"zero_shot": support}, engine=engine, **prompts.scores)
+    if card.text is None:
+        classifier._backbone = prompts.tower
     return classifier
-
-
-def _joint_scores(backbone: Any, card: Any) -> dict[str, Any]:
-    """An image-text model's ``scale``, ``bias`` and ``scoring`` for :class:`FewShot`: the logit
-    scale and bias its weights hold (its adapter puts them on the tower it builds as
-    ``joint_scores``), else those its card states."""
-    held = getattr(backbone.body, "joint_scores", None) or {}
-    scale = held.get("logit_scale", card.joint.logit_scale)
-    if scale is None:
-        raise LoadError(f"model {card.name!r}: its adapter gives no logit scale and its card states none (joint."
-                        f"logit_scale); add it to the card")
-    bias = held.get("logit_bias", card.joint.logit_bias)
-    return {"scale": float(scale), "bias": float(bias or 0.0), "scoring": card.joint.scoring}
 
 
 def load_fewshot(folder: str | Path, *, engine: str = "auto", registry_files: Sequence[str | Path] = ()) -> FewShot:

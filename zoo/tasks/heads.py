@@ -9,7 +9,7 @@ from torch import nn
 
 from zoo.errors import ZooError
 
-__all__ = ["make_head", "HEADS", "NormalisedLinear", "LabelAwareHead"]
+__all__ = ["make_head", "HEADS", "NormalisedLinear", "LabelAwareHead", "PrototypeHead"]
 
 HEADS = ("linear", "mlp")
 
@@ -53,6 +53,26 @@ class LabelAwareHead(nn.Module):
         learned = torch.softmax(self.head(x).float(), dim=1)
         prior = torch.softmax(self.scale * nn.functional.normalize(x.float(), dim=1) @ self.prototypes.T, dim=1)
         return torch.log(((1 - self.weight) * learned + self.weight * prior).clamp_min(1e-12))
+
+
+class PrototypeHead(nn.Module):
+    """Cosine similarity to each class's prototype, times ``scale``, plus ``bias``: an image-text
+    model's zero-shot classifier (its prototypes the class names' prompts through the text tower,
+    its scale and bias the model's own logit scale and bias), or a few-shot classifier's. The
+    prototypes are a trainable layer (``linear.weight``), so the zero-shot classifier is also the
+    head fine-tuning starts from; ``scale`` and ``bias`` are buffers, saved with it, never trained."""
+
+    def __init__(self, prototypes: Any, scale: float, bias: float = 0.0) -> None:
+        super().__init__()
+        prototypes = torch.as_tensor(prototypes, dtype=torch.float32)
+        self.linear = nn.Linear(prototypes.shape[1], prototypes.shape[0], bias=False)
+        with torch.no_grad():
+            self.linear.weight.copy_(prototypes)
+        self.register_buffer("scale", torch.tensor(float(scale)))
+        self.register_buffer("bias", torch.tensor(float(bias)))
+
+    def forward(self, embedding: torch.Tensor) -> torch.Tensor:
+        return self.scale * self.linear(nn.functional.normalize(embedding, dim=-1)) + self.bias
 
 
 def make_head(kind: str, in_dim: int, n_classes: int, *, hidden: int = 512, dropout: float = 0.2,
