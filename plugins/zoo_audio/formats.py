@@ -1,4 +1,5 @@
-"""Dataset formats for sounds: class folders of clips, and ``path,label`` CSV manifests.
+"""Dataset formats for sounds: class folders of clips, and CSV manifests (``path,label``, or ``path`` with
+columns of numbers a regression learns: ``--target pitch``).
 
 A format reads and reports; whether a clip decodes, is silent or has a sane sample rate is judged
 for every format by the core's checks, which ask the log-mel front end (``LogMel.problem``).
@@ -33,10 +34,13 @@ def _sounds(folder: Path) -> list[Path]:
                    and (is_audio_file(f) or f.suffix.lower() in OTHER_SOUND_SUFFIXES)), key=lambda f: f.name)
 
 
-def _dataset(name: str, labelled: list[tuple[str, Example]], problems: list[Problem]) -> Dataset:
-    classes = tuple(sorted({label for label, _ in labelled}))
+def _dataset(name: str, labelled: list[tuple[str | None, Example]], problems: list[Problem]) -> Dataset:
+    """Classes are the sorted labels seen; rows without one (a manifest without a label column)
+    have none: label -1 and no classes, their columns in ``fields``."""
+    classes = tuple(sorted({label for label, _ in labelled if label is not None}))
     index = {label: i for i, label in enumerate(classes)}
-    examples = tuple(Example(e.item, index[label], e.where) for label, e in labelled)
+    examples = tuple(Example(e.item, index[label] if label is not None else -1, e.where, e.fields)
+                     for label, e in labelled)
     return Dataset(name, "audio", classes, examples, tuple(problems))
 
 
@@ -94,7 +98,8 @@ class AudioFolderFormat:
 
 
 class AudioCsvFormat:
-    """A ``.csv`` manifest ``path,label`` whose paths are clips (relative to the CSV's folder).
+    """A ``.csv`` manifest ``path,label`` (or ``path`` and columns of numbers) whose paths are clips
+    (relative to the CSV's folder); a column named twice is refused.
 
     It claims a CSV with a ``path`` column whose first path has a sound suffix; image manifests
     stay with zoo's own CSV format. Rows without a path or label are reported by line.
@@ -129,25 +134,32 @@ class AudioCsvFormat:
             raise InputError(f"{manifest}: cannot read the manifest ({exc}); save it as UTF-8 text") from None
         reader = csv.reader(text.splitlines())
         header = next(reader, None) or []
+        names = [n.strip().lower() for n in header]
+        repeated = sorted({n for n in names if n and names.count(n) > 1})
+        if repeated:
+            raise InputError(f"{manifest}: the column {repeated[0]!r} appears twice in the header "
+                             f"({','.join(header)}); keep one")
         path_at, label_at = _index(header, "path"), _index(header, "label")
-        if path_at is None or label_at is None:
-            raise InputError(f"{manifest}: the header must name a path and a label column (path,label), "
-                             f"got {','.join(header) or 'nothing'}")
-        labelled: list[tuple[str, Example]] = []
+        if path_at is None or (label_at is None and len(header) < 2):
+            raise InputError(f"{manifest}: the header must name a path column and a label column (path,label), or "
+                             f"columns of numbers to learn (path,pitch with --target pitch); got "
+                             f"{','.join(header) or 'nothing'}")
+        labelled: list[tuple[str | None, Example]] = []
         problems: list[Problem] = []
         for number, row in enumerate(reader, start=2):
             if not any(cell.strip() for cell in row):
                 continue
             where = f"{manifest}:{number}"
             value = row[path_at].strip() if len(row) > path_at else ""
-            label = row[label_at].strip() if len(row) > label_at else ""
-            missing = [what for what, cell in (("path", value), ("label", label)) if not cell]
+            label = (row[label_at].strip() if len(row) > label_at else "") if label_at is not None else None
+            missing = [what for what, cell in (("path", value), ("label", label)) if cell is not None and not cell]
             if missing:
                 problems.append(Problem(where, f"missing {' and '.join(missing)}"))
                 continue
             clip = Path(value).expanduser()
             clip = clip if clip.is_absolute() else manifest.parent / clip
-            labelled.append((label, Example(clip, -1, where)))
+            fields = {n: row[i] if i < len(row) else "" for i, n in enumerate(names) if n and i != path_at}
+            labelled.append((label, Example(clip, -1, where, fields)))
         return _dataset(str(manifest), labelled, problems)
 
 
