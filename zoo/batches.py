@@ -165,6 +165,23 @@ class _Tokenize:
         return inputs, torch.tensor(labels, dtype=torch.long)
 
 
+class _Samples(torch.utils.data.Dataset):
+    """A dense task's examples (``zoo.tasks.contract.DenseTask.sampler``): the sampler makes the
+    input and its per-image target together (a box or a mask moves with its image), seeded per
+    example like the images' augmentation."""
+
+    def __init__(self, items: Sequence[Any], values: Sequence[Any], sample: Any, augmenting: str | bool) -> None:
+        augmenting = ("light" if augmenting else "none") if isinstance(augmenting, bool) else augmenting
+        self.items, self.values, self.sample, self.augmenting = items, values, sample, augmenting
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, Any]:
+        index, seed = key
+        return self.sample(self.items[index], self.values[index], seed, self.augmenting if seed >= 0 else "none")
+
+
 def _dataset(backbone: Backbone, items: Sequence[Any], labels: Sequence[int], augmenting: str | bool
              ) -> tuple[torch.utils.data.Dataset, Any]:
     """The per-example dataset and the collate function of a backbone's inputs."""
@@ -187,12 +204,19 @@ def make_loader(
     augmenting: str | bool = False,
     workers: int | None = None,
     rank: tuple[int, int] | None = None,
+    sample: Any = None,
+    collate: Any = None,
 ) -> DataLoader:
     """Batches of ``(inputs, labels)``; inputs are an NCHW tensor or a dict of token tensors.
-    ``rank=(r, n)``: rank ``r`` of ``n``'s part of each batch (:class:`_RankBatches`)."""
+    ``rank=(r, n)``: rank ``r`` of ``n``'s part of each batch (:class:`_RankBatches`).
+    ``sample`` and ``collate``: a dense task's (:class:`_Samples`), whose ``labels`` are each
+    example's targets."""
     workers = default_workers() if workers is None else workers
     sampler = _SeededOrder(len(items), seed, shuffle)
-    dataset, collate = _dataset(backbone, items, labels, augmenting)
+    if sample is not None:
+        dataset = _Samples(items, labels, sample, augmenting)
+    else:
+        dataset, collate = _dataset(backbone, items, labels, augmenting)
     if backbone.card.modality == "text":
         workers = 0  # fast tokenizers are already parallel; forking them only adds overhead
     pin = torch.cuda.is_available()

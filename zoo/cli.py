@@ -18,7 +18,7 @@ from zoo import api
 from zoo.__about__ import __version__
 from zoo.errors import ZooError
 from zoo.frozen.engines import ENGINES
-from zoo.runs.options import AUGMENTATIONS, RECIPES, TASKS
+from zoo.runs.options import AUGMENTATIONS, RECIPES
 from zoo.classweights import CLASS_WEIGHTS
 from zoo.plugins import PluginWarning
 from zoo.render import card_data, card_lines, format_bytes, format_params, table
@@ -272,9 +272,10 @@ _front_end_option = click.option(
 @click.option("--test", help="Explicit test set.")
 @click.option("--target", help="The manifest column(s) to learn: a column of numbers (a regression, e.g. 'age' or "
                                 "'price,rating'), or of class names (instead of 'label').")
-@click.option("--task", type=click.Choice(TASKS), default=_default("task"), show_default=True,
-              help="What the run learns; auto: numbers in --target make a regression, ';' in labels a multi-label "
-                   "run, else classification.")
+@click.option("--task", default=_default("task"), show_default=True, metavar="TASK",
+              help="What the run learns: classification, multi-label, regression, or a plugin's task (detection, "
+                   "segmentation; `zoo plugins` lists them); auto: numbers in --target make a regression, ';' in "
+                   "labels a multi-label run, boxes a detection, else classification.")
 @click.option("--out", type=click.Path(file_okay=False), help="Run folder (default: runs/MODEL-TIME).")
 @click.option("--resume", type=click.Path(exists=True, file_okay=False),
               help="Continue a killed run from its last complete checkpoint.")

@@ -368,14 +368,20 @@ def _check_front_end(plugin: str, front_end: Any) -> Any:
 
 
 #: What a task must have (see the ``register_tasks`` hook and ``zoo.tasks.contract.Task``).
-_TASK_METHODS = ("check", "claims", "targets", "class_weights", "head", "loss", "judge", "cross_validate", "fit", "evaluate",
-                 "baseline", "compare", "lines", "plots", "output")
+_TASK_METHODS = ("check", "claims", "targets", "class_weights", "loss", "judge", "evaluate", "baseline", "compare",
+                 "lines", "plots", "output")
+#: ... and a head on pooled features with its cross-validated frozen fit, or (a dense task,
+#: ``zoo.tasks.contract.DenseTask``: detection, segmentation) its own network on feature maps.
+_HEAD_METHODS = ("head", "cross_validate", "fit")
+_DENSE_METHODS = ("feature_maps", "input_spec", "network", "sampler", "graph")
 
 
 def _check_task(plugin: str, task: Any) -> Any:
     _check_component("task")(plugin, task)
     name = task.name
-    missing = [m for m in _TASK_METHODS if not callable(getattr(task, m, None))]
+    dense = callable(getattr(task, "network", None))
+    missing = [m for m in (*_TASK_METHODS, *(_DENSE_METHODS if dense else _HEAD_METHODS))
+               if not callable(getattr(task, m, None))]
     if missing:
         raise PluginError(f"task {name!r} needs the method{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
                           f"(see zoo.Task)")

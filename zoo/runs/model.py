@@ -53,7 +53,7 @@ def load_model(run: Any, device: Any = None) -> Any:
 
     from zoo.loading import load
     from zoo.tasks.choosing import get_task
-    from zoo.tasks.contract import Targets, TaskContext
+    from zoo.tasks.contract import Targets, TaskContext, is_dense
     from zoo.runs.options import FinetuneOptions
 
     options = FinetuneOptions.from_dict(run.config)
@@ -68,6 +68,8 @@ def load_model(run: Any, device: Any = None) -> Any:
         raise ZooError(f"{path}: damaged ({type(exc).__name__}: {exc}); delete it and run `zoo finetune "
                        f"--resume {run.dir}` to write it again") from None
     task = get_task(run.task_name)
+    if is_dense(task):
+        return _dense_network(run, task, options, final, device)
     backbone = load(run.card(), cut=run.cut)
     kind = head_kind(run)
     context = TaskContext(options=options if kind == "normalised" else options.with_(head=kind))
@@ -81,3 +83,19 @@ def load_model(run: Any, device: Any = None) -> Any:
     head.load_state_dict(final["head"])
     model = __getattr__("Network")(backbone, head).eval()
     return model.to(device) if device is not None else model
+
+
+def _dense_network(run: Any, task: Any, options: Any, final: dict[str, Any], device: Any) -> Any:
+    """A dense task's network (:class:`zoo.tasks.contract.DenseTask`): the backbone at the task's
+    feature maps, the task's network on it, the trained stages and the new modules loaded."""
+    from zoo.loading import load
+    from zoo.tasks.contract import Targets, TaskContext
+
+    card = run.card()
+    backbone = load(card, features=task.feature_maps(card))
+    context = TaskContext(options=options, card=card, targets_record=run.task)
+    network = task.network(backbone, Targets(tuple(run.classes), []), context)
+    backbone.body.load_state_dict(final["body"], strict=False)
+    network.head.load_state_dict(final["head"])
+    network.eval()
+    return network.to(device) if device is not None else network

@@ -132,11 +132,13 @@ class Run:
     # ----------------------------------------------------------------- what it was made from
 
     def card(self) -> Any:
-        """The card of the run's backbone (found with the registry files the run was given)."""
+        """The card of the run's backbone (found with the registry files the run was given), reading
+        its inputs as the run did: through its front end, or at a dense task's input spec."""
         from zoo.frontend import with_front_end
         from zoo.pulling import resolve_card
 
-        return with_front_end(resolve_card(self.config["model"], self.registry), self.front_end)
+        card = with_front_end(resolve_card(self.config["model"], self.registry), self.front_end)
+        return with_input(card, self.task.get("input"))
 
     def check_weights(self) -> None:
         """The pulled weights are still the ones the run was trained on (the sha256 of every file
@@ -153,6 +155,25 @@ class Run:
         from zoo.runs.model import load_model
 
         return load_model(self, device)
+
+
+def input_record(spec: Any) -> dict[str, Any]:
+    """A :class:`zoo.card.InputSpec` as the task record keeps it (a dense task reads whole images
+    at its own size: the run, its export and the runtime read them so)."""
+    from dataclasses import asdict
+
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(spec).items()
+            if v is not None and k != "front_end"}
+
+
+def with_input(card: Any, record: Mapping[str, Any] | None) -> Any:
+    """``card`` reading its inputs at the spec of ``record`` (:func:`input_record`), or as it is."""
+    if not record:
+        return card
+    from dataclasses import replace
+
+    spec = replace(card.input, **{k: tuple(v) if isinstance(v, list) else v for k, v in record.items()})
+    return replace(card, input=spec)
 
 
 def open_run(run_dir: str | Path) -> Run:

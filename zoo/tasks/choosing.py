@@ -26,9 +26,11 @@ def task_names() -> list[str]:
 
 
 def get_task(name: str) -> Any:
-    """The registered task called ``name`` (or one of :data:`ALIASES`), or one line listing them."""
+    """The registered task called ``name`` (or one of :data:`ALIASES`, or of a task's own
+    ``aliases``: ``detect`` for ``detection``), or one line listing them."""
     tasks = _tasks()
-    task = tasks.get(ALIASES.get(name, name))
+    task = tasks.get(ALIASES.get(name, name)) or next(
+        (t for t in tasks.values() if name in (getattr(t, "aliases", None) or ())), None)
     if task is None:
         raise InputError(f"unknown task {name!r}: choose one of {', '.join(sorted(tasks))} (see `zoo plugins` for the "
                          f"plugins that give tasks)")

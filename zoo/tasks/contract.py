@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["Task", "Targets", "Estimate", "Score", "Output", "TaskContext"]
+__all__ = ["Task", "DenseTask", "Targets", "Estimate", "Score", "Output", "TaskContext", "is_dense"]
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,8 @@ class Targets:
     """What a task reads from a dataset: one target per example, in example order.
 
     ``values``: a numpy array the task's heads, losses and metrics take (class indices ``(n,)``,
-    a 0/1 label matrix ``(n, labels)``, or numbers ``(n, targets)`` in the task's training units).
+    a 0/1 label matrix ``(n, labels)``, or numbers ``(n, targets)`` in the task's training units;
+    a dense task's: an object array of one JSON-like record per example, its boxes or its mask).
     ``strata``: one integer per example for stratified folds and splits, or None (plain shuffles).
     ``record``: what the run folder keeps about them (a regression's means and scales)."""
 
@@ -44,6 +45,29 @@ class Targets:
         index = np.asarray(index, dtype=np.int64)
         return Targets(self.names, self.values[index], None if self.strata is None else self.strata[index],
                        self.record)
+
+    def digest(self) -> bytes:
+        """The values' bytes for the data's fingerprint (a resumed run checks it): the array's own
+        bytes, or, for an object array of per-example records, their JSON (never addresses)."""
+        import json
+
+        import numpy as np
+
+        values = np.asarray(self.values)
+        if values.dtype != object:
+            return np.ascontiguousarray(values).tobytes()
+        return json.dumps([_plain(v) for v in values.tolist()], sort_keys=True).encode()
+
+
+def _plain(value: Any) -> Any:
+    """A record's numbers as JSON takes them (numpy arrays and scalars as lists and numbers)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return value
 
 
 @dataclass(frozen=True)
@@ -176,3 +200,52 @@ class Task(Protocol):
 
     def output(self, targets_record: Mapping[str, Any], choices: Mapping[str, Any]) -> Output:
         """What the exported graph ends in and the runtime repeats."""
+
+
+@runtime_checkable
+class DenseTask(Protocol):
+    """A task whose output is a map over the image (boxes, masks) rather than a vector: what it
+    gives besides :class:`Task`'s targets, judgement, evaluation, baseline, report and output
+    (it has no ``head``, ``cross_validate`` or ``fit``: nothing pooled is cached, so the plan
+    trains its network by epochs on a validation split).
+
+    - its network reads the backbone's feature maps at their strides (the card's ``features``,
+      which :meth:`feature_maps` picks) and is built whole by :meth:`network`: a module with the
+      given backbone as ``backbone`` and every new module under ``head`` (what a checkpoint holds
+      beside the trained stages); called ``(images, targets)`` in training mode it returns its
+      losses (a dict of tensors: torchvision's detectors compute theirs inside), in eval mode
+      ``(images)`` one dict of tensors per image (its answer);
+    - its inputs are whole images at one size (:meth:`input_spec`: the card's input, squashed),
+      the spec the run, the export and the torch-free runtime read them by;
+    - its examples are made by :meth:`sampler`: a picklable callable ``(item, value, seed,
+      augment) -> (CHW float tensor, per-image target dict of tensors)`` that moves boxes or masks
+      with the image (``seed`` < 0 or ``augment == "none"``: no augmentation), with a ``collate``
+      attribute that batches them as ``(NCHW tensor, list of targets)``;
+    - its ``loss`` is a callable ``(losses, targets) -> loss summed over the images`` with
+      ``weight_of``, like every task's;
+    - its exported graph is :meth:`graph` of the network (raw outputs the runtime post-processes,
+      as :meth:`Task.output`'s metadata says).
+    """
+
+    name: str
+    learning: Mapping[str, Any]  # its own unfreezing defaults (unfreeze, unfreeze_epochs, backbone_lr)
+
+    def feature_maps(self, card: Any) -> tuple[str, ...]:
+        """The card's features the network reads, input side first."""
+
+    def input_spec(self, card: Any) -> Any:
+        """The :class:`zoo.card.InputSpec` its images are read at (the whole image, one size)."""
+
+    def network(self, backbone: Any, targets: Targets, context: TaskContext) -> Any:
+        """The whole network on ``backbone`` (loaded with :meth:`feature_maps`), for these targets."""
+
+    def sampler(self, spec: Any, context: TaskContext) -> Any:
+        """The loader's example maker for images read at ``spec`` (see the class)."""
+
+    def graph(self, network: Any, targets_record: Mapping[str, Any]) -> Any:
+        """The module to export: images in, the raw outputs :meth:`Task.output` describes out."""
+
+
+def is_dense(task: Any) -> bool:
+    """Whether ``task`` builds its own network on the backbone's feature maps (:class:`DenseTask`)."""
+    return callable(getattr(task, "network", None))

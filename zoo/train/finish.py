@@ -31,7 +31,8 @@ def finish(setup: Any, trained: Any) -> Run:
         dataset = setup.sets.get(name)
         if dataset is None or len(dataset) == 0:
             continue
-        outputs[name] = learner.outputs(name, phase).numpy()
+        answered = learner.outputs(name, phase)
+        outputs[name] = answered.numpy() if hasattr(answered, "numpy") else answered  # a dense task's: per image
         report[name] = task.evaluate(outputs[name], setup.targets[name], setup.writer.choices)
         if hasattr(task, "predictions"):  # report page: each held-out example's answer, for its gallery
             task.predictions(setup.folder, name, dataset, outputs[name], setup.targets[name], setup.writer.choices)
@@ -76,7 +77,8 @@ def _judgement(setup: Any, trained: Any, report: dict[str, Any]) -> dict[str, An
     transfer: dict[str, Any] = {name: report[name] for name in ("val", "test") if name in report}
     judged: dict[str, Any] = {"validation": setup.plan.validation, "metric": options.plan.metric,
                               "recipe": options.plan.recipe, "plan": setup.plan.to_dict(),
-                              "cut": list(learner.backbone.cut or (setup.card.embedding.node,))}
+                              "cut": list(learner.backbone.cut or learner.backbone.features
+                                          or (setup.card.embedding.node,))}
     if learner.contrastive is not None:
         judged["contrastive"] = learner.contrastive
     selection = trained.selection

@@ -30,27 +30,28 @@ class Gradual:
         self.phase = 0
 
     def steps(self) -> list[Step]:
-        options = self.learner.options
-        head = [Step(0, 0, "head (cv)")] if self.fitted else [Step(0, e, "head") for e in range(options.head.epochs)]
-        unfrozen = [Step(p, e, f"unfreeze-{p}") for p in range(1, self.learner.n_phases())
-                    for e in range(options.unfreezing.epochs)]
+        learner = self.learner
+        head = [Step(0, 0, "head (cv)")] if self.fitted else [Step(0, e, "head")
+                                                               for e in range(learner.phase_length(0)[0])]
+        unfrozen = [Step(p, e, f"unfreeze-{p}") for p in range(1, learner.n_phases())
+                    for e in range(learner.phase_length(p)[0])]
         return head + unfrozen
 
     def patience(self, phase: int) -> int | None:
-        options = self.learner.options
-        return options.head.patience if phase == 0 else options.unfreezing.patience
+        return self.learner.phase_length(phase)[1]
 
     def begin(self, phase: int, optimizer_state: Any, loop: EpochLoop) -> None:
         learner = self.learner
-        if phase == 0:  # computed (or read from the cache) before any seeded epoch
+        if phase == 0 and not learner.dense:  # computed (or read from the cache) before any seeded epoch
             learner.embeddings("train")
             learner.embeddings("val")
         elif optimizer_state is None:
             loop.restore_best(self)  # each phase starts from the best model so far
         names = [n for n, _ in learner.unfrozen(phase)]
         learner.log(f"phase {phase}: " + ("the cross-validated head, scored on the validation split" if self.fitted
-                                          and phase == 0 else "head on cached embeddings" if phase == 0
-                                          else f"unfreezing {', '.join(names)}"))
+                                          and phase == 0 else "the new network through the frozen backbone"
+                                          if phase == 0 and learner.dense else "head on cached embeddings"
+                                          if phase == 0 else f"unfreezing {', '.join(names)}"))
         self.optimizer, self.phase = learner.optimizer(phase), phase
         if optimizer_state is not None:
             self.optimizer.load_state_dict(optimizer_state)

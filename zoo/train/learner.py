@@ -3,7 +3,14 @@
 The loop (:mod:`zoo.train.loop`) decides when; the :class:`Learner` knows how: phase 0 trains the
 head on cached embeddings of the frozen backbone (the feature cache, computed once by the frozen
 pass); phase k >= 1 unfreezes the top k stages with small, discriminative learning rates, a
-warmup and a cosine decay, BatchNorm statistics frozen, images augmented. Randomness is a function
+warmup and a cosine decay, BatchNorm statistics frozen, images augmented.
+
+A dense task (detection, segmentation: :class:`zoo.tasks.contract.DenseTask`) builds the whole
+network on the backbone's feature maps, and its loss lives inside it (torchvision's detectors
+return their losses): nothing pooled can be cached, so its phase 0 trains the new network
+through the frozen backbone, by the loader, like an unfrozen phase with no stage unfrozen (the
+same optimizer groups and schedule); the loader's examples are the task's own (an image and its
+per-image targets transformed together), and a set's outputs are the network's answers per image. Randomness is a function
 of (seed, phase, epoch, salt), so a killed run resumed from its last checkpoint ends exactly where a
 straight run would. Under torch.distributed the unfrozen steps go through one
 DistributedDataParallel model whose ranks each take a contiguous part of every global batch.
@@ -45,7 +52,8 @@ class Learner:
 
     def __init__(self, backbone: Backbone, head: nn.Module, task: Any, context: TaskContext, *,
                  sets: dict[str, Any], targets: dict[str, Targets], fetched: Any, device: torch.device,
-                 log: Callable[[str], None] = print, progress: bool = True, run_dir: Any = None) -> None:
+                 log: Callable[[str], None] = print, progress: bool = True, run_dir: Any = None,
+                 network: nn.Module | None = None) -> None:
         options = context.options
         self.task, self.context, self.options = task, context, options
         self.sets, self.targets = sets, targets
@@ -54,7 +62,9 @@ class Learner:
         self.log = log
         self.progress = progress and sys.stderr.isatty()
         self.fetched = fetched
-        self.model = Network(backbone, head).to(device)
+        # a dense task's network (its ``head`` holds every new module), else the backbone and the head
+        self.dense = network is not None
+        self.model = (network if self.dense else Network(backbone, head)).to(device)
         self.backbone = backbone
         self.pretrained = {k: v.detach().clone() for k, v in backbone.body.state_dict().items()}
         self.adapted = False  # the whole encoder was trained before the head (--recipe contrastive)
@@ -91,10 +101,18 @@ class Learner:
         """The stages that learn in a phase, output side first."""
         return list(reversed(self.stages[len(self.stages) - phase:])) if phase > 0 else []
 
+    def phase_length(self, phase: int) -> tuple[int, int]:
+        """(epochs, patience) of a phase: a head on cached embeddings has the head's; a phase
+        through the backbone (every phase of a dense task) the unfreezing's."""
+        head, unfreezing = self.options.head, self.options.unfreezing
+        if phase == 0 and not self.dense:
+            return head.epochs, head.patience
+        return unfreezing.epochs, unfreezing.patience
+
     def optimizer(self, phase: int) -> torch.optim.Optimizer:
         head, unfreezing = self.options.head, self.options.unfreezing
         self.backbone.freeze()
-        if phase == 0:
+        if phase == 0 and not self.dense:
             return torch.optim.AdamW(self.model.head.parameters(), lr=head.lr, weight_decay=head.weight_decay)
         groups = [{"params": list(self.model.head.parameters()), "lr": unfreezing.backbone_lr * 10, "name": "head"}]
         for depth, (name, params) in enumerate(self.unfrozen(phase)):
@@ -214,14 +232,64 @@ class Learner:
         return gather_rows(embedded, len(items))
 
     @torch.no_grad()
-    def outputs(self, name: str, phase: int, dataset: Any = None) -> torch.Tensor:
+    def outputs(self, name: str, phase: int, dataset: Any = None) -> Any:
         """The head's outputs for a whole set (``name``, or ``dataset`` embedded now): from cached
-        embeddings while the backbone is untouched (phase 0), else through the backbone as it is."""
+        embeddings while the backbone is untouched (phase 0), else through the backbone as it is;
+        a dense task's network answers each image (a list, one dict of numpy arrays per image)."""
         self.model.eval()
+        if self.dense:
+            return self._answers(dataset if dataset is not None else self.sets[name])
         if phase == 0 and dataset is None:
             return self.model.head(self.embeddings(name).to(self.device)).float().cpu()
         data = dataset if dataset is not None else self.sets[name]
         return self.model.head(self._embed_now([e.item for e in data.examples]).to(self.device)).float().cpu()
+
+    def _answers(self, dataset: Any) -> list[dict[str, Any]]:
+        """A dense network's answer for each example of ``dataset`` (inputs as the task makes them,
+        not augmented), each rank answering its share and every rank getting all, in order."""
+        items = [e.item for e in dataset.examples]
+        values = self.task_values(dataset, len(items))
+        part = shard(len(items), self.world)
+        loader = self._loader(items[part.start:part.stop], values[part.start:part.stop], None, "none",
+                              shuffle=False)
+        mine: list[dict[str, Any]] = []
+        with torch_threads(self.budget.threads):
+            for inputs, _ in loader:
+                for answer in self.model(self._on_device(inputs)):
+                    mine.append({k: v.detach().float().cpu().numpy() if v.is_floating_point() else v.cpu().numpy()
+                                 for k, v in answer.items()})
+        if not self.world.distributed:
+            return mine
+        import torch.distributed as dist
+
+        pieces: list[Any] = [None] * self.world.size
+        dist.all_gather_object(pieces, mine)
+        return [answer for piece in pieces for answer in piece]
+
+    def task_values(self, dataset: Any, count: int) -> Any:
+        """The targets of ``dataset`` (one of the run's sets, by identity) for the loader; a set
+        the run does not know (an export's samples) gets empty targets."""
+        import numpy as np
+
+        for name, known in self.sets.items():
+            if known is dataset and name in self.targets:
+                return self.targets[name].values
+        return np.full(count, None, dtype=object)
+
+    def _loader(self, items: list[Any], values: Any, seed: int | None, augmenting: str, *,
+                shuffle: bool) -> Any:
+        """Batches of the run's examples: ``(inputs, positions)`` (targets of any shape are taken
+        from their values by position), or a dense task's ``(images, per-image targets)`` made by
+        its sampler (image and targets transformed together)."""
+        size = self.options.engine.batch_size
+        rank = (self.world.rank, self.world.size) if shuffle else None
+        if self.dense:
+            sampler = self.task.sampler(self.backbone.card.input, self.context)
+            return make_loader(self.backbone, items, list(values), batch_size=size, seed=seed, shuffle=shuffle,
+                               augmenting=augmenting, workers=self.budget.workers, rank=rank, sample=sampler,
+                               collate=sampler.collate)
+        return make_loader(self.backbone, items, list(range(len(items))), batch_size=size, seed=seed, shuffle=shuffle,
+                           augmenting=augmenting, workers=self.budget.workers, rank=rank)
 
     def judge(self, name: str, phase: int, dataset: Any = None, values: Any = None) -> Score:
         """The task's held-out loss and metric of a set (or of ``dataset`` with ``values``)."""
@@ -237,45 +305,59 @@ class Learner:
         training loss and the task's metric on it."""
         seed = derive_seed(self.options.seed, phase, phase_epoch, *((salt,) if salt else ()))
         torch.manual_seed(seed)
-        if phase == 0:
+        if phase == 0 and not self.dense:
             return self._head_epoch(optimizer, seed)
         data = self.sets["train"] if data is None else data
-        values = torch.as_tensor(self.targets["train"].values if values is None else values)
+        values = self.targets["train"].values if values is None else values
+        values = values if self.dense else torch.as_tensor(values)
         self.model.train()
         freeze_batchnorm(self.model.backbone)
         items = [e.item for e in data.examples]
         size = self.options.engine.batch_size
         batches = global_batches(len(items), seed, True, size)
-        # the loader carries each example's position: targets of any shape are taken from ``values``
-        loader = make_loader(self.backbone, items, list(range(len(items))), batch_size=size, seed=seed, shuffle=True,
-                             augmenting=self.options.unfreezing.augment, workers=self.budget.workers,
-                             rank=(self.world.rank, self.world.size))
+        loader = self._loader(items, values, seed, self.options.unfreezing.augment, shuffle=True)
         model = self._wrapped()
         bar = _bar(self.progress, len(items), f"phase {phase} epoch {phase_epoch}")
         steps = len(batches)
         total, count = 0.0, 0
         outputs_seen, values_seen = [], []
         with torch_threads(self.budget.threads), _joined(model):
-            for step, (inputs, positions) in enumerate(loader):
+            for step, (inputs, labels) in enumerate(loader):
                 schedule(optimizer, (phase_epoch * steps + step) / (self.options.unfreezing.epochs * steps),
                          self.options.unfreezing.warmup)
-                target = values[positions].to(self.device)
-                whole = values[batches[step]]
-                with _autocast(self.device):
-                    out = self._forward(inputs, model)
-                loss = self.loss(out.float(), target) / self.loss.weight_of(whole) * self.world.size
+                if self.dense:
+                    loss, seen = self._dense_loss(model, inputs, labels, len(batches[step]))
+                else:  # the loader carries each example's position: targets of any shape are taken from ``values``
+                    target = values[labels].to(self.device)
+                    whole = values[batches[step]]
+                    with _autocast(self.device):
+                        out = self._forward(inputs, model)
+                    loss = self.loss(out.float(), target) / self.loss.weight_of(whole) * self.world.size
+                    seen = len(target)
+                    outputs_seen.append(out.detach().float().cpu())
+                    values_seen.append(target.cpu())
                 self._step_on(optimizer, loss)
-                total += loss.item() / self.world.size * len(whole)
-                count += len(target)
-                outputs_seen.append(out.detach().float().cpu())
-                values_seen.append(target.cpu())
+                total += loss.item() / self.world.size * len(batches[step])
+                count += seen
                 if bar is not None:
-                    bar.update(len(target) * self.world.size)
+                    bar.update(seen * self.world.size)
         if bar is not None:
             bar.close()
+        if self.dense:  # its metric needs the network's answers (eval mode), measured on validation only
+            total, count = all_reduce_sum((total, count))
+            return {"train_loss": total / max(1, count), "train_metric": None}
         metric = self._train_metric(outputs_seen, values_seen)
         total, metric_sum, count = all_reduce_sum((total, metric * count, count))
         return {"train_loss": total / max(1, count), "train_metric": metric_sum / max(1, count)}
+
+    def _dense_loss(self, model: nn.Module, images: torch.Tensor, targets: list[dict[str, torch.Tensor]],
+                    whole: int) -> tuple[torch.Tensor, int]:
+        """A dense network's loss on this rank's part of a batch (the network computes it from the
+        per-image targets), weighted like a task loss: summed over the part, over the whole batch."""
+        targets = [{k: v.to(self.device) for k, v in target.items()} for target in targets]
+        with _autocast(self.device):
+            losses = model(self._on_device(images), targets)
+        return self.loss(losses, targets) / self.loss.weight_of(range(whole)) * self.world.size, len(targets)
 
     def _head_epoch(self, optimizer: torch.optim.Optimizer, seed: int) -> dict[str, Any]:
         """An epoch of the head alone, on the cached training embeddings (never a fold's)."""
@@ -340,10 +422,13 @@ class Learner:
         model = model or self.model
         if isinstance(inputs, dict):
             return model(**{k: v.to(self.device) for k, v in inputs.items()})
+        return model(self._on_device(inputs))
+
+    def _on_device(self, inputs: torch.Tensor) -> torch.Tensor:
         inputs = inputs.to(self.device, non_blocking=True)
         if self.channels_last:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
-        return model(inputs)
+        return inputs
 
 
 def schedule(optimizer: torch.optim.Optimizer, position: float, warmup: float) -> None:

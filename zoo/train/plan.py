@@ -9,8 +9,9 @@ The decisions, in order (each may depend on the ones before):
   the front end's defaults);
 - how the head is fitted (``head``): ``cv``, the task's cross-validated frozen head on every
   labelled example (the default wherever the features fit in memory), or ``epochs``, trained on a
-  validation split (``--head mlp``, ``--validation split``, ``--val``/``--val-split``, or a class
-  with a single example, which no fold can both train on and test);
+  validation split (``--head mlp``, ``--validation split``, ``--val``/``--val-split``, a class
+  with a single example, which no fold can both train on and test, or a dense task, whose network
+  on feature maps has no cross-validated frozen fit);
 - how unfrozen phases are judged (``unfrozen``): ``folds`` on small data (at most
   :data:`CV_PER_CLASS` labelled examples per class and :data:`CV_LIMIT` in all), ``split`` above
   (a validation fifth, early stopping, rollback; kept only when it beats the head on the same
@@ -71,6 +72,7 @@ class Plan:
 
 def make_plan(options: Any, card: Any, task: Any, splits: Any, learning: Any = None) -> tuple[Any, Plan]:
     """The options with every ``auto`` decided, and the :class:`Plan` with its reasons."""
+    from zoo.tasks.contract import is_dense
     from zoo.train.contrastive import CONTRASTIVE_PER_CLASS
 
     plan = options.plan
@@ -89,7 +91,13 @@ def make_plan(options: Any, card: Any, task: Any, splits: Any, learning: Any = N
                    if value is not None]
 
     # how the head is fitted
-    if plan.validation == "cv":
+    if is_dense(task):
+        if plan.validation == "cv":
+            raise ZooError(f"--validation cv cross-validates a head on pooled features; a {task.name} network reads "
+                           f"feature maps and trains by epochs: leave it out (a split judges it)")
+        head, why = "epochs", (f"validation: a held-out split (a {task.name} network on the backbone's feature maps "
+                               f"trains by epochs; nothing pooled to cross-validate)")
+    elif plan.validation == "cv":
         if not foldable:
             raise ZooError(f"{options.data.data}: --validation cv needs at least 2 labelled examples per class (a fold "
                            f"must both train on a class and test it); give more examples, or use --validation split")

@@ -47,8 +47,8 @@ def prepare(options: Any, folder: Path, resuming: bool, say: Callable[[str], Non
     from zoo.devices import torch_device
     from zoo.distributed import world
     from zoo.pulling import pull, resolve_card
-    from zoo.runs.record import RunWriter
-    from zoo.tasks.contract import TaskContext
+    from zoo.runs.record import RunWriter, input_record
+    from zoo.tasks.contract import TaskContext, is_dense
     from zoo.train.plan import make_plan
 
     started = time.perf_counter()
@@ -66,8 +66,11 @@ def prepare(options: Any, folder: Path, resuming: bool, say: Callable[[str], Non
     options = options.with_(task=task.name)  # decided: a resumed run, an export, the report read it
     splits = _splits(options, card, task)
     card, options = _front_end(card, options, splits.train.modality)
+    dense = is_dense(task)
+    if dense:  # whole images at one size: what its network, its export and the runtime read
+        card = replace(card, input=task.input_spec(card))
     labelled = splits.train.joined(splits.val, f"{splits.train.name} + val")
-    options, plan = make_plan(options, card, task, splits, _learning(card))
+    options, plan = make_plan(options, card, task, splits, _learning(card, task))
     labelled_targets = task.targets(labelled, options)
     if plan.validation == "cv":  # nothing held out for judging: every labelled example trains
         sets = {"train": labelled, "val": labelled.subset([], f"{splits.train.name} [no validation set]"),
@@ -95,7 +98,8 @@ def prepare(options: Any, folder: Path, resuming: bool, say: Callable[[str], Non
         say(f"balanced class weights in the loss (training classes of {min(c for c in counts if c)} to "
             f"{max(counts)} examples; --class-weight none to turn off)")
     if not resuming:
-        writer.start(config=options.to_dict(), task={"name": task.name, **targets["train"].record},
+        writer.start(config=options.to_dict(), task={"name": task.name, **targets["train"].record,
+                                                      **({"input": input_record(card.input)} if dense else {})},
                      plan=plan.to_dict(), data=_summary(splits, task, targets), fingerprints=fingerprints,
                      weights=fetched.weights_record(), outputs=targets["train"].names, skipped=splits.skipped)
         if splits.skipped:
@@ -166,21 +170,21 @@ def _front_end(card: Any, options: Any, modality: str) -> tuple[Any, Any]:
     return card, options.with_(front_end=declared(card))
 
 
-def _learning(card: Any) -> Any:
-    """The front end's own choices of unfreezing and learning rate (``zoo.runs.options.LEARNING``)."""
-    if card.input.front_end is None:
-        return None
-    from zoo.frontend import front_end_of
+def _learning(card: Any, task: Any) -> Any:
+    """The task's and the front end's own choices of unfreezing and learning rate
+    (``zoo.runs.options.LEARNING``; a dense task's network is new and learns through the backbone)."""
+    chosen = dict(getattr(task, "learning", None) or {})
+    if card.input.front_end is not None:
+        from zoo.frontend import front_end_of
 
-    return getattr(front_end_of(card.input.front_end), "learning", None)
+        chosen.update(getattr(front_end_of(card.input.front_end), "learning", None) or {})
+    return chosen or None
 
 
 def _fingerprint(dataset: Any, targets: Any) -> str:
     """The data's content and its targets (a regression's numbers are not in the dataset's own)."""
-    import numpy as np
-
     digest = hashlib.sha256(dataset.fingerprint().encode())
-    digest.update(np.ascontiguousarray(np.asarray(targets.values)).tobytes())
+    digest.update(targets.digest())
     return digest.hexdigest()
 
 

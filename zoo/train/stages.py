@@ -35,18 +35,27 @@ class Trained:
 
 
 def make_learner(setup: Any, cut: Any, *, normalised: bool) -> Any:
-    """A learner on the card's backbone cut at ``cut`` (None: the card's cut point) with a new head."""
+    """A learner on the card's backbone cut at ``cut`` (None: the card's cut point) with a new head;
+    a dense task's: its own network on the backbone's feature maps."""
     from zoo.loading import load
+    from zoo.tasks.contract import is_dense
     from zoo.train.learner import Learner
 
     import torch
 
-    backbone = load(setup.card, device=setup.device, cut=cut)
-    torch.manual_seed(setup.options.seed)  # the new head's initial weights are the seed's
-    head = setup.task.head(backbone.feature_dim, setup.targets["train"], setup.context, normalised=normalised)
-    return Learner(backbone, head, setup.task, setup.context, sets=setup.sets, targets=setup.targets,
+    task, network = setup.task, None
+    if is_dense(task):
+        backbone = load(setup.card, device=setup.device, features=task.feature_maps(setup.card))
+        torch.manual_seed(setup.options.seed)  # the new network's initial weights are the seed's
+        network = task.network(backbone, setup.targets["train"], setup.context)
+        head = network.head
+    else:
+        backbone = load(setup.card, device=setup.device, cut=cut)
+        torch.manual_seed(setup.options.seed)  # the new head's initial weights are the seed's
+        head = task.head(backbone.feature_dim, setup.targets["train"], setup.context, normalised=normalised)
+    return Learner(backbone, head, task, setup.context, sets=setup.sets, targets=setup.targets,
                    fetched=setup.fetched, device=setup.device, log=setup.say, progress=setup.progress,
-                   run_dir=setup.folder)
+                   run_dir=setup.folder, network=network)
 
 
 def _loop(setup: Any, **more: Any) -> EpochLoop:
@@ -85,7 +94,9 @@ def _head_by_epochs(setup: Any, learner: Any) -> Trained:
     if learner is None:
         cut = parse_cut(setup.card, setup.options.plan.cut)
         learner = make_learner(setup, None if cut == (setup.card.embedding.node,) else cut, normalised=False)
-    setup.writer.choose(cut=list(learner.backbone.cut) if learner.backbone.cut else None, head={"kind": setup.options.head.kind})
+    head = ({"kind": "network", "features": list(learner.backbone.features), **getattr(learner.model, "record", {})}
+            if learner.dense else {"kind": setup.options.head.kind})
+    setup.writer.choose(cut=list(learner.backbone.cut) if learner.backbone.cut else None, head=head)
     state = _loop(setup).run(Gradual(learner), resume=setup.resuming)
     return Trained(learner, state)
 
