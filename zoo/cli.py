@@ -297,7 +297,12 @@ _front_end_option = click.option(
 @click.option("--recipe", type=click.Choice(RECIPES), default=_default("recipe"), show_default=True,
               help="gradual: the head on frozen embeddings, then the top stages unfrozen one by one; contrastive "
                    "(text): the whole encoder trained on pairs of labelled texts (same class / not), then the head; "
-                   "auto: contrastive for cross-validated text runs of 5 to 25 labelled texts per class.")
+                   "wise-ft (image-text models): the image tower fine-tuned from the class names' zero-shot "
+                   "classifier, then zero-shot and fine-tuned weights mixed; auto: contrastive for cross-validated "
+                   "text runs of 5 to 25 labelled texts per class, wise-ft for image-text models.")
+@click.option("--mix", default=str(_default("mix")), show_default=True,
+              help="wise-ft: the fine-tuned weights' share a in (1 - a) * zero-shot + a * fine-tuned; auto: chosen "
+                   "on folds (or the validation split) among 0, 0.1 ... 1.")
 @click.option("--multi-label/--single-label", "multi_label", default=None,
               help="Several labels per example (one sigmoid per label, thresholds chosen on folds); default: "
                    "multi-label when a label cell names several, separated by ';'.")

@@ -127,7 +127,14 @@ def _multi_label(files: RunFiles) -> list[Section]:
                     html_table(["label", "threshold"], rows, "thresholds"))]
 
 
+def _wise_ft(files: RunFiles) -> list[Section]:
+    from zoo.report.wiseft import wise_ft_sections  # an image-text run fine-tuned from zero-shot, then mixed
+
+    return wise_ft_sections(files)
+
+
 register_task_sections("classification", _classification)
+register_task_sections("classification", _wise_ft)
 register_task_sections("multi-label", _multi_label)
 
 

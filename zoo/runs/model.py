@@ -38,7 +38,8 @@ def __getattr__(name: str) -> Any:  # Network is built on first use: importing t
 
 
 def head_kind(run: Any) -> str:
-    """The head a run trained: ``normalised`` (a cross-validated linear fit), ``linear`` or ``mlp``
+    """The head a run trained: ``normalised`` (a cross-validated linear fit), ``prototypes`` (fine-tuned
+    from an image-text model's zero-shot classifier), ``linear`` or ``mlp``
     (trained by epochs); runs from before the record said so tell it by their validation."""
     recorded = (run.choices.get("head") or {}).get("kind")
     if recorded:
@@ -72,8 +73,15 @@ def load_model(run: Any, device: Any = None) -> Any:
         return _dense_network(run, task, options, final, device)
     backbone = load(run.card(), cut=run.cut)
     kind = head_kind(run)
-    context = TaskContext(options=options if kind == "normalised" else options.with_(head=kind))
-    head = task.head(backbone.feature_dim, Targets(tuple(run.classes), []), context, normalised=kind == "normalised")
+    if kind == "prototypes":  # fine-tuned from the class names' zero-shot classifier (zoo.train.wiseft)
+        import numpy as np
+
+        head = task.zero_shot_head(np.zeros((len(run.classes), backbone.feature_dim), np.float32), 1.0, 0.0,
+                                   TaskContext(options=options))
+    else:
+        context = TaskContext(options=options if kind == "normalised" else options.with_(head=kind))
+        head = task.head(backbone.feature_dim, Targets(tuple(run.classes), []), context,
+                         normalised=kind == "normalised")
     backbone.body.load_state_dict(final["body"], strict=False)
     if run.label_prior:
         from zoo.tasks.heads import LabelAwareHead

@@ -27,9 +27,11 @@ __all__ = ["FinetuneOptions", "DataOptions", "PlanOptions", "HeadOptions", "Unfr
 
 #: ``gradual``: a head on the frozen embeddings, then the top stages unfrozen one by one;
 #: ``contrastive``: the whole text encoder trained on pairs of the labelled texts first, then the
-#: head (zoo.train.contrastive); ``auto``: chosen from the data's size and modality by the plan,
-#: as measured in bench/text_fewshot.py.
-RECIPES = ("auto", "gradual", "contrastive")
+#: head (zoo.train.contrastive); ``wise-ft``: an image-text model's image tower fine-tuned from
+#: the class names' zero-shot classifier, then the zero-shot and fine-tuned weights mixed
+#: (zoo.train.wiseft); ``auto``: chosen from the data's size and modality by the plan, as
+#: measured in bench/text_fewshot.py (wise-ft for image-text models: not measured, see wiseft).
+RECIPES = ("auto", "gradual", "contrastive", "wise-ft")
 
 #: Image augmentation policies for unfrozen phases, all torchvision.transforms.v2 and built by
 #: zoo.batches.augmentation (no flips: digits and text in images are not mirror-symmetric):
@@ -111,6 +113,9 @@ class PlanOptions:
     labels: str | None = None
     # see RECIPES
     recipe: str = "auto"
+    # wise-ft: the weight a of the fine-tuned weights in theta = (1 - a) * zero-shot + a * fine-tuned;
+    # "auto": chosen on folds (or the validation split); a number in [0, 1] fixes it
+    mix: float | str = "auto"
     # "yes" / "no": --multi-label / --single-label, the task named by its older flags
     multi_label: str = "auto"
 
@@ -125,6 +130,17 @@ class PlanOptions:
             raise ZooError("--labels gives the class names for the label prior; leave out --label-prior none")
         if self.recipe not in RECIPES:
             raise ZooError(f"--recipe takes {', '.join(RECIPES)}, got {self.recipe!r}")
+        if self.mix != "auto":
+            try:
+                mix = float(self.mix)
+            except (TypeError, ValueError):
+                mix = float("nan")
+            if isinstance(self.mix, bool) or not 0.0 <= mix <= 1.0:
+                raise ZooError(f"--mix takes 'auto' or a weight from 0 (zero-shot) to 1 (fine-tuned), got {self.mix!r}")
+            object.__setattr__(self, "mix", mix)
+            if self.recipe not in ("auto", "wise-ft"):
+                raise ZooError(f"--mix weighs zero-shot and fine-tuned weights (--recipe wise-ft); leave it out for "
+                               f"--recipe {self.recipe}")
         if self.multi_label != "auto" and self.task not in ("auto", self.named_task):
             raise ZooError(f"--{'multi' if self.multi_label == 'yes' else 'single'}-label and --task {self.task} disagree; "
                            f"leave one out")
@@ -166,10 +182,12 @@ class HeadOptions:
 @dataclass(frozen=True)
 class UnfreezeOptions:
     # stage 2: gradual unfreezing from the top, one stage at a time. "auto": 0 for images, the top 2
-    # stages for text, the front end's for sounds. On digits (10 labels/class) unfreezing lost test
-    # accuracy (0.80 -> 0.68..0.79). On BBC News (20/class, 6 seeds, bench/finetune_text.py) MiniLM's
-    # mean (worst) test accuracy was 0.911 (0.890) with the head alone, 0.915 (0.890) with the top 2
-    # layers and 0.916 (0.898) with all 6, which took 2.4x as long (78 s vs 32 s).
+    # stages for text and for --recipe wise-ft (an image-text model's image tower; not measured:
+    # no pretrained image-text weights are reachable here), the front end's for sounds. On digits
+    # (10 labels/class) unfreezing lost test accuracy (0.80 -> 0.68..0.79). On BBC News (20/class,
+    # 6 seeds, bench/finetune_text.py) MiniLM's mean (worst) test accuracy was 0.911 (0.890) with
+    # the head alone, 0.915 (0.890) with the top 2 layers and 0.916 (0.898) with all 6, which took
+    # 2.4x as long (78 s vs 32 s).
     unfreeze: int | str = "auto"
     # None: 6, or the front end's (sounds: 10; see LEARNING)
     epochs: int | None = None
@@ -211,7 +229,9 @@ class UnfreezeOptions:
         chosen = {**LEARNING, **learning}
         out = self
         if out.unfreeze == "auto":
-            default = learning.get("unfreeze", 2 if modality == "text" and recipe != "contrastive" else 0)
+            # the top 2 stages for text and for an image tower fine-tuned from zero-shot (wise-ft)
+            two = (modality == "text" and recipe != "contrastive") or recipe == "wise-ft"
+            default = learning.get("unfreeze", 2 if two else 0)
             out = replace(out, unfreeze=0 if recipe == "contrastive" else default)
         if out.epochs is None:
             out = replace(out, epochs=int(chosen["unfreeze_epochs"]))
@@ -245,7 +265,7 @@ _FLAT: dict[str, tuple[str, str]] = {
     **{name: ("data", name) for name in ("data", "val", "test", "val_split", "per_class", "skip_bad", "target",
                                          "front_end")},
     **{name: ("plan", name) for name in ("task", "validation", "cut", "metric", "label_prior", "labels", "recipe",
-                                         "multi_label")},
+                                         "multi_label", "mix")},
     "head": ("head", "kind"), "hidden": ("head", "hidden"), "dropout": ("head", "dropout"), "head_lr": ("head", "lr"),
     "head_epochs": ("head", "epochs"), "patience": ("head", "patience"),
     "label_smoothing": ("head", "label_smoothing"), "class_weight": ("head", "class_weight"),

@@ -134,6 +134,14 @@ class Classification:
         names = label_texts(context.options.plan.labels, targets.names, context.card, context.options.data.data)
         return mixed_head(head, x, targets, params, context, folder=folder, resume=resume, cut=cut, names=names)
 
+    def zero_shot_head(self, prototypes: Any, scale: float, bias: float, context: TaskContext) -> Any:
+        """The class names' zero-shot classifier as this task's head (an image-text model's: its
+        prototypes, logit scale and bias; :mod:`zoo.train.wiseft` fine-tunes from it): a softmax
+        over ``scale * cosine + bias``, the zero-shot probabilities themselves."""
+        from zoo.tasks.heads import PrototypeHead
+
+        return PrototypeHead(prototypes, scale, bias)
+
     def validate(self, targets: Targets, context: TaskContext) -> None:
         """Before any work: ``--labels`` names every class of the data, for a text model."""
         from zoo.tasks.prior import label_texts

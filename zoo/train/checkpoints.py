@@ -71,11 +71,11 @@ class Checkpoints:
         except Exception as exc:
             raise ZooError(f"{path}: unreadable {what} ({type(exc).__name__}: {exc}); {fix}") from None
 
-    def latest(self, after: int = 0) -> tuple[int, dict[str, Any]] | None:
-        """The newest checkpoint that loads (of an epoch past ``after``), with its optimizer state
-        under ``optimizer`` (None where it is missing: the phase's optimizer then starts afresh).
-        Checkpoints written before optimizer files existed hold it inline."""
-        for epoch in reversed([e for e in self.epochs() if e > after]):
+    def latest(self, after: int = 0, until: int | None = None) -> tuple[int, dict[str, Any]] | None:
+        """The newest checkpoint that loads (of an epoch past ``after``, and at most ``until``), with
+        its optimizer state under ``optimizer`` (None where it is missing: the phase's optimizer then
+        starts afresh). Checkpoints written before optimizer files existed hold it inline."""
+        for epoch in reversed([e for e in self.epochs() if e > after and (until is None or e <= until)]):
             try:
                 state = self.load(epoch)
             except ZooError:

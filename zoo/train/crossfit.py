@@ -163,6 +163,8 @@ class Replay:
     """The loop's strategy that replays a kept schedule on every labelled example: no held-out
     data, each point carries its folds' estimate, and the last point is the result."""
 
+    where = "on all labelled examples"  # what the phases train on, for the log
+
     def __init__(self, learner: Any, plan: dict[str, Any]) -> None:
         self.learner, self.plan = learner, plan
         self.points = [tuple(p) for p in plan["points"]]
@@ -177,7 +179,7 @@ class Replay:
 
     def begin(self, phase: int, optimizer_state: Any, loop: EpochLoop) -> None:
         names = [n for n, _ in self.learner.unfrozen(phase)]
-        self.learner.log(f"phase {phase}: unfreezing {', '.join(names)} on all labelled examples")
+        self.learner.log(f"phase {phase}: unfreezing {', '.join(names)} {self.where}")
         self.optimizer, self.phase = self.learner.optimizer(phase), phase
         if optimizer_state is not None:
             self.optimizer.load_state_dict(optimizer_state)

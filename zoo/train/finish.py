@@ -38,6 +38,8 @@ def finish(setup: Any, trained: Any) -> Run:
             task.predictions(setup.folder, name, dataset, outputs[name], setup.targets[name], setup.writer.choices)
     report.update(_judgement(setup, trained, report))
     summary, lines = task.lines(report)
+    if report.get("wise_ft"):  # the recipe's own line: zero-shot, fine-tuned and mixed
+        lines.append(report["wise_ft"]["line"])
     report["summary"], report["lines"] = summary, lines
     task.plots(report, names, folder)
     history = [json.loads(line) for line in (setup.folder / "metrics.jsonl").read_text().splitlines() if line.strip()]
@@ -91,8 +93,9 @@ def _judgement(setup: Any, trained: Any, report: dict[str, Any]) -> dict[str, An
         for key in ("label_prior", "schedule"):
             if key in trained.judged:
                 judged["cv"][key] = trained.judged[key]
-    if "unfrozen" in trained.judged:
-        judged["unfrozen"] = trained.judged["unfrozen"]
+    for key in ("unfrozen", "wise_ft"):  # how the unfrozen phases were judged (a split; zero-shot mixing)
+        if key in trained.judged:
+            judged[key] = trained.judged[key]
     multi = setup.writer.choices.get("multi_label")
     if multi:
         judged["thresholds"] = multi["thresholds"]

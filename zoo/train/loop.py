@@ -132,7 +132,9 @@ class EpochLoop:
         epoch, position, optimizer_state = self.first_epoch, 0, None
         if start is not None:
             self.state = start
-        latest = self.checkpoints.latest(after=self.first_epoch) if resume and self.checkpoints is not None else None
+        # this loop's own checkpoints only: a later stage's loop (its epochs after these) resumes itself
+        latest = (self.checkpoints.latest(after=self.first_epoch, until=self.first_epoch + len(steps))
+                  if resume and self.checkpoints is not None else None)
         if latest is not None:
             epoch, checkpoint = latest
             strategy.restore(checkpoint)

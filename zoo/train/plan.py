@@ -4,7 +4,9 @@ The decisions, in order (each may depend on the ones before):
 
 - the metric: ``auto`` is the task's first (accuracy; RMSE for a regression);
 - the recipe: ``contrastive`` for cross-validated text classification with 5 to 25 labelled texts
-  per class (where it was measured best), else ``gradual``;
+  per class (where it was measured best); ``wise-ft`` for an image-text model (CLIP, SigLIP) whose
+  task starts from the class names' zero-shot classifier (:mod:`zoo.train.wiseft`; its cut is
+  the joint embedding); else ``gradual``;
 - unfreezing: how many stages, for how many epochs, at which learning rate (the modality's and
   the front end's defaults);
 - how the head is fitted (``head``): ``cv``, the task's cross-validated frozen head on every
@@ -131,6 +133,12 @@ def make_plan(options: Any, card: Any, task: Any, splits: Any, learning: Any = N
                            f"same and other classes; use --recipe gradual for {card.modality} models"
                            + ("" if task.name == "classification" else f" and {task.name} runs"))
         how = "recipe: contrastive encoder training on pairs, then the head (--recipe contrastive)"
+    elif recipe == "wise-ft":
+        refused = _not_mixable(options, card, task, head, why)
+        if refused:
+            raise ZooError(f"model {card.name!r}: --recipe wise-ft fine-tunes an image-text model's image tower "
+                           f"from the class names' zero-shot classifier, but {refused}; use --recipe gradual")
+        how = _WISE_FT + " (--recipe wise-ft)"
     elif recipe == "gradual":
         how += " (--recipe gradual)"
     else:
@@ -141,8 +149,14 @@ def make_plan(options: Any, card: Any, task: Any, splits: Any, learning: Any = N
             recipe = "contrastive"
             how = (f"recipe: contrastive encoder training on pairs, then the head ({per_class:.0f} labelled texts per "
                    f"class: between {low} and {high}, where it was measured best; --recipe gradual for the other)")
+        elif not _not_mixable(options, card, task, head, why):
+            recipe = "wise-ft"
+            how = _WISE_FT + " (an image-text model; --recipe gradual for the head and unfreezing alone)"
         else:
             recipe = "gradual"
+    if plan.mix != "auto" and recipe != "wise-ft":
+        raise ZooError(f"--mix weighs the zero-shot and fine-tuned weights of --recipe wise-ft, which this run does "
+                       f"not use (recipe {recipe}); leave out --mix")
     reasons.append(how)
 
     # unfreezing, and how it is judged
@@ -154,11 +168,36 @@ def make_plan(options: Any, card: Any, task: Any, splits: Any, learning: Any = N
         unfrozen = "split" if head == "epochs" or not small else "folds"
         if plan.validation == "cv":
             unfrozen = "folds"
-    resolved = replace(options, plan=replace(plan, metric=metric, recipe=recipe,
+    cut = card.embedding.node if recipe == "wise-ft" else plan.cut  # where the class names' prototypes are
+    resolved = replace(options, plan=replace(plan, metric=metric, recipe=recipe, cut=cut,
                                              validation="split" if head == "epochs" or unfrozen == "split" else "cv"),
                        unfreezing=unfreezing)
     return resolved, Plan(task=task.name, metric=metric, recipe=recipe, head=head, unfrozen=unfrozen,
                           reasons=tuple(reasons), facts={"labelled": labelled})
+
+
+_WISE_FT = ("recipe: the image tower fine-tuned from the class names' zero-shot classifier, then the zero-shot and "
+            "fine-tuned weights mixed, the mixing weight chosen on held-out data (WiSE-FT)")
+
+
+def _not_mixable(options: Any, card: Any, task: Any, head: str, why_head: str) -> str | None:
+    """Why the run cannot be fine-tuned from the class names' zero-shot classifier and mixed
+    (:mod:`zoo.train.wiseft`), or None when it can: an image-text model, a task that starts a head
+    from zero-shot prototypes, a cross-validated head, the joint embedding, stages to fine-tune."""
+    if card.text is None:
+        return "it has no text tower to embed the class names"
+    if not hasattr(task, "zero_shot_head"):
+        return f"a {task.name} run has no zero-shot classifier to start from"
+    if card.input.front_end is not None:
+        return f"its inputs come through the {card.input.front_end.name} front end, not as pictures"
+    if head != "cv":
+        return f"its head would be trained by epochs ({why_head.removeprefix('validation: ')})"
+    if options.plan.cut not in ("auto", card.embedding.node):
+        return (f"--cut {options.plan.cut} leaves the joint embedding ({card.embedding.node}), where the names' "
+                f"prototypes are")
+    if options.unfreezing.unfreeze in (0, "0"):
+        return "--unfreeze 0 leaves no stage to fine-tune"
+    return None
 
 
 def _class_counts(splits: Any) -> list[int]:

@@ -124,8 +124,8 @@ def _head_by_folds(setup: Any, adapted: Any) -> Trained:
         choices.update(setup.task.choices(selection.params, labelled))
     learner.model.head = head.to(setup.device)
     setup.writer.choose(**choices)
-    labelled_rows = len(setup.sets["train"]) == len(x)
-    learner.features["train"] = torch.from_numpy(np.asarray(x)).float() if labelled_rows else learner.features.get("train")
+    if len(setup.sets["train"]) == len(x):  # every labelled example trains (else the split's part is embedded later)
+        learner.features["train"] = torch.from_numpy(np.asarray(x)).float()
     if x_test is not None:
         learner.features["test"] = torch.from_numpy(np.asarray(x_test)).float()
     from zoo.frozen.layers import layer_record
@@ -235,6 +235,10 @@ def unfrozen_stage(setup: Any, trained: Trained) -> Trained:
     the plan has none, or the head trained by epochs ran them already."""
     if setup.plan.unfrozen is None or setup.plan.head == "epochs":
         return trained
+    if setup.plan.recipe == "wise-ft":  # from the zero-shot classifier, then mixed with it (zoo.train.wiseft)
+        from zoo.train.wiseft import wise_stage
+
+        return wise_stage(setup, trained)
     if setup.plan.unfrozen == "folds":
         return _by_folds(setup, trained)
     return _by_split(setup, trained)
