@@ -98,6 +98,7 @@ def _pixels(model: str, pictures):
 # --------------------------------------------------------------------------- the recipe, chosen on folds
 
 
+@pytest.mark.slow
 def test_an_image_text_run_is_fine_tuned_from_zero_shot_and_the_mixing_weight_chosen_on_folds(hf, pictures, tmp_path):
     run = finetune(CLIP, pictures, tmp_path / "run")
     plan = json.loads((run.dir / "config.json").read_text())["plan"]
@@ -151,23 +152,28 @@ def test_the_choice_of_the_mixing_weight():
 # --------------------------------------------------------------------------- the two ends, and the mixture
 
 
+@pytest.mark.slow
 def test_mix_zero_is_the_zero_shot_classifier_and_mix_one_the_fine_tuned_network(hf, pictures, tmp_path):
     items, pixels = _pixels(CLIP, pictures)
-    zero = finetune(CLIP, pictures, tmp_path / "zero", "--mix", "0")
+    described = {"car": "a red car at night", "cat": "cat", "dog": "a dog on a sunny day"}
+    labels = ["--labels", ",".join(f"{name}: {text}" for name, text in described.items())]
+    zero = finetune(CLIP, pictures, tmp_path / "zero", "--mix", "0", *labels)
     assert zero.metrics["wise_ft"]["kept"] and zero.metrics["wise_ft"]["chosen_by"] == "--mix"
-    classifier = zoo.zero_shot(f"hf:{CLIP}", list(zero.classes))  # the names in the same photo prompts
+    assert tuple(zero.classes) == tuple(described)
+    classifier = zoo.zero_shot(f"hf:{CLIP}", described)  # the descriptions in the same photo prompts
     assert zero.metrics["wise_ft"]["templates"] == list(IMAGE_TEMPLATES)
     with torch.no_grad():
         ours = zero.load_model()(pixels)
         theirs = classifier.to_module()(pixels)
     assert torch.equal(ours, theirs)  # the pulled image tower and the names' prototypes, exactly
     np.testing.assert_allclose(ours.softmax(-1).numpy(), classifier.probabilities(classifier.embed(items)), atol=1e-5)
-    one = finetune(CLIP, pictures, tmp_path / "one", "--mix", "1")
+    one = finetune(CLIP, pictures, tmp_path / "one", "--mix", "1", *labels)
     _assert_states_equal(_state(one.dir / "checkpoints" / "final.pt"), _state(_last_checkpoint(one)))
     assert one.metrics["wise_ft"]["held_out"]["test"]["fine_tuned"]["accuracy"] == one.metrics["test"]["accuracy"]
     assert one.metrics["wise_ft"]["held_out"]["test"]["zero_shot"]["accuracy"] == zero.metrics["test"]["accuracy"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", [SIGLIP])
 def test_the_mixture_is_theta_of_a_and_exports_to_what_zoo_predict_answers(hf, pictures, tmp_path, model):
     from zoo.train.wiseft import mixed
@@ -247,10 +253,13 @@ def test_above_25_per_class_the_mixing_weight_is_chosen_on_the_validation_split(
 
 
 def test_the_frozen_head_of_an_image_text_run_is_mixed_with_the_zero_shot_classifier(hf, pictures, tmp_path):
-    run = finetune(CLIP, pictures, tmp_path / "run", "--unfreeze", "0", test=False)  # no stage: gradual, frozen
-    assert run.config["recipe"] == "gradual" and "wise_ft" not in run.metrics
+    described = {"cat": "a small cat", "dog": "dog", "car": "a red car at night"}  # --labels: what to embed
+    labels = tmp_path / "labels.txt"
+    labels.write_text("".join(f"{name}: {text}\n" for name, text in described.items()))
+    run = finetune(CLIP, pictures, tmp_path / "run", "--unfreeze", "0", "--labels", str(labels), test=False)
+    assert run.config["recipe"] == "gradual" and "wise_ft" not in run.metrics  # no stage to fine-tune: frozen
     prior = json.loads((run.dir / "prior.json").read_text())
-    classifier = zoo.zero_shot(f"hf:{CLIP}", list(run.classes))
+    classifier = zoo.zero_shot(f"hf:{CLIP}", {name: described[name] for name in run.classes})
     np.testing.assert_allclose(prior["prototypes"], classifier.prototypes, atol=1e-6)
     assert prior["scale"] == pytest.approx(classifier.scale) and prior["templates"] == list(IMAGE_TEMPLATES)
     assert {s["weight"] for s in prior["scores"]} == {0.0, 0.25, 0.5, 0.75, 1.0}  # zero-shot alone among them

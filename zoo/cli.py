@@ -288,12 +288,14 @@ _front_end_option = click.option(
 @click.option("--cut", default=_default("cut"), show_default=True,
               help="Where the embedding is taken: auto (chosen by cross-validation), all (every feature joined), "
                    "a feature of the card, or several joined by '+'.")
-@click.option("--labels", help="Text: the class names (or 'name: description' lines in a file) the label prior embeds; "
-                                "every label of the data must be among them. Given, the prior is used at any size.")
+@click.option("--labels", help="Text and image-text models: the class names (or 'name: description' lines in a "
+                                "file) the label prior and wise-ft's zero-shot start embed; every label of the data "
+                                "must be among them. Given, the prior is used at any size.")
 @click.option("--label-prior", type=click.Choice(["auto", "always", "none"]), default=_default("label_prior"),
               show_default=True,
-              help="Text, cross-validated: mix the head with the class names' zero-shot classifier, the weight chosen "
-                   "on folds; auto: up to 5 labelled texts per class, where it was measured to help.")
+              help="Text and image-text models, cross-validated: mix the head with the class names' zero-shot "
+                   "classifier, the weight chosen on folds; auto: up to 5 labelled texts per class, where it was "
+                   "measured to help, and at any size for image-text models.")
 @click.option("--recipe", type=click.Choice(RECIPES), default=_default("recipe"), show_default=True,
               help="gradual: the head on frozen embeddings, then the top stages unfrozen one by one; contrastive "
                    "(text): the whole encoder trained on pairs of labelled texts (same class / not), then the head; "

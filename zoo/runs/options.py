@@ -105,8 +105,8 @@ class PlanOptions:
     # "auto" is the task's first metric (accuracy; rmse for a regression)
     metric: str = "auto"
     # "auto": a cross-validated text run with at most zoo.tasks.prior.PRIOR_PER_CLASS labelled texts
-    # per class mixes its head with the class names' zero-shot classifier, the mixture's weight chosen
-    # on folds; "always": at any size; "none": the head alone
+    # per class (an image-text model's at any size) mixes its head with the class names' zero-shot
+    # classifier, the mixture's weight chosen on folds; "always": at any size; "none": the head alone
     label_prior: str = "auto"
     # the class names to embed for the prior (as `zoo fewshot --labels`: names, a file of names or
     # `name: description` lines); None: the data's label names. Given, the prior is used at any size

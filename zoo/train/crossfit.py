@@ -32,7 +32,7 @@ from zoo.tasks.contract import Score
 from zoo.tasks.heads import LabelAwareHead
 from zoo.train.loop import EpochLoop, Step
 
-__all__ = ["schedule_from_folds", "Replay", "FoldRun", "SCHEDULE_FOLDS"]
+__all__ = ["schedule_from_folds", "each_fold", "Replay", "FoldRun", "SCHEDULE_FOLDS"]
 
 #: At most this many folds choose the unfrozen schedule (each costs the whole schedule once).
 SCHEDULE_FOLDS = 3
@@ -105,15 +105,13 @@ class FoldRun:
         return {"loss": score.loss if score else float("inf"), "metric": score.metric if score else None}
 
 
-def schedule_from_folds(learner: Any, x: Any, targets: Any, params: dict[str, Any], folder: Any,
-                        higher_is_better: bool) -> dict[str, Any]:
-    """The schedule chosen on folds (see the module; ``cv/schedule.json`` once chosen)."""
+def each_fold(learner: Any, x: Any, targets: Any, folder: Any, what: str,
+              run: Any) -> tuple[int, list[dict[str, Any]]]:
+    """k stratified folds of ``x`` (k = min(:data:`SCHEDULE_FOLDS`, the smallest class); plain
+    shuffled folds without strata) and ``run(number, train, held)``'s record of each, written to
+    ``folder/fold-N.json`` as it completes: a resumed run reads the folds it has and runs the rest."""
     from sklearn.model_selection import KFold, StratifiedKFold
 
-    path = folder / "schedule.json"
-    if path.is_file():
-        return json.loads(path.read_text(encoding="utf-8"))
-    folder.mkdir(exist_ok=True)
     strata = targets.strata
     if strata is not None:
         counts = np.bincount(strata)
@@ -122,14 +120,28 @@ def schedule_from_folds(learner: Any, x: Any, targets: Any, params: dict[str, An
     else:
         k = max(2, min(SCHEDULE_FOLDS, len(x) // 2))
         splits = KFold(n_splits=k, shuffle=True, random_state=learner.options.seed).split(x)
-    count = 1 + len(_points(learner))
+    folder.mkdir(exist_ok=True)
     folds = []
     for number, (train, held) in enumerate(splits):
         fold_path = folder / f"fold-{number}.json"
         if fold_path.is_file():
             folds.append(json.loads(fold_path.read_text(encoding="utf-8")))
             continue
-        learner.log(f"choosing the unfrozen schedule: fold {number + 1} of {k}")
+        learner.log(f"{what}: fold {number + 1} of {k}")
+        folds.append(run(number, train, held))
+        atomic_write_json(fold_path, folds[-1])
+    return k, folds
+
+
+def schedule_from_folds(learner: Any, x: Any, targets: Any, params: dict[str, Any], folder: Any,
+                        higher_is_better: bool) -> dict[str, Any]:
+    """The schedule chosen on folds (see the module; ``cv/schedule.json`` once chosen)."""
+    path = folder / "schedule.json"
+    if path.is_file():
+        return json.loads(path.read_text(encoding="utf-8"))
+    count = 1 + len(_points(learner))
+
+    def trajectory(number: int, train: Any, held: Any) -> dict[str, Any]:
         learner.restore_pretrained()
         load_fitted(learner, x[train], targets.take(train), params)
         loop = EpochLoop()
@@ -140,8 +152,9 @@ def schedule_from_folds(learner: Any, x: Any, targets: Any, params: dict[str, An
         worst = -np.inf if higher_is_better else np.inf
         losses += [float("inf")] * (count - len(losses))
         metrics += [worst] * (count - len(metrics))
-        folds.append({"fold": number, "loss": losses, "metric": metrics, "diverged": diverged})
-        atomic_write_json(fold_path, folds[-1])
+        return {"fold": number, "loss": losses, "metric": metrics, "diverged": diverged}
+
+    k, folds = each_fold(learner, x, targets, folder, "choosing the unfrozen schedule", trajectory)
     losses = np.array([f["loss"] for f in folds], dtype=np.float64)
     metrics = np.array([f["metric"] for f in folds], dtype=np.float64)
     mean_loss, mean_metric = losses.mean(0), metrics.mean(0)

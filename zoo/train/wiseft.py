@@ -47,7 +47,7 @@ from typing import Any
 
 from zoo.atomic import atomic_write_json
 from zoo.tasks.contract import Score
-from zoo.train.crossfit import SCHEDULE_FOLDS, FoldRun, Replay, load_fitted
+from zoo.train.crossfit import FoldRun, Replay, each_fold, load_fitted
 from zoo.train.loop import EpochLoop, Step
 
 __all__ = ["wise_stage", "mixed", "ALPHAS"]
@@ -308,22 +308,10 @@ def wise_stage(setup: Any, trained: Any) -> Any:
 def _judged_on_folds(setup: Any, learner: Any, x: Any, head: dict[str, Any], frozen: Any, params: dict[str, Any],
                      folder: Any) -> dict[str, Any]:
     """Every fold's judgement (``wiseft/fold-N.json`` as each completes; read back on resume)."""
-    import numpy as np
-    from sklearn.model_selection import StratifiedKFold
-
     targets = setup.targets["train"]
-    counts = np.bincount(targets.strata)
-    k = max(2, min(SCHEDULE_FOLDS, int(counts[counts > 0].min())))
-    splits = StratifiedKFold(n_splits=k, shuffle=True, random_state=setup.options.seed).split(x, targets.strata)
-    folds = []
-    for number, (train, held) in enumerate(splits):
-        path = folder / f"fold-{number}.json"
-        if path.is_file():
-            folds.append(json.loads(path.read_text(encoding="utf-8")))
-            continue
-        learner.log(f"wise-ft: fine-tuning from zero-shot on fold {number + 1} of {k}, every mixing weight judged")
-        folds.append(_fold(learner, number, x, targets, train, held, head, frozen, params))
-        atomic_write_json(path, folds[-1])
+    k, folds = each_fold(learner, x, targets, folder, "wise-ft: fine-tuning from zero-shot, every mixing weight judged",
+                         lambda number, train, held: _fold(learner, number, x, targets, train, held, head, frozen,
+                                                           params))
     return {"k": k, "folds": folds, "frozen": _mean([f["frozen"] for f in folds]),
             "zero_shot": _mean([f["trajectory"][0] for f in folds]),
             "trajectory": [_mean([f["trajectory"][i] for f in folds]) for i in range(len(folds[0]["trajectory"]))],
