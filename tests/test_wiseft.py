@@ -192,6 +192,14 @@ def test_the_mixture_is_theta_of_a_and_exports_to_what_zoo_predict_answers(hf, p
         for key, value in expected[part].items():
             torch.testing.assert_close(final[part][key], value, atol=1e-6, rtol=0)
     assert any(not torch.equal(final["body"][k], tuned["body"][k]) for k in tuned["body"])
+    # the report: each network on the test set beside the folds' estimates, the mixture's the run's own
+    held = run.metrics["wise_ft"]["held_out"]["test"]
+    assert set(held) == {"zero_shot", "fine_tuned", "frozen_head"}
+    page = (run.dir / "report" / "index.html").read_text()
+    for key in held:
+        assert f'data-key="wise_ft.held_out.test.{key}.accuracy" data-value="{held[key]["accuracy"]!r}"' in page
+    assert f'data-key="test.accuracy" data-value="{run.metrics["test"]["accuracy"]!r}"' in page
+    assert "Every mixing weight on held-out data (" + f"{run.metrics['wise_ft']['folds']} folds)" in page
     # exported, validated against PyTorch, answered by the torch-free runtime as PyTorch computes it
     exported = run_zoo("export", str(run.dir), "--samples", "4")
     assert exported.returncode == 0, exported.stderr

@@ -19,13 +19,13 @@ __all__ = ["wise_ft_sections"]
 
 
 def _held_out(files: RunFiles, record: dict[str, Any], key: str, name: str) -> dict[str, Any]:
-    """One network's metrics on held-out set ``name``, and their key in metrics.json: the zero-shot and
-    fine-tuned ones as the recipe measured them; the run's own for whichever is the model."""
-    if key in ("zero_shot", "fine_tuned"):
-        return {"values": ((record.get("held_out") or {}).get(name) or {}).get(key) or {},
-                "key": f"wise_ft.held_out.{name}.{key}"}
-    model = "mixed" if record.get("kept") else "frozen_head"
-    return {"values": files.metrics.get(name) or {} if key == model else {}, "key": name}
+    """One network's metrics on held-out set ``name``, and their key in metrics.json: the run's own
+    for the one that is the model, the others' as the recipe measured them (none when the frozen
+    head stayed: the rest never trained on every example)."""
+    if key == ("mixed" if record.get("kept") else "frozen_head"):
+        return {"values": files.metrics.get(name) or {}, "key": name}
+    return {"values": ((record.get("held_out") or {}).get(name) or {}).get(key) or {},
+            "key": f"wise_ft.held_out.{name}.{key}"}
 
 
 def wise_ft_sections(files: RunFiles) -> list[Section]:
@@ -47,6 +47,7 @@ def wise_ft_sections(files: RunFiles) -> list[Section]:
             row += [number(held["values"].get(k), f"{held['key']}.{k}") for k in ("accuracy", "macro_f1")]
         rows.append(row)
     on = record.get("chosen_by") or "held-out data"
+    judged_on = record.get("judged_on") or on
     headers = ["network", f"{metric} ({'folds' if record.get('folds') else 'validation split'})", "loss",
                *[f"{name} {word}" for name in sets for word in ("accuracy", "macro-F1")]]
     verdict = (Markup("The mixture is the run's model (in bold); a was {}.") if record.get("kept") else
@@ -59,6 +60,6 @@ def wise_ft_sections(files: RunFiles) -> list[Section]:
     sweep = [[Markup("<b>{}</b>").format(s.get("alpha")) if s.get("alpha") == alpha else s.get("alpha"),
               number(s.get("metric"), f"wise_ft.alphas.{i}.metric"), number(s.get("loss"), f"wise_ft.alphas.{i}.loss")]
              for i, s in enumerate(record.get("alphas") or [])]
-    body += Markup("<p>Every mixing weight on held-out data ({}):</p>").format(on)
+    body += Markup("<p>Every mixing weight on held-out data ({}):</p>").format(judged_on)
     body += html_table(["a", metric, "loss"], sweep, "wise-ft-alphas")
     return [Section("wise-ft", "Zero-shot, fine-tuned and mixed", body)]

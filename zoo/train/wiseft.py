@@ -293,7 +293,7 @@ def wise_stage(setup: Any, trained: Any) -> Any:
         choice = _choice(folder, judged, higher, setup.options.plan.mix)
         if not choice["kept"]:
             return _not_kept(setup, trained, frozen, judged, choice, names)
-    held_out = _ends_on_held_out(setup, learner, zero, tuned)
+    held_out = _ends_on_held_out(setup, learner, zero, tuned, frozen)
     learner.restore(mixed(zero, tuned, choice["alpha"]))
     setup.writer.choose(head={"kind": "prototypes"}, label_prior=None,
                         wise_ft={"alpha": choice["alpha"], "kept": True, "templates": start["templates"],
@@ -360,21 +360,30 @@ def _not_kept(setup: Any, trained: Any, frozen: Any, judged: dict[str, Any], cho
     return trained
 
 
-def _ends_on_held_out(setup: Any, learner: Any, zero: dict[str, Any], tuned: dict[str, Any]) -> dict[str, Any]:
-    """The zero-shot and the fine-tuned network's metrics on each held-out set the report scores
-    (the mixture's are the run's own)."""
+def _ends_on_held_out(setup: Any, learner: Any, zero: dict[str, Any], tuned: dict[str, Any],
+                      frozen: Any) -> dict[str, Any]:
+    """The zero-shot network's, the fine-tuned one's and the frozen head's metrics on each held-out
+    set the report scores (the mixture's are the run's own)."""
+    import copy
+
+    import torch
+
     out: dict[str, Any] = {}
     phase = learner.n_phases() - 1
+    head = copy.deepcopy(frozen)
+    head.load_state_dict(learner.fitted_all)  # fitted on every labelled example
     for name in ("val", "test"):
         dataset = setup.sets.get(name)
         if dataset is None or len(dataset) == 0:
             continue
+        with torch.no_grad():
+            outputs = {"frozen_head": head.eval()(learner.embeddings(name).to(learner.device)).float().cpu()}
         learner.restore(zero)
-        zero_shot = learner.outputs(name, 0).numpy()
+        outputs["zero_shot"] = learner.outputs(name, 0)
         learner.restore(tuned)
-        fine_tuned = learner.outputs(name, phase).numpy()
-        out[name] = {"zero_shot": setup.task.evaluate(zero_shot, setup.targets[name], setup.writer.choices),
-                     "fine_tuned": setup.task.evaluate(fine_tuned, setup.targets[name], setup.writer.choices)}
+        outputs["fine_tuned"] = learner.outputs(name, phase)
+        out[name] = {key: setup.task.evaluate(value.numpy(), setup.targets[name], setup.writer.choices)
+                     for key, value in outputs.items()}
     return out
 
 
@@ -393,6 +402,7 @@ def _record(setup: Any, judged: dict[str, Any], choice: dict[str, Any], names: l
             f"a={choice['alpha']:g} ({how}) {mixture['metric']:.3f}, the frozen head "
             f"{judged['frozen']['metric']:.3f}; {verdict}")
     return {"alpha": choice["alpha"], "best": choice["best"], "chosen_by": "--mix" if choice["fixed"] else on,
+            "judged_on": on,
             "kept": choice["kept"], "metric": metric, "folds": judged.get("k"), "stages": names,
             "alphas": [{"alpha": float(a), **score} for a, score in alphas.items()],
             "zero_shot": judged["zero_shot"], "fine_tuned": alphas["1.0"], "mixed": mixture,
