@@ -203,6 +203,7 @@ def test_the_mixture_is_theta_of_a_and_exports_to_what_zoo_predict_answers(hf, p
     # exported, validated against PyTorch, answered by the torch-free runtime as PyTorch computes it
     exported = run_zoo("export", str(run.dir), "--samples", "4")
     assert exported.returncode == 0, exported.stderr
+    assert "+ prototypes head" in exported.stdout + exported.stderr  # the metadata names the head it is
     items, pixels = _pixels(model, pictures)
     predicted = run_zoo("predict", str(run.dir / "model.onnx"), *items, "--top-k", "3", "--json")
     assert predicted.returncode == 0, predicted.stderr

@@ -239,6 +239,7 @@ def _prepare_model(name: str, *, pretrained: bool, samples: int, calibration: in
 def _prepare_run(folder: Path, *, samples: int, calibration: int, evaluation: int) -> Prepared:
     from zoo.data import make_splits
     from zoo.runs import open_run
+    from zoo.runs.model import head_kind
     from zoo.runs.options import FinetuneOptions
 
     run = open_run(folder)
@@ -282,8 +283,10 @@ def _prepare_run(folder: Path, *, samples: int, calibration: int, evaluation: in
     else:
         fields = dict(samples=generated_items(card, samples, seed=1), samples_from="generated (no run data)",
                       calibration=[], calibration_from="", evaluation=None, evaluation_from="")
+    # a head fine-tuned from the class names' prototypes (wise-ft) is one, like a few-shot classifier's
+    head = "prototypes" if head_kind(run) == "prototypes" else options.head.kind
     source = {"model": card.name, "modality": card.modality, "task": "classification",
-              "run": str(folder.resolve()), "head": options.head.kind}
+              "run": str(folder.resolve()), "head": head}
     return _finish(classifier, card, classifier.backbone, probabilities=True, kind="classifier",
                    output_name="probabilities", labels=tuple(run.classes), source=source, weights=weights,
                    notes=notes, home=folder.resolve(), **fields)
