@@ -48,11 +48,13 @@ def test_probe_ranks_every_cut_point_of_a_real_backbone(tmp_path):
     data = write_digit_folder(tmp_path / "digits", dark_ink=True)
     report = zoo.probe(["efficientnet_lite0"], data, out=tmp_path / "probe", log=lambda _: None)
     card = zoo.get_card("efficientnet_lite0")
-    assert {r.layer for r in report.rows} == {card.embedding.node, *card.features, "all"}
+    grids = {f"{name}@2" for name in card.features}  # every feature map also pooled on a 2x2 grid
+    assert {r.layer for r in report.rows} == {card.embedding.node, *card.features, *grids, "all"}
     assert [r.log_loss for r in report.rows] == sorted(r.log_loss for r in report.rows)
     assert report.best.accuracy >= 0.8 and report.labelled == 24 and report.folds == 5
     dims = {r.layer: r.dim for r in report.rows}
-    assert dims == {card.embedding.node: 1280, **card.features, "all": 1280 + sum(card.features.values())}
+    assert dims == {card.embedding.node: 1280, **card.features, "all": 1280 + sum(card.features.values()),
+                    **{f"{name}@2": 4 * dim for name, dim in card.features.items()}}
     stored = json.loads((tmp_path / "probe" / "probe.json").read_text())
     assert stored["best"]["layer"] == report.best.layer and len(stored["rows"]) == len(report.rows)
     assert (tmp_path / "probe" / "probe.png").read_bytes()[:4] == b"\x89PNG"
@@ -66,7 +68,7 @@ def test_an_interrupted_probe_starts_again_from_what_was_stored(tmp_path, zoo_en
     data = write_digit_folder(tmp_path / "digits", dark_ink=True)
     first = zoo.probe(["efficientnet_lite0"], data, log=lambda _: None)
     stored = sorted((zoo_env / "features" / "efficientnet_lite0").glob("*.npy"))
-    assert len(stored) == 5  # the embedding and 4 features, each its own file
+    assert len(stored) == 9  # the embedding, 4 features and the 4 on a grid, each its own file
     stored[0].unlink()  # as if killed before the last one landed
     again = zoo.probe(["efficientnet_lite0"], data, log=lambda _: None)
     assert again.passes["efficientnet_lite0"]["cache"] == "computed"

@@ -18,7 +18,26 @@ from zoo.card import ModelCard
 from zoo.errors import InputError, LoadError
 from zoo.preprocess import image_batch
 
-__all__ = ["Backbone", "pool_tokens", "pool_feature", "join_cut", "cut_dim"]
+__all__ = ["Backbone", "pool_tokens", "pool_feature", "join_cut", "cut_dim", "cut_nodes", "split_layer", "layout_name",
+           "LAYOUT"]
+
+#: A feature map pooled over a LAYOUT x LAYOUT grid instead of over all of it: ``blocks.1@2`` is
+#: ``blocks.1`` averaged over each quarter of the picture, in order. Global pooling keeps what is in a
+#: picture and forgets where; the grid keeps a coarse where, which a target such as the angle a
+#: digit is turned by, or the pitch of a spectrogram, needs (bench/regression.py: rotated digits).
+LAYOUT = 2
+
+
+def split_layer(name: str) -> tuple[str, int | None]:
+    """``blocks.1@2`` -> (``blocks.1``, 2); a plain layer name -> (name, None)."""
+    node, sep, grid = name.rpartition("@")
+    if sep and grid.isdigit() and node:
+        return node, int(grid)
+    return name, None
+
+
+def layout_name(node: str, grid: int = LAYOUT) -> str:
+    return f"{node}@{grid}"
 
 
 def pool_tokens(states: torch.Tensor, attention_mask: torch.Tensor, how: str) -> torch.Tensor:
@@ -31,16 +50,37 @@ def pool_tokens(states: torch.Tensor, attention_mask: torch.Tensor, how: str) ->
     return (states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
 
 
-def pool_feature(value: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+def pool_feature(value: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                 grid: int | None = None) -> torch.Tensor:
     """One vector per input from an intermediate feature: the mean over space (N, C, H, W), over
-    real tokens (N, T, C with a mask; over all tokens without one), or the vector itself (N, C)."""
+    real tokens (N, T, C with a mask; over all tokens without one), or the vector itself (N, C).
+    ``grid``: a map's means over each cell of a grid x grid division of its space instead (channels
+    of the first cell, then the next: row by row), its layout kept coarsely."""
     if value.dim() == 4:
+        if grid:
+            return _grid_means(value, grid)
         return value.mean(dim=(2, 3))
     if value.dim() == 3:
         if attention_mask is not None:
             return pool_tokens(value, attention_mask, "mean")
         return value.mean(dim=1)
     return value.flatten(1)
+
+
+def _grid_means(value: torch.Tensor, grid: int) -> torch.Tensor:
+    """The mean of each cell of a grid x grid division of a map's space (cells as
+    ``adaptive_avg_pool2d`` bounds them: rows ``floor(i H / g)`` to ``ceil((i + 1) H / g)``), cell
+    by cell, each cell's channels together. Written as slices because onnx cannot export adaptive
+    pooling when the map's size is not a static of the traced graph; a card's input size is fixed,
+    so the bounds are constants of the graph."""
+    height, width = int(value.shape[2]), int(value.shape[3])
+    cells = []
+    for i in range(grid):
+        for j in range(grid):
+            top, bottom = (i * height) // grid, -((-(i + 1) * height) // grid)
+            left, right = (j * width) // grid, -((-(j + 1) * width) // grid)
+            cells.append(value[:, :, top:bottom, left:right].mean(dim=(2, 3)))
+    return torch.cat(cells, dim=1)
 
 
 def join_cut(pooled: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -57,13 +97,22 @@ def join_cut(pooled: Sequence[torch.Tensor]) -> torch.Tensor:
 
 
 def cut_dim(card: ModelCard, cut: Sequence[str]) -> int:
-    """The embedding size of a cut at ``cut`` (the card's embedding node and its ``features``)."""
+    """The embedding size of a cut at ``cut`` (the card's embedding node and its ``features``, a
+    feature map pooled on a grid: ``NAME@2``)."""
     dims = {**card.features, card.embedding.node: card.embedding.dim}
-    unknown = [name for name in cut if name not in dims]
+    parts = [split_layer(name) for name in cut]
+    unknown = [name for name, (node, grid) in zip(cut, parts)
+               if node not in dims or (grid is not None and node == card.embedding.node)]
     if unknown or not cut:
         raise LoadError(f"model {card.name!r}: cannot cut at {', '.join(unknown) or 'nothing'}; choose from "
-                        f"{', '.join(dims)} (the card's embedding and features), or several joined by '+'")
-    return sum(dims[name] for name in cut)
+                        f"{', '.join(dims)} (the card's embedding and features; a feature map on a grid: "
+                        f"NAME@{LAYOUT}), or several joined by '+'")
+    return sum(dims[node] * (grid * grid if grid else 1) for node, grid in parts)
+
+
+def cut_nodes(cut: Sequence[str]) -> list[str]:
+    """The network nodes a cut reads (each once, in order): a grid-pooled layer reads its map."""
+    return list(dict.fromkeys(split_layer(name)[0] for name in cut))
 
 
 class Backbone(nn.Module):
@@ -108,7 +157,8 @@ class Backbone(nn.Module):
         if self.cut:
             mask = _attention_mask(outputs[self.cut[0]], inputs, named) if self.card.modality == "text" else None
             return join_cut([self._card_embedding(outputs, inputs, named) if name == self.card.embedding.node
-                             else pool_feature(outputs[name], mask) for name in self.cut])
+                             else pool_feature(outputs[split_layer(name)[0]], mask, split_layer(name)[1])
+                             for name in self.cut])
         return self._card_embedding(outputs, inputs, named)
 
     def _card_embedding(self, outputs: dict[str, torch.Tensor], inputs: Sequence[torch.Tensor],

@@ -106,7 +106,9 @@ def assemble(
         if not card.head:
             raise LoadError(f"model {card.name!r} has no pretrained head (it is an encoder)")
         head_module = network.get_submodule(card.head)
-    nodes = list(features) if features else list(cut) if cut else [card.embedding.node]
+    from zoo.backbone import cut_nodes
+
+    nodes = list(features) if features else cut_nodes(cut) if cut else [card.embedding.node]
     body = adapter.extractor(card, network, nodes)
     tokenizer = adapter.tokenizer(card, fetched) if card.modality == "text" and fetched is not None else None
     backbone = Backbone(card, body, features=features, head=head_module, tokenizer=tokenizer, cut=cut)

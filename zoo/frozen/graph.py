@@ -1,4 +1,5 @@
-"""What a frozen pass computes, as one traceable module: the embedding, and pooled features.
+"""What a frozen pass computes, as one traceable module: the embedding, and pooled features (a
+feature named ``NAME@2`` pooled on a 2x2 grid: :func:`zoo.backbone.split_layer`).
 
 Both engines run this same module: PyTorch directly, onnxruntime after tracing it. Its outputs are
 a tuple (ONNX graphs have named outputs, not dicts): the card's embedding first, then each
@@ -45,7 +46,7 @@ def _graph_class() -> type:
     import torch
     from torch import nn
 
-    from zoo.backbone import pool_feature
+    from zoo.backbone import cut_nodes, pool_feature, split_layer
 
     class FrozenGraph(nn.Module):
         def __init__(self, backbone: nn.Module, features: tuple[str, ...]) -> None:
@@ -54,7 +55,8 @@ def _graph_class() -> type:
             self.features = features
             self.text = backbone.card.modality == "text"
             if features:
-                missing = [n for n in (backbone.card.embedding.node, *features) if n not in (backbone.features or ())]
+                nodes = cut_nodes((backbone.card.embedding.node, *features))
+                missing = [n for n in nodes if n not in (backbone.features or ())]
                 if missing:
                     raise ValueError(f"the backbone was not loaded with the nodes {missing}")
 
@@ -66,6 +68,7 @@ def _graph_class() -> type:
             outputs = self.backbone.body(*args, **named)
             embedding = self.backbone.embedding_of(outputs, *args, **named)
             mask = named.get("attention_mask")
-            return (embedding, *(pool_feature(outputs[name], mask) for name in self.features))
+            return (embedding, *(pool_feature(outputs[split_layer(name)[0]], mask, split_layer(name)[1])
+                                 for name in self.features))
 
     return FrozenGraph

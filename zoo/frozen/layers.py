@@ -11,15 +11,18 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["layer_features", "cut_features", "layer_record"]
+__all__ = ["layer_features", "cut_features", "layer_record", "maps_on_a_grid"]
 
 
 def layer_features(card: Any, labelled: Any, held_out: Any, *, engine: str, say: Callable[[str], None],
                    layers: Sequence[str] | None = None, device: Any = None, workers: int | None = None,
-                   ) -> tuple[dict[str, tuple[Any, Any]], dict[str, Any]]:
+                   layout: bool = False) -> tuple[dict[str, tuple[Any, Any]], dict[str, Any]]:
     """``{layer: (labelled features, held-out features or None)}`` for the card's embedding node
     and its ``features`` (or only ``layers``), pooled, from one frozen pass per set through the
-    feature cache. Shared by the probe and ``zoo finetune``'s choice of cut."""
+    feature cache. Shared by the probe and ``zoo finetune``'s choice of cut. ``layout``: each
+    feature that is a map (N, C, H, W) also pooled on a grid (``NAME@2``,
+    :func:`zoo.backbone.pool_feature`), as candidates that keep where things are."""
+    from zoo.backbone import cut_nodes
     from zoo.frozen.choice import LazyPass
     from zoo.frozen.features import cached_features
     from zoo.frozen.graph import EMBEDDING
@@ -29,7 +32,10 @@ def layer_features(card: Any, labelled: Any, held_out: Any, *, engine: str, say:
     fetched = pull(card, quiet=True)
     wanted = list(card.features) if layers is None else list(layers)
     layers = [name for name in wanted if name != card.embedding.node]
-    backbone = load(card, features=[card.embedding.node, *layers] if layers else None, device=device)
+    nodes = cut_nodes([card.embedding.node, *layers])
+    backbone = load(card, features=nodes if layers else None, device=device)
+    if layout and layers:
+        layers += maps_on_a_grid(backbone, layers)
     frozen = LazyPass(backbone, fetched, engine=engine, features=layers, check=[e.item for e in labelled.examples],
                       device=device, workers=workers, log=say)
     train, record = cached_features(card, fetched, labelled, frozen, layers, log=say)
@@ -38,6 +44,26 @@ def layer_features(card: Any, labelled: Any, held_out: Any, *, engine: str, say:
     return ({names.get(n, n): (train[n], test.get(n)) for n in (EMBEDDING, *layers)},
             {"cache": "hit" if record["hit"] else "computed", "seconds": round(record["seconds"], 2),
              **record.get("engine", {})})
+
+
+def maps_on_a_grid(backbone: Any, layers: Sequence[str]) -> list[str]:
+    """The grid-pooled names (``NAME@2``) of the ``layers`` that are spatial maps, found by one
+    generated input through the loaded backbone (tens of milliseconds): token sequences and
+    vectors have no layout to keep."""
+    import torch
+
+    from zoo.backbone import layout_name, split_layer
+    from zoo.samples import generated_items
+
+    plain = [name for name in layers if split_layer(name)[1] is None]
+    if not plain:
+        return []
+    batch = backbone.preprocess(generated_items(backbone.card, 1, seed=5))
+    device = next(backbone.parameters()).device
+    with torch.no_grad():
+        outputs = backbone(**{k: v.to(device) for k, v in batch.items()}) if isinstance(batch, dict) else \
+            backbone(batch.to(device))
+    return [layout_name(name) for name in plain if outputs[name].dim() == 4 and min(outputs[name].shape[2:]) >= 2]
 
 
 def cut_features(card: Any, labelled: Any, held_out: Any, cut: Sequence[str], *, engine: str,

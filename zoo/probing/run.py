@@ -248,7 +248,7 @@ def candidate_features(card: Any, labelled: Any, held_out: Any, engine: str, say
     from zoo.frozen.layers import layer_features
     from zoo.probing.cuts import ALL, candidates, joined
 
-    features, record = layer_features(card, labelled, held_out, engine=engine, say=say)
+    features, record = layer_features(card, labelled, held_out, engine=engine, say=say, layout=True)
     every = candidates(card)[-1]
     if len(every) > 1:  # the layers joined: one more candidate, from the same features
         train = {name: x for name, (x, _) in features.items()}

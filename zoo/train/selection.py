@@ -49,6 +49,13 @@ def parse_cut(card: Any, cut: str) -> tuple[str, ...] | None:
     return layers
 
 
+def with_layouts(tried: list[tuple[str, ...]], layouts: Sequence[str]) -> list[tuple[str, ...]]:
+    """The candidates with each grid-pooled map as one more single layer, before the joined one."""
+    joined_last = len(tried) > 1 and len(tried[-1]) > 1
+    head, tail = (tried[:-1], tried[-1:]) if joined_last else (tried, [])
+    return [*head, *((name,) for name in layouts), *tail]
+
+
 def cut_name(layers: Sequence[str]) -> str:
     return "+".join(layers)
 
@@ -113,10 +120,13 @@ def select_cut(task: Any, context: Any, card: Any, labelled: Any, targets: Any, 
     from zoo.frozen.layers import layer_features
 
     started = time.perf_counter()
+    choosing = cut is None and task.chooses_cut
     tried = [cut] if cut is not None else candidates(card) if task.chooses_cut else [(card.embedding.node,)]
     needed = sorted({name for c in tried for name in c})
     features, record = layer_features(card, labelled, held_out, engine=engine, say=log, device=device,
-                                      workers=workers, layers=needed)
+                                      workers=workers, layers=needed, layout=choosing)
+    if choosing:  # the maps pooled on a grid: more single-layer candidates, the joined one still last
+        tried = with_layouts(tried, [name for name in features if "@" in name])
     train = {name: x for name, (x, _) in features.items()}
     test = {name: x_test for name, (_, x_test) in features.items()}
     selection = choose(task, context, train, targets, tried, seed=seed, requested=cut, started=started, record=record)
