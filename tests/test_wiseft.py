@@ -254,8 +254,12 @@ def test_above_25_per_class_the_mixing_weight_is_chosen_on_the_validation_split(
     assert record["fine_tuned"] == {"loss": tuning[-1]["val_loss"], "metric": tuning[-1]["val_metric"]}
     best = max(record["alphas"], key=lambda s: (s["metric"], -s["loss"]))
     assert record["alpha"] == best["alpha"] and record["kept"] == (best["metric"] > record["frozen_head"]["metric"])
-    if record["kept"]:
+    if record["kept"]:  # the mixture: the fine-tuning's last epoch is the run's best
         assert record["held_out"]["val"]["zero_shot"]["n"] == run.metrics["val"]["n"]
+        assert (run.best["epoch"], run.best["phase"]) == (tuning[-1]["epoch"], 1)
+    else:  # the frozen head stays: the run's best is its epoch, and final.pt holds no trained stage
+        assert (run.best["epoch"], run.best["phase"]) == (1, 0)
+        assert not _state(run.dir / "checkpoints" / "final.pt")["body"]
 
 
 # --------------------------------------------------------------------------- the frozen head's prior
@@ -309,3 +313,5 @@ def test_above_25_per_class_gradual_unfreezing_on_a_split_starts_from_the_traini
     run = finetune(CLIP, {"train": data}, tmp_path / "run", "--recipe", "gradual", test=False)
     assert (run.config["recipe"], run.config["validation"]) == ("gradual", "split")
     assert "unfrozen" in run.metrics and run.metrics["val"]["n"] > 0
+    unfrozen = run.metrics["unfrozen"]  # the run's best is the model it keeps
+    assert run.best["phase"] == (unfrozen["phase"] if unfrozen["kept"] else 0)

@@ -295,8 +295,16 @@ def _by_split(setup: Any, trained: Trained) -> Trained:
                     f"cross-validated head's {head_metric:.3f} on the same split; the head fitted on every labelled "
                     f"example stays")
         learner.restore(head_only)
-        state.best = {"epoch": 1, "phase": 0, "score": trained.loop.best["score"] if trained.loop.best else None}
+        head_stays(setup, state, {"epoch": 1, "phase": 0,
+                                  "score": trained.loop.best["score"] if trained.loop.best else None})
     return Trained(learner, state, selection, trained.judged)
+
+
+def head_stays(setup: Any, state: LoopState, best: dict[str, Any]) -> None:
+    """The cross-validated head is the run's model again after unfrozen phases that were not kept:
+    the loop's bookkeeping and ``checkpoints/best.json`` (what the run's record reads) say so."""
+    state.best = best
+    _loop(setup).checkpoints.mark_best(best["epoch"], {"phase": best["phase"], **(best.get("score") or {})})
 
 
 def _logged_rows(setup: Any) -> list[dict[str, Any]]:

@@ -48,7 +48,7 @@ from typing import Any
 from zoo.atomic import atomic_write_json
 from zoo.tasks.contract import Score
 from zoo.train.crossfit import FoldRun, Replay, each_fold, load_fitted
-from zoo.train.loop import EpochLoop, Step
+from zoo.train.loop import EpochLoop, LoopState, Step
 
 __all__ = ["wise_stage", "mixed", "ALPHAS"]
 
@@ -249,6 +249,7 @@ def wise_stage(setup: Any, trained: Any) -> Any:
 
     learner, selection = trained.learner, trained.selection
     frozen = learner.model.head
+    head_loop = LoopState.from_dict(json.loads(json.dumps(trained.loop.to_dict())))  # should the head stay
     start = zero_shot_start(setup)
     learner.model.head = setup.task.zero_shot_head(start["prototypes"], start["scale"], start["bias"],
                                                    setup.context).to(setup.device)
@@ -261,7 +262,7 @@ def wise_stage(setup: Any, trained: Any) -> Any:
         judged = _judged_on_folds(setup, learner, x, head, frozen, selection.params, folder)
         choice = _choice(folder, judged, higher, setup.options.plan.mix)
         if not choice["kept"]:
-            return _not_kept(setup, trained, frozen, judged, choice, names)
+            return _not_kept(setup, trained, frozen, judged, choice, names, head_loop)
         loop = _loop(setup, first_epoch=1)
         if not setup.resuming or loop.checkpoints.latest(after=1) is None:
             learner.restore(_zero_state(learner, head))
@@ -292,7 +293,7 @@ def wise_stage(setup: Any, trained: Any) -> Any:
                                   lambda: _score(learner.judge("val", last)))
         choice = _choice(folder, judged, higher, setup.options.plan.mix)
         if not choice["kept"]:
-            return _not_kept(setup, trained, frozen, judged, choice, names)
+            return _not_kept(setup, trained, frozen, judged, choice, names, head_loop)
     held_out = _ends_on_held_out(setup, learner, zero, tuned, frozen)
     learner.restore(mixed(zero, tuned, choice["alpha"]))
     setup.writer.choose(head={"kind": "prototypes"}, label_prior=None,
@@ -348,11 +349,15 @@ def _tuning_rows(setup: Any) -> list[dict[str, Any]]:
 
 
 def _not_kept(setup: Any, trained: Any, frozen: Any, judged: dict[str, Any], choice: dict[str, Any],
-              names: list[str]) -> Any:
-    """The frozen head stays (it beat the mixture on the same held-out data)."""
+              names: list[str], head_loop: LoopState) -> Any:
+    """The frozen head stays (it beat the mixture on the same held-out data), and so does its place
+    as the run's best (a split's fine-tuning moved the best past it)."""
+    from zoo.train.stages import head_stays
+
     learner = trained.learner
     learner.model.head = frozen
     learner.restore(learner.state_of_head_only())
+    head_stays(setup, trained.loop, head_loop.best)
     record = _record(setup, judged, choice, names, None, {})
     learner.log(record["line"])
     trained.judged["wise_ft"] = record
