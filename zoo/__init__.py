@@ -107,6 +107,22 @@ _LAZY = {
     "Client": "zoo.client",
     "probe": "zoo.probing",
     "ProbeReport": "zoo.probing",
+    # what a task plugin builds on (zoo.tasks.contract; a dense task's sampler preprocesses as the
+    # runtime does, writes its own predictions lines, and may use zoo's baseline for dense tasks)
+    "Targets": "zoo.tasks.contract",
+    "Score": "zoo.tasks.contract",
+    "Output": "zoo.tasks.contract",
+    "TaskContext": "zoo.tasks.contract",
+    "DenseTask": "zoo.tasks.contract",
+    "image_array": "zoo.preprocess",
+    "open_image": "zoo.preprocess",
+    "write_prediction_lines": "zoo.report.predictions",
+    "baseline_line": "zoo.tasks.baseline",
+    "scratch_baseline": "zoo.train.scratch",
+    # a plugin's generated data: written whole and renamed into place; the photos demo's photographs
+    "atomic_write_folder": "zoo.atomic",
+    "json_bytes": "zoo.atomic",
+    "ensure_photos": "zoo.data.photos",
 }
 
 __all__ = [

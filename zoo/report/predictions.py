@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["PREDICTIONS", "ITEMS", "TEXT_LIMIT", "GALLERY", "HEATMAPS", "Picks", "write_predictions",
-           "read_predictions", "picks"]
+           "write_prediction_lines", "read_predictions", "picks"]
 
 PREDICTIONS = Path("report") / "predictions.jsonl"
 #: In-memory images the page shows, saved as lossless PNG files.
@@ -167,6 +167,16 @@ def write_predictions(run_dir: str | Path, set_name: str, dataset: Any, probabil
             Image.fromarray(np.asarray(dataset.examples[line["index"]].item, dtype=np.uint8)).save(out, format="PNG")
             atomic_write_bytes(folder / relative, out.getvalue())
             line["item"] = {"image": relative.as_posix()}
+    return write_prediction_lines(folder, set_name, lines)
+
+
+def write_prediction_lines(run_dir: str | Path, set_name: str, lines: Sequence[dict[str, Any]]) -> Path:
+    """``lines`` as one held-out set's in ``report/predictions.jsonl``, replacing that set's
+    earlier lines and keeping the other sets' (a task that writes its own lines: a detector's
+    boxes; each with ``set``, ``index``, ``where``, ``item``, ``score``, ``correct``)."""
+    from zoo.atomic import atomic_write_bytes
+
+    folder = Path(run_dir)
     kept = [row for row in _read_lines(folder / PREDICTIONS) if row.get("set") != set_name]
     text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in [*kept, *lines])
     return atomic_write_bytes(folder / PREDICTIONS, text.encode("utf-8"))

@@ -125,3 +125,8 @@ def compare(transfer: dict[str, Any], base: dict[str, Any] | None, key: str, lab
     verdict = (f"transfer beat it by {shown}" if gap > 0 else "transfer did NOT beat it (equal)" if gap == 0 else
                f"transfer did NOT beat it: {shown} worse")
     return f"baseline ({base['name']}): {what} {label} {theirs:.3f} vs transfer {mine:.3f}; {verdict}"
+
+
+#: :func:`compare` under the name the public API gives it (``zoo.baseline_line``): a task plugin's
+#: baseline line reads like the built-in tasks'.
+baseline_line = compare

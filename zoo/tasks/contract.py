@@ -214,7 +214,9 @@ class DenseTask(Protocol):
       given backbone as ``backbone`` and every new module under ``head`` (what a checkpoint holds
       beside the trained stages); called ``(images, targets)`` in training mode it returns its
       losses (a dict of tensors: torchvision's detectors compute theirs inside), in eval mode
-      ``(images)`` one dict of tensors per image (its answer);
+      ``(images)`` one dict of tensors per image (its answer); with ``features=`` (the backbone's
+      maps of those images, computed already: phase 0 keeps them as a head keeps embeddings) it
+      skips the backbone;
     - its inputs are whole images at one size (:meth:`input_spec`: the card's input, squashed),
       the spec the run, the export and the torch-free runtime read them by;
     - its examples are made by :meth:`sampler`: a picklable callable ``(item, value, seed,

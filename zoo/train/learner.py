@@ -7,10 +7,12 @@ warmup and a cosine decay, BatchNorm statistics frozen, images augmented.
 
 A dense task (detection, segmentation: :class:`zoo.tasks.contract.DenseTask`) builds the whole
 network on the backbone's feature maps, and its loss lives inside it (torchvision's detectors
-return their losses): nothing pooled can be cached, so its phase 0 trains the new network
-through the frozen backbone, by the loader, like an unfrozen phase with no stage unfrozen (the
-same optimizer groups and schedule); the loader's examples are the task's own (an image and its
-per-image targets transformed together), and a set's outputs are the network's answers per image. Randomness is a function
+return their losses). Its phase 0 is like an unfrozen phase with no stage unfrozen (the same
+optimizer groups and schedule) on the frozen backbone's feature maps, computed once per set and
+kept in memory as a head's embeddings are (:meth:`Learner.frozen_maps`); maps that would take more
+than :data:`MAPS_LIMIT` are not kept, and phase 0 then runs through the frozen backbone. The
+loader's examples are the task's own (an image and its per-image targets transformed together),
+and a set's outputs are the network's answers per image. Randomness is a function
 of (seed, phase, epoch, salt), so a killed run resumed from its last checkpoint ends exactly where a
 straight run would. Under torch.distributed the unfrozen steps go through one
 DistributedDataParallel model whose ranks each take a contiguous part of every global batch.
@@ -37,7 +39,11 @@ from zoo.tasks.contract import Score, Targets, TaskContext
 from zoo.threads import thread_budget, torch_threads
 from zoo.train.loop import Diverged
 
-__all__ = ["Learner", "schedule", "freeze_batchnorm"]
+__all__ = ["Learner", "schedule", "freeze_batchnorm", "MAPS_LIMIT"]
+
+#: A dense task's phase 0 keeps the frozen backbone's feature maps of its sets in memory up to
+#: this many bytes (efficientnet_lite0 at 224 pixels: 0.28 MB a picture).
+MAPS_LIMIT = 2 << 30
 
 
 def freeze_batchnorm(module: nn.Module) -> None:
@@ -72,6 +78,7 @@ class Learner:
         self.features: dict[str, torch.Tensor] = {}
         self.feature_records: dict[str, Any] = {}
         self.fitted_all: dict[str, torch.Tensor] | None = None  # the cross-validated head fitted on every example
+        self.maps: dict[str, Any] = {}  # a dense task's frozen feature maps per set (None: too large to keep)
         self.contrastive: dict[str, Any] | None = None  # the record of contrastive training, when it ran
         self.loss = task.loss(targets["train"], context).to(device) if task.epochs else None
         self.world = world()
@@ -238,26 +245,34 @@ class Learner:
         a dense task's network answers each image (a list, one dict of numpy arrays per image)."""
         self.model.eval()
         if self.dense:
-            return self._answers(dataset if dataset is not None else self.sets[name])
+            return self._answers(name, phase, dataset)
         if phase == 0 and dataset is None:
             return self.model.head(self.embeddings(name).to(self.device)).float().cpu()
         data = dataset if dataset is not None else self.sets[name]
         return self.model.head(self._embed_now([e.item for e in data.examples]).to(self.device)).float().cpu()
 
-    def _answers(self, dataset: Any) -> list[dict[str, Any]]:
-        """A dense network's answer for each example of ``dataset`` (inputs as the task makes them,
-        not augmented), each rank answering its share and every rank getting all, in order."""
-        items = [e.item for e in dataset.examples]
-        values = self.task_values(dataset, len(items))
-        part = shard(len(items), self.world)
-        loader = self._loader(items[part.start:part.stop], values[part.start:part.stop], None, "none",
-                              shuffle=False)
-        mine: list[dict[str, Any]] = []
+    def _answers(self, name: str, phase: int, dataset: Any = None) -> list[dict[str, Any]]:
+        """A dense network's answer for each example of set ``name`` (or of ``dataset``): from the
+        frozen maps in phase 0 (every rank answers all), else through the backbone (inputs as the
+        task makes them, not augmented), each rank its share, every rank getting all, in order."""
+        cached = self.frozen_maps(name) if phase == 0 and dataset is None else None
+        answers: list[dict[str, Any]] = []
         with torch_threads(self.budget.threads):
-            for inputs, _ in loader:
-                for answer in self.model(self._on_device(inputs)):
-                    mine.append({k: v.detach().float().cpu().numpy() if v.is_floating_point() else v.cpu().numpy()
-                                 for k, v in answer.items()})
+            if cached is not None:
+                maps, targets = cached
+                size = self.options.engine.batch_size
+                for start in range(0, len(targets), size):
+                    answers += self.model(self._blank(len(targets[start:start + size])),
+                                          features={k: v[start:start + size].to(self.device) for k, v in maps.items()})
+                return [_numpy(answer) for answer in answers]
+            dataset = dataset if dataset is not None else self.sets[name]
+            items = [e.item for e in dataset.examples]
+            part = shard(len(items), self.world)
+            values = self._values(name if dataset is self.sets.get(name) else None, len(items))
+            for inputs, _ in self._loader(items[part.start:part.stop], values[part.start:part.stop], None, "none",
+                                          shuffle=False):
+                answers += self.model(self._on_device(inputs))
+        mine = [_numpy(answer) for answer in answers]
         if not self.world.distributed:
             return mine
         import torch.distributed as dist
@@ -266,15 +281,44 @@ class Learner:
         dist.all_gather_object(pieces, mine)
         return [answer for piece in pieces for answer in piece]
 
-    def task_values(self, dataset: Any, count: int) -> Any:
-        """The targets of ``dataset`` (one of the run's sets, by identity) for the loader; a set
-        the run does not know (an export's samples) gets empty targets."""
+    def _values(self, name: str | None, count: int) -> Any:
+        """The targets of set ``name`` for the loader; another dataset (an export's samples) gets none."""
         import numpy as np
 
-        for name, known in self.sets.items():
-            if known is dataset and name in self.targets:
-                return self.targets[name].values
-        return np.full(count, None, dtype=object)
+        return self.targets[name].values if name in self.targets else np.full(count, None, dtype=object)
+
+    def _blank(self, count: int) -> torch.Tensor:
+        """Pictures that are not read (the network gets the maps): what tells it their size."""
+        height, width = self.backbone.card.input.size
+        return torch.zeros(1, 3, height, width, device=self.device).expand(count, -1, -1, -1)
+
+    @torch.no_grad()
+    def frozen_maps(self, name: str) -> tuple[dict[str, torch.Tensor], list[dict[str, torch.Tensor]]] | None:
+        """The frozen backbone's feature maps of set ``name`` (every rank computes all) and its
+        un-augmented per-image targets, computed once, for phase 0; None when they would take more
+        than :data:`MAPS_LIMIT` (phase 0 then runs through the backbone)."""
+        if name in self.maps:
+            return self.maps[name]
+        dataset = self.sets[name]
+        items = [e.item for e in dataset.examples]
+        started = time.perf_counter()
+        parts: list[dict[str, torch.Tensor]] = []
+        targets: list[dict[str, torch.Tensor]] = []
+        self.model.eval()
+        self.maps[name] = None
+        with torch_threads(self.budget.threads):
+            for inputs, batch in self._loader(items, self._values(name, len(items)), None, "none", shuffle=False):
+                maps = self.backbone(self._on_device(inputs))
+                if not parts and sum(v[0].numel() * v.element_size() for v in maps.values()) * len(items) > MAPS_LIMIT:
+                    self.log(f"  {name}: the feature maps of {len(items)} pictures would take over "
+                             f"{MAPS_LIMIT >> 30} GiB; phase 0 runs through the frozen backbone")
+                    return None
+                parts.append({k: v.cpu() for k, v in maps.items()})
+                targets += batch
+        if parts:
+            self.maps[name] = ({k: torch.cat([p[k] for p in parts]) for k in parts[0]}, targets)
+            self.log(f"  {name}: feature maps of {len(items)} pictures computed in {time.perf_counter() - started:.1f}s")
+        return self.maps[name]
 
     def _loader(self, items: list[Any], values: Any, seed: int | None, augmenting: str, *,
                 shuffle: bool) -> Any:
@@ -307,6 +351,8 @@ class Learner:
         torch.manual_seed(seed)
         if phase == 0 and not self.dense:
             return self._head_epoch(optimizer, seed)
+        if phase == 0 and data is None and self.frozen_maps("train") is not None:
+            return self._maps_epoch(phase_epoch, optimizer, seed)
         data = self.sets["train"] if data is None else data
         values = self.targets["train"].values if values is None else values
         values = values if self.dense else torch.as_tensor(values)
@@ -350,13 +396,40 @@ class Learner:
         total, metric_sum, count = all_reduce_sum((total, metric * count, count))
         return {"train_loss": total / max(1, count), "train_metric": metric_sum / max(1, count)}
 
-    def _dense_loss(self, model: nn.Module, images: torch.Tensor, targets: list[dict[str, torch.Tensor]],
-                    whole: int) -> tuple[torch.Tensor, int]:
+    def _maps_epoch(self, phase_epoch: int, optimizer: torch.optim.Optimizer, seed: int) -> dict[str, Any]:
+        """An epoch of a dense task's phase 0 on the frozen backbone's cached maps: the batches a
+        loader would make (the epoch's seeded order), each rank its part of each."""
+        maps, targets = self.frozen_maps("train")
+        self.model.train()
+        freeze_batchnorm(self.model.backbone)
+        model = self._wrapped()
+        batches = global_batches(len(targets), seed, True, self.options.engine.batch_size)
+        total, count = 0.0, 0
+        with torch_threads(self.budget.threads), _joined(model):
+            for step, whole in enumerate(batches):
+                schedule(optimizer, (phase_epoch * len(batches) + step) / (self.options.unfreezing.epochs * len(batches)),
+                         self.options.unfreezing.warmup)
+                part = shard(len(whole), self.world)
+                mine = whole[part.start:part.stop]
+                if not mine:
+                    continue
+                features = {k: v[mine].to(self.device) for k, v in maps.items()}
+                loss, seen = self._dense_loss(model, None, [targets[i] for i in mine], len(whole), features)
+                self._step_on(optimizer, loss)
+                total += loss.item() / self.world.size * len(whole)
+                count += seen
+        total, count = all_reduce_sum((total, count))
+        return {"train_loss": total / max(1, count), "train_metric": None}
+
+    def _dense_loss(self, model: nn.Module, images: torch.Tensor | None, targets: list[dict[str, torch.Tensor]],
+                    whole: int, features: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, int]:
         """A dense network's loss on this rank's part of a batch (the network computes it from the
-        per-image targets), weighted like a task loss: summed over the part, over the whole batch."""
+        per-image targets; from the backbone's ``features`` when given), weighted like a task loss:
+        summed over the part, over the whole batch."""
         targets = [{k: v.to(self.device) for k, v in target.items()} for target in targets]
+        images = self._blank(len(targets)) if features is not None else self._on_device(images)
         with _autocast(self.device):
-            losses = model(self._on_device(images), targets)
+            losses = model(images, targets, **({"features": features} if features is not None else {}))
         return self.loss(losses, targets) / self.loss.weight_of(range(whole)) * self.world.size, len(targets)
 
     def _head_epoch(self, optimizer: torch.optim.Optimizer, seed: int) -> dict[str, Any]:
@@ -429,6 +502,11 @@ class Learner:
         if self.channels_last:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
         return inputs
+
+
+def _numpy(answer: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """One picture's answer as numpy arrays (floats as float32)."""
+    return {k: v.detach().float().cpu().numpy() if v.is_floating_point() else v.cpu().numpy() for k, v in answer.items()}
 
 
 def schedule(optimizer: torch.optim.Optimizer, position: float, warmup: float) -> None:

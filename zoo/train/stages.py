@@ -65,8 +65,12 @@ def _loop(setup: Any, **more: Any) -> EpochLoop:
         for tracker in setup.trackers:
             tracker.epoch(row)
 
+    from zoo.tasks.contract import is_dense
+
+    # a head's epochs on cached embeddings are many and quick: one line per 10; a dense task's are not
     return EpochLoop(checkpoints=Checkpoints(setup.folder / "checkpoints"), log_path=setup.folder / "metrics.jsonl",
-                     say=setup.say, quiet_steps=10, on_row=logged if setup.trackers else None, **more)
+                     say=setup.say, quiet_steps=1 if is_dense(setup.task) else 10,
+                     on_row=logged if setup.trackers else None, **more)
 
 
 def adapted_learner(setup: Any) -> Any:

@@ -1,0 +1,268 @@
+"""Object detection (``--task detect``): boxes and their classes, on any backbone whose card has
+feature maps.
+
+- Targets: each picture's objects (COCO JSON, YOLO or Pascal VOC, read by :mod:`zoo_dense.formats`;
+  classes are the declared categories, sorted by name like every zoo label space): an object
+  array of ``{"boxes", "labels", "crowd", "size"}`` per picture, boxes in its own pixels.
+- Network: the card's feature maps at strides 8, 16, 32 through an FPN into torchvision's FCOS
+  (:mod:`zoo_dense.network`); its losses are FCOS's own. Pictures are read whole, squashed to a
+  square of the card's input size rounded up to a multiple of 32.
+- Recipe: zoo's gradual recipe over the one epoch loop. Phase 0 trains the pyramid and the head
+  through the frozen backbone, then the top stages are unfrozen one by one (:data:`LEARNING`),
+  each phase judged on the validation split by COCO mAP (the selection metric, ``map`` or
+  ``map_50``); the best epoch is restored.
+- Metrics: torchmetrics' ``MeanAveragePrecision`` (:mod:`zoo_dense.scoring`) in the pictures'
+  own pixels; ``report/metrics.json`` holds them under torchmetrics' names, per class too.
+- Report: precision-recall curves per class, held-out pictures with their true and predicted
+  boxes, each picture's boxes in ``report/predictions.jsonl``.
+- Export: the raw rows per anchor point (:func:`zoo_dense.network.detector_graph`); the runtime
+  selects, suppresses and scales them in numpy (``zoo.postprocess``) exactly as FCOS does.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from zoo import InputError, ZooError
+
+__all__ = ["Detection", "LEARNING", "strides_of"]
+
+#: The recipe's defaults for a detector (measured on pasted-photos with efficientnet_lite0, 2 CPU
+#: cores: bench/detect_pasted.py): the pyramid and head train through the frozen backbone, then
+#: the top 2 stages are unfrozen, each phase up to 8 epochs; the new network learns at 10x the
+#: backbone's rate.
+LEARNING: Mapping[str, Any] = {"unfreeze": 2, "unfreeze_epochs": 8, "backbone_lr": 2e-4}
+
+
+def strides_of(card: Any) -> dict[str, int]:
+    """Each feature's stride: the card's (``features`` with ``stride``, as timm's ``feature_info``
+    gives ``reduction``), else measured once by running the architecture (random weights) on a
+    blank picture."""
+    declared = dict(getattr(card, "strides", None) or {})
+    if declared and all(name in declared for name in card.features):
+        return declared
+    return dict(_measured(card.name, card))
+
+
+_MEASURED: dict[str, tuple[tuple[str, int], ...]] = {}
+
+
+def _measured(name: str, card: Any) -> tuple[tuple[str, int], ...]:
+    if name not in _MEASURED:
+        import torch
+
+        from zoo import load
+
+        side = 256
+        backbone = load(card, features=list(card.features), pretrained=False)
+        with torch.no_grad():
+            out = backbone(torch.zeros(1, 3, side, side))
+        _MEASURED[name] = tuple((feature, round(side / out[feature].shape[-1])) for feature in card.features
+                                if out[feature].dim() == 4)
+    return _MEASURED[name]
+
+
+class Detection:
+    """The detection task (see the module)."""
+
+    name = "detection"
+    aliases = ("detect",)
+    description = "boxes and their classes per picture (COCO JSON, YOLO, VOC): FPN + FCOS on the card's feature maps"
+    metrics = {"map": True, "map_50": True}
+    by_class = False
+    chooses_cut = False
+    epochs = True
+    rank_name = "1 - mAP"
+    learning = LEARNING
+
+    # ----------------------------------------------------------------- options and data
+
+    def check(self, options: Any) -> None:
+        asked = [flag for flag, given in (
+            ("--per-class", options.data.per_class is not None), ("--target", options.data.target is not None),
+            ("--recipe contrastive", options.plan.recipe == "contrastive"), ("--cut", options.plan.cut != "auto"),
+            ("--label-prior always", options.plan.label_prior == "always"), ("--labels", options.plan.labels is not None),
+            ("--class-weight balanced", options.head.class_weight == "balanced"), ("--head mlp", options.head.kind != "linear"),
+            ("--multi-label", options.plan.multi_label == "yes")) if given]
+        if asked:
+            raise ZooError(f"a detection learns boxes with FCOS on the card's feature maps: {', '.join(asked)} "
+                           f"{'does' if len(asked) == 1 else 'do'} not apply (hold data out with --val, --test or "
+                           f"--val-split)")
+        if options.plan.metric not in ("auto", *self.metrics):
+            raise ZooError(f"--metric {options.plan.metric} does not apply to a detection; it takes "
+                           f"{' or '.join(self.metrics)} (COCO mAP@[.5:.95], mAP@.5)")
+
+    def claims(self, dataset: Any, options: Any) -> bool:
+        return not options.data.target and any(e.fields is not None and "objects" in e.fields
+                                                for e in dataset.examples[:50])
+
+    def targets(self, dataset: Any, options: Any, like: Any = None) -> Any:
+        import numpy as np
+
+        from zoo import Targets
+
+        examples = dataset.examples
+        if any(e.fields is None or "objects" not in e.fields for e in examples):
+            raise InputError(f"{dataset.name}: a detection needs boxes per picture (COCO JSON, a YOLO data.yaml or a "
+                             f"Pascal VOC folder), and this data has none; give such data, or choose another --task")
+        if like is None:
+            names = tuple(sorted({str(c) for e in examples for c in e.fields.get("categories", ())}
+                                 | {o["class"] for e in examples for o in e.fields["objects"]}))
+            if not names:
+                raise InputError(f"{dataset.name}: no classes declared and no objects; nothing to detect")
+        else:
+            names = tuple(like.names)
+        index = {name: i for i, name in enumerate(names)}
+        values = np.empty(len(examples), dtype=object)
+        for row, example in enumerate(examples):
+            objects = example.fields["objects"]
+            unknown = next((o["class"] for o in objects if o["class"] not in index), None)
+            if unknown is not None:
+                raise InputError(f"{example.where}: class {unknown!r} is not one of the training classes "
+                                 f"({', '.join(names[:8])}{', ...' if len(names) > 8 else ''}); fix the data or add the "
+                                 f"class to the training data")
+            values[row] = {"boxes": np.asarray([o["box"] for o in objects], np.float32).reshape(-1, 4),
+                           "labels": np.asarray([index[o["class"]] for o in objects], np.int64),
+                           "crowd": np.asarray([bool(o.get("crowd")) for o in objects], bool),
+                           "size": tuple(int(v) for v in example.fields["size"])}
+        return Targets(names, values, None, {"names": list(names)})
+
+    def class_weights(self, targets: Any, options: Any) -> None:
+        return None
+
+    # ----------------------------------------------------------------- the network
+
+    def input_spec(self, card: Any) -> Any:
+        from dataclasses import replace
+
+        height, width = card.input.size or (224, 224)
+        side = int(math.ceil(max(height, width) / 32) * 32)
+        return replace(card.input, size=(side, side), resize=side, crop_mode="squash")
+
+    def feature_maps(self, card: Any) -> tuple[str, ...]:
+        from zoo_dense.network import STRIDES, pyramid_maps
+
+        if card.modality != "image":
+            raise ZooError(f"model {card.name!r} takes {card.modality}; a detector reads pictures: choose an image model")
+        maps = pyramid_maps(card.features, strides_of(card))
+        if not maps:
+            shown = ", ".join(f"{n} (stride {s})" for n, s in strides_of(card).items()) or "none"
+            raise ZooError(f"model {card.name!r}: a detector reads feature maps at strides "
+                           f"{', '.join(map(str, STRIDES))}, and the card's features are {shown}; choose a model "
+                           f"whose card lists them (zoo show MODEL), or add them to its card")
+        return maps
+
+    def network(self, backbone: Any, targets: Any, context: Any) -> Any:
+        from zoo_dense.network import build_detector
+
+        card = backbone.card
+        maps = self.feature_maps(card)
+        strides = strides_of(card)
+        detector = build_detector(backbone, maps, [card.features[m] for m in maps], [strides[m] for m in maps],
+                                  len(targets.names))
+        detector.record["size"] = list(card.input.size)
+        return detector
+
+    def sampler(self, spec: Any, context: Any) -> Any:
+        from zoo_dense.samples import BoxSampler
+
+        return BoxSampler(spec)
+
+    def graph(self, network: Any, targets_record: Mapping[str, Any]) -> Any:
+        from zoo_dense.network import detector_graph
+
+        return detector_graph(network, tuple(targets_record["input"]["size"]))
+
+    def loss(self, targets: Any, context: Any) -> Any:
+        return _Losses()
+
+    # ----------------------------------------------------------------- judging
+
+    def judge(self, outputs: Any, values: Any, context: Any) -> Any:
+        from zoo import Score
+        from zoo_dense.scoring import average_precision
+
+        report = average_precision(outputs, values, context.targets_record["names"], context.card.input.size)
+        return Score(loss=1.0 - report["map"], metric=report[_metric(context)])
+
+    def evaluate(self, outputs: Any, targets: Any, choices: Mapping[str, Any]) -> dict[str, Any]:
+        from zoo_dense.scoring import average_precision
+
+        return average_precision(outputs, targets.values, targets.names, _side(choices), curves=True)
+
+    def predictions(self, folder: Path, name: str, dataset: Any, outputs: Any, targets: Any,
+                    choices: Mapping[str, Any]) -> None:
+        """Each held-out picture's boxes, true and predicted, in ``report/predictions.jsonl``, and
+        a few of them drawn (``report/boxes_SET.png``)."""
+        from zoo_dense.pictures import draw_pictures, write_boxes
+
+        write_boxes(folder, name, dataset, outputs, targets, _side(choices))
+        draw_pictures(folder / "report" / f"boxes_{name}.png", dataset, outputs, targets, _side(choices))
+
+    def baseline(self, modality: str, labelled: Any, targets: Any, held_out: Mapping[str, tuple[Any, Any]],
+                 context: Any, *, seed: int) -> dict[str, Any] | None:
+        from zoo import scratch_baseline  # the dense tasks' baseline, zoo's own
+
+        return scratch_baseline(self, labelled, targets, held_out, context, seed=seed)
+
+    def compare(self, transfer: Mapping[str, Any], base: dict[str, Any] | None, context: Any) -> str:
+        from zoo import baseline_line
+
+        metric = _metric(context)
+        return baseline_line(dict(transfer), base, metric, _NAMES[metric], higher_is_better=True, points=True)
+
+    def lines(self, metrics: Mapping[str, Any]) -> tuple[str, list[str]]:
+        summary = ", ".join(f"{name} mAP {m['map']:.3f} mAP@.5 {m['map_50']:.3f} ({m['n']} pictures, "
+                            f"{m['objects']} objects)" for name in ("val", "test") if (m := metrics.get(name)))
+        lines = []
+        held = metrics.get("test") or metrics.get("val") or {}
+        per_class = held.get("per_class") or {}
+        if per_class:
+            lines.append("per class AP@[.5:.95]: " + ", ".join(f"{c} {v['map']:.3f}" for c, v in per_class.items()))
+        if metrics.get("baseline_line"):
+            lines.append(metrics["baseline_line"])
+        return summary, lines
+
+    def plots(self, metrics: Mapping[str, Any], names: Sequence[str], folder: Path) -> list[Path]:
+        from zoo_dense.pictures import plot_curves
+
+        return [plot_curves(metrics[name]["curves"], folder / f"pr_{name}.png", name)
+                for name in ("val", "test") if metrics.get(name) and metrics[name].get("curves")]
+
+    def output(self, targets_record: Mapping[str, Any], choices: Mapping[str, Any]) -> Any:
+        from zoo import Output
+
+        network = choices.get("head") or {}
+        return Output(kind="detection", activation="none",
+                      metadata={key: network[key] for key in ("score", "nms", "detections", "candidates")
+                                if key in network})
+
+
+_NAMES = {"map": "mAP@[.5:.95]", "map_50": "mAP@.5"}
+
+
+def _metric(context: Any) -> str:
+    metric = context.options.plan.metric
+    return "map" if metric in ("auto", None) else metric
+
+
+def _side(choices: Mapping[str, Any]) -> tuple[int, int]:
+    """The square the network reads (its record in ``choices.json``)."""
+    return tuple(choices["head"]["size"])
+
+
+class _Losses:
+    """FCOS's losses (classification, box regression, centerness), each a mean over the part of
+    the batch a rank saw: summed, times the pictures (the learner divides by the whole batch)."""
+
+    def to(self, device: Any) -> _Losses:
+        return self
+
+    def __call__(self, losses: Mapping[str, Any], targets: Sequence[Any]) -> Any:
+        return sum(losses.values()) * len(targets)
+
+    def weight_of(self, values: Any) -> float:
+        return float(len(values))
