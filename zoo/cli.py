@@ -701,18 +701,27 @@ def export_cmd(ctx: click.Context, source: str, out: str | None, quantize: str |
 @click.option("--file", "texts_file", type=click.Path(dir_okay=False), help="Texts to classify, one per line.")
 @click.option("--top-k", "-k", type=int, default=5, show_default=True, help="Labels per input.")
 @click.option("--provider", help="cpu, cuda, tensorrt or an onnxruntime provider name (default: best available).")
-@click.option("--out", type=click.Path(dir_okay=False), help="Embedding models: save the embeddings as .npy.")
+@click.option("--out", type=click.Path(), help="Embedding models: save the embeddings as .npy; detectors: a folder "
+                                           "of the pictures with their boxes drawn (PNG).")
+@click.option("--min-score", type=click.FloatRange(0, 1), default=0.3, show_default=True,
+              help="Detectors: show boxes scoring at least this (0: every box the model kept).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def predict_cmd(model: str, inputs: tuple[str, ...], texts_file: str | None, top_k: int, provider: str | None,
-                out: str | None, as_json: bool) -> None:
+                out: str | None, min_score: float, as_json: bool) -> None:
     """Run an exported MODEL on images (files, folders, globs) or texts, with onnxruntime only."""
     from zoo.runtime import predict, read_texts
 
     items = list(inputs) + (read_texts(texts_file) if texts_file else [])
-    result = predict(model, items, top_k=top_k, provider=provider)
-    if out is not None:
+    result = predict(model, items, top_k=top_k, provider=provider, min_score=min_score)
+    boxes = any(p.boxes is not None for p in result.predictions)
+    if out is not None and boxes:
+        from zoo.drawing import save_annotated
+
+        written = save_annotated(result.inputs, result.predictions, result.info.labels, out)
+    elif out is not None:
         if result.embeddings is None:
-            raise click.UsageError("--out saves embeddings; this model is a classifier (use --json)")
+            raise click.UsageError("--out saves embeddings (or a detector's pictures); this model is a classifier "
+                                   "(use --json)")
         import numpy as np
 
         np.save(out, result.embeddings)
@@ -724,6 +733,12 @@ def predict_cmd(model: str, inputs: tuple[str, ...], texts_file: str | None, top
             click.echo(f"{name}\t[{head} ... ] ({len(row)} dims)")
         if out is not None:
             click.echo(f"saved {result.embeddings.shape[0]}x{result.embeddings.shape[1]} embeddings to {out}")
+    elif boxes:  # a detector: each picture's kept boxes, best first
+        rows = [[p.input if i == 0 else "", b.label, f"{b.score:.3f}", " ".join(f"{v:.1f}" for v in b.box)]
+                for p in result.predictions for i, b in enumerate(p.boxes or ())]
+        click.echo(table(["input", "label", "score", "box (x0 y0 x1 y1)"], rows))
+        if out is not None:
+            click.echo(f"drew {len(written)} pictures with their boxes in {out}")
     elif any(p.values is not None for p in result.predictions):  # a regression: numbers by target
         rows = [[p.input if i == 0 else "", target, f"{value:.6g}"] for p in result.predictions
                 for i, (target, value) in enumerate(p.values or ())]

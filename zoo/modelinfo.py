@@ -12,7 +12,9 @@ ONNX viewer:
 ``zoo.format``              version of this layout (``1``)
 ``zoo.version``             the zoo version that exported the file
 ``zoo.kind``                ``classifier`` (probabilities out), ``regression`` (numbers in the
-                            targets' units) or ``embedding``
+                            targets' units), ``detection`` (a row per anchor point: a box and
+                            a score per label, which the runtime selects, suppresses and
+                            scales: ``zoo.postprocess``) or ``embedding``
 ``zoo.modality``            ``image``, ``text``, or ``audio`` (sounds read by an image network)
 ``zoo.inputs``              input names, JSON list
 ``zoo.output``              output name
@@ -22,7 +24,9 @@ ONNX viewer:
                             tokenizer (file name beside the ONNX file) and its sha256; sounds:
                             the image's, plus ``front_end`` (name, modality, every parameter)
 ``zoo.source``              the registry model, and the run (``run``) or few-shot (``fewshot``)
-                            folder it came from, with its head (``prototypes`` for few-shot)
+                            folder it came from, with its head (``prototypes`` for few-shot); a
+                            detector's post-processing: ``levels`` (points per pyramid level),
+                            ``score``, ``nms``, ``candidates``, ``detections``
 ``zoo.weights``             where the pretrained weights came from and their sha256, plus the
                             fine-tuned checkpoint's sha256 for a run, or the prototypes' for a
                             few-shot classifier
@@ -133,7 +137,7 @@ class ModelInfo:
 _TYPES: dict[str, Any] = {"inputs": list[str], "labels": list[str], "preprocessing": dict[str, Any],
                           "source": dict[str, Any], "weights": dict[str, Any], "validation": dict[str, Any],
                           "quantization": dict[str, Any]}
-KINDS = ("classifier", "regression", "embedding")
+KINDS = ("classifier", "regression", "detection", "embedding")
 #: Bounds that no real model reaches and that keep a damaged file from asking for absurd buffers.
 _MAX_SIDE = 16384
 _MAX_TOKENS = 1 << 20
@@ -170,7 +174,9 @@ def check(info: ModelInfo, where: str = "the model") -> None:
         raise bad("output", "no output name")
     if info.kind == "regression" and (not info.labels or len(set(info.labels)) != len(info.labels)):
         raise bad("labels", f"a regression names each of its outputs once, got {_show(list(info.labels))}")
-    if info.kind == "classifier":
+    if info.kind == "detection":
+        _check_detection(info, bad)
+    if info.kind in ("classifier", "detection"):
         if not info.labels:
             raise bad("labels", "a classifier without labels")
         repeated = sorted({label for label in info.labels if info.labels.count(label) > 1})
@@ -217,6 +223,23 @@ def check(info: ModelInfo, where: str = "the model") -> None:
          f"{len(mean)} positive numbers, like mean")
     optional("interpolation", str, lambda name: name in INTERPOLATIONS, f"one of {', '.join(INTERPOLATIONS)}")
     optional("crop_mode", str, lambda name: name in CROP_MODES, f"one of {', '.join(CROP_MODES)}")
+
+
+def _check_detection(info: ModelInfo, bad: Any) -> None:
+    """A detector's post-processing record (what ``zoo.postprocess`` reads), within range."""
+    source = info.source
+    levels = source.get("levels")
+    if not check_type(levels, list[int]) or not levels or not all(0 < n <= _MAX_SIDE * _MAX_SIDE for n in levels):
+        raise bad("source", f"a detector needs 'levels', its points per pyramid level (positive integers), got "
+                            f"{_show(levels)}")
+    for key in ("score", "nms"):
+        value = source.get(key)
+        if not check_type(value, float) or not 0 <= value <= 1:
+            raise bad("source", f"a detector's {key!r} threshold must be a number in [0, 1], got {_show(value)}")
+    for key in ("candidates", "detections"):
+        value = source.get(key)
+        if not check_type(value, int) or not 0 < value <= _MAX_TOKENS:
+            raise bad("source", f"a detector's {key!r} must be a positive integer, got {_show(value)}")
 
 
 def _plain(value: Any) -> Any:

@@ -16,17 +16,18 @@ import glob
 import hashlib
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoo.errors import InputError, ZooError
 from zoo.modelinfo import ModelInfo
+from zoo.postprocess import picture_size
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
-__all__ = ["OnnxModel", "Preprocessor", "Prediction", "Predictions", "open_model", "predict", "choose_providers",
+__all__ = ["OnnxModel", "Preprocessor", "Prediction", "Predictions", "Box", "open_model", "predict", "choose_providers",
            "expand_images", "read_texts", "embedding_dict", "IMAGE_SUFFIXES"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
@@ -104,23 +105,40 @@ def choose_providers(requested: str | None = None) -> list[str]:
 # --------------------------------------------------------------------------- the model
 
 @dataclass(frozen=True)
+class Box:
+    """One detected object: its class, score, and ``[x0, y0, x1, y1]`` in the picture's pixels."""
+
+    label: str
+    score: float
+    box: tuple[float, float, float, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "score": round(self.score, 6), "box": [round(v, 2) for v in self.box]}
+
+
+@dataclass(frozen=True)
 class Prediction:
     """Top-k classes for one input, best first; for a multi-label model also ``labels``: every label
     whose probability reaches its threshold (none, one or several); for a regression ``values``:
-    each target's number, in the units it was trained in (and no ``top``)."""
+    each target's number, in the units it was trained in (and no ``top``); for a detector
+    ``boxes``: the kept detections, best first (and no ``top``)."""
 
     input: str
     top: tuple[tuple[str, float], ...]
     labels: tuple[str, ...] | None = None
     values: tuple[tuple[str, float], ...] | None = None
+    boxes: tuple[Box, ...] | None = None
 
     @property
     def label(self) -> str:
         if not self.top:
-            raise InputError(f"{self.input}: a regression predicts numbers (values), not a label")
+            raise InputError(f"{self.input}: a {'detector' if self.boxes is not None else 'regression'} predicts "
+                             f"{'boxes' if self.boxes is not None else 'numbers (values)'}, not a label")
         return self.top[0][0]
 
     def to_dict(self) -> dict[str, Any]:
+        if self.boxes is not None:
+            return {"input": self.input, "boxes": [b.to_dict() for b in self.boxes]}
         if self.values is not None:
             return {"input": self.input, "values": dict(self.values)}
         out: dict[str, Any] = {"input": self.input,
@@ -259,7 +277,12 @@ class OnnxModel:
 
     def _check_labels(self, width: int) -> None:
         """A classifier's labels (a regression's target names) name its outputs one for one: fewer
-        would fail on an index, more would answer with names the graph never scored."""
+        would fail on an index, more would answer with names the graph never scored; a detector's
+        rows are a box's four numbers, then a score per label."""
+        if self.info.kind == "detection" and width != 4 + len(self.info.labels):
+            raise InputError(f"{self.path}: its metadata lists {len(self.info.labels)} labels but the graph's rows hold "
+                             f"{width - 4} scores after each box; the labels do not belong to this graph: export the "
+                             f"model again with `zoo export`")
         if self.info.kind in ("classifier", "regression") and width != len(self.info.labels):
             what = ("target names", "numbers") if self.info.kind == "regression" else ("labels", "classes")
             raise InputError(f"{self.path}: its metadata lists {len(self.info.labels)} {what[0]} but the graph scores "
@@ -287,19 +310,24 @@ class OnnxModel:
         return np.concatenate(parts)
 
     def predict(self, items: Sequence[Any], top_k: int = 5, names: Sequence[str] | None = None) -> list[Prediction]:
-        """Top-k labels with probabilities for each input (classifiers), or each target's number
-        (regressions)."""
-        if self.info.kind not in ("classifier", "regression"):
+        """Top-k labels with probabilities for each input (classifiers), each target's number
+        (regressions), or the kept boxes (detectors)."""
+        if self.info.kind == "embedding":
             raise InputError(f"{self.path.name} is an embedding model (no labels): use embed()")
         names = list(names) if names is not None else [_describe(item) for item in items]
-        return self.read(self.outputs(items), names, top_k)
+        sizes = [picture_size(item) for item in items] if self.info.kind == "detection" else None
+        return self.read(self.outputs(items), names, top_k, sizes=sizes)
 
-    def read(self, probabilities: np.ndarray, names: Sequence[str], top_k: int = 5) -> list[Prediction]:
+    def read(self, probabilities: np.ndarray, names: Sequence[str], top_k: int = 5,
+             sizes: Sequence[tuple[int, int]] | None = None) -> list[Prediction]:
         """Predictions from the graph's probabilities, one row per input (``zoo serve`` runs the
-        graph itself, in batches, and reads its rows here like :meth:`predict`)."""
+        graph itself, in batches, and reads its rows here like :meth:`predict`); a detector's
+        rows per anchor point become each picture's kept boxes, ``sizes`` its (width, height)."""
         import numpy as np
 
-        self._check_labels(probabilities.shape[1])
+        self._check_labels(probabilities.shape[-1])
+        if self.info.kind == "detection":
+            return [self._boxes(name, rows, size) for name, rows, size in zip(names, probabilities, sizes or ())]
         if self.info.kind == "regression":  # the graph ends in the targets' own units
             return [Prediction(name, (), values=tuple((target, float(v)) for target, v in zip(self.info.labels, row)))
                     for name, row in zip(names, probabilities)]
@@ -312,6 +340,16 @@ class OnnxModel:
                       if thresholds is not None else None)
             result.append(Prediction(name, tuple((self.info.labels[i], float(row[i])) for i in best), chosen))
         return result
+
+    def _boxes(self, name: str, rows: np.ndarray, size: tuple[int, int]) -> Prediction:
+        """One picture's kept detections (``zoo.postprocess``: FCOS's selection, non-maximum
+        suppression and scaling, from the metadata)."""
+        from zoo.postprocess import kept_detections
+
+        found = kept_detections(rows, self.info.source["levels"], self.info.source, self.info.preprocessing["size"],
+                                size)
+        return Prediction(name, (), boxes=tuple(Box(self.info.labels[int(c)], float(s), tuple(float(v) for v in b))
+                                                for b, s, c in zip(found["boxes"], found["scores"], found["labels"])))
 
     def embed(self, items: Sequence[Any]) -> np.ndarray:
         """One row per input: embeddings (or, for a classifier, its probabilities)."""
@@ -426,11 +464,12 @@ def _describe(item: Any) -> str:
 
 
 def predict(model: str | Path | OnnxModel, inputs: Sequence[Any], *, top_k: int = 5,
-            provider: str | None = None) -> Predictions:
+            provider: str | None = None, min_score: float = 0.0) -> Predictions:
     """Run an exported model on images (paths, folders, globs, arrays) or texts.
 
-    Classifiers give top-k labels with probabilities, regressions each target's number; embedding
-    models give one row per input.
+    Classifiers give top-k labels with probabilities, regressions each target's number, detectors
+    each picture's kept boxes (those scoring at least ``min_score``); embedding models give one
+    row per input.
     """
     onnx_model = model if isinstance(model, OnnxModel) else open_model(model, provider=provider)
     if not inputs:
@@ -444,6 +483,10 @@ def predict(model: str | Path | OnnxModel, inputs: Sequence[Any], *, top_k: int 
     names = tuple(_describe(item) for item in items)
     base = {"model": str(onnx_model.path), "info": onnx_model.info, "providers": onnx_model.providers,
             "inputs": names}
-    if onnx_model.info.kind in ("classifier", "regression"):
-        return Predictions(**base, predictions=tuple(onnx_model.predict(items, top_k=top_k, names=names)))
+    if onnx_model.info.kind != "embedding":
+        found = onnx_model.predict(items, top_k=top_k, names=names)
+        if min_score > 0:
+            found = [replace(p, boxes=tuple(b for b in p.boxes if b.score >= min_score)) if p.boxes is not None else p
+                     for p in found]
+        return Predictions(**base, predictions=tuple(found))
     return Predictions(**base, embeddings=onnx_model.embed(items))

@@ -58,7 +58,10 @@ class ExportResult:
         q = info.quantization
         if q:
             e = q["evaluation"]
-            if "growth_percent_of_std" in e:
+            if "fp32_metric" in e:
+                lines.append(f"int8 on {e['samples']} samples ({e['set']}): mAP {e['fp32_metric']:.3f} (fp32) -> "
+                             f"{e['int8_metric']:.3f} (int8), drop {e['drop_points']:.1f} points (max {q['max_drop']:g})")
+            elif "growth_percent_of_std" in e:
                 lines.append(f"int8 on {e['samples']} samples ({e['set']}): RMSE {e['fp32_rmse']} (fp32) -> "
                              f"{e['int8_rmse']} (int8), growth {e['growth_percent_of_std']:.2f}% of the target's "
                              f"std (max {q['max_drop']:g}%)")
@@ -69,6 +72,11 @@ class ExportResult:
             else:
                 lines.append(f"int8 on {e['samples']} samples ({e['set']}): cosine similarity to fp32 mean "
                              f"{e['cosine_mean']:.4f}, min {e['cosine_min']:.4f} (no labels: no accuracy check)")
+        answers = v.get("answers")
+        if answers:
+            lines.append(f"kept detections equal PyTorch's on {answers['pictures']} pictures ({answers['detections']} "
+                         f"boxes): boxes within {answers['max_box_diff']:.2g} px, scores within "
+                         f"{answers['max_score_diff']:.2g}")
         if len(self.files) > 1:
             lines.append("files: " + ", ".join(f.name for f in self.files) + " (keep them together)")
         lines += [f"note: {n}" for n in self.notes]
@@ -153,6 +161,9 @@ def build_fp32(prepared: Any, folder: Path, name: str, *, atol: float = ATOL, rt
     validation = validate(model.session, prepared.module, model.encode, prepared.samples, prepared.input_names,
                           atol=atol, rtol=rtol, inputs=prepared.samples_from, scale=prepared.source.get("scale"))
     info = replace(info, validation=validation.to_dict())
+    if prepared.check is not None:  # a dense task's answers as a person sees them (a detector's kept boxes)
+        say("checking the runtime's kept answers against PyTorch's")
+        info = replace(info, validation={**info.validation, "answers": prepared.check(model)})
     write_metadata(path, info)
     return Built(path, info)
 
@@ -199,6 +210,8 @@ def build_int8(prepared: Any, fp32: Built, folder: Path, *, max_drop: float | No
     items, labels = prepared.evaluation or (prepared.samples, None)
     where = prepared.evaluation_from if prepared.evaluation else prepared.samples_from
     say(f"comparing fp32 and int8 on {len(items)} samples ({where})")
+    if prepared.judge is not None:  # judged by the task's own metric (a detector's mAP), in points
+        return _judged_int8(prepared, fp32, path, kept, settings, where, len(items), max_drop)
     fp32_out = open_model(fp32.path, provider="cpu").outputs(items)
     int8_out = open_model(path, provider="cpu").outputs(items)
     if prepared.kind == "regression":  # judged by the task's own yardstick: RMSE against the target's spread
@@ -219,6 +232,30 @@ def build_int8(prepared: Any, fp32: Built, folder: Path, *, max_drop: float | No
                        f"-> {evaluation['int8_accuracy']:.3f} int8, {count} samples), more than "
                        f"--max-drop {max_drop:g}{coarse}; nothing was written. Export fp32 (without --quantize), or "
                        f"accept the loss with a larger --max-drop")
+    info = replace(fp32.info, quantization=record)
+    write_metadata(path, info)
+    return Built(path, info)
+
+
+def _judged_int8(prepared: Any, fp32: Built, path: Path, kept: Any, settings: QuantSettings, where: str, count: int,
+                 max_drop: float | None) -> Built:
+    """A dense task's int8 graph kept only when its metric on the held-out data (mAP) falls by at
+    most ``max_drop`` points (default 1)."""
+    from zoo.onnxgraph.onnxfile import write_metadata
+    from zoo.runtime import open_model
+
+    limit = 1.0 if max_drop is None else max_drop
+    before, after = prepared.judge(open_model(fp32.path, provider="cpu")), prepared.judge(open_model(path, provider="cpu"))
+    drop = 100 * (before - after)
+    evaluation = {"set": where, "samples": count, "fp32_metric": round(before, 6), "int8_metric": round(after, 6),
+                  "drop_points": round(drop, 4)}
+    if drop > limit + 1e-9:
+        raise ZooError(f"int8 loses {drop:.1f} points of mAP on {where} ({before:.3f} fp32 -> {after:.3f} int8, "
+                       f"{count} pictures), more than --max-drop {limit:g}; nothing was written. Export fp32 (without "
+                       f"--quantize), or accept the loss with a larger --max-drop")
+    record = {**settings.to_dict(), "kept_fp32": kept, "calibration": {"samples": len(prepared.calibration),
+                                                                       "from": prepared.calibration_from},
+              "evaluation": evaluation, "max_drop": limit}
     info = replace(fp32.info, quantization=record)
     write_metadata(path, info)
     return Built(path, info)

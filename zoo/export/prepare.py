@@ -57,6 +57,11 @@ class Prepared:
     home: Path | None = None  # the run or few-shot folder: exports default into it
     # other towers of an image-text model, exported beside the main file: (tower, its Prepared)
     companions: list[tuple[str, Prepared]] = field(default_factory=list)
+    # a dense task's own checks of the exported file (an OnnxModel): ``check`` its answers against
+    # PyTorch's on the samples (a detector's kept boxes), returning what the metadata records;
+    # ``judge`` the task's metric on the held-out data (int8 is judged by its drop, in points)
+    check: Callable[[Any], dict[str, Any]] | None = None
+    judge: Callable[[Any], float] | None = None
 
     @property
     def modality(self) -> str:
@@ -253,6 +258,14 @@ def _prepare_run(folder: Path, *, samples: int, calibration: int, evaluation: in
     weights = {**run.weights, "checkpoint": "checkpoints/final.pt", "checkpoint_sha256": sha256_file(final)}
     classifier = run.load_model()
     notes: list[str] = []
+    from zoo.tasks import get_task
+    from zoo.tasks.contract import is_dense
+
+    if is_dense(get_task(run.task_name)):
+        from zoo.export.dense import prepare_dense
+
+        return prepare_dense(run, folder, card, classifier, weights, samples=samples, calibration=calibration,
+                             evaluation=evaluation)
     if run.multi_label:
         return _prepare_multilabel(run, folder, card, classifier, weights, samples=samples, calibration=calibration)
     if run.task_name == "regression":

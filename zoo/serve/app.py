@@ -178,7 +178,7 @@ class Server:
             items, key, top_k = await tfserving.parse_request(request.headers, request.query_params, body)
             k = tfserving.parse_top_k(top_k, self.settings.top_k)
             items = check_items(items, served.info, served.name)
-            finish = tfserving.answers(served, [item.name for item in items], k)
+            finish = tfserving.answers(served, items, k)
             predictions = await self.batcher(served).submit(Work(len(items), items=items, finish=finish))
             return JSONResponse(tfserving.response(predictions, key), headers=_model_headers(served))
 

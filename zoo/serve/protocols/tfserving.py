@@ -105,14 +105,31 @@ def parse_top_k(value: Any, default: int) -> int:
     return int(value)
 
 
-def answers(served: ServedModel, names: Sequence[str], top_k: int) -> Callable[[Any], list[dict[str, Any]]]:
+def answers(served: ServedModel, items: Sequence[Item], top_k: int) -> Callable[[Any], list[dict[str, Any]]]:
     """What turns a request's output rows into its predictions, each as ``zoo predict --json``
     prints it: labels and probabilities (and ``labels`` over their thresholds for a multi-label
-    model), a regression's numbers by target, or the embedding."""
+    model), a regression's numbers by target, a detector's boxes in each picture's pixels (its
+    size read from the file's header), or the embedding."""
     model = served.model
+    names = [item.name for item in items]
+    if model.info.kind == "detection":
+        sizes = [_picture_size(item) for item in items]
+        return lambda rows: [p.to_dict() for p in model.read(rows, names, top_k, sizes=sizes)]
     if model.info.kind in ("classifier", "regression"):
         return lambda rows: [p.to_dict() for p in model.read(rows, names, top_k)]
     return lambda rows: [embedding_dict(name, row) for name, row in zip(names, rows)]
+
+
+def _picture_size(item: Item) -> tuple[int, int]:
+    """(width, height) of an uploaded picture, from its header (it decodes later, in its batch)."""
+    import io
+
+    from zoo.postprocess import picture_size
+
+    try:
+        return picture_size(io.BytesIO(item.data or b""))
+    except Exception:  # not a picture: its decoding, in the batch, answers the 400 naming it
+        return (0, 0)
 
 
 def response(predictions: list[dict[str, Any]], key: str) -> dict[str, Any]:

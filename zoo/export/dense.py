@@ -1,0 +1,148 @@
+"""Exporting a dense task's run (``zoo.tasks.contract.DenseTask``: a detector): its graph of raw
+outputs, the post-processing the runtime repeats from the metadata, and the checks that the
+exported file answers as the PyTorch network does.
+
+- The graph is the task's (:meth:`DenseTask.graph`): pictures in, a row per anchor point out.
+- Beyond the element-wise check every export gets (onnxruntime's raw rows against PyTorch's),
+  :func:`kept_agreement` compares what a person is shown: the runtime's kept detections
+  (``zoo.postprocess``, through :meth:`zoo.runtime.OnnxModel.predict`) with the PyTorch network's
+  own (torchvision's post-processing) on the same samples: the same count and classes, boxes
+  within :data:`BOX_TOLERANCE` pixels of the picture and scores within :data:`SCORE_TOLERANCE`
+  (a detection within :data:`SCORE_TOLERANCE` of the score threshold may fall either side: it
+  is left out of the comparison).
+- int8 is judged by the task's metric on the run's held-out pictures (mAP points).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from zoo.errors import InputError, ValidationError
+
+__all__ = ["prepare_dense", "kept_agreement", "BOX_TOLERANCE", "SCORE_TOLERANCE"]
+
+BOX_TOLERANCE = 0.5
+SCORE_TOLERANCE = 1e-3
+#: What the graph's one output is called, per kind of answer.
+_OUTPUT_NAMES = {"detection": "detections"}
+
+
+def prepare_dense(run: Any, folder: Path, card: Any, network: Any, weights: dict[str, Any], *, samples: int,
+                  calibration: int, evaluation: int) -> Any:
+    """The run's network as a :class:`zoo.export.prepare.Prepared`, validated on its held-out
+    pictures (else the training ones, else generated), int8-calibrated on its training pictures
+    and judged on the held-out ones."""
+    from zoo.data import make_splits
+    from zoo.export.prepare import _finish, _spread
+    from zoo.runs.options import FinetuneOptions
+    from zoo.samples import generated_items
+    from zoo.tasks import get_task
+    from zoo.tasks.contract import Targets
+
+    task = get_task(run.task_name)
+    options = FinetuneOptions.from_dict(run.config)
+    data = options.data
+    graph = task.graph(network, run.task)
+    output = task.output(run.task, run.choices)
+    notes: list[str] = []
+    record = {"names": list(run.classes)}
+    like = Targets(tuple(run.classes), [], None, record)
+    try:
+        splits = make_splits(data.data, modality=card.modality, val=data.val, test=data.test,
+                             val_split=data.split_fraction, seed=options.seed, skip_bad=True, by_class=False)
+    except InputError as exc:
+        splits = None
+        notes.append(f"the run's data cannot be read ({exc}); validated on generated inputs instead")
+    judged: tuple[list[Any], Any] | None = None
+    if splits is not None:
+        import numpy as np
+
+        held = [d for d in (splits.val, splits.test) if d is not None and len(d)]
+        items = [e.item for d in held for e in d.examples]
+        train = [e.item for e in splits.train.examples]
+        fields: dict[str, Any] = dict(samples=(items or train)[:samples],
+                                      samples_from="the run's validation and test pictures" if items else "the run's "
+                                      "training pictures", calibration=_spread(train, calibration),
+                                      calibration_from="the run's training pictures", evaluation=None,
+                                      evaluation_from="")
+        if items:
+            values = np.concatenate([task.targets(d, options, like).values for d in held])
+            judged = (items[:evaluation], values[:evaluation])
+            fields.update(evaluation_from="the run's validation and test pictures")
+    else:
+        fields = dict(samples=generated_items(card, samples, seed=1), samples_from="generated (no run data)",
+                      calibration=[], calibration_from="", evaluation=None, evaluation_from="")
+    source = {"model": card.name, "modality": card.modality, "task": task.name, "run": str(folder.resolve()),
+              "head": "network", **output.metadata, "levels": [int(n) for n in graph.levels]}
+    prepared = _finish(graph, card, network.backbone, probabilities=False, kind=output.kind,
+                       output_name=_OUTPUT_NAMES[output.kind], labels=tuple(run.classes), source=source,
+                       weights=weights, notes=notes, home=folder.resolve(), **fields)
+    prepared.check = lambda model: kept_agreement(network, model, prepared.samples)
+    if judged is not None:
+        metric = options.plan.metric if options.plan.metric in task.metrics else next(iter(task.metrics))
+        truth = Targets(tuple(run.classes), judged[1], None, record)
+        prepared.evaluation = (judged[0], list(range(len(judged[0]))))
+        prepared.judge = lambda model: _metric(task, model, judged[0], truth, run.choices, metric)
+    return prepared
+
+
+def _metric(task: Any, model: Any, items: Sequence[Any], truth: Any, choices: Any, metric: str) -> float:
+    """The task's metric of the exported file's kept detections (in the network's pixels, as the
+    task scores a run) on ``items``."""
+    from zoo.postprocess import kept_detections
+
+    info = model.info
+    side = info.preprocessing["size"]
+    answers = [kept_detections(rows, info.source["levels"], info.source, side, (side[1], side[0]))
+               for rows in model.outputs(items, batch_size=8)]
+    return float(task.evaluate(answers, truth, choices)[metric])
+
+
+def kept_agreement(network: Any, model: Any, items: Sequence[Any]) -> dict[str, Any]:
+    """The runtime's kept detections against the PyTorch network's on ``items`` (see the module);
+    a ValidationError when they differ."""
+    import numpy as np
+    import torch
+
+    from zoo.postprocess import picture_size
+
+    feeds = model.encode(list(items))
+    pixels = torch.from_numpy(feeds[model.info.inputs[0]])
+    network.eval()
+    with torch.no_grad():
+        reference = [network(pixels[i:i + 8]) for i in range(0, len(pixels), 8)]
+    reference = [answer for part in reference for answer in part]
+    runtime = model.predict(list(items))
+    side = model.info.preprocessing["size"]
+    threshold = float(model.info.source["score"])
+    worst_box = worst_score = 0.0
+    compared = 0
+    for item, answer, predicted in zip(items, reference, runtime):
+        width, height = picture_size(item)
+        scale = np.asarray([width / side[1], height / side[0]] * 2)
+        ours = [(b.label, b.score, np.asarray(b.box)) for b in predicted.boxes or ()]
+        theirs = [(model.info.labels[int(c)], float(s), b.numpy() * scale)
+                  for b, s, c in zip(answer["boxes"], answer["scores"], answer["labels"])]
+        ours = [d for d in ours if d[1] > threshold + SCORE_TOLERANCE]
+        theirs = [d for d in theirs if d[1] > threshold + SCORE_TOLERANCE]
+        if len(ours) != len(theirs):
+            raise _differ(predicted.input, f"{len(ours)} kept detections in onnxruntime, {len(theirs)} in PyTorch")
+        for (label, score, box), (label2, score2, box2) in zip(sorted(ours, key=lambda d: -d[1]),
+                                                               sorted(theirs, key=lambda d: -d[1])):
+            if label != label2:
+                raise _differ(predicted.input, f"a {label} in onnxruntime where PyTorch has a {label2}")
+            worst_box = max(worst_box, float(np.abs(box - box2).max()))
+            worst_score = max(worst_score, abs(score - score2))
+            compared += 1
+    if worst_box > BOX_TOLERANCE or worst_score > SCORE_TOLERANCE:
+        raise _differ(f"{len(items)} samples", f"boxes differ by up to {worst_box:.3g} pixels (tolerance "
+                                               f"{BOX_TOLERANCE}), scores by {worst_score:.3g} ({SCORE_TOLERANCE})")
+    return {"pictures": len(items), "detections": compared, "max_box_diff": round(worst_box, 6),
+            "max_score_diff": round(worst_score, 8), "box_tolerance": BOX_TOLERANCE, "score_tolerance": SCORE_TOLERANCE}
+
+
+def _differ(where: str, what: str) -> ValidationError:
+    return ValidationError(f"{where}: the exported detector keeps other boxes than PyTorch ({what}); nothing was "
+                           f"written. Please report it")
