@@ -98,6 +98,7 @@ def test_the_exported_regression_predicts_the_networks_numbers_without_torch(reg
     run, _ = regression_run
     exported = run_zoo("export", str(run.dir), "--out", str(tmp_path / "model.onnx"), timeout=300)
     assert exported.returncode == 0, exported.stderr
+    assert "2 targets" in exported.stdout and "classes" not in exported.stdout
     images = [str(numbers[1].parent / r["path"]) for r in list(csv.DictReader(numbers[1].open()))[:6]]
     predicted = run_zoo("predict", str(tmp_path / "model.onnx"), *images, "--json")
     assert predicted.returncode == 0, predicted.stderr

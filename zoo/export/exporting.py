@@ -48,8 +48,10 @@ class ExportResult:
 
         info, source = self.info, self.info.source
         folder = source.get("run") or source.get("fewshot")
+        count = len(info.labels)
+        outputs = f"{count} target{'s' * (count != 1)}" if info.kind == "regression" else f"{count} classes"
         what = (f"{'run' if 'run' in source else 'few-shot classifier'} {folder} ({info.model} + "
-                f"{source.get('head', '')} head, {len(info.labels)} classes)" if folder else f"{info.model} ({info.kind})")
+                f"{source.get('head', '')} head, {outputs})" if folder else f"{info.model} ({info.kind})")
         lines = [f"exported {what} -> {self.path} ({format_bytes(self.size)}, {info.precision}) in {self.seconds:.0f}s"]
         v = info.validation
         lines.append(f"validated against PyTorch on {v['samples']} samples ({v['inputs']}), batches "
