@@ -16,7 +16,7 @@ from test_serve_page import browser_context  # noqa: F401  (one Chromium fixture
 import zoo
 from zoo.errors import ZooError
 from zoo.report import build, read_predictions, write_predictions
-from zoo.report.predictions import GALLERY, picks
+from zoo.predictions import GALLERY, picks
 
 IMAGE, TEXT = "efficientnet_lite0", "all-minilm-l6-v2-offline"
 QUIET = {"progress": False, "log": lambda _: None}

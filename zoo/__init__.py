@@ -116,7 +116,7 @@ _LAZY = {
     "DenseTask": "zoo.tasks.contract",
     "image_array": "zoo.preprocess",
     "open_image": "zoo.preprocess",
-    "write_prediction_lines": "zoo.report.predictions",
+    "write_prediction_lines": "zoo.predictions",
     "baseline_line": "zoo.tasks.baseline",
     "scratch_baseline": "zoo.train.scratch",
     # a plugin's generated data: written whole and renamed into place; the photos demo's photographs

@@ -24,19 +24,17 @@ from typing import TYPE_CHECKING, Any
 
 from zoo import settings
 from zoo.atomic import atomic_write_json, ensure_folder
-from zoo.errors import CacheError, storage_error
+from zoo.errors import CACHE_FIX, CacheError, storage_error
 from zoo.fetched import Fetched, FetchedFile
 from zoo.redaction import redact
 
 if TYPE_CHECKING:  # pragma: no cover
     import filelock
 
-__all__ = ["Cache", "CacheEntry", "VerifyReport", "RECORD_NAME", "RECORD_FORMAT", "CACHE_FIX"]
+__all__ = ["Cache", "CacheEntry", "VerifyReport", "RECORD_NAME", "RECORD_FORMAT"]
 
 RECORD_NAME = "pull.json"
 RECORD_FORMAT = 1  # bump when the record's shape changes; unknown formats read as absent
-#: What a user can change when the cache cannot take a write (:func:`zoo.errors.storage_error`'s ``fix``).
-CACHE_FIX = "set ZOO_HOME to a writable folder with space"
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ passes none.
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import os
 import re
@@ -52,8 +53,7 @@ from urllib.parse import urlsplit
 
 from zoo.__about__ import __version__
 from zoo.atomic import ensure_folder
-from zoo.cache import CACHE_FIX
-from zoo.errors import IntegrityError, OfflineError, PullError, storage_error
+from zoo.errors import CACHE_FIX, IntegrityError, OfflineError, PullError, storage_error
 from zoo.fetched import FetchedFile
 from zoo.redaction import credentials, hide, hiding, redact, secrets_of
 

@@ -27,6 +27,7 @@ __all__ = [
     "StorageError",
     "storage_error",
     "STORAGE_ERRNOS",
+    "CACHE_FIX",
 ]
 
 
@@ -113,6 +114,10 @@ class StorageError(ZooError, OSError):
     def __str__(self) -> str:
         return str(self.args[0])
 
+
+#: What a user can change when zoo's cache ($ZOO_HOME) cannot take a write (:func:`storage_error`'s
+#: ``fix``; the cache, its downloads and pulls all say it).
+CACHE_FIX = "set ZOO_HOME to a writable folder with space"
 
 #: The errno values that mean "this place cannot hold the file" rather than a bug: each is a
 #: user's environment to fix, said in one line (:func:`storage_error`).

@@ -16,11 +16,11 @@ from typing import Any
 
 from zoo import settings
 from zoo.atomic import atomic_write_bytes
-from zoo.cache import CACHE_FIX, Cache  # noqa
+from zoo.cache import Cache  # noqa
 from zoo.card import ModelCard
 from zoo.catalog import load_registry
 from zoo.redaction import hiding, redact
-from zoo.errors import IntegrityError, LoadError, OfflineError, PluginError, PullError, ZooError
+from zoo.errors import CACHE_FIX, IntegrityError, LoadError, OfflineError, PluginError, PullError, ZooError
 from zoo.fetched import Fetched
 from zoo.plugins import Contribution, get_host
 from zoo.protocols import Source

@@ -34,11 +34,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoo import ModelCard, OfflineError, PullError, RegistryError
+from zoo_hf.hub import check_repo_id, first_line, progress_class, translate
 
 if TYPE_CHECKING:  # pragma: no cover
     from zoo import Cache
 
-__all__ = ["HubFinder", "FAMILIES", "card_table", "to_toml", "check_repo_id"]
+__all__ = ["HubFinder", "FAMILIES", "card_table", "to_toml"]
 
 
 @dataclass(frozen=True)
@@ -161,7 +162,6 @@ class _Repo:
     def fetch(cls, ref: str, *, quiet: bool) -> _Repo:
         from huggingface_hub import HfApi, hf_hub_download
 
-        from zoo_hf.source import _progress_class
 
         from zoo import shown_name
 
@@ -180,7 +180,7 @@ class _Repo:
 
         def download(filename: str) -> Path:
             with _hub_errors(where, name, commit):
-                return Path(hf_hub_download(name, filename, revision=commit, tqdm_class=_progress_class(quiet)))
+                return Path(hf_hub_download(name, filename, revision=commit, tqdm_class=progress_class(quiet)))
 
         parsed: dict[str, Any] = {}
         for filename in DESCRIBING:
@@ -203,30 +203,9 @@ class _Repo:
                    pipeline_tag=info.pipeline_tag or card_data.get("pipeline_tag"), json=parsed)
 
 
-def check_repo_id(repo: str, where: str) -> None:
-    """A :class:`PullError` when ``repo`` is not a Hub repository id by huggingface_hub's own rules
-    (``validate_repo_id``: ORG/NAME or NAME, ASCII letters, digits, '-', '_', '.', no '--' or
-    '..', at most 96 characters a part). ``where`` names it in the message, quoted (``zoo.shown_name``)."""
-    from huggingface_hub.errors import HFValidationError
-    from huggingface_hub.utils import validate_repo_id
-
-    from zoo import shown_name
-
-    if "@" in repo:
-        raise PullError(f"{where}: a revision after '@' is not supported; zoo pins the commit the "
-                        f"default branch is at. For another revision write a card by hand (source.revision)")
-    try:
-        validate_repo_id(repo)
-    except HFValidationError as exc:
-        reason = _first_line(str(exc).replace(f"'{repo}'", shown_name(repo)))
-        raise PullError(f"{where} does not name a Hugging Face repository ({reason}); write the id as "
-                        f"ORG/NAME, as the Hub spells it") from None
-
-
 @contextmanager
 def _hub_errors(where: str, repo: str, revision: str) -> Iterator[None]:
     """Turn the huggingface_hub errors a user can cause into one line saying what to do."""
-    from zoo_hf.source import translate
 
     try:
         yield
@@ -243,7 +222,7 @@ def _read_json(path: Path, where: str, filename: str) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise RegistryError(f"{where}: its {filename} is not readable JSON ({_first_line(exc)}); zoo cannot derive "
+        raise RegistryError(f"{where}: its {filename} is not readable JSON ({first_line(exc)}); zoo cannot derive "
                             f"a card from it. Write its card by hand in a registry file") from None
 
 
@@ -264,11 +243,6 @@ def _license(card_data: Mapping[str, Any]) -> str | None:
     if value == "other":
         return str(card_data.get("license_name") or "other")
     return _SPDX.get(str(value).lower(), str(value))
-
-
-def _first_line(exc: BaseException | str) -> str:
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    return lines[0] if lines else (exc if isinstance(exc, str) else type(exc).__name__)
 
 
 # --------------------------------------------------------------------------- the card
@@ -434,7 +408,7 @@ def _build(repo: _Repo, model_type: str, config: dict[str, Any], family: Family 
             network = cls(built_config)
     except (TypeError, ValueError, KeyError, AttributeError, RuntimeError) as exc:
         raise RegistryError(f"{repo.where}: its config.json does not build a {cls_name} ({type(exc).__name__}: "
-                            f"{_first_line(exc)}); write its card by hand") from None
+                            f"{first_line(exc)}); write its card by hand") from None
     finally:
         hf_logging.set_verbosity(verbosity)
     params = sum(p.numel() for p in network.parameters())
@@ -470,7 +444,7 @@ def _built_towers(repo: _Repo, cls_name: str, config: Any, network: Any, params:
         dims = {int(image.pooler_output.shape[-1]), int(text.pooler_output.shape[-1])}
     except (RuntimeError, TypeError, ValueError, AttributeError, NotImplementedError) as exc:
         raise RegistryError(f"{repo.where}: zoo cannot run {cls_name}'s towers on shapes to find their joint size "
-                            f"({type(exc).__name__}: {_first_line(exc)}); write its card by hand") from None
+                            f"({type(exc).__name__}: {first_line(exc)}); write its card by hand") from None
     if len(dims) != 1:
         raise RegistryError(f"{repo.where}: {cls_name}'s towers give {' and '.join(map(str, sorted(dims)))}-d vectors, "
                             f"not one joint space; zoo cannot compare them")

@@ -69,7 +69,7 @@ def probe_numbers(cards: Sequence[Any], data: Any, modality: str, target: str, *
     from zoo.frontend import bridge
     from zoo.probing.ridge import cross_validate_ridge, fit_ridge, folds_for_regression, regression_scores
     from zoo.probing.linear import _normalise
-    from zoo.probing.run import ProbeReport
+    from zoo.probing.report import ProbeReport
     from zoo.runs.options import FinetuneOptions
     from zoo.tasks import get_task
 

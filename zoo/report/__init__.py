@@ -4,8 +4,9 @@
   ``labels.json``, ``metrics.jsonl``, ``selection.json``, ``report/metrics.json``, ``cv/*.json``,
   ``contrastive.json``, ``prior.json``, ``skipped.json`` and ``report/predictions.jsonl``; for
   image runs it also rebuilds the run's model (``zoo.open_run(dir).load_model()``) for Grad-CAM;
-- :func:`write_predictions` is what the trainer calls as it scores each held-out set, so the page
-  can show the examples the model got wrong (:mod:`zoo.report.predictions` defines the file);
+- :func:`write_predictions` is what a task calls as it scores each held-out set, so the page can
+  show the examples the model got wrong (:mod:`zoo.predictions` defines the file: it is a record of
+  the run that tasks write below this package, and the page only reads it);
 - a task adds its own sections with :func:`zoo.report.sections.register_task_sections`.
 
 Importing this package is light: matplotlib, PIL, torch and pytorch-grad-cam load inside the
@@ -18,7 +19,7 @@ from typing import Any
 
 __all__ = ["build", "write_predictions", "read_predictions", "PAGE", "PREDICTIONS"]
 
-from zoo.report.predictions import PREDICTIONS, read_predictions, write_predictions
+from zoo.predictions import PREDICTIONS, read_predictions, write_predictions
 
 PAGE = "report/index.html"
 

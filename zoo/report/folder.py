@@ -84,7 +84,7 @@ class RunFiles:
 
 def read_folder(run_dir: str | Path) -> RunFiles:
     """The records of the run in ``run_dir`` (a folder without ``config.json`` is no run)."""
-    from zoo.report.predictions import read_predictions
+    from zoo.predictions import read_predictions
 
     folder = Path(run_dir)
     record = _read(folder, "config.json")

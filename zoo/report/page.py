@@ -287,7 +287,7 @@ def _cards(files: RunFiles, lines: list[dict[str, Any]], card: Any, css: str) ->
 
 
 def _gallery(files: RunFiles) -> tuple[Section, Any]:
-    from zoo.report.predictions import picks
+    from zoo.predictions import picks
 
     name = files.held_out
     lines = files.predictions.get(name or "", [])
@@ -320,7 +320,7 @@ def _is_image_run(files: RunFiles, chosen: Any) -> bool:
 
 
 def _heatmaps(files: RunFiles, chosen: Any) -> list[Section]:
-    from zoo.report.predictions import HEATMAPS
+    from zoo.predictions import HEATMAPS
 
     if not _is_image_run(files, chosen):
         return []

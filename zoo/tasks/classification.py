@@ -162,7 +162,7 @@ class Classification:
         """Each held-out example's class probabilities, for the report page's gallery."""
         import numpy as np
 
-        from zoo.report import write_predictions
+        from zoo.predictions import write_predictions
 
         shifted = np.asarray(outputs, dtype=np.float64)
         shifted = np.exp(shifted - shifted.max(1, keepdims=True))

@@ -219,7 +219,7 @@ class MultiLabel:
     def predictions(self, folder: Path, name: str, dataset: Any, outputs: Any, targets: Targets,
                     choices: Mapping[str, Any]) -> None:
         """Each held-out example's label probabilities, thresholds and truth, for the report page."""
-        from zoo.report import write_predictions
+        from zoo.predictions import write_predictions
 
         write_predictions(folder, name, dataset, _sigmoid(outputs), targets.names,
                           thresholds=choices["multi_label"]["thresholds"], truth=targets.values)

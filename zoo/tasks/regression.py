@@ -224,7 +224,7 @@ class Regression:
         """Each held-out example's numbers and error, for the report page's gallery."""
         import numpy as np
 
-        from zoo.report import write_predictions
+        from zoo.predictions import write_predictions
 
         record = targets.record
         scale, shift = np.asarray(record["std"]), np.asarray(record["mean"])

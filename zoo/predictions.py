@@ -1,5 +1,8 @@
 """``report/predictions.jsonl``: the run's prediction for every held-out example, one JSON line each.
 
+It lives below both its writers (the tasks, as they score each held-out set) and its reader (the
+report page), so neither imports the other.
+
 The page's gallery (the worst test examples) and its heatmaps are drawn from this file alone, so
 the trainer writes it once, as it scores each held-out set (:func:`write_predictions`), and the
 report reads it (:func:`read_predictions`). One line::
