@@ -195,7 +195,10 @@ class ModelCard:
     embedding: CutPoint = field(default_factory=lambda: CutPoint("", 0))
     head: str | None = None
     stages: tuple[str, ...] = ()
-    features: Mapping[str, int] = field(default_factory=frozen_map)
+    features: Mapping[str, int] = field(default_factory=frozen_map)  # name -> channels, input side first
+    # each feature's stride in input pixels (timm's feature_info ``reduction``), where the card
+    # says (``features = { NAME = { channels = C, stride = S } }``): what a dense task's head needs
+    strides: Mapping[str, int] = field(default_factory=frozen_map)
     # image-text models: the text tower and the joint space (the card's modality is the image tower's)
     text: TextTower | None = None
     joint: JointSpace | None = None
@@ -236,6 +239,11 @@ class ModelCard:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data: the card as the registry would spell it, plus its origin."""
         out = _plain(self)
+        if self.strides:  # spelt as the registry does: each feature's channels and stride together
+            out["features"] = {name: {"channels": channels, **({"stride": self.strides[name]}
+                                                               if name in self.strides else {})}
+                               for name, channels in self.features.items()}
+        out.pop("strides", None)
         out["origin"] = {"kind": self.origin.kind, "name": self.origin.name,
                          "path": str(self.origin.path) if self.origin.path else None}
         return out
@@ -258,7 +266,7 @@ def tower_card(card: ModelCard, tower: str) -> ModelCard:
     return replace(card, modality="text", task="feature-extraction",
                    input=InputSpec(max_length=text.max_length, tokenizer=text.tokenizer),
                    embedding=CutPoint(TOWER_NODES["text"], card.joint.dim, "pooler"), head=None,
-                   stages=text.stages, features=frozen_map(), tower="text")
+                   stages=text.stages, features=frozen_map(), strides=frozen_map(), tower="text")
 
 
 def _plain(value: Any) -> Any:

@@ -36,7 +36,8 @@ def nms(boxes: Any, scores: Any, threshold: float) -> Any:
         width = np.clip(np.minimum(x1[best], x1[rest]) - np.maximum(x0[best], x0[rest]), 0, None)
         height = np.clip(np.minimum(y1[best], y1[rest]) - np.maximum(y0[best], y0[rest]), 0, None)
         inter = width * height
-        iou = inter / (areas[best] + areas[rest] - inter)
+        with np.errstate(invalid="ignore", divide="ignore"):  # two empty boxes: 0/0, NaN, kept (as torchvision)
+            iou = inter / (areas[best] + areas[rest] - inter)
         order = rest[~(iou > threshold)]
     return np.asarray(keep, dtype=np.int64)
 

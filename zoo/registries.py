@@ -142,10 +142,7 @@ def parse_card(name: str, table: Any, origin: Origin, location: Location) -> Mod
         raise location.error("stages", f"stage names repeat: {', '.join(repeated)}", "Each stage must appear once")
     if head is not None and head in stages:
         raise location.error("head", f"the head {head!r} is also listed as a stage", "The head is replaced, not unfrozen")
-    features = r.take("features", dict[str, int], default={})
-    for node, dim in features.items():
-        if dim <= 0:
-            raise location.error(f"features.{node}", f"must be a positive channel count, got {dim}")
+    features, strides = _features(r, location)
     text, joint = _towers(r, modality, embedding, stages)
     metrics = r.take("metrics", dict[str, float], default={})
     for key in metrics:
@@ -176,12 +173,38 @@ def parse_card(name: str, table: Any, origin: Origin, location: Location) -> Mod
     return ModelCard(
         name=name, description=description, modality=modality, task=task, license=license_,
         params=params, source=source, adapter=adapter, files=files, input=input_spec,
-        embedding=embedding, head=head, stages=stages, features=frozen_map(features), text=text, joint=joint,
+        embedding=embedding, head=head, stages=stages, features=frozen_map(features), strides=frozen_map(strides),
+        text=text, joint=joint,
         metrics=frozen_map({k: float(v) for k, v in metrics.items()}), tags=tags,
         homepage=homepage, paper=paper, notes=notes, family=family,
         gflops=None if gflops is None else float(gflops), weights_mb=None if weights_mb is None else float(weights_mb),
         provenance=provenance, replace=replace, origin=origin,
     )
+
+
+def _features(r: TableReader, location: Location) -> tuple[dict[str, int], dict[str, int]]:
+    """``features``: each intermediate feature's channels, ``{ NAME = C }``, or with its stride in
+    input pixels, ``{ NAME = { channels = C, stride = S } }`` (as timm's feature_info gives
+    ``num_chs`` and ``reduction``); the two spellings may mix."""
+    table = r.take("features", dict[str, int | dict[str, Any]], default={})
+    features: dict[str, int] = {}
+    strides: dict[str, int] = {}
+    for node, spec in table.items():
+        if isinstance(spec, dict):
+            inner = TableReader(spec, location, f"features.{node}")
+            dim = inner.take("channels", int, required=True)
+            stride = inner.take("stride", int)
+            inner.finish()
+            if stride is not None:
+                if stride <= 0:
+                    raise location.error(f"features.{node}.stride", f"must be a positive number of pixels, got {stride}")
+                strides[node] = stride
+        else:
+            dim = spec
+        if dim <= 0:
+            raise location.error(f"features.{node}", f"must be a positive channel count, got {dim}")
+        features[node] = dim
+    return features, strides
 
 
 def _towers(r: TableReader, modality: str, embedding: CutPoint, stages: tuple[str, ...]
@@ -344,6 +367,16 @@ def _cut_point(r: TableReader, modality: str) -> CutPoint:
 _NOTHING: Mapping[str, Any] = frozen_map()
 _NO_MAP = frozen_map()  # one shared empty, read-only table for the many cards without features or metrics
 
+
+def _fast_features(table: Any) -> dict[str, Any]:
+    """A generated catalogue's ``features`` (channels, or ``{channels, stride}``) as the card's
+    ``features`` and ``strides``."""
+    if not table:
+        return {"features": _NO_MAP, "strides": _NO_MAP}
+    channels = {name: spec["channels"] if isinstance(spec, dict) else spec for name, spec in table.items()}
+    strides = {name: spec["stride"] for name, spec in table.items() if isinstance(spec, dict) and "stride" in spec}
+    return {"features": frozen_map(channels), "strides": frozen_map(strides) if strides else _NO_MAP}
+
 #: The format a generated catalogue declares (``{"catalogue": 1, "models": {...}}``).
 CATALOGUE_FORMAT = 1
 
@@ -415,7 +448,7 @@ def card_from_table(name: str, table: Mapping[str, Any], origin: Origin) -> Mode
                 sample_rate=spec.get("sample_rate")),
             embedding=CutPoint(node=cut["node"], dim=cut["dim"], pooling=cut.get("pooling")),
             head=table.get("head"), stages=tuple(table["stages"]),
-            features=frozen_map(table["features"]) if "features" in table else _NO_MAP,
+            **_fast_features(table.get("features")),
             metrics=frozen_map({k: float(v) for k, v in table["metrics"].items()}) if "metrics" in table else _NO_MAP,
             tags=tuple(table.get("tags", ())), homepage=table.get("homepage"), paper=table.get("paper"),
             notes=table.get("notes"), family=table.get("family"),

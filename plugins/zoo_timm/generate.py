@@ -23,7 +23,8 @@ The rules, one function each:
   module), then each feature module, keeping only those that own parameters no earlier stage owns
   and that neither hold nor sit in the head;
 - features: ``feature_info`` modules whose output zoo pools to ``num_chs`` values (zoo pools NCHW
-  maps over space and token sequences over tokens; channels-last maps are left out, said in notes).
+  maps over space and token sequences over tokens; channels-last maps are left out, said in notes),
+  each with its ``reduction`` as its stride (what a dense task's head needs).
 
 The catalogue (``catalog.json`` beside this file) is written atomically, models sorted by name, one
 card per line; ``--only`` regenerates the named models and keeps the catalogue's other entries.
@@ -275,6 +276,7 @@ def _measure(model: nn.Module, node: str, feature_info: list[dict[str, Any]], si
     """(embedding dim, features, left-out feature modules), from timm's feature extractor run on a
     meta tensor of the card's input size: the same extractor, and the same shapes, zoo gets."""
     wanted = {node: None, **{e["module"]: int(e["num_chs"]) for e in feature_info}}
+    strides = {e["module"]: int(e["reduction"]) for e in feature_info if e.get("reduction")}
     try:
         outputs = _run_extractor(model, list(wanted), size)
     except Skipped:
@@ -287,12 +289,12 @@ def _measure(model: nn.Module, node: str, feature_info: list[dict[str, Any]], si
     shape = outputs[node]
     if len(shape) < 2 or any(s != 1 for s in shape[2:]):
         raise Skipped(f"embedding shape: {node} gives {tuple(shape)}, not one vector per image")
-    features: dict[str, int] = {}
+    features: dict[str, Any] = {}
     left_out: dict[str, list[str]] = {}
     for module, channels in list(wanted.items())[1:]:
         got = outputs.get(module)
-        if got is not None and pooled_width(got) == channels:
-            features[module] = channels
+        if got is not None and pooled_width(got) == channels:  # with its stride, timm's reduction
+            features[module] = {"channels": channels, "stride": strides[module]} if module in strides else channels
             continue
         why = ("not a node timm's feature extractor finds" if got is None
                else "channels-last, which zoo does not pool as channels" if len(got) == 4 and got[-1] == channels

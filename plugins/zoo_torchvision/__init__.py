@@ -1,5 +1,6 @@
 """zoo plugin: torchvision weights (the `torchvision` source), architectures (the `torchvision`
-adapter) and a card for every torchvision classification weight (``catalog.json``).
+adapter), a card for every torchvision classification weight (``catalog.json``) and one for
+every detection and instance segmentation weight (``detection.json``, by ``zoo_torchvision.detection``).
 
 The catalogue is generated from torchvision's own metadata by ``python -m zoo_torchvision.generate``
 and shipped: registering it reads JSON only, so ``zoo list`` imports neither torch nor torchvision.
@@ -17,6 +18,7 @@ from zoo_torchvision.adapter import TorchvisionAdapter
 from zoo_torchvision.source import TorchvisionSource
 
 CATALOG = Path(__file__).with_name("catalog.json")
+DETECTION = Path(__file__).with_name("detection.json")
 
 
 @hookimpl
@@ -32,3 +34,4 @@ def register_adapters(register):
 @hookimpl
 def register_models(register):
     register(CATALOG)
+    register(DETECTION)

@@ -23,12 +23,19 @@ class TorchvisionAdapter:
 
         from zoo_torchvision.families import after_load, pretrained_kwargs
 
+        from zoo_torchvision.detection import build, is_detector
+
         arch = card.adapter.get("arch")
         try:
             weights = torchvision.models.get_weight(card.source.get("weights")) if card.source.type == "torchvision" \
                 else None
         except (ValueError, KeyError, AttributeError):
             weights = None  # a card of another source (a URL, a file) names no enum: the plain builder
+        if weights is not None and is_detector(arch):  # a detector: as its builder makes it for the weights
+            network = build(arch, weights)
+            if fetched is not None:
+                load_into(network, weights_file(fetched), model=card.name, options=card.adapter.options)
+            return network
         try:
             network = torchvision.models.get_model(arch, weights=None,
                                                    **(pretrained_kwargs(arch, weights) if weights else {}))
@@ -42,6 +49,10 @@ class TorchvisionAdapter:
     def extractor(self, card: ModelCard, model, nodes: Sequence[str]):
         from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
 
+        from zoo_torchvision.detection import body_path
+
+        if hasattr(model, "backbone") and hasattr(model, "transform"):  # a detector: cut inside its backbone's body
+            return _Within(body_path(model), model.get_submodule(body_path(model)), nodes)
         try:
             return create_feature_extractor(model, return_nodes={n: n for n in nodes})
         except ValueError as exc:
@@ -51,3 +62,32 @@ class TorchvisionAdapter:
 
     def tokenizer(self, card: ModelCard, fetched: Fetched):
         return None
+
+
+def _Within(path: str, body, nodes: Sequence[str]):  # noqa: N802 - a module factory (torch loads lazily)
+    """An extractor of ``nodes`` (``PATH.child`` names) inside the sub-network at ``path`` (a
+    detector's backbone body, which FX traces where the whole detector does not), registered
+    under the same path so the card's stage names find its modules."""
+    from torch import nn
+    from torchvision.models.feature_extraction import create_feature_extractor
+
+    prefix = path + "."
+    outside = [n for n in nodes if not n.startswith(prefix)]
+    if outside:
+        raise LoadError(f"cannot cut a detector at {', '.join(outside)}: its cards cut inside {path}")
+
+    class Within(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            holder: nn.Module = self
+            *parents, last = path.split(".")
+            for part in parents:
+                holder.add_module(part, nn.Module())
+                holder = holder.get_submodule(part)
+            holder.add_module(last, create_feature_extractor(body, return_nodes={n[len(prefix):]: n for n in nodes}))
+            self._extract = holder.get_submodule(last)
+
+        def forward(self, x):
+            return self._extract(x)
+
+    return Within()

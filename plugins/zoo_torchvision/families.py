@@ -12,8 +12,8 @@ from the network built for the weights and its eval-mode FX graph (:func:`cut`):
 - stages: the expanded children, from input to output, that own parameters and run at eval,
   except normalisation layers (they train with the stage before them: a ResNet's ``bn1``, a
   ConvNeXt's final LayerNorm) and the head;
-- features: the last trunk part before the adaptive pool at each output stride 4, 8, 16 and 32,
-  among blocks, activations and pools: a bare Conv2d/Linear/norm output is rewritten in place
+- features: the last trunk part before the adaptive pool at each output stride 4, 8, 16 and 32
+  (recorded with that stride), among blocks, activations and pools: a bare Conv2d/Linear/norm output is rewritten in place
   by the activation after it (``ReLU(inplace=True)``) when both run in one graph.
 
 Imports torch and torchvision: only the generator and the tests use it (``zoo list`` reads the
@@ -119,6 +119,7 @@ class Cut:
     head: str  # the module a new head replaces
     stages: tuple[str, ...]  # module paths, input to output
     features: dict[str, int] = field(default_factory=dict)  # module path -> channels, input to output
+    strides: dict[str, int] = field(default_factory=dict)  # module path -> its output stride
 
 
 def family_of(arch: str) -> Family:
@@ -194,8 +195,9 @@ def cut(arch: str, network: nn.Module, size: int, classes: int) -> Cut:
     stages = tuple(p for p in parts if _is_stage(network, p, head, live))
     trunk = _trunk(network, parts, head, node, live, graph, names)
     shapes = _shapes(network, [node, *trunk], size)
-    features = {} if family.channels_last else _features(trunk, shapes, size, family.head_conv)
-    return Cut(node=node, dim=math.prod(shapes[node][1:]), head=head, stages=stages, features=features)
+    strides = {} if family.channels_last else _features(trunk, shapes, size, family.head_conv)
+    return Cut(node=node, dim=math.prod(shapes[node][1:]), head=head, stages=stages,
+               features={path: int(shapes[path][1]) for path in strides}, strides=strides)
 
 
 def _trace(network: nn.Module) -> tuple[fx.Graph, dict[fx.Node, str]]:
@@ -325,7 +327,7 @@ def _shapes(network: nn.Module, nodes: list[str], size: int) -> dict[str, tuple[
 
 
 def _features(trunk: list[str], shapes: dict[str, tuple[int, ...]], size: int, head_conv: bool) -> dict[str, int]:
-    """The last NCHW trunk part at each output stride in :data:`STRIDES` -> its channels. With a
+    """The last NCHW trunk part at each output stride in :data:`STRIDES` -> that stride. With a
     head conv, the trailing parts as wide as the last one (the 1x1 conv widening for the head, its
     norm and activation) are left out first."""
     maps = [p for p in trunk if len(shapes[p]) == 4]
@@ -338,4 +340,4 @@ def _features(trunk: list[str], shapes: dict[str, tuple[int, ...]], size: int, h
         stride = 2 ** round(math.log2(size / shapes[path][2]))
         if stride in STRIDES:
             by_stride[stride] = path
-    return {by_stride[s]: int(shapes[by_stride[s]][1]) for s in STRIDES if s in by_stride}
+    return {by_stride[s]: s for s in STRIDES if s in by_stride}

@@ -147,8 +147,9 @@ def card_table(arch: str, weights: Any) -> tuple[str, dict[str, Any]]:
     table["embedding"] = {"node": cut.node, "dim": cut.dim}
     table["head"] = cut.head
     table["stages"] = list(cut.stages)
-    if cut.features:
-        table["features"] = dict(cut.features)
+    if cut.features:  # each with its output stride, for dense heads
+        table["features"] = {path: {"channels": channels, "stride": cut.strides[path]}
+                             for path, channels in cut.features.items()}
     metrics = meta["_metrics"]["ImageNet-1K"]
     table["metrics"] = {"imagenet-1k/acc@1": float(metrics["acc@1"]), "imagenet-1k/acc@5": float(metrics["acc@5"])}
     return card_name(arch, weights), table

@@ -20,7 +20,7 @@ registry in this module, and a task without sections gets one line saying so.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -166,3 +166,46 @@ def _regression(files: RunFiles) -> list[Section]:
 
 
 register_task_sections("regression", _regression)
+
+
+# --------------------------------------------------------------------------- detection
+
+
+#: COCO's numbers as torchmetrics names them (report/metrics.json), and how the page heads them.
+_COCO = (("map", "mAP@[.5:.95]"), ("map_50", "mAP@.5"), ("map_75", "mAP@.75"), ("map_small", "small"),
+         ("map_medium", "medium"), ("map_large", "large"), ("mar_100", "recall@100"))
+
+
+def _pictures(files: RunFiles, names: Sequence[tuple[str, str]]) -> Markup:
+    """The run's own PNGs (report/NAME), inlined, each with its alt text; missing ones left out."""
+    from zoo.report.charts import data_uri
+
+    shown = [Markup('<img class="chart" alt="{}" src="{}">').format(alt, data_uri((files.dir / "report" / name).read_bytes()))
+             for name, alt in names if (files.dir / "report" / name).is_file()]
+    return Markup("").join(shown)
+
+
+def _detection(files: RunFiles) -> list[Section]:
+    """A detector's COCO numbers per held-out set, per class, its precision-recall curves and the
+    held-out pictures it got most wrong with their true and predicted boxes."""
+    sections = []
+    rows = [[word, *(number(m.get(k), f"{name}.{k}") for k, _ in _COCO), number(m.get("n"), f"{name}.n")]
+            for name, word in (("val", "validation"), ("test", "test")) if isinstance(m := files.metrics.get(name), dict)]
+    if rows:
+        sections.append(Section("coco", "COCO metrics", html_table(["set", *(w for _, w in _COCO), "pictures"], rows,
+                                                                   "coco")))
+    name = files.held_out
+    measured = files.metrics.get(name) if name else None
+    if isinstance(measured, dict):
+        per = measured.get("per_class") or {}
+        table = html_table(["class", "AP@[.5:.95]", "recall@100"],
+                           [[label, number(m.get("map"), f"{name}.per_class.{label}.map"),
+                             number(m.get("mar_100"), f"{name}.per_class.{label}.mar_100")] for label, m in per.items()],
+                           "per-class")
+        body = table + _pictures(files, [(f"pr_{name}.png", "precision-recall per class"),
+                                         (f"boxes_{name}.png", "true and predicted boxes")])
+        sections.append(Section("per-class", f"Per class ({name})", body))
+    return sections
+
+
+register_task_sections("detection", _detection)
