@@ -31,11 +31,11 @@ _OUTPUT_NAMES = {"detection": "detections"}
 
 def prepare_dense(run: Any, folder: Path, card: Any, network: Any, weights: dict[str, Any], *, samples: int,
                   calibration: int, evaluation: int) -> Any:
-    """The run's network as a :class:`zoo.export.prepare.Prepared`, validated on its held-out
+    """The run's network as a :class:`zoo.export.prepared.Prepared`, validated on its held-out
     pictures (else the training ones, else generated), int8-calibrated on its training pictures
     and judged on the held-out ones."""
     from zoo.data import make_splits
-    from zoo.export.prepare import _finish, _spread
+    from zoo.export.prepared import finish, spread
     from zoo.runs.options import FinetuneOptions
     from zoo.samples import generated_items
     from zoo.tasks import get_task
@@ -64,7 +64,7 @@ def prepare_dense(run: Any, folder: Path, card: Any, network: Any, weights: dict
         train = [e.item for e in splits.train.examples]
         fields: dict[str, Any] = dict(samples=(items or train)[:samples],
                                       samples_from="the run's validation and test pictures" if items else "the run's "
-                                      "training pictures", calibration=_spread(train, calibration),
+                                      "training pictures", calibration=spread(train, calibration),
                                       calibration_from="the run's training pictures", evaluation=None,
                                       evaluation_from="")
         if items:
@@ -76,7 +76,7 @@ def prepare_dense(run: Any, folder: Path, card: Any, network: Any, weights: dict
                       calibration=[], calibration_from="", evaluation=None, evaluation_from="")
     source = {"model": card.name, "modality": card.modality, "task": task.name, "run": str(folder.resolve()),
               "head": "network", **output.metadata, "levels": [int(n) for n in graph.levels]}
-    prepared = _finish(graph, card, network.backbone, probabilities=False, kind=output.kind,
+    prepared = finish(graph, card, network.backbone, probabilities=False, kind=output.kind,
                        output_name=_OUTPUT_NAMES[output.kind], labels=tuple(run.classes), source=source,
                        weights=weights, notes=notes, home=folder.resolve(), **fields)
     prepared.check = lambda model: kept_agreement(network, model, prepared.samples)
