@@ -1,5 +1,7 @@
 """Pictures of a dense model's answers, for ``zoo predict --out DIR``: each input with its boxes
-drawn (a detector). PIL only: the torch-free runtime's companion."""
+drawn (a detector); each input's mask as a paletted PNG whose pixel values are the class indices
+(a segmenter), or with ``--overlay`` the mask laid over the picture. PIL and numpy only: the
+torch-free runtime's companion."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["annotated", "save_annotated", "PALETTE"]
+__all__ = ["annotated", "save_annotated", "mask_colours", "mask_image", "overlaid", "PALETTE"]
 
 #: One colour per class index (cycled), chosen to stay apart on photographs.
 PALETTE = ((230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
@@ -34,9 +36,60 @@ def annotated(item: Any, prediction: Any, labels: Sequence[str]) -> Any:
     return image
 
 
-def save_annotated(items: Sequence[Any], predictions: Sequence[Any], labels: Sequence[str], folder: str | Path
-                   ) -> list[Path]:
-    """Each input drawn with its answer into ``folder`` as ``NAME.png`` (numbered when names repeat)."""
+#: A mask's colour for its first class (a segmenter's background, by the formats' convention) and
+#: for ignored pixels (255).
+BACKGROUND, IGNORED = (0, 0, 0), (255, 255, 255)
+
+
+def _palette() -> list[int]:
+    """256 RGB colours: index 0 :data:`BACKGROUND`, then :data:`PALETTE` cycled, 255 :data:`IGNORED`."""
+    colours = [BACKGROUND] + [PALETTE[(i - 1) % len(PALETTE)] for i in range(1, 255)] + [IGNORED]
+    return [channel for colour in colours for channel in colour]
+
+
+def mask_colours(mask: Any) -> Any:
+    """A class-index mask (HxW) as an RGB array in the palette :func:`mask_image` writes."""
+    import numpy as np
+
+    return np.asarray(_palette(), dtype=np.uint8).reshape(256, 3)[np.asarray(mask, dtype=np.uint8)]
+
+
+def mask_image(mask: Any) -> Any:
+    """A class-index mask as a paletted PIL image: its pixel values are the class indices (what a
+    program reads back), its palette the classes' colours (what a viewer shows)."""
+    import numpy as np
+    from PIL import Image
+
+    image = Image.fromarray(np.asarray(mask, dtype=np.uint8), mode="P")
+    image.putpalette(_palette())
+    return image
+
+
+def overlaid(item: Any, mask: Any, alpha: float = 0.5) -> Any:
+    """``item`` as an RGB PIL image with its mask's classes laid over it (index 0 left clear)."""
+    import numpy as np
+    from PIL import Image
+
+    from zoo.preprocess import open_image
+
+    pixels = np.asarray(open_image(item), dtype=np.float32)
+    mask = np.asarray(mask)
+    shown = (mask > 0)[..., None]
+    blended = np.where(shown, (1 - alpha) * pixels + alpha * mask_colours(mask), pixels)
+    return Image.fromarray(blended.round().astype(np.uint8))
+
+
+def _picture(item: Any, prediction: Any, labels: Sequence[str], overlay: bool) -> Any:
+    """What ``zoo predict --out`` writes for one input: its mask (or overlay) or its boxes drawn."""
+    if prediction.mask is not None:
+        return overlaid(item, prediction.mask) if overlay else mask_image(prediction.mask)
+    return annotated(item, prediction, labels)
+
+
+def save_annotated(items: Sequence[Any], predictions: Sequence[Any], labels: Sequence[str], folder: str | Path,
+                   *, overlay: bool = False) -> list[Path]:
+    """Each input's answer into ``folder`` as ``NAME.png`` (numbered when names repeat): its boxes
+    drawn, or its mask (laid over it with ``overlay``)."""
     from zoo.atomic import atomic_write_bytes, ensure_folder
 
     folder = ensure_folder(Path(folder), "choose another --out")
@@ -49,6 +102,6 @@ def save_annotated(items: Sequence[Any], predictions: Sequence[Any], labels: Seq
         import io
 
         out = io.BytesIO()
-        annotated(item, prediction, labels).save(out, format="PNG")
+        _picture(item, prediction, labels, overlay).save(out, format="PNG")
         written.append(atomic_write_bytes(path, out.getvalue(), fix="choose another --out"))
     return written

@@ -14,7 +14,9 @@ ONNX viewer:
 ``zoo.kind``                ``classifier`` (probabilities out), ``regression`` (numbers in the
                             targets' units), ``detection`` (a row per anchor point: a box and
                             a score per label, which the runtime selects, suppresses and
-                            scales: ``zoo.postprocess``) or ``embedding``
+                            scales: ``zoo.postprocess``), ``segmentation`` (each label's
+                            score at every pixel, N x labels x H x W: the runtime takes each
+                            pixel's best and scales the mask to the picture) or ``embedding``
 ``zoo.modality``            ``image``, ``text``, or ``audio`` (sounds read by an image network)
 ``zoo.inputs``              input names, JSON list
 ``zoo.output``              output name
@@ -137,7 +139,7 @@ class ModelInfo:
 _TYPES: dict[str, Any] = {"inputs": list[str], "labels": list[str], "preprocessing": dict[str, Any],
                           "source": dict[str, Any], "weights": dict[str, Any], "validation": dict[str, Any],
                           "quantization": dict[str, Any]}
-KINDS = ("classifier", "regression", "detection", "embedding")
+KINDS = ("classifier", "regression", "detection", "segmentation", "embedding")
 #: Bounds that no real model reaches and that keep a damaged file from asking for absurd buffers.
 _MAX_SIDE = 16384
 _MAX_TOKENS = 1 << 20
@@ -176,7 +178,7 @@ def check(info: ModelInfo, where: str = "the model") -> None:
         raise bad("labels", f"a regression names each of its outputs once, got {_show(list(info.labels))}")
     if info.kind == "detection":
         _check_detection(info, bad)
-    if info.kind in ("classifier", "detection"):
+    if info.kind in ("classifier", "detection", "segmentation"):
         if not info.labels:
             raise bad("labels", "a classifier without labels")
         repeated = sorted({label for label in info.labels if info.labels.count(label) > 1})

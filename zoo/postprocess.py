@@ -1,4 +1,8 @@
-"""What an exported detector's raw rows become, in numpy: the boxes a person is shown.
+"""What an exported dense model's raw outputs become, in numpy: the boxes or the mask a person is shown.
+
+A segmentation graph ends in each class's score at every pixel of the network's square; its mask
+is the best class of each pixel, scaled to the picture nearest-neighbour (:func:`mask_in_picture`,
+also what a run's metrics score, so the report's mIoU is the runtime's).
 
 A detection graph (``zoo finetune --task detect``, then ``zoo export``) ends in one row per anchor
 point, ``[x0, y0, x1, y1, score per class]``, boxes decoded in the network's pixels. This module
@@ -18,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["kept_detections", "nms", "picture_size"]
+__all__ = ["kept_detections", "nms", "picture_size", "mask_in_picture", "class_shares"]
 
 
 def nms(boxes: Any, scores: Any, threshold: float) -> Any:
@@ -88,3 +92,24 @@ def picture_size(item: Any) -> tuple[int, int]:
     if hasattr(item, "size") and not hasattr(item, "shape"):
         return tuple(item.size)
     return int(item.shape[1]), int(item.shape[0])
+
+
+def mask_in_picture(mask: Any, size: Sequence[int]) -> Any:
+    """A class-index mask (h, w) of the network's square scaled to a picture of ``size`` (width,
+    height), nearest-neighbour at pixel centres: each of the picture's pixels takes the class of
+    the network pixel its centre falls in."""
+    import numpy as np
+
+    mask = np.asarray(mask)
+    width, height = size
+    rows = np.minimum(((np.arange(height) + 0.5) * mask.shape[0] / height).astype(np.int64), mask.shape[0] - 1)
+    columns = np.minimum(((np.arange(width) + 0.5) * mask.shape[1] / width).astype(np.int64), mask.shape[1] - 1)
+    return mask[rows[:, None], columns[None, :]]
+
+
+def class_shares(mask: Any, count: int) -> Any:
+    """The share of the mask's pixels each of ``count`` classes holds."""
+    import numpy as np
+
+    counts = np.bincount(np.asarray(mask, np.int64).reshape(-1), minlength=count)[:count]
+    return counts / max(1, int(np.asarray(mask).size))

@@ -121,22 +121,29 @@ class Prediction:
     """Top-k classes for one input, best first; for a multi-label model also ``labels``: every label
     whose probability reaches its threshold (none, one or several); for a regression ``values``:
     each target's number, in the units it was trained in (and no ``top``); for a detector
-    ``boxes``: the kept detections, best first (and no ``top``)."""
+    ``boxes``: the kept detections, best first (and no ``top``); for a segmenter ``mask``: each
+    pixel's class index in the picture's own size (HxW uint8) and ``shares``: each class's share
+    of the pixels (and no ``top``)."""
 
     input: str
     top: tuple[tuple[str, float], ...]
     labels: tuple[str, ...] | None = None
     values: tuple[tuple[str, float], ...] | None = None
     boxes: tuple[Box, ...] | None = None
+    mask: np.ndarray | None = field(default=None, repr=False, compare=False)
+    shares: tuple[tuple[str, float], ...] | None = None
 
     @property
     def label(self) -> str:
         if not self.top:
-            raise InputError(f"{self.input}: a {'detector' if self.boxes is not None else 'regression'} predicts "
-                             f"{'boxes' if self.boxes is not None else 'numbers (values)'}, not a label")
+            what = ("a detector predicts boxes" if self.boxes is not None else "a segmenter predicts a mask"
+                    if self.shares is not None else "a regression predicts numbers (values)")
+            raise InputError(f"{self.input}: {what}, not a label")
         return self.top[0][0]
 
     def to_dict(self) -> dict[str, Any]:
+        if self.shares is not None:
+            return {"input": self.input, "shares": {label: round(share, 6) for label, share in self.shares}}
         if self.boxes is not None:
             return {"input": self.input, "boxes": [b.to_dict() for b in self.boxes]}
         if self.values is not None:
@@ -271,19 +278,21 @@ class OnnxModel:
         if info.output not in outputs:
             raise InputError(f"{path}: its metadata names the output {info.output!r} but the graph gives "
                              f"{list(outputs)}; export it again with `zoo export`")
-        width = outputs[info.output][-1] if outputs[info.output] else None
+        shape = outputs[info.output]
+        width = (shape[1] if info.kind == "segmentation" else shape[-1]) if shape else None
         if isinstance(width, int):  # else a dynamic size: checked on the first answer (read())
             self._check_labels(width)
 
     def _check_labels(self, width: int) -> None:
         """A classifier's labels (a regression's target names) name its outputs one for one: fewer
         would fail on an index, more would answer with names the graph never scored; a detector's
-        rows are a box's four numbers, then a score per label."""
+        rows are a box's four numbers, then a score per label; a segmenter scores each label at
+        every pixel."""
         if self.info.kind == "detection" and width != 4 + len(self.info.labels):
             raise InputError(f"{self.path}: its metadata lists {len(self.info.labels)} labels but the graph's rows hold "
                              f"{width - 4} scores after each box; the labels do not belong to this graph: export the "
                              f"model again with `zoo export`")
-        if self.info.kind in ("classifier", "regression") and width != len(self.info.labels):
+        if self.info.kind in ("classifier", "regression", "segmentation") and width != len(self.info.labels):
             what = ("target names", "numbers") if self.info.kind == "regression" else ("labels", "classes")
             raise InputError(f"{self.path}: its metadata lists {len(self.info.labels)} {what[0]} but the graph scores "
                              f"{width} {what[1]}; the {what[0]} do not belong to this graph: export the model again "
@@ -315,17 +324,20 @@ class OnnxModel:
         if self.info.kind == "embedding":
             raise InputError(f"{self.path.name} is an embedding model (no labels): use embed()")
         names = list(names) if names is not None else [_describe(item) for item in items]
-        sizes = [picture_size(item) for item in items] if self.info.kind == "detection" else None
+        sizes = [picture_size(item) for item in items] if self.info.kind in ("detection", "segmentation") else None
         return self.read(self.outputs(items), names, top_k, sizes=sizes)
 
     def read(self, probabilities: np.ndarray, names: Sequence[str], top_k: int = 5,
              sizes: Sequence[tuple[int, int]] | None = None) -> list[Prediction]:
         """Predictions from the graph's probabilities, one row per input (``zoo serve`` runs the
         graph itself, in batches, and reads its rows here like :meth:`predict`); a detector's
-        rows per anchor point become each picture's kept boxes, ``sizes`` its (width, height)."""
+        rows per anchor point become each picture's kept boxes, a segmenter's scores per pixel its
+        mask, ``sizes`` its (width, height)."""
         import numpy as np
 
-        self._check_labels(probabilities.shape[-1])
+        self._check_labels(probabilities.shape[1] if self.info.kind == "segmentation" else probabilities.shape[-1])
+        if self.info.kind == "segmentation":
+            return [self._mask(name, scores, size) for name, scores, size in zip(names, probabilities, sizes or ())]
         if self.info.kind == "detection":
             return [self._boxes(name, rows, size) for name, rows, size in zip(names, probabilities, sizes or ())]
         if self.info.kind == "regression":  # the graph ends in the targets' own units
@@ -350,6 +362,16 @@ class OnnxModel:
                                 size)
         return Prediction(name, (), boxes=tuple(Box(self.info.labels[int(c)], float(s), tuple(float(v) for v in b))
                                                 for b, s, c in zip(found["boxes"], found["scores"], found["labels"])))
+
+    def _mask(self, name: str, scores: np.ndarray, size: tuple[int, int]) -> Prediction:
+        """One picture's mask: the best class of each pixel, scaled to the picture (``zoo.postprocess``)."""
+        import numpy as np
+
+        from zoo.postprocess import class_shares, mask_in_picture
+
+        mask = mask_in_picture(scores.argmax(0).astype(np.uint8), size)
+        shares = class_shares(mask, len(self.info.labels))
+        return Prediction(name, (), mask=mask, shares=tuple((label, float(v)) for label, v in zip(self.info.labels, shares)))
 
     def embed(self, items: Sequence[Any]) -> np.ndarray:
         """One row per input: embeddings (or, for a classifier, its probabilities)."""
@@ -468,8 +490,8 @@ def predict(model: str | Path | OnnxModel, inputs: Sequence[Any], *, top_k: int 
     """Run an exported model on images (paths, folders, globs, arrays) or texts.
 
     Classifiers give top-k labels with probabilities, regressions each target's number, detectors
-    each picture's kept boxes (those scoring at least ``min_score``); embedding models give one
-    row per input.
+    each picture's kept boxes (those scoring at least ``min_score``), segmenters each picture's
+    mask and its classes' shares of the pixels; embedding models give one row per input.
     """
     onnx_model = model if isinstance(model, OnnxModel) else open_model(model, provider=provider)
     if not inputs:

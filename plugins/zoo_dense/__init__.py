@@ -1,6 +1,8 @@
 """zoo plugin: dense tasks. Object detection (``--task detect``) and segmentation on any backbone
 whose card has feature maps, with torchvision's detection and segmentation models on top; the
-COCO JSON, YOLO and Pascal VOC formats; the offline ``pasted-photos`` demo.
+COCO JSON, YOLO and Pascal VOC formats, segmentation masks (a masks folder, VOC's
+SegmentationClass); semantic segmentation (``--task segment``); the offline ``pasted-photos``
+demo (both tasks).
 
 Written exactly as a third-party plugin: it touches zoo only through its public API and hooks
 (tasks through ``register_tasks``, the task contract's dense members), and imports nothing heavy
@@ -13,6 +15,7 @@ from zoo import hookimpl
 
 from zoo_dense.demo import PastedPhotosFormat
 from zoo_dense.formats import CocoFormat, VocFormat, YoloFormat
+from zoo_dense.masks import MaskFolderFormat, VocMasksFormat
 
 
 @hookimpl
@@ -20,11 +23,15 @@ def register_dataset_formats(register):
     register(CocoFormat())
     register(YoloFormat())
     register(VocFormat())
+    register(MaskFolderFormat())
+    register(VocMasksFormat())
     register(PastedPhotosFormat())
 
 
 @hookimpl
 def register_tasks(register):
     from zoo_dense.detection import Detection
+    from zoo_dense.segmentation import Segmentation
 
     register(Detection())
+    register(Segmentation())

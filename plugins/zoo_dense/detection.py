@@ -21,12 +21,12 @@ feature maps.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from zoo import InputError, ZooError
+from zoo import InputError
+from zoo_dense.common import DenseBase, strides_of
 
 __all__ = ["Detection", "LEARNING", "strides_of"]
 
@@ -37,63 +37,23 @@ __all__ = ["Detection", "LEARNING", "strides_of"]
 LEARNING: Mapping[str, Any] = {"unfreeze": 2, "unfreeze_epochs": 8, "backbone_lr": 2e-4}
 
 
-def strides_of(card: Any) -> dict[str, int]:
-    """Each feature's stride: the card's (``features`` with ``stride``, as timm's ``feature_info``
-    gives ``reduction``), else measured once by running the architecture (random weights) on a
-    blank picture."""
-    declared = dict(getattr(card, "strides", None) or {})
-    if declared and all(name in declared for name in card.features):
-        return declared
-    return dict(_measured(card.name, card))
-
-
-_MEASURED: dict[str, tuple[tuple[str, int], ...]] = {}
-
-
-def _measured(name: str, card: Any) -> tuple[tuple[str, int], ...]:
-    if name not in _MEASURED:
-        import torch
-
-        from zoo import load
-
-        side = 256
-        backbone = load(card, features=list(card.features), pretrained=False)
-        with torch.no_grad():
-            out = backbone(torch.zeros(1, 3, side, side))
-        _MEASURED[name] = tuple((feature, round(side / out[feature].shape[-1])) for feature in card.features
-                                if out[feature].dim() == 4)
-    return _MEASURED[name]
-
-
-class Detection:
+class Detection(DenseBase):
     """The detection task (see the module)."""
 
     name = "detection"
     aliases = ("detect",)
     description = "boxes and their classes per picture (COCO JSON, YOLO, VOC): FPN + FCOS on the card's feature maps"
+    making = "boxes"
+    strides = (8, 16, 32)
     metrics = {"map": True, "map_50": True}
-    by_class = False
-    chooses_cut = False
-    epochs = True
+    metric_names = {"map": "mAP@[.5:.95]", "map_50": "mAP@.5"}
     rank_name = "1 - mAP"
     learning = LEARNING
 
     # ----------------------------------------------------------------- options and data
 
-    def check(self, options: Any) -> None:
-        asked = [flag for flag, given in (
-            ("--per-class", options.data.per_class is not None), ("--target", options.data.target is not None),
-            ("--recipe contrastive", options.plan.recipe == "contrastive"), ("--cut", options.plan.cut != "auto"),
-            ("--label-prior always", options.plan.label_prior == "always"), ("--labels", options.plan.labels is not None),
-            ("--class-weight balanced", options.head.class_weight == "balanced"), ("--head mlp", options.head.kind != "linear"),
-            ("--multi-label", options.plan.multi_label == "yes")) if given]
-        if asked:
-            raise ZooError(f"a detection learns boxes with FCOS on the card's feature maps: {', '.join(asked)} "
-                           f"{'does' if len(asked) == 1 else 'do'} not apply (hold data out with --val, --test or "
-                           f"--val-split)")
-        if options.plan.metric not in ("auto", *self.metrics):
-            raise ZooError(f"--metric {options.plan.metric} does not apply to a detection; it takes "
-                           f"{' or '.join(self.metrics)} (COCO mAP@[.5:.95], mAP@.5)")
+    def _refused(self, options: Any) -> list[tuple[str, bool]]:
+        return [("--class-weight balanced", options.head.class_weight == "balanced")]
 
     def claims(self, dataset: Any, options: Any) -> bool:
         return not options.data.target and any(e.fields is not None and "objects" in e.fields
@@ -130,30 +90,7 @@ class Detection:
                            "size": tuple(int(v) for v in example.fields["size"])}
         return Targets(names, values, None, {"names": list(names)})
 
-    def class_weights(self, targets: Any, options: Any) -> None:
-        return None
-
     # ----------------------------------------------------------------- the network
-
-    def input_spec(self, card: Any) -> Any:
-        from dataclasses import replace
-
-        height, width = card.input.size or (224, 224)
-        side = int(math.ceil(max(height, width) / 32) * 32)
-        return replace(card.input, size=(side, side), resize=side, crop_mode="squash")
-
-    def feature_maps(self, card: Any) -> tuple[str, ...]:
-        from zoo_dense.network import STRIDES, pyramid_maps
-
-        if card.modality != "image":
-            raise ZooError(f"model {card.name!r} takes {card.modality}; a detector reads pictures: choose an image model")
-        maps = pyramid_maps(card.features, strides_of(card))
-        if not maps:
-            shown = ", ".join(f"{n} (stride {s})" for n, s in strides_of(card).items()) or "none"
-            raise ZooError(f"model {card.name!r}: a detector reads feature maps at strides "
-                           f"{', '.join(map(str, STRIDES))}, and the card's features are {shown}; choose a model "
-                           f"whose card lists them (zoo show MODEL), or add them to its card")
-        return maps
 
     def network(self, backbone: Any, targets: Any, context: Any) -> Any:
         from zoo_dense.network import build_detector
@@ -176,9 +113,6 @@ class Detection:
 
         return detector_graph(network, tuple(targets_record["input"]["size"]))
 
-    def loss(self, targets: Any, context: Any) -> Any:
-        return _Losses()
-
     # ----------------------------------------------------------------- judging
 
     def judge(self, outputs: Any, values: Any, context: Any) -> Any:
@@ -186,7 +120,7 @@ class Detection:
         from zoo_dense.scoring import average_precision
 
         report = average_precision(outputs, values, context.targets_record["names"], context.card.input.size)
-        return Score(loss=1.0 - report["map"], metric=report[_metric(context)])
+        return Score(loss=1.0 - report["map"], metric=report[self.metric(context)])
 
     def evaluate(self, outputs: Any, targets: Any, choices: Mapping[str, Any]) -> dict[str, Any]:
         from zoo_dense.scoring import average_precision
@@ -201,18 +135,6 @@ class Detection:
 
         write_boxes(folder, name, dataset, outputs, targets, _side(choices))
         draw_pictures(folder / "report" / f"boxes_{name}.png", dataset, outputs, targets, _side(choices))
-
-    def baseline(self, modality: str, labelled: Any, targets: Any, held_out: Mapping[str, tuple[Any, Any]],
-                 context: Any, *, seed: int) -> dict[str, Any] | None:
-        from zoo import scratch_baseline  # the dense tasks' baseline, zoo's own
-
-        return scratch_baseline(self, labelled, targets, held_out, context, seed=seed)
-
-    def compare(self, transfer: Mapping[str, Any], base: dict[str, Any] | None, context: Any) -> str:
-        from zoo import baseline_line
-
-        metric = _metric(context)
-        return baseline_line(dict(transfer), base, metric, _NAMES[metric], higher_is_better=True, points=True)
 
     def lines(self, metrics: Mapping[str, Any]) -> tuple[str, list[str]]:
         summary = ", ".join(f"{name} mAP {m['map']:.3f} mAP@.5 {m['map_50']:.3f} ({m['n']} pictures, "
@@ -241,28 +163,6 @@ class Detection:
                                 if key in network})
 
 
-_NAMES = {"map": "mAP@[.5:.95]", "map_50": "mAP@.5"}
-
-
-def _metric(context: Any) -> str:
-    metric = context.options.plan.metric
-    return "map" if metric in ("auto", None) else metric
-
-
 def _side(choices: Mapping[str, Any]) -> tuple[int, int]:
     """The square the network reads (its record in ``choices.json``)."""
     return tuple(choices["head"]["size"])
-
-
-class _Losses:
-    """FCOS's losses (classification, box regression, centerness), each a mean over the part of
-    the batch a rank saw: summed, times the pictures (the learner divides by the whole batch)."""
-
-    def to(self, device: Any) -> _Losses:
-        return self
-
-    def __call__(self, losses: Mapping[str, Any], targets: Sequence[Any]) -> Any:
-        return sum(losses.values()) * len(targets)
-
-    def weight_of(self, values: Any) -> float:
-        return float(len(values))

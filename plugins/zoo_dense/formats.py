@@ -34,7 +34,8 @@ from typing import Any
 
 from zoo import Dataset, Example, InputError, Problem
 
-__all__ = ["CocoFormat", "YoloFormat", "VocFormat", "TOLERANCE", "IMAGE_SUFFIXES", "dataset_of", "box_problem"]
+__all__ = ["CocoFormat", "YoloFormat", "VocFormat", "TOLERANCE", "IMAGE_SUFFIXES", "dataset_of", "box_problem",
+           "image_size", "require_image", "read_ids"]
 
 #: How far (pixels) a box may stick out of its image before it is a bad box: annotation tools
 #: round, and a box on the edge often ends half a pixel past it.
@@ -64,7 +65,7 @@ def _clipped(box: Sequence[float], size: Sequence[int]) -> list[float]:
             min(max(float(box[2]), 0.0), width), min(max(float(box[3]), 0.0), height)]
 
 
-def _image_size(path: Path) -> tuple[int, int] | None:
+def image_size(path: Path) -> tuple[int, int] | None:
     """(width, height) from the file's header, or None when it cannot be read (zoo's data checks
     then say why, for the example itself)."""
     from PIL import Image
@@ -97,9 +98,9 @@ def _record(name: str, box: Sequence[float], size: Sequence[int], crowd: bool = 
     return record
 
 
-def _require_image(modality: str, what: str) -> None:
+def require_image(modality: str, what: str) -> None:
     if modality != "image":
-        raise InputError(f"{what} holds images with boxes; the model takes {modality}: use an image model")
+        raise InputError(f"{what} holds images; the model takes {modality}: use an image model")
 
 
 # --------------------------------------------------------------------------- COCO
@@ -137,7 +138,7 @@ class CocoFormat:
         return isinstance(data, dict) and "images" in data and "annotations" in data
 
     def load(self, path: str | Path, modality: str) -> Dataset:
-        _require_image(modality, str(path))
+        require_image(modality, str(path))
         return read_coco(Path(path))
 
 
@@ -176,7 +177,7 @@ def read_coco(path: Path, test: Dataset | None = None) -> Dataset:
             file = folder / "images" / name
         size = (image.get("width"), image.get("height"))
         if not all(isinstance(v, int) and v > 0 for v in size):
-            size = _image_size(file)
+            size = image_size(file)
         images[image["id"]] = {"path": file, "where": f"{row} {name!r}", "size": size, "objects": [], "reasons": []}
         order.append(image["id"])
     known = ", ".join(str(k) for k in list(categories)[:8]) + (", ..." if len(categories) > 8 else "")
@@ -243,7 +244,7 @@ class YoloFormat:
         return isinstance(config, dict) and "names" in config and "train" in config
 
     def load(self, path: str | Path, modality: str) -> Dataset:
-        _require_image(modality, str(path))
+        require_image(modality, str(path))
         path = Path(path)
         config = _yaml(path)
         if not isinstance(config, dict):
@@ -319,7 +320,7 @@ def _yolo_split(yaml_path: Path, root: Path, spec: Any, names: Sequence[str], sp
         label = _label_file(image)
         labels_seen.add(label)
         where = str(image)
-        size = _image_size(image)
+        size = image_size(image)
         if size is None:
             rows.append((image, where, {"objects": (), "size": (0, 0)}, []))  # zoo's checks say why
             continue
@@ -390,20 +391,20 @@ class VocFormat:
         return root.is_dir() and (root / "Annotations").is_dir() and (root / "JPEGImages").is_dir()
 
     def load(self, path: str | Path, modality: str) -> Dataset:
-        _require_image(modality, str(path))
+        require_image(modality, str(path))
         root = Path(path)
         lists = root / "ImageSets" / "Main"
         chosen = next((lists / f for f in ("trainval.txt", "train.txt") if (lists / f).is_file()), None)
         every = sorted(p.stem for p in (root / "Annotations").glob("*.xml"))
-        train_ids = _ids(chosen) if chosen else every
-        test_ids = _ids(lists / "test.txt") if chosen and (lists / "test.txt").is_file() else []
+        train_ids = read_ids(chosen) if chosen else every
+        test_ids = read_ids(lists / "test.txt") if chosen and (lists / "test.txt").is_file() else []
         parsed = {key: _voc_file(root, key) for key in [*train_ids, *test_ids]}
         names = sorted({o["class"] for image in parsed.values() for o in image[2]["objects"]} if parsed else set())
         test = _voc_dataset(f"{root} [test]", [parsed[k] for k in test_ids], names) if test_ids else None
         return _voc_dataset(str(root), [parsed[k] for k in train_ids], names, test)
 
 
-def _ids(path: Path) -> list[str]:
+def read_ids(path: Path) -> list[str]:
     return [line.split()[0] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
@@ -422,7 +423,7 @@ def _voc_file(root: Path, key: str) -> tuple[Path, str, dict[str, Any], list[str
     filename = (tree.findtext("filename") or "").strip()
     if filename:
         image = root / "JPEGImages" / filename
-    size = _image_size(image)
+    size = image_size(image)
     declared = (_int(tree.findtext("size/width")), _int(tree.findtext("size/height")))
     size = size or (declared if all(declared) else None)
     if size is None:

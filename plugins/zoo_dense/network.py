@@ -33,12 +33,13 @@ SETTINGS: Mapping[str, Any] = {"detector": "fcos", "width": 64, "convs": 2, "sco
 STRIDES = (8, 16, 32)
 
 
-def pyramid_maps(features: Mapping[str, int], strides: Mapping[str, int]) -> tuple[str, ...]:
-    """The features the pyramid reads: for each of :data:`STRIDES`, the deepest feature at it
+def pyramid_maps(features: Mapping[str, int], strides: Mapping[str, int],
+                 wanted: Sequence[int] = STRIDES) -> tuple[str, ...]:
+    """The features a pyramid reads: for each of ``wanted`` strides, the deepest feature at it
     (input side first); ``strides``: each feature's stride."""
     chosen: dict[int, str] = {}
     for name in features:  # the card lists features input side first
-        if strides.get(name) in STRIDES:
+        if strides.get(name) in wanted:
             chosen[strides[name]] = name
     return tuple(chosen[s] for s in sorted(chosen))
 

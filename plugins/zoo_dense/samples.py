@@ -1,10 +1,11 @@
-"""A detection example as the network takes it: the picture and its boxes transformed together.
+"""A dense example as the network takes it: the picture and its boxes (detection) or its mask
+(segmentation) transformed together.
 
-Augmentation is torchvision.transforms.v2 on a ``tv_tensors.BoundingBoxes`` beside the image, so
-every geometric change moves the boxes with the pixels, and ``SanitizeBoundingBoxes`` drops the
-ones a crop left degenerate. Then the picture is squashed to the network's size by zoo's own
+Augmentation is torchvision.transforms.v2 on a ``tv_tensors.BoundingBoxes`` or ``tv_tensors.Mask``
+beside the image, so every geometric change moves the boxes or the mask with the pixels (a mask
+nearest-neighbour), and ``SanitizeBoundingBoxes`` drops the boxes a crop left degenerate. Then the picture is squashed to the network's size by zoo's own
 preprocessing (:func:`zoo.preprocess.image_array`: the pixels the export and the torch-free
-runtime see) and the boxes are scaled by the same factors. Randomness is the example's seed
+runtime see) and the boxes are scaled by the same factors, the mask resized nearest-neighbour. Randomness is the example's seed
 alone (torch's generator forked), as for every zoo augmentation: a resumed run augments alike.
 """
 
@@ -12,29 +13,45 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["BoxSampler", "box_transform", "trainable"]
+__all__ = ["BoxSampler", "MaskSampler", "box_transform", "mask_transform", "trainable"]
 
 
-def box_transform(policy: str, size: tuple[int, int]) -> Any:
-    """The v2 transform of ``policy`` for a PIL picture of ``size`` (width, height) with its boxes
-    (a dict with ``boxes`` and ``labels``); None for ``none``. ``light``: a horizontal flip, a
-    random crop of 60-100% of the area (boxes cut with it), a mild colour jitter;
-    ``trivialaugment`` and ``randaugment``: torchvision's policies, which move boxes too."""
+def _steps(policy: str, size: tuple[int, int]) -> list[Any] | None:
+    """The v2 steps of ``policy`` for a PIL picture of ``size`` (width, height), moving whatever
+    tv_tensors go with it (boxes, masks); None for ``none``. ``light``: a horizontal flip, a
+    random crop of 60-100% of the area, a mild colour jitter; ``trivialaugment`` and
+    ``randaugment``: torchvision's policies, which move boxes and masks too."""
     from torchvision.transforms import v2
 
     if policy == "none":
         return None
     if policy == "light":
-        steps = [v2.RandomHorizontalFlip(0.5),
-                 v2.RandomResizedCrop((size[1], size[0]), scale=(0.6, 1.0), ratio=(3 / 4, 4 / 3), antialias=True),
-                 v2.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2)]
-    elif policy == "trivialaugment":
-        steps = [v2.TrivialAugmentWide()]
-    elif policy == "randaugment":
-        steps = [v2.RandAugment()]
-    else:
-        raise ValueError(f"unknown augmentation {policy!r}")
-    return v2.Compose([*steps, v2.ClampBoundingBoxes(), v2.SanitizeBoundingBoxes(min_size=2)])
+        return [v2.RandomHorizontalFlip(0.5),
+                v2.RandomResizedCrop((size[1], size[0]), scale=(0.6, 1.0), ratio=(3 / 4, 4 / 3), antialias=True),
+                v2.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2)]
+    if policy == "trivialaugment":
+        return [v2.TrivialAugmentWide()]
+    if policy == "randaugment":
+        return [v2.RandAugment()]
+    raise ValueError(f"unknown augmentation {policy!r}")
+
+
+def box_transform(policy: str, size: tuple[int, int]) -> Any:
+    """The v2 transform of ``policy`` (:func:`_steps`) for a picture with its boxes (a dict with
+    ``boxes`` and ``labels``), boxes a crop left degenerate dropped; None for ``none``."""
+    from torchvision.transforms import v2
+
+    steps = _steps(policy, size)
+    return None if steps is None else v2.Compose([*steps, v2.ClampBoundingBoxes(), v2.SanitizeBoundingBoxes(min_size=2)])
+
+
+def mask_transform(policy: str, size: tuple[int, int]) -> Any:
+    """The v2 transform of ``policy`` (:func:`_steps`) for a picture with its ``tv_tensors.Mask``
+    (nearest-neighbour, never blended); None for ``none``."""
+    from torchvision.transforms import v2
+
+    steps = _steps(policy, size)
+    return None if steps is None else v2.Compose(steps)
 
 
 def trainable(value: Any) -> tuple[Any, Any]:
@@ -88,3 +105,41 @@ class BoxSampler:
 
         images, targets = zip(*batch)
         return torch.stack(images), list(targets)
+
+
+class MaskSampler:
+    """``(item, value, seed, policy) -> (CHW tensor, {"mask"})`` for images read at ``spec``
+    (squashed): the class-index mask (:func:`zoo_dense.masks.decode`, all ignore without a value)
+    moved with the picture, then scaled to the network's size as the runtime scales masks back
+    (:func:`zoo.postprocess.mask_in_picture`), uint8.
+    Picklable, for loader processes."""
+
+    def __init__(self, spec: Any, classes: int) -> None:
+        self.spec, self.classes = spec, classes
+
+    def __call__(self, item: Any, value: Any, seed: int, policy: str) -> tuple[Any, dict[str, Any]]:
+        import numpy as np
+        import torch
+
+        from zoo import image_array, open_image
+        from zoo.postprocess import mask_in_picture
+        from zoo_dense.masks import IGNORE, decode
+
+        image = open_image(item)
+        mask = (decode(value, self.classes) if value is not None
+                else np.full((image.size[1], image.size[0]), IGNORE, np.uint8))
+        transform = mask_transform(policy, image.size) if seed >= 0 else None
+        if transform is not None:
+            from torchvision import tv_tensors
+
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                image, moved = transform(image, tv_tensors.Mask(torch.from_numpy(mask)))
+            mask = moved.numpy().astype(np.uint8)
+        height, width = self.spec.size
+        resized = np.ascontiguousarray(mask_in_picture(mask, (width, height)))
+        return torch.from_numpy(image_array(image, self.spec)), {"mask": torch.from_numpy(resized)}
+
+    @staticmethod
+    def collate(batch: list[tuple[Any, dict[str, Any]]]) -> tuple[Any, list[dict[str, Any]]]:
+        return BoxSampler.collate(batch)

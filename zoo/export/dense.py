@@ -1,8 +1,9 @@
-"""Exporting a dense task's run (``zoo.tasks.contract.DenseTask``: a detector): its graph of raw
-outputs, the post-processing the runtime repeats from the metadata, and the checks that the
-exported file answers as the PyTorch network does.
+"""Exporting a dense task's run (``zoo.tasks.contract.DenseTask``: a detector, a segmenter): its
+graph of raw outputs, the post-processing the runtime repeats from the metadata, and the checks
+that the exported file answers as the PyTorch network does.
 
-- The graph is the task's (:meth:`DenseTask.graph`): pictures in, a row per anchor point out.
+- The graph is the task's (:meth:`DenseTask.graph`): pictures in, a row per anchor point out (a
+  detector), each class's score at every pixel (a segmenter).
 - Beyond the element-wise check every export gets (onnxruntime's raw rows against PyTorch's),
   :func:`kept_agreement` compares what a person is shown: the runtime's kept detections
   (``zoo.postprocess``, through :meth:`zoo.runtime.OnnxModel.predict`) with the PyTorch network's
@@ -10,7 +11,10 @@ exported file answers as the PyTorch network does.
   within :data:`BOX_TOLERANCE` pixels of the picture and scores within :data:`SCORE_TOLERANCE`
   (a detection within :data:`SCORE_TOLERANCE` of the score threshold may fall either side: it
   is left out of the comparison).
-- int8 is judged by the task's metric on the run's held-out pictures (mAP points).
+- A segmenter's masks (:func:`mask_agreement`): the runtime's mask of each sample, scaled to
+  the picture, against the PyTorch network's scaled the same way: the same class on at least
+  :data:`MASK_AGREEMENT` of every picture's pixels.
+- int8 is judged by the task's metric on the run's held-out pictures (mAP or mIoU points).
 """
 
 from __future__ import annotations
@@ -21,12 +25,15 @@ from typing import Any
 
 from zoo.errors import InputError, ValidationError
 
-__all__ = ["prepare_dense", "kept_agreement", "BOX_TOLERANCE", "SCORE_TOLERANCE"]
+__all__ = ["prepare_dense", "kept_agreement", "mask_agreement", "BOX_TOLERANCE", "SCORE_TOLERANCE", "MASK_AGREEMENT"]
 
 BOX_TOLERANCE = 0.5
 SCORE_TOLERANCE = 1e-3
+#: The share of each picture's pixels on which an exported segmenter must give PyTorch's class
+#: (a pixel whose two best classes tie within float error may go either way).
+MASK_AGREEMENT = 0.999
 #: What the graph's one output is called, per kind of answer.
-_OUTPUT_NAMES = {"detection": "detections"}
+_OUTPUT_NAMES = {"detection": "detections", "segmentation": "scores"}
 
 
 def prepare_dense(run: Any, folder: Path, card: Any, network: Any, weights: dict[str, Any], *, samples: int,
@@ -75,11 +82,13 @@ def prepare_dense(run: Any, folder: Path, card: Any, network: Any, weights: dict
         fields = dict(samples=generated_items(card, samples, seed=1), samples_from="generated (no run data)",
                       calibration=[], calibration_from="", evaluation=None, evaluation_from="")
     source = {"model": card.name, "modality": card.modality, "task": task.name, "run": str(folder.resolve()),
-              "head": "network", **output.metadata, "levels": [int(n) for n in graph.levels]}
+              "head": "network", **output.metadata,
+              **({"levels": [int(n) for n in graph.levels]} if hasattr(graph, "levels") else {})}
     prepared = finish(graph, card, network.backbone, probabilities=False, kind=output.kind,
                        output_name=_OUTPUT_NAMES[output.kind], labels=tuple(run.classes), source=source,
                        weights=weights, notes=notes, home=folder.resolve(), **fields)
-    prepared.check = lambda model: kept_agreement(network, model, prepared.samples)
+    agreement, _ = _KINDS[output.kind]
+    prepared.check = lambda model: agreement(network, model, prepared.samples)
     if judged is not None:
         metric = options.plan.metric if options.plan.metric in task.metrics else next(iter(task.metrics))
         truth = Targets(tuple(run.classes), judged[1], None, record)
@@ -89,15 +98,24 @@ def prepare_dense(run: Any, folder: Path, card: Any, network: Any, weights: dict
 
 
 def _metric(task: Any, model: Any, items: Sequence[Any], truth: Any, choices: Any, metric: str) -> float:
-    """The task's metric of the exported file's kept detections (in the network's pixels, as the
-    task scores a run) on ``items``."""
+    """The task's metric of the exported file's answers (in the network's pixels, as the task
+    scores a run) on ``items``."""
+    _, answer = _KINDS[model.info.kind]
+    answers = [answer(out, model.info) for out in model.outputs(items, batch_size=8)]
+    return float(task.evaluate(answers, truth, choices)[metric])
+
+
+def _kept(rows: Any, info: Any) -> dict[str, Any]:
+    """A detector's answer as its network gives it: the kept detections in the network's pixels."""
     from zoo.postprocess import kept_detections
 
-    info = model.info
     side = info.preprocessing["size"]
-    answers = [kept_detections(rows, info.source["levels"], info.source, side, (side[1], side[0]))
-               for rows in model.outputs(items, batch_size=8)]
-    return float(task.evaluate(answers, truth, choices)[metric])
+    return kept_detections(rows, info.source["levels"], info.source, side, (side[1], side[0]))
+
+
+def _best(scores: Any, info: Any) -> dict[str, Any]:
+    """A segmenter's answer as its network gives it: the best class of each pixel of its square."""
+    return {"mask": scores.argmax(0).astype("uint8")}
 
 
 def kept_agreement(network: Any, model: Any, items: Sequence[Any]) -> dict[str, Any]:
@@ -146,3 +164,34 @@ def kept_agreement(network: Any, model: Any, items: Sequence[Any]) -> dict[str, 
 def _differ(where: str, what: str) -> ValidationError:
     return ValidationError(f"{where}: the exported detector keeps other boxes than PyTorch ({what}); nothing was "
                            f"written. Please report it")
+
+
+def mask_agreement(network: Any, model: Any, items: Sequence[Any]) -> dict[str, Any]:
+    """The runtime's masks against the PyTorch network's on ``items``, both in the picture's pixels
+    (see the module); a ValidationError when a picture agrees on less than :data:`MASK_AGREEMENT`."""
+    import numpy as np
+    import torch
+
+    from zoo.postprocess import mask_in_picture
+
+    feeds = model.encode(list(items))
+    pixels = torch.from_numpy(feeds[model.info.inputs[0]])
+    network.eval()
+    with torch.no_grad():
+        reference = [a["mask"].numpy() for i in range(0, len(pixels), 8) for a in network(pixels[i:i + 8])]
+    shares = []
+    for answer, predicted in zip(reference, model.predict(list(items))):
+        height, width = predicted.mask.shape
+        shares.append(float(np.mean(mask_in_picture(answer, (width, height)) == predicted.mask)))
+    worst = min(shares) if shares else 1.0
+    if worst < MASK_AGREEMENT:
+        where = [str(i) for i, s in zip(items, shares) if s == worst][0]
+        raise ValidationError(f"{where}: the exported segmenter gives PyTorch's class on {worst:.2%} of its pixels "
+                              f"(at least {MASK_AGREEMENT:.1%} required); nothing was written. Please report it")
+    return {"pictures": len(shares), "worst_agreement": round(worst, 6),
+            "mean_agreement": round(float(np.mean(shares)) if shares else 1.0, 6), "required": MASK_AGREEMENT}
+
+
+#: Per kind of answer: the check of the exported file against PyTorch, and its raw output as the
+#: network's own answer (what the task's metrics score).
+_KINDS = {"detection": (kept_agreement, _kept), "segmentation": (mask_agreement, _best)}
