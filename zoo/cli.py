@@ -702,22 +702,25 @@ def export_cmd(ctx: click.Context, source: str, out: str | None, quantize: str |
 @click.option("--top-k", "-k", type=int, default=5, show_default=True, help="Labels per input.")
 @click.option("--provider", help="cpu, cuda, tensorrt or an onnxruntime provider name (default: best available).")
 @click.option("--out", type=click.Path(), help="Embedding models: save the embeddings as .npy; detectors: a folder "
-                                           "of the pictures with their boxes drawn (PNG).")
+                                           "of the pictures with their boxes drawn (PNG); segmenters: a folder of "
+                                           "masks, one PNG per picture (pixel values: class indices).")
+@click.option("--overlay", is_flag=True, help="Segmenters: with --out, write each picture with its mask laid over it.")
 @click.option("--min-score", type=click.FloatRange(0, 1), default=0.3, show_default=True,
               help="Detectors: show boxes scoring at least this (0: every box the model kept).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def predict_cmd(model: str, inputs: tuple[str, ...], texts_file: str | None, top_k: int, provider: str | None,
-                out: str | None, min_score: float, as_json: bool) -> None:
+                out: str | None, overlay: bool, min_score: float, as_json: bool) -> None:
     """Run an exported MODEL on images (files, folders, globs) or texts, with onnxruntime only."""
     from zoo.runtime import predict, read_texts
 
     items = list(inputs) + (read_texts(texts_file) if texts_file else [])
     result = predict(model, items, top_k=top_k, provider=provider, min_score=min_score)
     boxes = any(p.boxes is not None for p in result.predictions)
-    if out is not None and boxes:
+    masks = any(p.shares is not None for p in result.predictions)
+    if out is not None and (boxes or masks):
         from zoo.drawing import save_annotated
 
-        written = save_annotated(result.inputs, result.predictions, result.info.labels, out)
+        written = save_annotated(result.inputs, result.predictions, result.info.labels, out, overlay=overlay)
     elif out is not None:
         if result.embeddings is None:
             raise click.UsageError("--out saves embeddings (or a detector's pictures); this model is a classifier "
@@ -739,6 +742,12 @@ def predict_cmd(model: str, inputs: tuple[str, ...], texts_file: str | None, top
         click.echo(table(["input", "label", "score", "box (x0 y0 x1 y1)"], rows))
         if out is not None:
             click.echo(f"drew {len(written)} pictures with their boxes in {out}")
+    elif masks:  # a segmenter: each picture's classes by their share of its pixels
+        rows = [[p.input if i == 0 else "", label, f"{share:.2%}"] for p in result.predictions
+                for i, (label, share) in enumerate(sorted(p.shares or (), key=lambda pair: -pair[1])) if share > 0]
+        click.echo(table(["input", "label", "pixels"], rows))
+        if out is not None:
+            click.echo(f"wrote {len(written)} {'overlays' if overlay else 'masks'} in {out}")
     elif any(p.values is not None for p in result.predictions):  # a regression: numbers by target
         rows = [[p.input if i == 0 else "", target, f"{value:.6g}"] for p in result.predictions
                 for i, (target, value) in enumerate(p.values or ())]

@@ -4,7 +4,7 @@ A section is an id, a title and HTML (``markupsafe.Markup``: every value from th
 escaped on the way in). The sections every run has (the plan, curves, metrics, the baseline, the
 gallery, heatmaps) are built in :mod:`zoo.report.page`; what depends on the task (a classifier's
 per-class table and confusion matrix, a multi-label run's per-label table; a regressor's
-predicted-against-true plot, a detector's boxes, a segmenter's masks when those tasks arrive) is
+predicted-against-true plot, a detector's boxes, a segmenter's masks) is
 contributed here per task name::
 
     from zoo.report.sections import Section, register_task_sections
@@ -209,3 +209,30 @@ def _detection(files: RunFiles) -> list[Section]:
 
 
 register_task_sections("detection", _detection)
+
+
+# --------------------------------------------------------------------------- segmentation
+
+
+def _segmentation(files: RunFiles) -> list[Section]:
+    """A segmenter's mIoU and pixel accuracy per held-out set, IoU per class, the held-out pictures
+    it got most wrong beside their true and predicted masks, and the pixel confusion matrix."""
+    sections = []
+    rows = [[word, number(m.get("miou"), f"{name}.miou"), number(m.get("pixel_accuracy"), f"{name}.pixel_accuracy"),
+             number(m.get("n"), f"{name}.n")]
+            for name, word in (("val", "validation"), ("test", "test")) if isinstance(m := files.metrics.get(name), dict)]
+    if rows:
+        sections.append(Section("pixels", "Pixel metrics", html_table(["set", "mIoU", "pixel accuracy", "pictures"],
+                                                                       rows, "pixels")))
+    name = files.held_out
+    measured = files.metrics.get(name) if name else None
+    if isinstance(measured, dict):
+        table = html_table(["class", "IoU"], [[label, number(v, f"{name}.iou.{label}")]
+                                              for label, v in (measured.get("iou") or {}).items()], "per-class")
+        body = table + _pictures(files, [(f"masks_{name}.png", "pictures, true and predicted masks"),
+                                         (f"confusion_{name}.png", "pixel confusion matrix")])
+        sections.append(Section("per-class", f"Per class ({name})", body))
+    return sections
+
+
+register_task_sections("segmentation", _segmentation)

@@ -128,9 +128,9 @@ def open_served(spec: ModelSpec, *, provider: str | None = None, threads: int | 
     if signature(spec.path) != guard.stat:  # replaced while it was being opened
         raise InputError(f"{spec.path}: the file changed while it was being loaded; wait for whatever writes it "
                          f"to finish and start again")
-    if model.info.kind not in ("classifier", "regression", "detection", "embedding"):
+    if model.info.kind not in ("classifier", "regression", "detection", "segmentation", "embedding"):
         raise InputError(f"{spec.path}: a {model.info.kind!r} model, and zoo serve runs classifiers, regressions, "
-                         f"detectors and embedding models; upgrade zoo")
+                         f"detectors, segmenters and embedding models; upgrade zoo")
     if model.info.modality == "text":
         model.encode.tokenizer  # noqa: B018 - read and checked against its sha256 now
     elif model.info.preprocessing.get("front_end"):
