@@ -234,3 +234,193 @@ def test_the_pixel_scores_are_iou_and_accuracy():
     assert measured["pixel_accuracy"] == pytest.approx(5 / 7)
     assert measured["iou"] == pytest.approx({"background": 2 / 4, "disc": 2 / 3, "square": 1 / 2})
     assert measured["miou"] == pytest.approx((1 / 2 + 2 / 3 + 1 / 2) / 3)
+
+
+# --------------------------------------------------------------------------- a real run (slow)
+
+
+def _finetune(tmp_path: Path, data: dict[str, Path], *more: str) -> list[str]:
+    """`zoo finetune --task segment` of the small card: an epoch on the maps, one with the top stage."""
+    return ["--registry", str(small_card(tmp_path)), "finetune", MODEL, "--data", str(data["train"]), "--test",
+            str(data["test"]), "--task", "segment", "--unfreeze", "1", "--unfreeze-epochs", "1", "--batch-size", "8",
+            "--seed", "0", "--quiet", *more]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("shapes")
+    return {"train": write_folder(folder / "train", pictures(12, seed=10)),
+            "test": write_folder(folder / "test", pictures(4, seed=11))}
+
+
+@pytest.fixture(scope="module")
+def trained(data, tmp_path_factory) -> dict[str, Path]:
+    """One run by the CLI, exported: the slow tests share it (the kill -9 test resumes to it)."""
+    folder = tmp_path_factory.mktemp("run")
+    env = {"ZOO_HOME": str(folder / "home")}
+    done = run_zoo(*_finetune(folder, data), "--out", str(folder / "run"), env=env, timeout=900)
+    assert done.returncode == 0, done.stderr
+    exported = run_zoo("export", str(folder / "run"), env=env, timeout=600)
+    assert exported.returncode == 0, exported.stderr
+    return {"run": folder / "run", "model": folder / "run" / "model.onnx", "home": folder / "home", "env": env,
+            "folder": folder}
+
+
+@pytest.mark.slow
+def test_a_run_writes_pixel_metrics_pictures_and_its_baseline(trained):
+    run = zoo.open_run(trained["run"])
+    test = run.metrics["test"]
+    assert set(test) >= {"miou", "iou", "pixel_accuracy", "confusion", "n", "pixels"}
+    assert test["n"] == 4 and set(test["iou"]) == set(CLASSES) and 0 <= test["miou"] <= 1
+    assert np.asarray(test["confusion"]).shape == (3, 3) and np.asarray(test["confusion"]).sum() == test["pixels"]
+    assert run.task_name == "segmentation" and run.classes == CLASSES and run.choices["head"]["segmenter"] == "fpn"
+    assert [r["phase"] for r in run.history] == [0, 1]
+    assert "mIoU" in run.metrics["baseline_line"]
+    for name in ("masks_test.png", "confusion_test.png", "masks_val.png", "index.html"):
+        assert (trained["run"] / "report" / name).is_file(), name
+    page = (trained["run"] / "report" / "index.html").read_text()
+    assert 'id="pixels"' in page and "pixel confusion matrix" in page
+    lines = [json.loads(line) for line in (trained["run"] / "report" / "predictions.jsonl").read_text().splitlines()]
+    assert {line["set"] for line in lines} == {"val", "test"} and all("miou" in line for line in lines)
+
+
+@pytest.mark.slow
+def test_predict_without_torch_agrees_with_pytorch_on_every_test_picture(trained, data):
+    """`zoo predict --out --json` in a process where torch cannot be imported: one mask PNG per
+    picture, equal to the run's network in PyTorch (scaled to the picture) on >= 99.9% of pixels."""
+    import torch
+    from PIL import Image
+
+    from zoo.postprocess import mask_in_picture
+    from zoo.preprocess import image_array
+
+    info = zoo.open_model(trained["model"]).info
+    assert info.kind == "segmentation" and info.validation["answers"]["worst_agreement"] >= 0.999
+    images = sorted((data["test"] / "images").glob("*.png"))
+    out = trained["folder"] / "masks"
+    script = f"""
+import sys
+class NoTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "torchvision", "transformers", "timm"):
+            raise ImportError("torch is not installed here")
+sys.meta_path.insert(0, NoTorch())
+from zoo.cli import main
+try:
+    main(["predict", {str(trained['model'])!r}, *{[str(p) for p in images]!r}, "--json", "--out", {str(out)!r}])
+except SystemExit as exit:
+    assert exit.code in (0, None), exit.code
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision", "transformers", "timm", "onnx"))
+print("HEAVY", heavy, file=sys.stderr)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          env={**__import__("os").environ, **trained["env"]})
+    assert done.returncode == 0, done.stderr
+    assert "HEAVY []" in done.stderr
+    predicted = json.loads(done.stdout)["predictions"]
+    network = zoo.open_run(trained["run"]).load_model()
+    spec = zoo.open_run(trained["run"]).card().input
+    for picture, answer in zip(images, predicted):
+        mask = np.asarray(Image.open(out / picture.name))
+        with torch.no_grad():
+            reference = network(torch.from_numpy(image_array(picture, spec))[None])[0]["mask"].numpy()
+        assert mask.shape == (SIDE, SIDE)
+        assert (mask == mask_in_picture(reference, (SIDE, SIDE))).mean() >= 0.999, picture
+        shares = np.bincount(mask.reshape(-1), minlength=3) / mask.size
+        assert answer["shares"] == pytest.approx(dict(zip(CLASSES, shares)), abs=1e-6)
+
+
+@pytest.mark.slow
+def test_predict_overlays_and_serve_answers_as_predict_json(trained, data, tmp_path):
+    pictures = sorted((data["test"] / "images").glob("00[01].png"))
+    done = run_zoo("predict", str(trained["model"]), *map(str, pictures), "--out", str(tmp_path / "over"),
+                   "--overlay", env=trained["env"])
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in (tmp_path / "over").iterdir()) == [p.name for p in pictures]
+    from PIL import Image
+
+    assert Image.open(tmp_path / "over" / pictures[0].name).mode == "RGB" and "pixels" in done.stdout
+    from starlette.testclient import TestClient
+
+    from zoo.runtime import predict
+    from zoo.serve import ServeSettings, prepare
+
+    expected = predict(trained["model"], [str(pictures[0])]).to_dict()["predictions"][0]["shares"]
+    running = prepare([f"shapes={trained['model']}"], ServeSettings(port=0))
+    try:
+        with TestClient(running.app) as client:
+            answer = client.post("/v1/models/shapes:predict", content=pictures[0].read_bytes(),
+                                 headers={"content-type": "image/png"})
+    finally:
+        running.sock.close()
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["predictions"][0]["shares"] == expected
+
+
+@pytest.mark.slow
+def test_a_killed_segmentation_run_resumes_to_the_straight_runs_weights(trained, data, tmp_path):
+    import torch
+
+    killed = tmp_path / "killed"
+    args = [*_finetune(tmp_path, data), "--out", str(killed)]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ZOO_HOME", str(trained["home"]))
+        kill_when_written(args, killed / "checkpoints" / "epoch-0001.pt")
+        assert not (killed / "checkpoints" / "final.pt").exists(), "the run finished before it could be killed"
+        resumed = run_zoo("finetune", "--resume", str(killed), "--quiet", timeout=900)
+    assert resumed.returncode == 0, resumed.stderr
+    a = torch.load(trained["run"] / "checkpoints" / "final.pt", weights_only=True)
+    b = torch.load(killed / "checkpoints" / "final.pt", weights_only=True)
+    assert a["head"] and a["best"] == b["best"]
+    for part in ("head", "body"):
+        assert a[part].keys() == b[part].keys()
+        for key in a[part]:
+            torch.testing.assert_close(a[part][key], b[part][key], atol=1e-5, rtol=1e-4)
+    assert zoo.open_run(trained["run"]).metrics["test"]["miou"] == pytest.approx(
+        zoo.open_run(killed).metrics["test"]["miou"], abs=1e-6)
+
+
+# --------------------------------------------------------------------------- torchvision's segmentation cards
+
+
+def test_torchvisions_segmentation_weights_have_cards_with_their_miou_and_strides():
+    names = {c.name: c for c in zoo.list_models(task="semantic-segmentation")}
+    assert set(names) == {"deeplabv3_mobilenet_v3_large", "deeplabv3_resnet50", "deeplabv3_resnet101", "fcn_resnet50",
+                          "fcn_resnet101", "lraspp_mobilenet_v3_large"}
+    card = names["deeplabv3_resnet50"]
+    assert card.metric("miou") == 66.4 and card.metric("pixel_acc") == 92.4 and card.head == "classifier"
+    assert dict(card.strides) == {"backbone.layer1": 4, "backbone.layer4": 8}  # dilated: layer2-4 at stride 8
+    from zoo.tasks import get_task
+
+    assert get_task("segment").feature_maps(card) == ("backbone.layer1", "backbone.layer4")
+
+
+def test_a_segmentation_card_through_zoo_segments_as_torchvisions_own_model():
+    """zoo's adapter builds a segmentation card's network as torchvision's builder does for its
+    weights (random weights offline, loaded into both): the same scores; and zoo's cut inside its
+    backbone gives that backbone's own maps."""
+    from unittest import mock
+
+    import torch
+    import torchvision
+
+    from zoo.plugins import get_host
+
+    card = zoo.get_card("lraspp_mobilenet_v3_large")
+    weights = torchvision.models.get_weight(card.source.get("weights"))
+    ours = get_host().adapters()["torchvision"].value.build(card, None)
+    torch.manual_seed(0)
+    state = {k: v + 0.01 * torch.randn_like(v) if v.is_floating_point() else v for k, v in ours.state_dict().items()}
+    ours.load_state_dict(state)
+    with mock.patch.object(type(weights), "get_state_dict", lambda *a, **k: state):
+        theirs = torchvision.models.get_model("lraspp_mobilenet_v3_large", weights=weights).eval()
+    pictures = torch.rand(2, 3, 96, 128, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        found, reference = ours(pictures)["out"], theirs(pictures)["out"]
+        backbone = zoo.load(card, pretrained=False, features=list(card.features))
+        backbone.body.load_state_dict({k: v for k, v in state.items() if k.startswith("backbone.")})
+        maps = backbone(pictures)
+        own = theirs.backbone(pictures)
+    assert found.shape == (2, 21, 96, 128)
+    torch.testing.assert_close(found, reference)
+    torch.testing.assert_close(maps["backbone.16"], own["high"])  # LR-ASPP's stride-16 map

@@ -23,7 +23,7 @@ class TorchvisionAdapter:
 
         from zoo_torchvision.families import after_load, pretrained_kwargs
 
-        from zoo_torchvision.detection import build, is_detector
+        from zoo_torchvision.detection import build, is_dense
 
         arch = card.adapter.get("arch")
         try:
@@ -31,7 +31,7 @@ class TorchvisionAdapter:
                 else None
         except (ValueError, KeyError, AttributeError):
             weights = None  # a card of another source (a URL, a file) names no enum: the plain builder
-        if weights is not None and is_detector(arch):  # a detector: as its builder makes it for the weights
+        if weights is not None and is_dense(arch):  # a detector or segmenter: as its builder makes it for the weights
             network = build(arch, weights)
             if fetched is not None:
                 load_into(network, weights_file(fetched), model=card.name, options=card.adapter.options)
@@ -51,7 +51,8 @@ class TorchvisionAdapter:
 
         from zoo_torchvision.detection import body_path
 
-        if hasattr(model, "backbone") and hasattr(model, "transform"):  # a detector: cut inside its backbone's body
+        if hasattr(model, "backbone") and (hasattr(model, "transform") or hasattr(model, "classifier")):
+            # a detector or segmenter: cut inside its backbone's body
             return _Within(body_path(model), model.get_submodule(body_path(model)), nodes)
         try:
             return create_feature_extractor(model, return_nodes={n: n for n in nodes})
@@ -85,7 +86,7 @@ def _Within(path: str, body, nodes: Sequence[str]):  # noqa: N802 - a module fac
                 holder.add_module(part, nn.Module())
                 holder = holder.get_submodule(part)
             holder.add_module(last, create_feature_extractor(body, return_nodes={n[len(prefix):]: n for n in nodes}))
-            self._extract = holder.get_submodule(last)
+            self.__dict__["_extract"] = holder.get_submodule(last)  # not registered twice: one name per weight
 
         def forward(self, x):
             return self._extract(x)

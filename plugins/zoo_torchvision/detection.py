@@ -33,7 +33,8 @@ from torchvision.models.feature_extraction import create_feature_extractor
 from zoo import render_catalogue, write_catalogue
 from zoo_torchvision.source import hash_prefix
 
-__all__ = ["CATALOG", "detection_cards", "body_path", "build", "is_detector", "GENERATED_BY", "main"]
+__all__ = ["CATALOG", "detection_cards", "body_path", "build", "is_detector", "is_dense", "cut_points", "GENERATED_BY",
+           "main"]
 
 CATALOG = Path(__file__).with_name("detection.json")
 GENERATED_BY = "python -m zoo_torchvision.detection"
@@ -54,6 +55,12 @@ def is_detector(arch: str) -> bool:
     return arch in torchvision.models.list_models(module=torchvision.models.detection)
 
 
+def is_dense(arch: str) -> bool:
+    """Whether ``arch`` is one of torchvision's detection or segmentation builders: a network
+    built whole for its weights (their classes, an auxiliary head) and cut inside its backbone."""
+    return is_detector(arch) or arch in torchvision.models.list_models(module=torchvision.models.segmentation)
+
+
 def build(arch: str, weights: Any) -> torch.nn.Module:
     """The detector torchvision's builder makes for ``weights`` (a pretrained backbone's frozen
     BatchNorm, the weights' categories), in eval mode, without downloading or loading the file:
@@ -67,8 +74,31 @@ def build(arch: str, weights: Any) -> torch.nn.Module:
 
 
 def body_path(network: torch.nn.Module) -> str:
-    """Where a detector's backbone network is: ``backbone.body`` or ``backbone.features``."""
-    return "backbone.body" if hasattr(network.backbone, "body") else "backbone.features"
+    """Where a detector's or segmenter's backbone network is: ``backbone.body``, ``backbone.features``
+    (SSD), or ``backbone`` itself (a segmentation model's layer getter)."""
+    if hasattr(network.backbone, "body"):
+        return "backbone.body"
+    return "backbone.features" if hasattr(network.backbone, "features") else "backbone"
+
+
+def cut_points(network: torch.nn.Module, side: int) -> tuple[str, list[str], dict[str, tuple[int, ...]], dict[int, str]]:
+    """Where a dense network (on the meta device) is cut: its body's path, the body's children that
+    own parameters (the stages), each one's output shape for a ``side`` square, and the last
+    stage at each of :data:`STRIDES`."""
+    path = body_path(network)
+    body = network.get_submodule(path)
+    children = [name for name, child in body.named_children() if any(True for _ in child.parameters())
+                and not isinstance(child, torch.nn.modules.batchnorm._BatchNorm)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        shapes = {name: tuple(value.shape) for name, value in create_feature_extractor(
+            body, return_nodes={n: n for n in children})(torch.empty(1, 3, side, side, device="meta")).items()}
+    by_stride: dict[int, str] = {}
+    for name in children:
+        stride = 2 ** round(math.log2(side / shapes[name][2]))
+        if stride in STRIDES:
+            by_stride[stride] = name
+    return path, children, shapes, by_stride
 
 
 def _weights() -> list[tuple[str, Any]]:
@@ -85,21 +115,9 @@ def _card(arch: str, weights: Any) -> tuple[str, dict[str, Any]]:
     if sum(p.numel() for p in network.parameters()) != meta["num_params"]:
         raise AssertionError(f"{weights}: the built network's parameters are not the meta's")
     network.get_submodule(head)
-    path = body_path(network)
-    body = network.get_submodule(path)
-    children = [name for name, child in body.named_children() if any(True for _ in child.parameters())
-                and not isinstance(child, torch.nn.modules.batchnorm._BatchNorm)]
     transform = network.transform
     side = int(transform.min_size[0])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        shapes = {name: tuple(value.shape) for name, value in create_feature_extractor(
-            body, return_nodes={n: n for n in children})(torch.empty(1, 3, side, side, device="meta")).items()}
-    by_stride: dict[int, str] = {}
-    for name in children:
-        stride = 2 ** round(math.log2(side / shapes[name][2]))
-        if stride in STRIDES:
-            by_stride[stride] = name
+    path, children, shapes, by_stride = cut_points(network, side)
     metrics = meta["_metrics"]["COCO-val2017"]
     categories = [c for c in meta["categories"] if c not in ("__background__", "N/A")]
     name = arch if weights is type(weights).DEFAULT else f"{arch}.{weights.name.lower()}"
