@@ -115,7 +115,7 @@ def plain_loop(seed: int, budget: float) -> dict:
             "pixel_accuracy": scores["pixel_accuracy"]}
 
 
-def heads(epochs: int, work: Path) -> list[dict]:
+def heads(epochs: int, work: Path, class_weight: str = "none") -> list[dict]:
     """Each head of zoo_dense.segnet on the frozen maps (see the module), through zoo.finetune."""
     import zoo
     from zoo_dense import segnet
@@ -127,9 +127,10 @@ def heads(epochs: int, work: Path) -> list[dict]:
             segnet.SETTINGS.update(segmenter=head)  # build_segmenter's default, read when a network is built
             started = time.perf_counter()
             run = zoo.finetune(MODEL, "pasted-photos", task="segment", unfreeze=0, unfreeze_epochs=epochs, seed=0,
-                               out=work / f"head-{head}", progress=False, log=lambda _: None)
+                               class_weight=class_weight, out=work / f"head-{head}-{class_weight}", progress=False,
+                               log=lambda _: None)
             metrics = zoo.open_run(run.dir).metrics
-            rows.append({"head": head, "val_miou": metrics["val"]["miou"], "test_miou": metrics["test"]["miou"],
+            rows.append({"head": head, "class_weight": class_weight, "val_miou": metrics["val"]["miou"], "test_miou": metrics["test"]["miou"],
                          "seconds": time.perf_counter() - started})
             print(json.dumps(rows[-1]), flush=True)
     finally:
@@ -142,6 +143,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--heads", action="store_true", help="compare the segmentation heads instead")
     parser.add_argument("--head-epochs", type=int, default=6)
+    parser.add_argument("--class-weight", default="none", help="--heads: the runs' --class-weight")
     parser.add_argument("--work", type=Path, default=Path("bench-segment"))
     parser.add_argument("--json", type=Path, default=Path(__file__).with_name("segment_pasted.json"))
     args = parser.parse_args()
@@ -149,7 +151,7 @@ def main() -> None:
 
     torch.set_num_threads(2)
     if args.heads:
-        rows = heads(args.head_epochs, args.work)
+        rows = heads(args.head_epochs, args.work, args.class_weight)
         args.json.with_name("segment_heads.json").write_text(json.dumps(rows, indent=2) + "\n")
         return
     rows = []

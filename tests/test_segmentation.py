@@ -191,7 +191,7 @@ def test_an_empty_polygon_is_one_line_and_skip_bad_leaves_its_picture_out(tmp_pa
     segment = get_task("segment")
     splits = make_splits(str(path), modality="image", seed=0, by_class=False, skip_bad=True, val=None,
                          problem=lambda example: segment.problem(example, None))
-    assert len(splits.train) + len(splits.val or ()) == 3 and "an empty polygon" in splits.problems[0].reason
+    assert len(splits.train) + len(splits.val or ()) == 3 and "an empty polygon" in splits.skipped[0].reason
 
 
 def test_masks_are_claimed_by_segmentation_and_segment_names_it(tmp_path):
