@@ -57,8 +57,10 @@ def prepare_dense(run: Any, folder: Path, card: Any, network: Any, weights: dict
     record = {"names": list(run.classes)}
     like = Targets(tuple(run.classes), [], None, record)
     try:
+        problem = getattr(task, "problem", None)  # what the run left out (an empty polygon) is left out here too
         splits = make_splits(data.data, modality=card.modality, val=data.val, test=data.test,
-                             val_split=data.split_fraction, seed=options.seed, skip_bad=True, by_class=False)
+                             val_split=data.split_fraction, seed=options.seed, skip_bad=True, by_class=False,
+                             problem=(lambda example: problem(example, options)) if problem is not None else None)
     except InputError as exc:
         splits = None
         notes.append(f"the run's data cannot be read ({exc}); validated on generated inputs instead")
