@@ -21,6 +21,7 @@ def quiet(**options):
     return {"progress": False, "log": lambda _: None, **options}
 
 
+@pytest.mark.slow
 def test_small_data_is_cross_validated_trained_on_all_and_reports_the_baseline(digit_folder, tmp_path):
     lines: list[str] = []
     run = zoo.finetune(IMAGE_MODEL, str(digit_folder), out=tmp_path / "run", progress=False, log=lines.append)
@@ -63,6 +64,7 @@ def test_small_data_is_cross_validated_trained_on_all_and_reports_the_baseline(d
     np.testing.assert_allclose(mine, reference, atol=2e-3)
 
 
+@pytest.mark.slow
 def test_the_chosen_cut_is_used_by_export_and_predict(digit_folder, tmp_path):
     pytest.importorskip("onnxruntime")
     run = zoo.finetune(IMAGE_MODEL, str(digit_folder), out=tmp_path / "run", cut="blocks.6", **quiet())
@@ -80,6 +82,7 @@ def test_the_chosen_cut_is_used_by_export_and_predict(digit_folder, tmp_path):
     assert out["predictions"][0]["predictions"][0]["label"] == expected
 
 
+@pytest.mark.slow
 def test_cut_values_and_bad_ones(digit_folder, tmp_path):
     from zoo.pulling import resolve_card
     from zoo.train.selection import parse_cut
@@ -100,6 +103,7 @@ def test_cut_values_and_bad_ones(digit_folder, tmp_path):
     assert features["train"]["layers"] == ["blocks.4", "blocks.6"]  # from the per-layer cache, joined
 
 
+@pytest.mark.slow
 def test_validation_auto_uses_a_split_when_asked_or_when_cv_cannot_work(digit_folder, tmp_path):
     split = zoo.finetune(IMAGE_MODEL, str(digit_folder), out=tmp_path / "a", val_split=0.25, head_epochs=5, **quiet())
     assert split.metrics["validation"] == "split" and split.metrics["baseline"]["val"]["n"] == split.metrics["val"]["n"]
@@ -123,6 +127,7 @@ def test_validation_auto_uses_a_split_when_asked_or_when_cv_cannot_work(digit_fo
         zoo.finetune(IMAGE_MODEL, str(data), out=tmp_path / "e", validation="cv", val_split=0.3, **quiet())
 
 
+@pytest.mark.slow
 def test_text_unfreezing_gets_its_schedule_from_folds_and_never_ends_below_the_head(text_csv, tmp_path):
     run = zoo.finetune(TEXT_MODEL, str(text_csv), out=tmp_path / "run", unfreeze=1, unfreeze_epochs=2, **quiet())
     schedule = json.loads((run.dir / "cv" / "schedule.json").read_text())
@@ -139,6 +144,7 @@ def test_text_unfreezing_gets_its_schedule_from_folds_and_never_ends_below_the_h
     assert run.metrics["baseline"]["name"].startswith("TF-IDF")
 
 
+@pytest.mark.slow
 def test_a_killed_cross_validated_run_resumes_to_the_same_weights(digit_folder, tmp_path):
     args = [IMAGE_MODEL, "--data", str(digit_folder), "--unfreeze", "1", "--unfreeze-epochs", "1", "--no-augment",
             "--workers", "0", "--quiet", "--seed", "1"]
@@ -160,6 +166,7 @@ def test_a_killed_cross_validated_run_resumes_to_the_same_weights(digit_folder, 
             json.loads((tmp_path / "straight" / "cv" / name).read_text())["mean_loss"], abs=1e-5)
 
 
+@pytest.mark.slow
 def test_json_output_carries_the_baseline(digit_folder, tmp_path):
     result = run_zoo("finetune", IMAGE_MODEL, "--data", str(digit_folder), "--out", str(tmp_path / "run"), "--json",
                      "--metric", "macro_f1", timeout=600)
@@ -173,7 +180,7 @@ def test_learning_rate_schedule_and_augmentation_policies():
     from PIL import Image
 
     from zoo.batches import augment, augmentation
-    from zoo.train.learner import schedule
+    from zoo.train.stepping import schedule
     from zoo.runs.options import AUGMENTATIONS, UnfreezeOptions
 
     group = torch.nn.Parameter(torch.zeros(1))
@@ -200,6 +207,7 @@ def test_learning_rate_schedule_and_augmentation_policies():
         UnfreezeOptions(augment="wild")
 
 
+@pytest.mark.slow
 def test_two_class_probe_becomes_a_two_output_head():
     from zoo.probing.linear import fit_probe
     from zoo.tasks.heads import NormalisedLinear
@@ -214,6 +222,7 @@ def test_two_class_probe_becomes_a_two_output_head():
     np.testing.assert_allclose(mine, probe.predict_proba(x), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_a_backbone_cut_elsewhere_compiles_its_own_engine():
     pytest.importorskip("onnxruntime")
     from sklearn.datasets import load_sample_images
@@ -229,6 +238,7 @@ def test_a_backbone_cut_elsewhere_compiles_its_own_engine():
     assert plain.engine == "onnxruntime" and plain.embed(images).shape == (2, 1280)
 
 
+@pytest.mark.slow
 def test_zoo_embed_of_a_run_uses_its_cut_and_search_embeds_queries_the_same_way(digit_folder, tmp_path):
     run = zoo.finetune(IMAGE_MODEL, str(digit_folder), out=tmp_path / "run", cut="blocks.6", **quiet())
     db = tmp_path / "db"
@@ -273,6 +283,7 @@ def test_above_25_labels_per_class_the_head_is_still_cross_validated_and_a_split
     assert planned(few, head="mlp").head == "epochs" and planned(few, head="mlp").validation == "split"
 
 
+@pytest.mark.slow
 def test_a_text_run_mixes_in_the_label_names_with_a_weight_chosen_on_folds(text_csv, tmp_path):
     from zoo.embed import zero_shot
     from zoo.tasks.heads import LabelAwareHead

@@ -135,7 +135,7 @@ class Rounds:
     def _round(self, number: int) -> float:
         """One round of pairs; returns its mean pair loss."""
         from zoo.threads import torch_threads
-        from zoo.train.learner import schedule
+        from zoo.train.stepping import schedule
 
         learner = self.learner
         body = learner.backbone

@@ -5,14 +5,8 @@ head on cached embeddings of the frozen backbone (the feature cache, computed on
 pass); phase k >= 1 unfreezes the top k stages with small, discriminative learning rates, a
 warmup and a cosine decay, BatchNorm statistics frozen, images augmented.
 
-A dense task (detection, segmentation: :class:`zoo.tasks.contract.DenseTask`) builds the whole
-network on the backbone's feature maps, and its loss lives inside it (torchvision's detectors
-return their losses). Its phase 0 is like an unfrozen phase with no stage unfrozen (the same
-optimizer groups and schedule) on the frozen backbone's feature maps, computed once per set and
-kept in memory as a head's embeddings are (:meth:`Learner.frozen_maps`); maps that would take more
-than :data:`MAPS_LIMIT` are not kept, and phase 0 then runs through the frozen backbone. The
-loader's examples are the task's own (an image and its per-image targets transformed together),
-and a set's outputs are the network's answers per image. Randomness is a function
+A dense task (detection, segmentation) learns by the steps of :mod:`zoo.train.dense`; each set's
+embeddings come from :mod:`zoo.train.embedding`. Randomness is a function
 of (seed, phase, epoch, salt), so a killed run resumed from its last checkpoint ends exactly where a
 straight run would. Under torch.distributed the unfrozen steps go through one
 DistributedDataParallel model whose ranks each take a contiguous part of every global batch.
@@ -20,7 +14,6 @@ DistributedDataParallel model whose ranks each take a contiguous part of every g
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 from collections.abc import Callable
@@ -31,29 +24,19 @@ from torch import nn
 
 from zoo.backbone import Backbone
 from zoo.batches import derive_seed, global_batches, make_loader
-from zoo.distributed import all_reduce_sum, gather_rows, shard, world
-from zoo.frozen.choice import LazyPass, frozen_pass
-from zoo.frozen.passes import FrozenPass
+from zoo.distributed import all_reduce_sum, world
 from zoo.runs.model import Network
 from zoo.tasks.contract import Score, Targets, TaskContext
 from zoo.threads import thread_budget, torch_threads
+from zoo.train.dense import MAPS_LIMIT, DenseSteps
+from zoo.train.embedding import SetEmbeddings
 from zoo.train.loop import Diverged
+from zoo.train.stepping import autocast, freeze_batchnorm, joined, progress_bar, schedule
 
 __all__ = ["Learner", "schedule", "freeze_batchnorm", "MAPS_LIMIT"]
 
-#: A dense task's phase 0 keeps the frozen backbone's feature maps of its sets in memory up to
-#: this many bytes (efficientnet_lite0 at 224 pixels: 0.28 MB a picture).
-MAPS_LIMIT = 2 << 30
 
-
-def freeze_batchnorm(module: nn.Module) -> None:
-    """BatchNorm keeps its pretrained statistics: a few dozen images per batch would ruin them."""
-    for m in module.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.eval()
-
-
-class Learner:
+class Learner(DenseSteps):
     """The network of one run (backbone + head), its loss and its sets' targets and features."""
 
     def __init__(self, backbone: Backbone, head: nn.Module, task: Any, context: TaskContext, *,
@@ -75,8 +58,6 @@ class Learner:
         self.pretrained = {k: v.detach().clone() for k, v in backbone.body.state_dict().items()}
         self.adapted = False  # the whole encoder was trained before the head (--recipe contrastive)
         self.stages = backbone.stages()
-        self.features: dict[str, torch.Tensor] = {}
-        self.feature_records: dict[str, Any] = {}
         self.fitted_all: dict[str, torch.Tensor] | None = None  # the cross-validated head fitted on every example
         self.maps: dict[str, Any] = {}  # a dense task's frozen feature maps per set (None: too large to keep)
         self.contrastive: dict[str, Any] | None = None  # the record of contrastive training, when it ran
@@ -87,11 +68,10 @@ class Learner:
         channels_last = options.engine.channels_last
         self.channels_last = images if channels_last == "auto" else bool(channels_last)
         self.budget = thread_budget(options.engine.workers, decoding=images)
-        # The stage-1 pass over the pretrained backbone: built on the first cache miss, before any
-        # training step, and checked on a few training and validation items.
-        items = [e.item for name in ("train", "val") if sets.get(name) is not None for e in sets[name].examples]
-        self.frozen = LazyPass(backbone, fetched, engine=options.engine.engine, device=device,
-                               workers=options.engine.workers, check=items, channels_last=self.channels_last, log=log)
+        self.embedded = SetEmbeddings(backbone, fetched, sets, options, device=device,
+                                      channels_last=self.channels_last, log=log, progress=progress)
+        self.features = self.embedded.features  # set name -> the frozen backbone's rows (or the adapted encoder's)
+        self.feature_records = self.embedded.records
 
     @property
     def head(self) -> nn.Module:
@@ -186,57 +166,13 @@ class Learner:
 
     # ----------------------------------------------------------------- features
 
-    def encode(self, dataset: Any) -> torch.Tensor:
-        """Embeddings of ``dataset`` by the encoder as it is now (PyTorch, eval mode)."""
-        if len(dataset) == 0:
-            return torch.zeros(0, self.backbone.feature_dim)
-        return self._embed_now([e.item for e in dataset.examples])
-
     def embeddings(self, name: str) -> torch.Tensor:
-        """The frozen backbone's features of set ``name``, from the feature cache (computed once)."""
-        if name in self.features:
-            return self.features[name]
-        dataset = self.sets[name]
-        if self.backbone.cut:
-            from zoo.frozen.layers import cut_features, layer_record
+        """The frozen backbone's features of set ``name`` (computed once)."""
+        return self.embedded.of(name)
 
-            x, _, record = cut_features(self.backbone.card, dataset, None, self.backbone.cut,
-                                        engine=self.options.engine.engine, say=self.log, device=self.device,
-                                        workers=self.options.engine.workers)
-            self.features[name] = torch.from_numpy(x).float()
-            self.feature_records[name] = layer_record(record, self.backbone.cut)
-            how = "from the cache" if record["cache"] == "hit" else "computed"
-            self.log(f"  {name}: {len(dataset)} features at {'+'.join(self.backbone.cut)} {how} in "
-                     f"{record['seconds']:.1f}s")
-            return self.features[name]
-        from zoo.frozen.features import cached_embeddings
-
-        bar = _bar(self.progress, len(dataset), f"embedding {name}")
-        self.features[name], self.feature_records[name] = cached_embeddings(
-            self.backbone.card, self.fetched, dataset, self.frozen,
-            batch_size=max(self.options.engine.batch_size, 64), progress=bar, log=self.log)
-        if bar is not None:
-            bar.close()
-        record = self.feature_records[name]
-        how = "from the cache" if record["hit"] else f"computed ({record['engine']['engine']})"
-        self.log(f"  {name}: {len(dataset)} embeddings {how} in {record['seconds']:.1f}s")
-        return self.features[name]
-
-    def _unfrozen_pass(self) -> FrozenPass:
-        """Inference through the backbone as it is being trained: PyTorch, on the run's threads."""
-        return frozen_pass(self.backbone, None, engine="torch", device=self.device,
-                           workers=self.options.engine.workers, channels_last=self.channels_last)
-
-    def _embed_now(self, items: list[Any]) -> torch.Tensor:
-        """Embeddings by the backbone as it is now (PyTorch, eval mode), each rank embedding its
-        share of the items and every rank getting all of them, in order."""
-        part = shard(len(items), self.world)
-        mine = items[part.start:part.stop]
-        if mine:
-            embedded = self._unfrozen_pass().embed(mine, batch_size=max(self.options.engine.batch_size, 64)).float().cpu()
-        else:
-            embedded = torch.zeros(0, self.backbone.feature_dim)
-        return gather_rows(embedded, len(items))
+    def encode(self, dataset: Any) -> torch.Tensor:
+        """Embeddings of ``dataset`` by the encoder as it is now."""
+        return self.embedded.encode(dataset)
 
     @torch.no_grad()
     def outputs(self, name: str, phase: int, dataset: Any = None) -> Any:
@@ -249,76 +185,13 @@ class Learner:
         if phase == 0 and dataset is None:
             return self.model.head(self.embeddings(name).to(self.device)).float().cpu()
         data = dataset if dataset is not None else self.sets[name]
-        return self.model.head(self._embed_now([e.item for e in data.examples]).to(self.device)).float().cpu()
-
-    def _answers(self, name: str, phase: int, dataset: Any = None) -> list[dict[str, Any]]:
-        """A dense network's answer for each example of set ``name`` (or of ``dataset``): from the
-        frozen maps in phase 0 (every rank answers all), else through the backbone (inputs as the
-        task makes them, not augmented), each rank its share, every rank getting all, in order."""
-        cached = self.frozen_maps(name) if phase == 0 and dataset is None else None
-        answers: list[dict[str, Any]] = []
-        with torch_threads(self.budget.threads):
-            if cached is not None:
-                maps, targets = cached
-                size = self.options.engine.batch_size
-                for start in range(0, len(targets), size):
-                    answers += self.model(self._blank(len(targets[start:start + size])),
-                                          features={k: v[start:start + size].to(self.device) for k, v in maps.items()})
-                return [_numpy(answer) for answer in answers]
-            dataset = dataset if dataset is not None else self.sets[name]
-            items = [e.item for e in dataset.examples]
-            part = shard(len(items), self.world)
-            values = self._values(name if dataset is self.sets.get(name) else None, len(items))
-            for inputs, _ in self._loader(items[part.start:part.stop], values[part.start:part.stop], None, "none",
-                                          shuffle=False):
-                answers += self.model(self._on_device(inputs))
-        mine = [_numpy(answer) for answer in answers]
-        if not self.world.distributed:
-            return mine
-        import torch.distributed as dist
-
-        pieces: list[Any] = [None] * self.world.size
-        dist.all_gather_object(pieces, mine)
-        return [answer for piece in pieces for answer in piece]
+        return self.model.head(self.embedded.now([e.item for e in data.examples]).to(self.device)).float().cpu()
 
     def _values(self, name: str | None, count: int) -> Any:
         """The targets of set ``name`` for the loader; another dataset (an export's samples) gets none."""
         import numpy as np
 
         return self.targets[name].values if name in self.targets else np.full(count, None, dtype=object)
-
-    def _blank(self, count: int) -> torch.Tensor:
-        """Pictures that are not read (the network gets the maps): what tells it their size."""
-        height, width = self.backbone.card.input.size
-        return torch.zeros(1, 3, height, width, device=self.device).expand(count, -1, -1, -1)
-
-    @torch.no_grad()
-    def frozen_maps(self, name: str) -> tuple[dict[str, torch.Tensor], list[dict[str, torch.Tensor]]] | None:
-        """The frozen backbone's feature maps of set ``name`` (every rank computes all) and its
-        un-augmented per-image targets, computed once, for phase 0; None when they would take more
-        than :data:`MAPS_LIMIT` (phase 0 then runs through the backbone)."""
-        if name in self.maps:
-            return self.maps[name]
-        dataset = self.sets[name]
-        items = [e.item for e in dataset.examples]
-        started = time.perf_counter()
-        parts: list[dict[str, torch.Tensor]] = []
-        targets: list[dict[str, torch.Tensor]] = []
-        self.model.eval()
-        self.maps[name] = None
-        with torch_threads(self.budget.threads):
-            for inputs, batch in self._loader(items, self._values(name, len(items)), None, "none", shuffle=False):
-                maps = self.backbone(self._on_device(inputs))
-                if not parts and sum(v[0].numel() * v.element_size() for v in maps.values()) * len(items) > MAPS_LIMIT:
-                    self.log(f"  {name}: the feature maps of {len(items)} pictures would take over "
-                             f"{MAPS_LIMIT >> 30} GiB; phase 0 runs through the frozen backbone")
-                    return None
-                parts.append({k: v.cpu() for k, v in maps.items()})
-                targets += batch
-        if parts:
-            self.maps[name] = ({k: torch.cat([p[k] for p in parts]) for k in parts[0]}, targets)
-            self.log(f"  {name}: feature maps of {len(items)} pictures computed in {time.perf_counter() - started:.1f}s")
-        return self.maps[name]
 
     def _loader(self, items: list[Any], values: Any, seed: int | None, augmenting: str, *,
                 shuffle: bool) -> Any:
@@ -363,11 +236,11 @@ class Learner:
         batches = global_batches(len(items), seed, True, size)
         loader = self._loader(items, values, seed, self.options.unfreezing.augment, shuffle=True)
         model = self._wrapped()
-        bar = _bar(self.progress, len(items), f"phase {phase} epoch {phase_epoch}")
+        bar = progress_bar(self.progress, len(items), f"phase {phase} epoch {phase_epoch}")
         steps = len(batches)
         total, count = 0.0, 0
         outputs_seen, values_seen = [], []
-        with torch_threads(self.budget.threads), _joined(model):
+        with torch_threads(self.budget.threads), joined(model):
             for step, (inputs, labels) in enumerate(loader):
                 schedule(optimizer, (phase_epoch * steps + step) / (self.options.unfreezing.epochs * steps),
                          self.options.unfreezing.warmup)
@@ -376,7 +249,7 @@ class Learner:
                 else:  # the loader carries each example's position: targets of any shape are taken from ``values``
                     target = values[labels].to(self.device)
                     whole = values[batches[step]]
-                    with _autocast(self.device):
+                    with autocast(self.device):
                         out = self._forward(inputs, model)
                     loss = self.loss(out.float(), target) / self.loss.weight_of(whole) * self.world.size
                     seen = len(target)
@@ -395,42 +268,6 @@ class Learner:
         metric = self._train_metric(outputs_seen, values_seen)
         total, metric_sum, count = all_reduce_sum((total, metric * count, count))
         return {"train_loss": total / max(1, count), "train_metric": metric_sum / max(1, count)}
-
-    def _maps_epoch(self, phase_epoch: int, optimizer: torch.optim.Optimizer, seed: int) -> dict[str, Any]:
-        """An epoch of a dense task's phase 0 on the frozen backbone's cached maps: the batches a
-        loader would make (the epoch's seeded order), each rank its part of each."""
-        maps, targets = self.frozen_maps("train")
-        self.model.train()
-        freeze_batchnorm(self.model.backbone)
-        model = self._wrapped()
-        batches = global_batches(len(targets), seed, True, self.options.engine.batch_size)
-        total, count = 0.0, 0
-        with torch_threads(self.budget.threads), _joined(model):
-            for step, whole in enumerate(batches):
-                schedule(optimizer, (phase_epoch * len(batches) + step) / (self.options.unfreezing.epochs * len(batches)),
-                         self.options.unfreezing.warmup)
-                part = shard(len(whole), self.world)
-                mine = whole[part.start:part.stop]
-                if not mine:
-                    continue
-                features = {k: v[mine].to(self.device) for k, v in maps.items()}
-                loss, seen = self._dense_loss(model, None, [targets[i] for i in mine], len(whole), features)
-                self._step_on(optimizer, loss)
-                total += loss.item() / self.world.size * len(whole)
-                count += seen
-        total, count = all_reduce_sum((total, count))
-        return {"train_loss": total / max(1, count), "train_metric": None}
-
-    def _dense_loss(self, model: nn.Module, images: torch.Tensor | None, targets: list[dict[str, torch.Tensor]],
-                    whole: int, features: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, int]:
-        """A dense network's loss on this rank's part of a batch (the network computes it from the
-        per-image targets; from the backbone's ``features`` when given), weighted like a task loss:
-        summed over the part, over the whole batch."""
-        targets = [{k: v.to(self.device) for k, v in target.items()} for target in targets]
-        images = self._blank(len(targets)) if features is not None else self._on_device(images)
-        with _autocast(self.device):
-            losses = model(images, targets, **({"features": features} if features is not None else {}))
-        return self.loss(losses, targets) / self.loss.weight_of(range(whole)) * self.world.size, len(targets)
 
     def _head_epoch(self, optimizer: torch.optim.Optimizer, seed: int) -> dict[str, Any]:
         """An epoch of the head alone, on the cached training embeddings (never a fold's)."""
@@ -504,41 +341,3 @@ class Learner:
         return inputs
 
 
-def _numpy(answer: dict[str, torch.Tensor]) -> dict[str, Any]:
-    """One picture's answer as numpy arrays (floats as float32)."""
-    return {k: v.detach().float().cpu().numpy() if v.is_floating_point() else v.cpu().numpy() for k, v in answer.items()}
-
-
-def schedule(optimizer: torch.optim.Optimizer, position: float, warmup: float) -> None:
-    """Each group's learning rate at ``position`` (0..1) of an unfrozen phase: a linear warmup over
-    the first ``warmup`` of it, then a cosine decay towards 0 (the usual schedule for fine-tuning
-    pretrained layers: no large step before the new head and the layers agree). A function of the
-    position alone, so a resumed phase continues its schedule exactly."""
-    if warmup > 0 and position < warmup:
-        factor = (position + 1e-3) / warmup
-    else:
-        factor = 0.5 * (1 + math.cos(math.pi * min(1.0, (position - warmup) / (1 - warmup))))
-    for group in optimizer.param_groups:
-        group["lr"] = group.get("base_lr", group["lr"]) * min(1.0, factor)
-
-
-def _joined(model: nn.Module) -> Any:
-    """DDP's join for a rank whose part of the last batch was empty (fewer examples than ranks):
-    the others' gradient reductions go on without it. A plain module needs none."""
-    from contextlib import nullcontext
-
-    return model.join() if hasattr(model, "join") and world().distributed else nullcontext()
-
-
-def _autocast(device: torch.device) -> Any:
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return torch.autocast("cpu", enabled=False)
-
-
-def _bar(enabled: bool, total: int, description: str) -> Any:
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=description, unit="item", leave=False, file=sys.stderr)

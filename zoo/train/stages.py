@@ -14,24 +14,13 @@ phases; each a few lines over the task, the learner and the one epoch loop.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from typing import Any
 
 from zoo.tasks.contract import Score
-from zoo.train.loop import EpochLoop, LoopState, Step
+from zoo.train.loop import EpochLoop, Step
+from zoo.train.trained import Trained, head_stays, logged_rows, stage_loop
 
 __all__ = ["Trained", "adapted_learner", "head_stage", "unfrozen_stage", "make_learner"]
-
-
-@dataclass
-class Trained:
-    """Where a run stands after a stage: its learner (network and features), the loop's
-    bookkeeping (the best epoch), and what it chose and how that was judged."""
-
-    learner: Any
-    loop: LoopState
-    selection: Any = None  # zoo.train.selection.Selection of a cross-validated head
-    judged: dict[str, Any] = field(default_factory=dict)  # for the report: label prior, schedule, unfrozen
 
 
 def make_learner(setup: Any, cut: Any, *, normalised: bool) -> Any:
@@ -56,21 +45,6 @@ def make_learner(setup: Any, cut: Any, *, normalised: bool) -> Any:
     return Learner(backbone, head, task, setup.context, sets=setup.sets, targets=setup.targets,
                    fetched=setup.fetched, device=setup.device, log=setup.say, progress=setup.progress,
                    run_dir=setup.folder, network=network)
-
-
-def _loop(setup: Any, **more: Any) -> EpochLoop:
-    from zoo.train.checkpoints import Checkpoints
-
-    def logged(row: dict[str, Any]) -> None:
-        for tracker in setup.trackers:
-            tracker.epoch(row)
-
-    from zoo.tasks.contract import is_dense
-
-    # a head's epochs on cached embeddings are many and quick: one line per 10; a dense task's are not
-    return EpochLoop(checkpoints=Checkpoints(setup.folder / "checkpoints"), log_path=setup.folder / "metrics.jsonl",
-                     say=setup.say, quiet_steps=1 if is_dense(setup.task) else 10,
-                     on_row=logged if setup.trackers else None, **more)
 
 
 def adapted_learner(setup: Any) -> Any:
@@ -101,7 +75,7 @@ def _head_by_epochs(setup: Any, learner: Any) -> Trained:
     head = ({"kind": "network", "features": list(learner.backbone.features), **getattr(learner.model, "record", {})}
             if learner.dense else {"kind": setup.options.head.kind})
     setup.writer.choose(cut=list(learner.backbone.cut) if learner.backbone.cut else None, head=head)
-    state = _loop(setup).run(Gradual(learner), resume=setup.resuming)
+    state = stage_loop(setup).run(Gradual(learner), resume=setup.resuming)
     return Trained(learner, state)
 
 
@@ -137,7 +111,7 @@ def _head_by_folds(setup: Any, adapted: Any) -> Trained:
     if adapted is None and selection.features:  # an adapted encoder's features came from PyTorch, recorded already
         learner.feature_records["labelled"] = layer_record(selection.features, selection.cut)
     learner.fitted_all = {k: v.detach().cpu().clone() for k, v in learner.model.head.state_dict().items()}
-    state = _loop(setup).run(_FittedHead(learner, selection, x, labelled), resume=setup.resuming)
+    state = stage_loop(setup).run(_FittedHead(learner, selection, x, labelled), resume=setup.resuming)
     return Trained(learner, state, selection, judged)
 
 
@@ -262,11 +236,11 @@ def _by_folds(setup: Any, trained: Trained) -> Trained:
                     f"{plan['unfrozen_metric']:.3f} does not beat the head's {plan['head_metric']:.3f} on the same folds")
         learner.restore(learner.state_of_head_only())
         return trained
-    latest = _loop(setup, first_epoch=1).checkpoints.latest(after=1) if setup.resuming else None
+    latest = stage_loop(setup, first_epoch=1).checkpoints.latest(after=1) if setup.resuming else None
     if latest is None:
         learner.restore_pretrained()
         load_fitted(learner, x, setup.targets["train"], selection.params)
-    state = _loop(setup, first_epoch=1).run(Replay(learner, plan), resume=setup.resuming, start=trained.loop)
+    state = stage_loop(setup, first_epoch=1).run(Replay(learner, plan), resume=setup.resuming, start=trained.loop)
     return Trained(learner, state, selection, trained.judged)
 
 
@@ -282,9 +256,9 @@ def _by_split(setup: Any, trained: Trained) -> Trained:
     x_train = learner.embeddings("train").numpy()
     learner.restore_pretrained()
     load_fitted(learner, x_train, setup.targets["train"], selection.params)
-    loop = _loop(setup, first_epoch=1)
+    loop = stage_loop(setup, first_epoch=1)
     state = loop.run(Gradual(learner, fitted=True), resume=setup.resuming)
-    rows = [r for r in loop.rows] or _logged_rows(setup)
+    rows = [r for r in loop.rows] or logged_rows(setup)
     head_row = next((r for r in rows if r["stage"] == "head (cv)" and r["epoch"] > 1), None)
     best = state.best
     metric = setup.options.plan.metric
@@ -302,16 +276,3 @@ def _by_split(setup: Any, trained: Trained) -> Trained:
         head_stays(setup, state, {"epoch": 1, "phase": 0,
                                   "score": trained.loop.best["score"] if trained.loop.best else None})
     return Trained(learner, state, selection, trained.judged)
-
-
-def head_stays(setup: Any, state: LoopState, best: dict[str, Any]) -> None:
-    """The cross-validated head is the run's model again after unfrozen phases that were not kept:
-    the loop's bookkeeping and ``checkpoints/best.json`` (what the run's record reads) say so."""
-    state.best = best
-    _loop(setup).checkpoints.mark_best(best["epoch"], {"phase": best["phase"], **(best.get("score") or {})})
-
-
-def _logged_rows(setup: Any) -> list[dict[str, Any]]:
-    path = setup.folder / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()] \
-        if path.is_file() else []

@@ -49,12 +49,12 @@ from zoo.atomic import atomic_write_json
 from zoo.tasks.contract import Score
 from zoo.train.crossfit import FoldRun, Replay, each_fold, load_fitted
 from zoo.train.loop import EpochLoop, LoopState, Step
+from zoo.train.zeroshot import FOLDER, zero_shot_start
 
 __all__ = ["wise_stage", "mixed", "ALPHAS"]
 
 #: The mixing weights judged (the paper's grid): 0 is zero-shot, 1 the fine-tuned network.
 ALPHAS = tuple(round(0.1 * i, 1) for i in range(11))
-FOLDER = "wiseft"
 
 
 def mixed(zero: dict[str, Any], tuned: dict[str, Any], a: float) -> dict[str, Any]:
@@ -138,33 +138,6 @@ def _on_features(learner: Any, x: Any, values: Any) -> dict[str, float]:
     return _score(learner.task.judge(outputs, values, learner.context))
 
 
-# --------------------------------------------------------------------------- the zero-shot start
-
-
-def zero_shot_start(setup: Any) -> dict[str, Any]:
-    """The class names' zero-shot classifier for this run (``wiseft/zero_shot.json``; a resumed run
-    reads it): the names, or ``--labels``' descriptions, in the image prompts through the text tower."""
-    import numpy as np
-
-    from zoo.prompts import class_prompts
-    from zoo.tasks.prior import label_texts
-
-    path = setup.folder / FOLDER / "zero_shot.json"
-    if setup.resuming and path.is_file():
-        saved = json.loads(path.read_text(encoding="utf-8"))
-        saved["prototypes"] = np.asarray(saved["prototypes"], dtype=np.float32)
-        return saved
-    names = setup.targets["train"].names
-    options = setup.options
-    texts = label_texts(options.plan.labels, names, setup.card, options.data.data) or list(names)
-    prompts = class_prompts(setup.card, texts, engine=options.engine.engine)
-    start = {"texts": list(texts), "templates": list(prompts.templates), "scale": prompts.scale, "bias": prompts.bias,
-             "scoring": prompts.scoring, "prototypes": prompts.prototypes}
-    path.parent.mkdir(exist_ok=True)
-    atomic_write_json(path, {**start, "prototypes": prompts.prototypes.tolist()})
-    return start
-
-
 # --------------------------------------------------------------------------- judging every a
 
 
@@ -245,7 +218,7 @@ def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
 def wise_stage(setup: Any, trained: Any) -> Any:
     """The recipe (see the module) after the cross-validated frozen head: returns ``trained``
     with the mixture as its network when it is kept, else the frozen head as it was."""
-    from zoo.train.stages import Trained, _loop
+    from zoo.train.trained import Trained, stage_loop
 
     learner, selection = trained.learner, trained.selection
     frozen = learner.model.head
@@ -263,7 +236,7 @@ def wise_stage(setup: Any, trained: Any) -> Any:
         choice = _choice(folder, judged, higher, setup.options.plan.mix)
         if not choice["kept"]:
             return _not_kept(setup, trained, frozen, judged, choice, names, head_loop)
-        loop = _loop(setup, first_epoch=1)
+        loop = stage_loop(setup, first_epoch=1)
         if not setup.resuming or loop.checkpoints.latest(after=1) is None:
             learner.restore(_zero_state(learner, head))
         points = [(0, -1), *_schedule(learner)]
@@ -276,7 +249,7 @@ def wise_stage(setup: Any, trained: Any) -> Any:
         judged = {"frozen": _frozen_on_split(learner, x_train, frozen, setup, selection.params)}
         learner.model.head.load_state_dict(head)
         judged["zero_shot"] = _on_features(learner, learner.embeddings("val").numpy(), setup.targets["val"].values)
-        loop = _loop(setup, first_epoch=1)
+        loop = stage_loop(setup, first_epoch=1)
         if not setup.resuming or loop.checkpoints.latest(after=1) is None:
             learner.restore(_zero_state(learner, head))
         points = [(0, -1), *_schedule(learner)]
@@ -343,16 +316,16 @@ def _frozen_on_split(learner: Any, x_train: Any, frozen: Any, setup: Any, params
 
 def _tuning_rows(setup: Any) -> list[dict[str, Any]]:
     """The fine-tuning's rows in the log (a resumed run's loop holds only those after its resume)."""
-    from zoo.train.stages import _logged_rows
+    from zoo.train.trained import logged_rows
 
-    return [r for r in _logged_rows(setup) if r.get("epoch", 0) > 1]
+    return [r for r in logged_rows(setup) if r.get("epoch", 0) > 1]
 
 
 def _not_kept(setup: Any, trained: Any, frozen: Any, judged: dict[str, Any], choice: dict[str, Any],
               names: list[str], head_loop: LoopState) -> Any:
     """The frozen head stays (it beat the mixture on the same held-out data), and so does its place
     as the run's best (a split's fine-tuning moved the best past it)."""
-    from zoo.train.stages import head_stays
+    from zoo.train.trained import head_stays
 
     learner = trained.learner
     learner.model.head = frozen
