@@ -40,6 +40,7 @@ def run_dir(tmp_path) -> Path:
     return run
 
 
+@pytest.mark.slow
 def test_tensorboard_event_files_hold_the_epochs_the_final_metrics_and_the_report(run_dir):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -56,6 +57,7 @@ def test_tensorboard_event_files_hold_the_epochs_the_final_metrics_and_the_repor
     assert "epoch" not in tags["scalars"] and "best" not in tags["scalars"]  # steps and flags are no measurements
 
 
+@pytest.mark.slow
 def test_mlflow_file_store_holds_params_epochs_metrics_and_the_report(run_dir, tmp_path, monkeypatch):
     import mlflow
 
@@ -120,6 +122,7 @@ def finished_log(path: Path, timeout: float = 60) -> list:
         time.sleep(0.2)
 
 
+@pytest.mark.slow
 def test_wandb_offline_run_holds_config_history_summary_and_the_report_artifact(run_dir, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
@@ -160,11 +163,23 @@ def test_unknown_or_missing_trackers_are_one_line_naming_the_extra(monkeypatch):
         check_trackers(["tensorboard", "wandb"])
 
 
+@pytest.mark.slow
 def test_mlflow_store_it_cannot_open_is_one_line(run_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", (tmp_path / "mlruns").as_uri())
     monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
     with pytest.raises(ZooError, match=r"--report-to mlflow: MLflow cannot log to file:.*set MLFLOW_TRACKING_URI"):
         replay(run_dir, ["mlflow"])
+
+
+@pytest.mark.slow
+def test_a_tracker_that_cannot_start_fails_the_run_and_leaves_no_run_folder(digit_folder, tmp_path):
+    env = {"MLFLOW_TRACKING_URI": (tmp_path / "mlruns").as_uri(), "MLFLOW_ALLOW_FILE_STORE": ""}
+    out = tmp_path / "run"
+    done = run_zoo("finetune", "efficientnet_lite0", "--data", str(digit_folder), "--epochs", "1", "--out", str(out),
+                   "-q", "--report-to", "mlflow", env=env, timeout=300)
+    assert done.returncode != 0
+    assert "--report-to mlflow: MLflow cannot log to file:" in done.stderr and "Traceback" not in done.stderr
+    assert not out.exists()  # no stub run folder a later run or `zoo runs` would trip over
 
 
 @pytest.mark.slow

@@ -10,9 +10,9 @@ Each tracker is one small module over its own library (an optional extra: ``zoo[
   folder (the page, the plots and the metrics), logged as an artefact where the tracker has them.
 
 :func:`trackers_for` makes them, and fails before any work, in one line naming the extra to
-install, when a library is missing. :func:`replay` feeds a finished run folder through them (its
-``metrics.jsonl`` rows as the epochs): ``zoo finetune --report-to`` does that at the end of a
-run until the loop calls the trackers itself, epoch by epoch.
+install, when a library is missing. ``zoo finetune --report-to`` starts them before the run folder
+is written and its loop logs each epoch as it ends; :func:`replay` feeds a finished run folder
+through them afterwards (its ``metrics.jsonl`` rows as the epochs).
 
 Each tracker takes its settings from the tracker's own environment variables, as its library
 documents them: ``MLFLOW_TRACKING_URI`` and ``MLFLOW_EXPERIMENT_NAME``; ``WANDB_PROJECT``,

@@ -97,6 +97,9 @@ def prepare(options: Any, folder: Path, resuming: bool, say: Callable[[str], Non
         counts = [int(c) for c in _counts(targets["train"])]
         say(f"balanced class weights in the loss (training classes of {min(c for c in counts if c)} to "
             f"{max(counts)} examples; --class-weight none to turn off)")
+    # trackers first: one that cannot start (a tracking server down) fails the run before its
+    # config.json is written, so the half-made run folder is removed rather than left as a stub
+    trackers = _trackers(options, folder)
     if not resuming:
         writer.start(config=options.to_dict(), task={"name": task.name, **targets["train"].record,
                                                       **({"input": input_record(card.input)} if dense else {})},
@@ -104,20 +107,23 @@ def prepare(options: Any, folder: Path, resuming: bool, say: Callable[[str], Non
                      weights=fetched.weights_record(), outputs=targets["train"].names, skipped=splits.skipped)
         if splits.skipped:
             say(f"skipped {len(splits.skipped)} bad inputs (listed in {folder / 'skipped.json'})")
-    trackers = _trackers(options, folder)
     say(why_task)
     for line in plan.reasons:
         say(line)
     train, val, test = sets["train"], sets["val"], sets["test"]
     say(f"fine-tuning {options.model} ({task.name}) on {len(train)} train / {len(val)} val"
         + (f" / {len(test)} test" if test is not None else "")
-        + (f" examples, {len(targets['train'].names)} classes" if task.by_class else
-           f" examples, {len(targets['train'].names)} {'targets' if task.name == 'regression' else 'outputs'}")
+        + f" examples, {_count(len(targets['train'].names), 'class' if task.by_class else 'target')}"
         + f", on {device}")
     return Setup(options=options, plan=plan, card=card, task=task, sets=sets, targets=targets, labelled=labelled,
                  labelled_targets=labelled_targets, context=context, fetched=fetched, device=device, writer=writer,
                  folder=folder, resuming=resuming, say=say, progress=progress, started=started,
                  skipped=tuple(splits.skipped), trackers=trackers)
+
+
+def _count(n: int, word: str) -> str:
+    """``1 target``, ``10 classes``: a count with its word."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}es" if word.endswith("s") else f"{n} {word}s"
 
 
 def _task(options: Any, card: Any) -> tuple[Any, str]:
