@@ -105,6 +105,8 @@ _LAZY = {
     "FewShot": "zoo.embed",
     "load_fewshot": "zoo.embed",
     "Client": "zoo.client",
+    "AsyncClient": "zoo.client",
+    "ClientError": "zoo.client",
     "probe": "zoo.probing",
     "ProbeReport": "zoo.probing",
     # what a task plugin builds on (zoo.tasks.contract; a dense task's sampler preprocesses as the

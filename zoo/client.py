@@ -5,7 +5,7 @@ client = zoo.Client("http://127.0.0.1:8000")
 client.models()                                  # what GET /v2/models lists
 client.predict(["photo.jpg", Path("b.png")], model="digits")   # as `zoo predict --json` per input
 client.predict(["a text to classify"], model="topics", top_k=3)
-client.infer("digits", {"pixel_values": batch})  # KServe v2 tensors in, {output name: array} out
+client.infer({"pixel_values": batch}, model="digits")  # KServe v2 tensors in, {output name: array} out
 ```
 
 Inputs: a ``Path``, ``bytes``, a PIL image or an HxWx3 uint8 array is a file (an image or a clip);
