@@ -66,6 +66,7 @@ def test_a_damaged_table_record_is_one_line_naming_the_table(tmp_path, record, d
         assert "embed the data again into another --table" in message and "\n" not in message
 
 
+@pytest.mark.slow
 def test_a_damaged_table_record_stops_zoo_embed_in_one_line(tmp_path):
     from conftest import run_zoo
 
@@ -136,6 +137,7 @@ DAMAGE = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, damage, why", DAMAGE)
 def test_a_damaged_fewshot_folder_is_one_line_naming_the_file(classifier, tmp_path, name, damage, why):
     import shutil
@@ -158,6 +160,7 @@ def test_a_damaged_fewshot_folder_is_one_line_naming_the_file(classifier, tmp_pa
         assert f"`zoo fewshot {TEXT_MODEL} --labels NAMES --out {folder}`" in message
 
 
+@pytest.mark.slow
 def test_a_damaged_fewshot_folder_stops_the_cli_in_one_line(classifier, tmp_path):
     import shutil
 

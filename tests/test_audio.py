@@ -104,6 +104,7 @@ def test_array_is_the_backbone_input_and_augmentation_is_seeded(tmp_path):
         front_end.array(path, s, augment=("randaugment", 1))
 
 
+@pytest.mark.slow
 def test_sounds_train_every_stage_with_specaugment_by_default(sounds):
     """--unfreeze auto for sounds: every stage, at the front end's rate and epochs; the loader's
     unfrozen batches are SpecAugmented, differently each epoch, and plain without augmentation."""
@@ -193,6 +194,7 @@ def bad_sounds(tmp_path_factory, sounds) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_bad_clips_are_one_line_each(bad_sounds, tmp_path):
     done = run_zoo("finetune", "efficientnet_lite0", "--data", str(bad_sounds), "--out", str(tmp_path / "no"), "-q")
     assert done.returncode != 0 and "Traceback" not in done.stderr
@@ -234,6 +236,7 @@ def audio_run(bad_sounds, tmp_path_factory, audio_home) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_the_run_records_the_front_end_and_what_it_skipped(audio_run):
     import zoo
 
@@ -253,6 +256,7 @@ def test_the_run_records_the_front_end_and_what_it_skipped(audio_run):
     assert all(BAD[Path(entry["where"]).name] in entry["reason"] for entry in listed)
 
 
+@pytest.mark.slow
 def test_export_and_predict_with_numpy_only(audio_run, sounds, tmp_path, shared_home):
     """The exported model carries the front end; `zoo predict` on clips runs with no torch and
     gives PyTorch's class for every clip."""
@@ -287,6 +291,7 @@ def test_export_and_predict_with_numpy_only(audio_run, sounds, tmp_path, shared_
     assert len(json.loads(folder.stdout)["predictions"]) == 8
 
 
+@pytest.mark.slow
 def test_embed_and_search_with_a_clip(sounds, tmp_path, shared_home):
     import zoo
 
@@ -302,6 +307,7 @@ def test_embed_and_search_with_a_clip(sounds, tmp_path, shared_home):
         zoo.embed_dataset("efficientnet_lite0", sounds, db=db, engine="torch", front_end={"n_mels": 64})
 
 
+@pytest.mark.slow
 def test_fewshot_and_probe_on_clips(sounds, tmp_path, shared_home):
     import zoo
 
@@ -315,6 +321,7 @@ def test_fewshot_and_probe_on_clips(sounds, tmp_path, shared_home):
     assert report.labelled == 12 and report.rows and max(r.accuracy for r in report.rows) > 0.75
 
 
+@pytest.mark.slow
 def test_disabling_the_plugin(sounds, tmp_path):
     off = {"ZOO_DISABLE_PLUGINS": "zoo_audio"}
     listed = run_zoo("plugins", "--json", env=off)
@@ -352,6 +359,7 @@ def test_spoken_digits_is_generated_once_with_unseen_test_voices():
     assert ensure_spoken_digits() == folder and victim.stat().st_size > 44
 
 
+@pytest.mark.slow
 def test_front_end_settings_where_they_do_not_apply(tmp_path):
     done = run_zoo("finetune", "efficientnet_lite0", "--data", "digits", "--front-end", "n_mels=64",
                    "--out", str(tmp_path / "r"))
@@ -360,12 +368,14 @@ def test_front_end_settings_where_they_do_not_apply(tmp_path):
     assert bad.returncode != 0 and "expected KEY=VALUE" in bad.stderr
 
 
+@pytest.mark.slow
 def test_sounds_for_a_text_model_are_refused(sounds, tmp_path):
     done = run_zoo("finetune", "all-minilm-l6-v2-offline", "--data", str(sounds), "--out", str(tmp_path / "r"))
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert "audio data" in done.stderr and "no front end turns audio into text" in done.stderr
 
 
+@pytest.mark.slow
 def test_a_run_on_sounds_embeds_and_searches_clips_as_it_was_trained(audio_run, sounds, tmp_path, shared_home):
     import zoo
 

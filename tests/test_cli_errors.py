@@ -38,6 +38,7 @@ def test_export_and_predict_without_onnxruntime_say_how_to_install_it(args, tmp_
     ("cuda", "PyTorch sees no CUDA GPU here"),
     ("gpu", "not a device name; use cpu, cuda, cuda:N or mps"),
 ])
+@pytest.mark.slow
 def test_a_device_this_machine_lacks_is_one_line(digit_folder, tmp_path, device, message):
     import torch
 
@@ -49,6 +50,7 @@ def test_a_device_this_machine_lacks_is_one_line(digit_folder, tmp_path, device,
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.slow
 def test_an_unwritable_export_destination_is_one_line(tmp_path):
     blocker = tmp_path / "file.txt"
     blocker.write_text("a file, not a folder")

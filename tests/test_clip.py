@@ -123,6 +123,7 @@ def test_the_card_of_an_image_text_repository_has_both_towers(hf, name):
 # --------------------------------------------------------------------------- against transformers
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ["torch", "onnxruntime"])
 @pytest.mark.parametrize("name", [CLIP, SIGLIP])
 def test_both_towers_give_the_libraries_own_vectors(hf, photos, name, engine):
@@ -167,6 +168,7 @@ def test_both_towers_give_the_libraries_own_vectors(hf, photos, name, engine):
 # --------------------------------------------------------------------------- zero-shot
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [CLIP, SIGLIP])
 def test_zero_shot_classifies_images_with_the_models_own_scores(hf, photos, tmp_path, name):
     import torch
@@ -200,6 +202,7 @@ def test_zero_shot_classifies_images_with_the_models_own_scores(hf, photos, tmp_
     np.testing.assert_allclose([runtime[label] for label in labels], expected, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_zero_shot_in_python_ensembles_image_prompts_and_serves_without_torch(hf, photos, tmp_path):
     from servekit import ServerProcess
 
@@ -230,6 +233,7 @@ def test_zero_shot_in_python_ensembles_image_prompts_and_serves_without_torch(hf
         np.testing.assert_allclose([p for _, p in got], [p for _, p in top], atol=1e-4)
 
 
+@pytest.mark.slow
 def test_zero_shot_bad_inputs_are_one_line_each(hf, tmp_path):
     cases = [
         ([f"hf:{VIT}", "--labels", "cat,dog"], "has no text tower"),
@@ -246,6 +250,7 @@ def test_zero_shot_bad_inputs_are_one_line_each(hf, tmp_path):
 # --------------------------------------------------------------------------- search
 
 
+@pytest.mark.slow
 def test_a_sentence_searches_pictures_through_the_text_tower(hf, photos, tmp_path):
     db = tmp_path / "v"
     made = invoke("embed", f"hf:{CLIP}", str(photos), "--db", str(db), "--json")
@@ -280,6 +285,7 @@ def test_a_sentence_searches_pictures_through_the_text_tower(hf, photos, tmp_pat
     assert words.exit_code == 0 and json.loads(words.stdout)["hits"][0]["score"] < 0.99
 
 
+@pytest.mark.slow
 def test_a_text_query_on_an_image_only_table_and_a_changed_tower_are_refused(hf, photos, tmp_path):
     db = tmp_path / "v"
     zoo.embed_dataset(f"hf:{VIT}", photos, db=db)
@@ -322,6 +328,7 @@ sys.exit(code)
 """
 
 
+@pytest.mark.slow
 def test_export_writes_both_towers_and_a_torch_free_search_answers_sentences(hf, photos, tmp_path):
     out = tmp_path / "export" / "clip.onnx"
     exported = invoke("export", f"hf:{CLIP}", "-o", str(out), "--samples", "4")
@@ -359,6 +366,7 @@ def test_export_writes_both_towers_and_a_torch_free_search_answers_sentences(hf,
                     f"not a tower of '{CLIP}'")
 
 
+@pytest.mark.slow
 def test_siglip_text_tower_runs_padded_to_max_length_in_the_runtime(hf, tmp_path):
     exported = zoo.export(f"hf:{SIGLIP}", tmp_path / "siglip.onnx", samples=2, log=lambda _: None)
     text_file = tmp_path / "siglip.text.onnx"

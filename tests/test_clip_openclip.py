@@ -111,6 +111,7 @@ def laion(module_hub, tmp_path_factory):
     return LAION
 
 
+@pytest.mark.slow
 def test_a_laion_repository_gives_open_clips_own_vectors_through_zoo(laion, shared_home, tmp_path):
     import torch
     from PIL import Image

@@ -45,6 +45,7 @@ def straight(text_csv, tmp_path_factory):
                         **quiet(**FAST))
 
 
+@pytest.mark.slow
 def test_contrastive_trains_the_encoder_then_the_head_and_exports_it(straight, text_csv, tmp_path):
     run = straight
     assert run.config["recipe"] == "contrastive" and run.config["unfreeze"] == 0
@@ -81,6 +82,7 @@ def test_contrastive_trains_the_encoder_then_the_head_and_exports_it(straight, t
     assert predicted == run.classes[int(logits[0].argmax())]
 
 
+@pytest.mark.slow
 def test_a_validation_split_judges_each_round_and_keeps_the_best(text_csv, tmp_path):
     run = zoo.finetune(TEXT_MODEL, str(text_csv), out=tmp_path / "run", recipe="contrastive", pairs=32,
                        validation="split", val_split=0.34, **quiet())
@@ -94,6 +96,7 @@ def test_a_validation_split_judges_each_round_and_keeps_the_best(text_csv, tmp_p
     assert unchanged == (record["best"] == 0)
 
 
+@pytest.mark.slow
 def test_a_killed_contrastive_run_resumes_to_the_same_weights(straight, text_csv, tmp_path):
     folder = tmp_path / "killed"
     args = ["finetune", TEXT_MODEL, "--data", str(text_csv), "--out", str(folder), "--recipe", "contrastive",
@@ -117,11 +120,13 @@ def test_a_killed_contrastive_run_resumes_to_the_same_weights(straight, text_csv
     ({"recipe": "contrastive", "pairs": 0}, "--pairs takes a positive number"),
     ({"recipe": "pairs"}, "--recipe takes auto, gradual, contrastive"),
 ])
+@pytest.mark.slow
 def test_contrastive_options_that_do_not_fit_say_so(text_csv, tmp_path, options, message):
     with pytest.raises(ZooError, match=message):
         zoo.finetune(TEXT_MODEL, str(text_csv), out=tmp_path / "run", **quiet(**options))
 
 
+@pytest.mark.slow
 def test_contrastive_on_an_image_model_is_one_line(digit_folder, tmp_path):
     result = run_zoo("finetune", "efficientnet_lite0", "--data", str(digit_folder), "--recipe", "contrastive",
                      "--out", str(tmp_path / "run"))

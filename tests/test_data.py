@@ -155,7 +155,10 @@ def test_no_format_names_the_path_and_the_formats_tried(tmp_path):
         open_dataset(tmp_path / "missing.parquet", modality="image")
     message = error(excinfo)
     assert "missing.parquet" in message and "no such file or folder" in message
-    assert "tried audio-csv, audio-folder, spoken-digits, csv, digits, folder, jsonl" in message
+    tried = message.split("; tried ", 1)[1].split(". ", 1)[0].split(", ")
+    # every registered format, plugins' included (audio, dense), in the order they were asked
+    assert {"csv", "digits", "folder", "jsonl", "photos", "audio-folder", "coco", "yolo", "voc"} <= set(tried)
+    assert len(tried) == len(set(tried))
 
 
 # --------------------------------------------------------------------------- bad input

@@ -85,6 +85,7 @@ def straight(digit_folder, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_the_cross_validated_head_on_two_processes_equals_one(digit_folder, tmp_path):
     """Head only, the small-data recipe: the head's regularisation chosen on folds, on every rank."""
     # the card's cut (choosing one would probe every layer: the same code, a minute longer)
@@ -117,6 +118,7 @@ def _rank_pid(out: Path, rank: int) -> int | None:
     return None
 
 
+@pytest.mark.slow
 def test_a_killed_rank_ends_the_run_and_resume_under_the_launcher_completes_it(straight, digit_folder, tmp_path):
     out = tmp_path / "killed"
     exe = Path(sys.executable).with_name("zoo")
@@ -147,6 +149,7 @@ def test_a_killed_rank_ends_the_run_and_resume_under_the_launcher_completes_it(s
     assert sorted(p.name for p in tmp_path.iterdir()) == ["killed"]  # the other rank's scratch copy is gone
 
 
+@pytest.mark.slow
 def test_embed_on_two_processes_writes_the_table_one_process_writes(digit_folder, tmp_path):
     """The frozen pass sharded: each rank embeds half of the new items, rank 0 writes them."""
     forget_features()

@@ -56,6 +56,7 @@ def image_folder(tmp_path) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_text_table_is_incremental_and_searchable(tmp_path):
     db = tmp_path / "db"
     data = write_text_csv(tmp_path / "topics.csv", topic_rows())
@@ -93,6 +94,7 @@ def test_text_table_is_incremental_and_searchable(tmp_path):
     assert np.allclose([np.linalg.norm(v) for v in vectors.values()], 1.0, atol=1e-5)  # L2-normalised
 
 
+@pytest.mark.slow
 def test_image_folder_copies_edits_and_image_queries(tmp_path, image_folder):
     db = tmp_path / "db"
     first = embed_dataset(IMAGE_MODEL, image_folder, db=db, workers=0)
@@ -115,6 +117,7 @@ def test_image_folder_copies_edits_and_image_queries(tmp_path, image_folder):
         search(db, "a photo of a zero")
 
 
+@pytest.mark.slow
 def test_unlabelled_folder_and_text_file(tmp_path):
     flat = tmp_path / "photos"
     digit_png(flat / "a.png", 0)
@@ -130,6 +133,7 @@ def test_unlabelled_folder_and_text_file(tmp_path):
     assert hits[0].source == "second text" and hits[0].label is None
 
 
+@pytest.mark.slow
 def test_delete_removes_items_for_good_even_with_an_index(tmp_path):
     db = tmp_path / "db"
     secret = "Private note: the vault code is 4711"
@@ -157,6 +161,7 @@ def test_delete_removes_items_for_good_even_with_an_index(tmp_path):
     assert delete_items(db, ["never stored"]).not_found == ("never stored",)
 
 
+@pytest.mark.slow
 def test_a_kill_during_an_update_loses_no_row(tmp_path):
     """kill -9 as soon as the update writes its first file into the table: the table still holds
     every row, old or new, never neither (a delete-then-add lost the replaced rows here)."""
@@ -180,6 +185,7 @@ def test_a_kill_during_an_update_loses_no_row(tmp_path):
     assert finished.rows == 10 and set(VectorStore(db).table(TEXT_MODEL).keys()["label"]) == {"changed", "sport"}
 
 
+@pytest.mark.slow
 def test_delete_by_path_and_folder(tmp_path, image_folder):
     db = tmp_path / "db"
     embed_dataset(IMAGE_MODEL, image_folder, db=db, workers=0)
@@ -188,6 +194,7 @@ def test_delete_by_path_and_folder(tmp_path, image_folder):
     assert {Path(h.source).name for h in search(db, image_folder / "zero" / "1.png", k=10).hits} == {"1.png", "2.png"}
 
 
+@pytest.mark.slow
 def test_model_mismatch_is_refused(tmp_path, image_folder):
     db = tmp_path / "db"
     embed_dataset(TEXT_MODEL, write_text_csv(tmp_path / "t.csv", topic_rows()), db=db, table="shared")
@@ -217,6 +224,7 @@ def test_model_mismatch_is_refused(tmp_path, image_folder):
     assert store.tables() == ["drifted", "shared", "stale"]  # the deletion registers stay internal
 
 
+@pytest.mark.slow
 def test_cli_embed_search_delete(tmp_path, image_folder):
     db = tmp_path / "db"
     embedded = run_zoo("embed", IMAGE_MODEL, str(image_folder), "--db", str(db), "--json")
@@ -252,6 +260,7 @@ def test_public_names():
     assert callable(zoo.embed.fewshot) and zoo.embed.FewShot.__name__ == "FewShot"
 
 
+@pytest.mark.slow
 def test_index_policy_on_synthetic_vectors(tmp_path):
     """The store alone: threshold, incremental index updates, retraining after growth, exact scores."""
     from zoo.embed.store import INDEX_THRESHOLD
@@ -289,6 +298,7 @@ def test_index_policy_on_synthetic_vectors(tmp_path):
     assert [h.score for h in ann] == pytest.approx([h.score for h in exact], abs=1e-5)
 
 
+@pytest.mark.slow
 def test_a_db_that_cannot_be_written_is_one_line(tmp_path):
     from conftest import run_zoo
 
@@ -300,6 +310,7 @@ def test_a_db_that_cannot_be_written_is_one_line(tmp_path):
     assert f"cannot write {blocker / 'db'}: a file stands where a folder must be" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_query_leaves_torchs_thread_count_alone_on_either_engine(tmp_path):
     import torch
 

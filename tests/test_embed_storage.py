@@ -43,6 +43,7 @@ def texts(tmp_path) -> Path:
     return data
 
 
+@pytest.mark.slow
 def test_a_file_where_the_db_must_be_is_one_line(tmp_path, texts):
     blocker = tmp_path / "file.txt"
     blocker.write_text("a file, not a folder")
@@ -80,6 +81,7 @@ def classifier():
     return zero_shot(TEXT_MODEL, "sport,cooking", engine="torch")
 
 
+@pytest.mark.slow
 def test_a_file_where_the_fewshot_folder_must_be_is_one_line(classifier, tmp_path):
     from zoo.errors import StorageError
 

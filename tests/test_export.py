@@ -71,6 +71,7 @@ def _torch_probabilities(run, items):
 
 # --------------------------------------------------------------------------- round trips
 
+@pytest.mark.slow
 def test_image_run_round_trip_predicts_like_pytorch(image_run, image_onnx, digit_folder):
     assert image_onnx.path == image_run.dir / "model.onnx" and image_onnx.files == (image_onnx.path,)
     images = sorted(str(p) for p in digit_folder.rglob("*.png"))[::3]
@@ -84,6 +85,7 @@ def test_image_run_round_trip_predicts_like_pytorch(image_run, image_onnx, digit
     assert [p.input for p in result.predictions] == images
 
 
+@pytest.mark.slow
 def test_text_run_round_trip_predicts_like_pytorch(text_run, text_onnx):
     texts = ["The goalkeeper saved a penalty in extra time", "Stocks rallied", "Stir the risotto slowly"]
     result = zoo.predict(text_onnx.path, texts, top_k=3)
@@ -94,6 +96,7 @@ def test_text_run_round_trip_predicts_like_pytorch(text_run, text_onnx):
     assert text_onnx.files == (text_onnx.path, tokenizer) and tokenizer.is_file()
 
 
+@pytest.mark.slow
 def test_metadata_reads_back(image_run, image_onnx, text_onnx):
     import onnx
 
@@ -123,6 +126,7 @@ def test_metadata_reads_back(image_run, image_onnx, text_onnx):
     assert dims == ["batch", "sequence"]
 
 
+@pytest.mark.slow
 def test_int8_beyond_max_drop_is_refused_and_leaves_nothing(text_run, tmp_path, monkeypatch):
     import onnx
     from onnx import numpy_helper
@@ -166,6 +170,7 @@ def test_int8_of_an_image_run_cut_at_joined_layers(module_home, digit_folder, tm
     assert zoo.predict(result.path, images).predictions[0].label in run.classes
 
 
+@pytest.mark.slow
 def test_int8_is_checked_on_all_held_out_data_and_keeps_the_head_fp32(text_run, tmp_path):
     import onnx
 
@@ -198,6 +203,7 @@ def test_int8_is_checked_on_all_held_out_data_and_keeps_the_head_fp32(text_run, 
 
 # --------------------------------------------------------------------------- validation and files
 
+@pytest.mark.slow
 def test_validation_fails_when_a_weight_changes_after_tracing(tmp_path, monkeypatch):
     from zoo.onnxgraph import onnxfile
 
@@ -217,6 +223,7 @@ def test_validation_fails_when_a_weight_changes_after_tracing(tmp_path, monkeypa
     assert list(tmp_path.iterdir()) == []  # no model, no temp folder
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("quantize", [None, "int8"])
 def test_external_data_stays_inside_the_output_folder(tmp_path, quantize):
     """int8 too: the pre-processed graph, the copy measured for calibration and the int8 graph keep
@@ -260,6 +267,7 @@ _REPRESENTATIVE = {"mobilenet_v3_large", "efficientnet_lite0", "timm/vit_small_p
                    "vit_b_16", "convnext_tiny"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("card", _offline_cards(), ids=lambda c: c.name)
 def test_every_offline_architecture_exports_within_tolerance(card, tmp_path):
     if card.name not in _REPRESENTATIVE and not os.environ.get("ZOO_TEST_ALL_ARCHITECTURES"):
@@ -272,6 +280,7 @@ def test_every_offline_architecture_exports_within_tolerance(card, tmp_path):
                        ).embeddings.shape == (1, card.embedding.dim)
 
 
+@pytest.mark.slow
 def test_export_errors_say_what_to_do(tmp_path, image_run):
     with pytest.raises(UnknownModelError, match="resnet5"):
         zoo.export("resnet5", tmp_path / "x.onnx", **QUIET)
@@ -297,6 +306,7 @@ def test_a_folder_named_like_a_model_is_the_model(tmp_path, monkeypatch):
 
 # --------------------------------------------------------------------------- CLI
 
+@pytest.mark.slow
 def test_cli_int8_export_records_its_check_then_predicts(text_run, tmp_path):
     import onnx
 
@@ -322,12 +332,14 @@ def test_cli_int8_export_records_its_check_then_predicts(text_run, tmp_path):
     assert "The referee blew the whistle" in lines[2]
 
 
+@pytest.mark.slow
 def test_cli_export_errors_are_one_line(tmp_path):
     done = run_zoo("export", "no-such-model", "-o", str(tmp_path / "x.onnx"))
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "no model named 'no-such-model'" in done.stderr
 
 
+@pytest.mark.slow
 def test_cli_bench_prints_the_three_backends(text_run):
     from click.testing import CliRunner
 
@@ -341,6 +353,7 @@ def test_cli_bench_prints_the_three_backends(text_run):
     assert "int8 accuracy on the run's validation set" in done.output
 
 
+@pytest.mark.slow
 def test_int8_quantization_leaves_the_callers_logging_and_stdout_alone(text_run, tmp_path, capsys):
     import logging
 

@@ -60,6 +60,7 @@ needs_namespaces = pytest.mark.skipif(not _unshare_works(), reason="needs unshar
     'raise OSError("libonnxruntime.so.1.32.0: cannot open shared object file")',
     "import a_dependency_that_is_not_installed",
 ], ids=["ImportError", "OSError", "missing-dependency"])
+@pytest.mark.slow
 def test_a_broken_onnxruntime_gets_the_install_hint(tmp_path, failure):
     fake = tmp_path / "site" / "onnxruntime"
     fake.mkdir(parents=True)
@@ -82,6 +83,7 @@ def _limited(limit: int):
     return apply
 
 
+@pytest.mark.slow
 def test_a_file_size_limit_is_one_line_and_leaves_nothing(tmp_path):
     """Below the fp32 graph's size, the first write that fails is the trace's (the int8 steps write
     less than that: the disk test below reaches them)."""
@@ -97,6 +99,7 @@ def test_a_file_size_limit_is_one_line_and_leaves_nothing(tmp_path):
     assert sorted(p.name for p in out.parent.iterdir()) == ["m.onnx"] and out.read_bytes() == OLD
 
 
+@pytest.mark.slow
 def test_a_file_where_the_folder_should_be_is_one_line(tmp_path):
     blocker = tmp_path / "models"
     blocker.write_text("a file, not a folder", encoding="utf-8")
@@ -109,6 +112,7 @@ def _in_namespace(script: str) -> subprocess.CompletedProcess:
     return subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow
 @needs_namespaces
 def test_a_read_only_folder_is_one_line(tmp_path):
     folder = tmp_path / "ro"

@@ -54,6 +54,7 @@ def _rewrite_array(path: Path, change) -> None:
 
 @pytest.mark.parametrize("damage", ["rows reordered", "garbage bytes", "one value changed", "truncated",
                                     "record removed", "record garbled"])
+@pytest.mark.slow
 def test_a_damaged_entry_is_computed_again_and_said(damage, digits):
     first, record = _features(digits)
     assert not record["hit"]
@@ -83,6 +84,7 @@ def test_a_damaged_entry_is_computed_again_and_said(damage, digits):
     assert record["hit"]  # replaced by a good entry
 
 
+@pytest.mark.slow
 def test_a_healthy_entry_is_a_hit_with_its_engine(digits):
     _features(digits)
     arrays, record = _features(digits)
@@ -91,6 +93,7 @@ def test_a_healthy_entry_is_a_hit_with_its_engine(digits):
     assert meta["shape"] == list(arrays["embedding"].shape) and len(meta["sha256"]) == 64
 
 
+@pytest.mark.slow
 def test_a_file_where_the_cache_folder_should_be_costs_the_cache_not_the_run(zoo_env, digits):
     (zoo_env / "features").write_text("a file, not a folder")
     messages: list[str] = []

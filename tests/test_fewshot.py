@@ -40,6 +40,7 @@ def digits(tmp_path_factory) -> tuple[Path, list[np.ndarray], list[str]]:
     return root, images, labels
 
 
+@pytest.mark.slow
 def test_digits_accuracy_is_well_above_chance_and_survives_a_reload(digits, tmp_path):
     support, images, labels = digits
     classifier = fewshot(IMAGE_MODEL, support, workers=0)
@@ -69,6 +70,7 @@ def test_digits_accuracy_is_well_above_chance_and_survives_a_reload(digits, tmp_
     assert np.allclose(probabilities, expected, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_text_fewshot_and_model_checks(tmp_path):
     rows = [("The striker scored twice in the final minutes", "sport"), ("The team won the championship match", "sport"),
             ("Simmer the tomato sauce for twenty minutes", "cooking"), ("Whisk the eggs with sugar", "cooking"),
@@ -101,6 +103,7 @@ def test_text_fewshot_and_model_checks(tmp_path):
         classifier.save(tmp_path / "other")
 
 
+@pytest.mark.slow
 def test_one_class_is_refused(tmp_path):
     (tmp_path / "only").mkdir()
     from PIL import Image
@@ -113,6 +116,7 @@ def test_one_class_is_refused(tmp_path):
                                 modality="image", input={})
 
 
+@pytest.mark.slow
 def test_cli_build_save_and_predict(digits, tmp_path):
     support, images, labels = digits
     from PIL import Image
@@ -161,6 +165,7 @@ def test_cli_build_save_and_predict(digits, tmp_path):
         assert top[0]["probability"] == pytest.approx(expected[name].top[0][1], abs=1e-4)
 
 
+@pytest.mark.slow
 def test_text_fewshot_exports_int8_checked_on_its_support_set(tmp_path):
     from zoo.export import export, read_info
     from zoo.runtime import predict
@@ -184,6 +189,7 @@ def test_text_fewshot_exports_int8_checked_on_its_support_set(tmp_path):
         export(folder, log=lambda _: None)
 
 
+@pytest.mark.slow
 def test_zero_shot_from_label_names_saves_predicts_and_exports_like_a_fewshot_folder(tmp_path):
     from zoo.embed import zero_shot
 
@@ -218,6 +224,7 @@ def test_zero_shot_from_label_names_saves_predicts_and_exports_like_a_fewshot_fo
     assert json.loads(predicted.stdout)["predictions"][0]["predictions"][0]["label"] == "sport"
 
 
+@pytest.mark.slow
 def test_zero_shot_bad_input_is_one_line_each(tmp_path):
     cases = [
         (["--labels", "sport,,politics"], "label 2 is empty"),
@@ -234,6 +241,7 @@ def test_zero_shot_bad_input_is_one_line_each(tmp_path):
     assert both.returncode == 2 and "not both" in both.stderr
 
 
+@pytest.mark.slow
 def test_a_fewshot_json_missing_keys_is_one_line(tmp_path):
     from conftest import run_zoo
 

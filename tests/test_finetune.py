@@ -21,6 +21,7 @@ def quick(**options):
     return {**base, **options}
 
 
+@pytest.mark.slow
 def test_head_only_run_writes_a_readable_run_folder(digit_folder, tmp_path):
     run = zoo.finetune(IMAGE_MODEL, str(digit_folder), out=tmp_path / "run", **quick())
     folder = run.dir
@@ -41,6 +42,7 @@ def test_head_only_run_writes_a_readable_run_folder(digit_folder, tmp_path):
     assert predictions == [0, 1, 2]
 
 
+@pytest.mark.slow
 def test_embeddings_are_cached_and_reused(digit_folder, tmp_path):
     first = zoo.finetune(IMAGE_MODEL, str(digit_folder), out=tmp_path / "a", **quick())
     records = json.loads((first.dir / "features" / "index.json").read_text())
@@ -51,6 +53,7 @@ def test_embeddings_are_cached_and_reused(digit_folder, tmp_path):
     assert again["train"]["key"] == records["train"]["key"]
 
 
+@pytest.mark.slow
 def test_rollback_restores_the_best_epoch(digit_folder, tmp_path):
     # A wild learning rate makes validation worse after its best epoch; patience lets it go on.
     run = zoo.finetune(IMAGE_MODEL, str(digit_folder), out=tmp_path / "run",
@@ -67,6 +70,7 @@ def test_rollback_restores_the_best_epoch(digit_folder, tmp_path):
     assert run.val_accuracy == pytest.approx(run.history[best - 1]["val_metric"])
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_and_keeps_the_best(digit_folder, tmp_path):
     lines = []
     run = zoo.finetune(IMAGE_MODEL, str(digit_folder), out=tmp_path / "run",
@@ -77,6 +81,7 @@ def test_nan_loss_stops_and_keeps_the_best(digit_folder, tmp_path):
     assert all(torch.isfinite(v).all() for v in final["head"].values())
 
 
+@pytest.mark.slow
 def test_an_existing_run_folder_is_never_overwritten(digit_folder, tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "keep.txt").write_text("mine")
@@ -85,6 +90,7 @@ def test_an_existing_run_folder_is_never_overwritten(digit_folder, tmp_path):
     assert (tmp_path / "run" / "keep.txt").read_text() == "mine"
 
 
+@pytest.mark.slow
 def test_text_run_with_unfreezing(text_csv, tmp_path):
     run = zoo.finetune(TEXT_MODEL, str(text_csv), out=tmp_path / "run",
                        **quick(val_split=0.34, unfreeze=1, unfreeze_epochs=2, unfreeze_patience=2))
@@ -108,6 +114,7 @@ def _final_weights(folder: Path) -> dict[str, torch.Tensor]:
     return {**{f"head.{k}": v for k, v in final["head"].items()}, **{f"body.{k}": v for k, v in final["body"].items()}}
 
 
+@pytest.mark.slow
 def test_resume_after_kill_matches_a_straight_run(digit_folder, tmp_path):
     args = [IMAGE_MODEL, "--data", str(digit_folder), "--val-split", "0.25", "--epochs", "8", "--unfreeze", "1",
             "--unfreeze-epochs", "3", "--no-augment", "--workers", "0", "--quiet", "--seed", "3"]
@@ -137,6 +144,7 @@ def test_resume_after_kill_matches_a_straight_run(digit_folder, tmp_path):
         assert all("optimizer" not in torch.load(p, weights_only=True) for p in epochs)
 
 
+@pytest.mark.slow
 def test_cli_end_to_end(digit_folder, tmp_path):
     result = run_zoo("finetune", IMAGE_MODEL, "--data", str(digit_folder), "--out", str(tmp_path / "run"),
                      "--val-split", "0.25", "--epochs", "20", "--json", timeout=600)
@@ -145,6 +153,7 @@ def test_cli_end_to_end(digit_folder, tmp_path):
     assert data["val"]["accuracy"] >= 0.8 and data["run"] == str(tmp_path / "run")
 
 
+@pytest.mark.slow
 def test_cli_bad_image_names_the_file_and_skip_bad_lists_it(digit_folder, tmp_path):
     import shutil
 
@@ -161,6 +170,7 @@ def test_cli_bad_image_names_the_file_and_skip_bad_lists_it(digit_folder, tmp_pa
     assert len(skipped) == 1 and "broken.png" in skipped[0]["where"]
 
 
+@pytest.mark.slow
 def test_an_imbalanced_training_set_gets_balanced_class_weights(tmp_path):
     from zoo.classweights import class_weights
 

@@ -49,6 +49,7 @@ def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.sum(a * b, 1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
 
+@pytest.mark.slow
 def test_image_engine_equals_pytorch_on_real_digits():
     card = resolve_card(IMAGE)
     fetched = pull(card, quiet=True)
@@ -72,6 +73,7 @@ def test_image_engine_equals_pytorch_on_real_digits():
                                atol=1e-4, rtol=1e-3)
 
 
+@pytest.mark.slow
 def test_text_engine_equals_pytorch_on_mixed_lengths_in_the_callers_order():
     card = resolve_card(TEXT)
     fetched = pull(card, quiet=True)
@@ -86,6 +88,7 @@ def test_text_engine_equals_pytorch_on_mixed_lengths_in_the_callers_order():
     assert fast.record()["engine"] == "onnxruntime"
 
 
+@pytest.mark.slow
 def test_intermediate_features_come_pooled_from_the_same_pass():
     card = resolve_card(IMAGE)
     fetched = pull(card, quiet=True)
@@ -100,6 +103,7 @@ def test_intermediate_features_come_pooled_from_the_same_pass():
     np.testing.assert_allclose(got["embedding"], zoo.load(card).embed(images).numpy(), atol=1e-4, rtol=1e-3)
 
 
+@pytest.mark.slow
 def test_a_damaged_engine_file_is_rebuilt_not_loaded():
     card = resolve_card(IMAGE)
     fetched = pull(card, quiet=True)
@@ -130,6 +134,7 @@ def _replace_graph(victim: Path, donor: Path) -> None:
     record_path.write_text(json.dumps(record))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("entry", ["load", "pass", "pass with the caller's items"])
 def test_a_replaced_graph_with_a_matching_hash_is_never_used(entry, tmp_path):
     """Another valid graph of the same shapes (the network with other weights) put in place of the
@@ -167,6 +172,7 @@ def test_a_replaced_graph_with_a_matching_hash_is_never_used(entry, tmp_path):
         assert used.compiled.built and any("other outputs than PyTorch" in m and "rebuilding" in m for m in messages)
 
 
+@pytest.mark.slow
 def test_the_first_use_check_costs_milliseconds():
     """Checking a cached graph on generated inputs before its first use in a process."""
     import time
@@ -184,6 +190,7 @@ def test_the_first_use_check_costs_milliseconds():
     assert not checked.compiled.built and checked.validation["passed"] and seconds < 5  # measured: bench/
 
 
+@pytest.mark.slow
 def test_a_killed_build_leaves_nothing_that_is_used():
     card = resolve_card(IMAGE)
     fetched = pull(card, quiet=True)
@@ -201,6 +208,7 @@ def test_a_killed_build_leaves_nothing_that_is_used():
     assert any("rebuilding" in m for m in messages)
 
 
+@pytest.mark.slow
 def test_a_build_killed_for_real_leaves_no_engine_that_is_used(zoo_env, tmp_path):
     import signal
     import time
@@ -232,6 +240,7 @@ def test_a_build_killed_for_real_leaves_no_engine_that_is_used(zoo_env, tmp_path
     assert not [p for p in folder.iterdir() if p.name.startswith(".") and p.is_dir()]  # the killed build's temp is gone
 
 
+@pytest.mark.slow
 def test_two_processes_needing_one_engine_build_it_once(zoo_env, tmp_path):
     script = write(tmp_path / "build.py", f"""
         import zoo
@@ -323,6 +332,7 @@ def _spectral_model(tmp_path: Path) -> Path:
     """)
 
 
+@pytest.mark.slow
 def test_a_model_that_cannot_be_compiled_falls_back_once_and_is_remembered(tmp_path):
     registry = _spectral_model(tmp_path)
     try:
@@ -349,6 +359,7 @@ def test_a_model_that_cannot_be_compiled_falls_back_once_and_is_remembered(tmp_p
         sys.modules.pop("zoo_spectral", None)
 
 
+@pytest.mark.slow
 def test_an_unwritable_engine_cache_compiles_for_the_run_without_blaming_the_model(zoo_env):
     (zoo_env / "engines").write_text("not a folder")  # the cache cannot hold an engine
     card = resolve_card(IMAGE)
@@ -364,6 +375,7 @@ def test_an_unwritable_engine_cache_compiles_for_the_run_without_blaming_the_mod
     assert again.engine == "onnxruntime" and str(again.compiled.path).startswith(str(zoo_env / "engines"))
 
 
+@pytest.mark.slow
 def test_a_pass_leaves_the_callers_module_as_it_was():
     card = resolve_card(IMAGE)
     backbone = zoo.load(card).train()
@@ -373,6 +385,7 @@ def test_a_pass_leaves_the_callers_module_as_it_was():
         assert backbone.training and all(p.is_contiguous() for p in weights)
 
 
+@pytest.mark.slow
 def test_an_input_the_graph_was_not_built_for_is_an_error():
     card = resolve_card(IMAGE)
     backbone = zoo.load(card)
@@ -381,6 +394,7 @@ def test_an_input_the_graph_was_not_built_for_is_an_error():
         fast._run(torch.zeros(1, 3, 100, 100))
 
 
+@pytest.mark.slow
 def test_load_with_an_engine_uses_it_until_the_weights_change():
     card = resolve_card(IMAGE)
     backbone = zoo.load(card, engine="onnxruntime")
@@ -398,6 +412,7 @@ def test_load_with_an_engine_uses_it_until_the_weights_change():
         zoo.load(card, engine="auto", head="pretrained")
 
 
+@pytest.mark.slow
 def test_without_onnxruntime_the_main_job_runs_on_pytorch_and_says_why(tmp_path):
     data = write_digit_folder(tmp_path / "digits", dark_ink=False)
     blocked = textwrap.dedent("""
@@ -418,6 +433,7 @@ def test_without_onnxruntime_the_main_job_runs_on_pytorch_and_says_why(tmp_path)
                                                                      or set(engines) == {"labelled"})
 
 
+@pytest.mark.slow
 def test_the_run_records_its_engine_and_the_cache_is_shared_across_engines(tmp_path):
     data = write_digit_folder(tmp_path / "digits", dark_ink=False)
     first = zoo.finetune(IMAGE, str(data), out=tmp_path / "a", head_epochs=5, val_split=0.25, progress=False,
@@ -460,6 +476,7 @@ def test_the_budget_follows_the_process_affinity_mask():
 @pytest.mark.skipif(not torch.cuda.is_available(),
                     reason="no CUDA GPU here: the autocast and onnxruntime-gpu paths are checked by "
                            "bench/frozen_forward_cuda.py on a machine with one")
+@pytest.mark.slow
 def test_cuda_autocast_pass_stays_close_to_fp32():
     card = resolve_card(IMAGE)
     backbone = zoo.load(card, device="cuda")
@@ -470,6 +487,7 @@ def test_cuda_autocast_pass_stays_close_to_fp32():
     assert _cosines(fast.embed(images).numpy(), reference).min() >= 0.999
 
 
+@pytest.mark.slow
 def test_cli_engine_option(tmp_path):
     data = write_digit_folder(tmp_path / "digits", dark_ink=True)
     result = run_zoo("embed", IMAGE, str(data), "--db", str(tmp_path / "db"), "--engine", "torch", "--json",

@@ -179,6 +179,7 @@ def _params(files: dict[str, bytes]) -> int:
 
 # -- every family: derive, save, pull, list offline, load, embed ----------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", list(CASES))
 def test_a_card_is_derived_saved_pulled_and_listed_offline(family, repos, hub, zoo_env, monkeypatch):
     repo, sha = _serve(hub, repos, family)
@@ -339,6 +340,7 @@ def test_showing_a_derived_card_imports_neither_torch_nor_transformers(repos, hu
 
 # -- export --------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_derived_vit_exports_to_a_validated_onnx_file(repos, hub, tmp_path):
     repo, _ = _serve(hub, repos, "vit")
     result = zoo.export(f"hf:{repo}", tmp_path / "vit.onnx", pretrained=True, samples=2, log=lambda _: None)
@@ -412,6 +414,7 @@ def test_a_repo_that_is_not_a_transformers_model(hub, zoo_env):
 
 # -- remote code still needs consent ------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_config_with_auto_map_asks_for_consent(repos, hub, zoo_env, monkeypatch):
     config = json.loads(repos["bert"]["config.json"])
     config["auto_map"] = {"AutoConfig": "configuration_acme.AcmeConfig", "AutoModel": "modeling_acme.AcmeModel"}

@@ -65,6 +65,7 @@ def test_a_hostile_hf_id_is_refused_in_one_line_before_anything_is_written(hub, 
     assert hub.count == 0
 
 
+@pytest.mark.slow
 def test_every_command_refuses_the_id_before_writing(hub, zoo_env, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # where `zoo finetune` would make runs/ and `zoo export` its file
     model = "hf:" + "a" * 5000

@@ -87,6 +87,7 @@ def test_text_features_and_stages():
     assert names == ["embeddings"] + [f"encoder.layer.{i}" for i in range(6)]
 
 
+@pytest.mark.slow
 def test_encoders_have_no_pretrained_head():
     with pytest.raises(LoadError, match="no pretrained head"):
         load("all-minilm-l6-v2-offline", head="pretrained")

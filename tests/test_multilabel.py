@@ -42,6 +42,7 @@ def multi_run(tmp_path_factory):
     return zoo.finetune(TEXT_MODEL, str(data), test=str(test), out=folder / "run", **quiet()), test
 
 
+@pytest.mark.slow
 def test_semicolon_labels_make_a_multi_label_run_with_thresholds_and_f1(multi_run):
     run, test = multi_run
     assert run.classes == tuple(sorted(TOPICS))  # the label space: every name, not the combinations
@@ -69,6 +70,7 @@ def test_semicolon_labels_make_a_multi_label_run_with_thresholds_and_f1(multi_ru
     assert f1_score(truth, predicted, average="micro") == pytest.approx(metrics["test"]["micro_f1"], abs=1e-9)
 
 
+@pytest.mark.slow
 def test_a_multi_label_run_exports_a_sigmoid_and_predicts_label_sets(multi_run, tmp_path):
     run, test = multi_run
     out = tmp_path / "model.onnx"
@@ -103,6 +105,7 @@ def test_thresholds_maximise_each_labels_f1():
         assert f1_score(truth[:, label], scores[:, label] >= chosen[label]) == pytest.approx(best)
 
 
+@pytest.mark.slow
 def test_bad_multi_label_data_is_one_line_each(tmp_path):
     data = write_text_csv(tmp_path / "train.csv", mixed_rows())
     unseen = write_text_csv(tmp_path / "test.csv", [("The match was close", "sport;weather")])
@@ -122,6 +125,7 @@ def test_bad_multi_label_data_is_one_line_each(tmp_path):
         zoo.finetune(TEXT_MODEL, str(data), per_class=3, out=tmp_path / "e", **quiet())
 
 
+@pytest.mark.slow
 def test_finetune_labels_name_the_classes_for_the_prior_and_must_cover_the_data(text_csv, tmp_path):
     from zoo.prompts import TEMPLATES, prompt_prototypes
 

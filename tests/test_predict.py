@@ -55,6 +55,7 @@ def pictures(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_predict_never_imports_torch(models, pictures):
     """The runtime and the CLI's predict command work in a process that has no torch at all."""
     script = f"""
@@ -80,6 +81,7 @@ print("HEAVY", heavy)
     assert done.stdout.count('"embeddings"') == 2
 
 
+@pytest.mark.slow
 def test_embeddings_match_the_library_and_save_as_npy(models, pictures, tmp_path):
     files = expand_images([pictures])
     assert [f.name for f in files] == ["one.png", "two.jpg", "three.png"]  # folders: recursive, images only
@@ -94,6 +96,7 @@ def test_embeddings_match_the_library_and_save_as_npy(models, pictures, tmp_path
     assert "(512 dims)" in done.stdout and f"saved 2x512 embeddings to {out}" in done.stdout
 
 
+@pytest.mark.slow
 def test_text_embeddings_from_arguments_and_a_file(models, tmp_path):
     lines = tmp_path / "texts.txt"
     lines.write_text("first line\n\n  \nsecond line\n", encoding="utf-8")
@@ -113,6 +116,7 @@ def test_text_embeddings_from_arguments_and_a_file(models, tmp_path):
     ("truncated", "onnxruntime cannot load it"),
     ("no-metadata", "no zoo metadata"),
 ], ids=["empty", "text", "garbage", "truncated", "foreign-onnx"])
+@pytest.mark.slow
 def test_bad_model_files_are_clear_errors(models, tmp_path, content, expected):
     path = tmp_path / "bad.onnx"
     if content == "truncated":
@@ -134,6 +138,7 @@ def test_bad_model_files_are_clear_errors(models, tmp_path, content, expected):
     assert done.returncode == 1 and "Traceback" not in done.stderr and expected in done.stderr
 
 
+@pytest.mark.slow
 def test_wrong_inputs_are_clear_errors(models, pictures, tmp_path):
     cases = [
         ((models["image"], "a cat on a mat"), "no such image file, folder or pattern"),
@@ -170,6 +175,7 @@ def test_providers_prefer_the_gpu_only_when_one_is_present(monkeypatch):
     assert choose_providers("CPU") == ["CPUExecutionProvider"]
 
 
+@pytest.mark.slow
 def test_cli_provider_choice(models):
     done = run_zoo("predict", str(models["text"]), "hi", "--provider", "tensorrt")
     import onnxruntime
@@ -247,6 +253,7 @@ def _preprocessing(model: Path, **changes: object) -> str:
      "one threshold in [0, 1] per label (2)"),
     ("text", {"labels": '["a", "a"]', "kind": "classifier"}, "zoo.labels: labels repeat"),
 ], ids=lambda v: v if isinstance(v, str) and len(v) < 10 else None)
+@pytest.mark.slow
 def test_damaged_metadata_is_refused_when_read(models, tmp_path, which, props, expected):
     model = models[which]
     fields = {}
@@ -263,6 +270,7 @@ def test_damaged_metadata_is_refused_when_read(models, tmp_path, which, props, e
     assert str(path) in str(caught.value) and "\n" not in str(caught.value)
 
 
+@pytest.mark.slow
 def test_damaged_metadata_is_one_line_in_the_cli(models, tmp_path):
     path = _edited(models["image"], tmp_path / "m.onnx", preprocessing=_preprocessing(models["image"], std=[0, 1, 1]))
     done = run_zoo("predict", str(path), "x.png")
@@ -270,6 +278,7 @@ def test_damaged_metadata_is_one_line_in_the_cli(models, tmp_path):
     assert str(path) in done.stderr and "'std' must be 3 positive numbers" in done.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("count", [511, 513])
 def test_labels_that_do_not_match_the_graph_are_refused(models, tmp_path, count):
     """An embedding graph of 512 outputs read as a classifier: its labels must number 512."""
@@ -307,6 +316,7 @@ def test_labels_are_checked_against_a_dynamic_output_on_the_first_answer(tmp_pat
         zoo.predict(path, [np.zeros((2, 2, 3), np.uint8)])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["missing", "truncated"])
 def test_damaged_external_weights_are_one_line(models, tmp_path, damage):
     import onnx

@@ -27,6 +27,7 @@ def test_the_row_space_projection_changes_nothing_but_the_speed():
     np.testing.assert_allclose(small.predict_proba(z_test), full.predict_proba(test), atol=1e-8)
 
 
+@pytest.mark.slow
 def test_cross_validation_on_separable_and_on_random_features():
     rng = np.random.default_rng(1)
     labels = np.repeat(np.arange(3), 10)
@@ -44,6 +45,7 @@ def test_a_class_with_one_example_is_a_clear_error():
         cross_validate(np.eye(5), [0, 0, 1, 1, 2], where="tiny.csv")
 
 
+@pytest.mark.slow
 def test_probe_ranks_every_cut_point_of_a_real_backbone(tmp_path):
     data = write_digit_folder(tmp_path / "digits", dark_ink=True)
     report = zoo.probe(["efficientnet_lite0"], data, out=tmp_path / "probe", log=lambda _: None)
@@ -64,6 +66,7 @@ def test_probe_ranks_every_cut_point_of_a_real_backbone(tmp_path):
     assert [(r.layer, r.accuracy) for r in again.rows] == [(r.layer, r.accuracy) for r in report.rows]
 
 
+@pytest.mark.slow
 def test_an_interrupted_probe_starts_again_from_what_was_stored(tmp_path, zoo_env):
     data = write_digit_folder(tmp_path / "digits", dark_ink=True)
     first = zoo.probe(["efficientnet_lite0"], data, log=lambda _: None)
@@ -75,6 +78,7 @@ def test_an_interrupted_probe_starts_again_from_what_was_stored(tmp_path, zoo_en
     assert [(r.layer, round(r.accuracy, 6)) for r in again.rows] == [(r.layer, round(r.accuracy, 6)) for r in first.rows]
 
 
+@pytest.mark.slow
 def test_held_out_scores_and_a_test_set(tmp_path):
     data = write_digit_folder(tmp_path / "digits", dark_ink=True)
     report = zoo.probe(["efficientnet_lite0"], data, per_class=4, score_held_out=True, log=lambda _: None)
@@ -84,6 +88,7 @@ def test_held_out_scores_and_a_test_set(tmp_path):
     assert quiet.test == 0 and all(r.test_accuracy is None for r in quiet.rows)
 
 
+@pytest.mark.slow
 def test_wrong_modality_and_unavailable_models(tmp_path, monkeypatch):
     data = write_digit_folder(tmp_path / "digits", dark_ink=True)
     with pytest.raises(InputError, match="several modalities"):
@@ -96,6 +101,7 @@ def test_wrong_modality_and_unavailable_models(tmp_path, monkeypatch):
     assert {r.model for r in report.rows} == {"efficientnet_lite0"}
 
 
+@pytest.mark.slow
 def test_cli_probe(tmp_path):
     data = write_digit_folder(tmp_path / "digits", dark_ink=True)
     result = run_zoo("probe", "efficientnet_lite0", "--data", str(data), "--out", str(tmp_path / "p"), "--json",
@@ -107,11 +113,13 @@ def test_cli_probe(tmp_path):
     assert human.returncode == 0 and "cv accuracy" in human.stdout and "(embedding)" in human.stdout
 
 
+@pytest.mark.slow
 def test_probe_of_a_text_model_on_images_is_a_clear_error():
     result = run_zoo("probe", "all-minilm-l6-v2-offline", "--data", "digits", "--quiet")
     assert result.returncode == 1 and "Traceback" not in result.stderr and "modality" in result.stderr
 
 
+@pytest.mark.slow
 def test_an_imbalanced_set_is_probed_with_balanced_class_weights(tmp_path):
     from conftest import write_digit_folder
 

@@ -104,6 +104,7 @@ def test_percentile_matches_numpy_within_a_bin():
     assert high == pytest.approx(truth, abs=stats.top / BINS) and low == -high
 
 
+@pytest.mark.slow
 def test_a_quantizer_failure_of_another_kind_is_one_line_saying_what_to_do(tmp_path):
     """onnxruntime cannot even load this graph for its pre-processing (an operator of an unknown
     domain): its own error comes back as one line, with what to do."""

@@ -102,6 +102,7 @@ def test_objects_that_are_no_text_are_refused_for_a_text_table(tables):
         search(tables, "   ", table="text")
 
 
+@pytest.mark.slow
 def test_a_text_table_refuses_an_image_path_and_searches_it_with_text(tmp_path, files, tables):
     from zoo.embed import embed_dataset
 
@@ -120,6 +121,7 @@ def test_a_text_table_refuses_an_image_path_and_searches_it_with_text(tmp_path, 
     assert flagged.returncode == 1 and "--text is for text queries, but table 'image'" in flagged.stderr
 
 
+@pytest.mark.slow
 def test_a_text_classifier_refuses_files_and_takes_them_as_words_with_text(tmp_path, files):
     from zoo.embed import load_fewshot, zero_shot
 

@@ -42,6 +42,7 @@ def test_common_fields(card):
         assert card.input.max_length and card.input.max_length <= 8192
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("card", BY_SOURCE.get("torchvision", []), ids=ids(BY_SOURCE.get("torchvision", [])))
 def test_torchvision_cards_match_the_installed_weight_enums(card):
     torchvision = pytest.importorskip("torchvision")

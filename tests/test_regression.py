@@ -67,6 +67,7 @@ def regression_run(numbers, tmp_path_factory):
     return run, lines
 
 
+@pytest.mark.slow
 def test_numbers_in_a_target_column_make_a_regression_reported_in_their_units(regression_run, numbers):
     run, lines = regression_run
     assert run.task_name == "regression" and run.classes == ("angle", "ink")
@@ -94,6 +95,7 @@ def test_numbers_in_a_target_column_make_a_regression_reported_in_their_units(re
     assert len(predictions) == 20 and set(predictions[0]["values"]["true"]) == {"angle", "ink"}
 
 
+@pytest.mark.slow
 def test_the_exported_regression_predicts_the_networks_numbers_without_torch(regression_run, numbers, tmp_path):
     run, _ = regression_run
     exported = run_zoo("export", str(run.dir), "--out", str(tmp_path / "model.onnx"), timeout=300)
@@ -117,6 +119,7 @@ def test_the_exported_regression_predicts_the_networks_numbers_without_torch(reg
     assert human.returncode == 0 and "angle" in human.stdout and "value" in human.stdout
 
 
+@pytest.mark.slow
 def test_the_task_rule_and_its_override(numbers, tmp_path):
     from zoo.data import open_dataset
     from zoo.runs.options import FinetuneOptions
@@ -145,6 +148,7 @@ def _bad(tmp_path: Path, numbers: tuple[Path, Path], column: str, value: object,
 
 @pytest.mark.parametrize("value, says", [("heavy", "is not a number"), ("", "empty"), ("nan", "NaN"),
                                           ("inf", "infinite"), ("-Infinity", "infinite"), ("1;2", "several values")])
+@pytest.mark.slow
 def test_a_bad_target_is_one_line_naming_the_row_and_skip_bad_leaves_it_out(numbers, tmp_path, value, says):
     data = _bad(tmp_path, numbers, "angle", value)
     result = run_zoo("finetune", IMAGE, "--data", str(data), "--target", "angle", "--out", str(tmp_path / "r"))
@@ -157,6 +161,7 @@ def test_a_bad_target_is_one_line_naming_the_row_and_skip_bad_leaves_it_out(numb
     assert [entry["where"] for entry in listed] == [f"{data}:5"]
 
 
+@pytest.mark.slow
 def test_whole_data_problems_are_one_line_each(numbers, tmp_path, digit_folder):
     folder = numbers[0].parent
     constant = _write(tmp_path / "constant.csv", [{**r, "path": str(folder / r["path"]), "angle": 7}
@@ -176,6 +181,7 @@ def test_whole_data_problems_are_one_line_each(numbers, tmp_path, digit_folder):
         assert "\n" not in str(caught.value) and not (tmp_path / "never").exists()
 
 
+@pytest.mark.slow
 def test_regression_trains_by_epochs_on_a_split_and_resumes_exactly(numbers, tmp_path):
     from conftest import kill_when_written
 
@@ -199,6 +205,7 @@ def test_regression_trains_by_epochs_on_a_split_and_resumes_exactly(numbers, tmp
     assert run.metrics["validation"] == "split" and (run.dir / "report" / "curves.png").is_file()
 
 
+@pytest.mark.slow
 def test_zoo_probe_ranks_layers_by_cross_validated_r2(numbers, tmp_path):
     train, test = numbers
     report = zoo.probe([IMAGE], train, target="angle", test=test, out=tmp_path / "probe", log=lambda _: None)

@@ -244,6 +244,7 @@ def test_a_task_without_sections_says_so_and_a_registered_hook_adds_them(tmp_pat
         sections._TASK_SECTIONS.pop("counting")
 
 
+@pytest.mark.slow
 def test_finetune_cli_takes_report_to_and_names_the_extra(tmp_path):
     done = run_zoo("finetune", IMAGE, "--data", "digits", "--out", str(tmp_path / "r"), "--report-to", "nope")
     assert done.returncode == 1 and "unknown tracker" in done.stderr and not (tmp_path / "r").exists()

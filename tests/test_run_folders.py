@@ -45,6 +45,7 @@ def damaged_copy(finished: Path, tmp_path: Path, name: str, content: bytes | Non
     ("config.json", b'{"config": {"model": "efficien', "config.json: damaged (not valid JSON"),
     ("checkpoints/final.pt", b"PK\x03\x04 truncated", "final.pt: damaged"),
 ])
+@pytest.mark.slow
 def test_a_damaged_run_folder_is_one_line_in_export_and_resume(finished, tmp_path, name, content, message):
     copy = damaged_copy(finished, tmp_path, name, content)
     with pytest.raises(ZooError, match=re.escape(message)):
@@ -60,6 +61,7 @@ def test_a_damaged_run_folder_is_one_line_in_export_and_resume(finished, tmp_pat
         assert message in result.stderr.strip().splitlines()[-1]
 
 
+@pytest.mark.slow
 def test_resume_refuses_changed_data(digit_folder, tmp_path):
     data = tmp_path / "data"
     shutil.copytree(digit_folder, data)
@@ -75,6 +77,7 @@ def test_resume_refuses_changed_data(digit_folder, tmp_path):
         zoo.finetune(resume=folder, progress=False, log=lambda _: None)
 
 
+@pytest.mark.slow
 def test_one_process_at_a_time_per_run_folder(finished, tmp_path):
     import filelock
 
@@ -91,6 +94,7 @@ def test_one_process_at_a_time_per_run_folder(finished, tmp_path):
     assert filelock.FileLock(str(finished / ".lock")).acquire(timeout=5)  # released with the process
 
 
+@pytest.mark.slow
 def test_a_run_that_fails_before_it_starts_leaves_no_folder(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("text,label\n")
@@ -100,6 +104,7 @@ def test_a_run_that_fails_before_it_starts_leaves_no_folder(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_a_run_refuses_weights_that_drifted_under_it(finished, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(finished, copy)
@@ -113,6 +118,7 @@ def test_a_run_refuses_weights_that_drifted_under_it(finished, tmp_path):
     assert result.returncode != 0 and "Traceback" not in result.stderr and "cache now holds" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_card_from_registry_is_remembered_by_the_run(digit_folder, tmp_path):
     builtin = (Path(zoo.__file__).resolve().parent.parent / "registry.toml").read_text()
     block = re.search(r"(?ms)^\[models\.efficientnet_lite0\]\n(.*?)(?=^\[models\.)", builtin).group(1)
@@ -160,6 +166,7 @@ def test_a_signal_stops_a_run_in_one_line_and_resume_finishes_it(digit_folder, t
         assert epochs == list(range(1, len(epochs) + 1)) and len(epochs) > last
 
 
+@pytest.mark.slow
 def test_the_stop_line_says_where_a_run_stands(tmp_path):
     """Before the run began (no folder kept), before its first checkpoint, after epoch N; and the
     handler turns a real signal into that line with the shell's exit code, restoring the handlers."""

@@ -45,6 +45,7 @@ def scored(test: float, baseline: float) -> dict:
     return {"metric": "accuracy", "test": {"accuracy": test}, "baseline": {"test": {"accuracy": baseline}}}
 
 
+@pytest.mark.slow
 def test_statuses_metrics_and_sorting(tmp_path):
     folder(tmp_path, "good", metrics=scored(0.9, 0.5), final=True, seconds=30)
     folder(tmp_path, "better", model="n", metrics=scored(0.95, 0.6), final=True, seconds=50)
@@ -70,6 +71,7 @@ def test_statuses_metrics_and_sorting(tmp_path):
         list_runs(tmp_path / "nowhere")
 
 
+@pytest.mark.slow
 def test_a_run_being_written_is_running(tmp_path):
     import filelock
 

@@ -327,6 +327,7 @@ def test_client_errors_are_one_line(server):
 # --------------------------------------------------------------------------- the command
 
 
+@pytest.mark.slow
 def test_command_line_mistakes_are_one_line(models, tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "notes.onnx").write_text("not a model")

@@ -61,6 +61,7 @@ def _batches(url: str) -> tuple[float, float, dict[float, float]]:
     return count, total, buckets
 
 
+@pytest.mark.slow
 def test_concurrent_requests_share_one_batch(digits):
     with thread_server([digits], max_batch=8, max_delay_ms=1500) as running:
         url = f"{running.url}/v1/models/digits:predict"
@@ -74,6 +75,7 @@ def test_concurrent_requests_share_one_batch(digits):
         assert np.allclose([p["probability"] for p in alone], [p["probability"] for p in together], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_max_batch_is_respected_and_a_larger_request_runs_alone(digits):
     import base64
 
@@ -88,6 +90,7 @@ def test_max_batch_is_respected_and_a_larger_request_runs_alone(digits):
         assert buckets[4.0] == count - 1 and buckets[8.0] == count  # every batch <= 4 but the 6-item request
 
 
+@pytest.mark.slow
 def test_a_bad_input_fails_alone_in_its_batch(digits):
     with thread_server([digits], max_batch=8, max_delay_ms=1500) as running:
         url = f"{running.url}/v1/models/digits:predict"

@@ -54,6 +54,7 @@ def _wait_for(condition, timeout: float = 20) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_sigterm_drains_requests_in_flight(digits):
     server = ServerProcess([f"digits={digits}", "--max-delay-ms", "1500", "--max-batch", "64"])
     try:
@@ -72,6 +73,7 @@ def test_sigterm_drains_requests_in_flight(digits):
         httpx.get(f"{server.url}/v2/health/live")
 
 
+@pytest.mark.slow
 def test_beyond_max_concurrent_503_and_past_timeout_504(digits):
     with thread_server([digits], max_concurrent=2, max_delay_ms=3000, max_batch=64, timeout_s=1.0) as running:
         url = f"{running.url}/v1/models/digits:predict"

@@ -43,6 +43,7 @@ def server(tmp_path_factory):
         yield running
 
 
+@pytest.mark.slow
 def test_upload_an_image_and_type_a_text(server, browser_context, tmp_path):
     image = tmp_path / "seven.png"
     image.write_bytes(digit_png(7, size=64))
@@ -72,6 +73,7 @@ def test_upload_an_image_and_type_a_text(server, browser_context, tmp_path):
     page.close()
 
 
+@pytest.mark.slow
 def test_a_bad_upload_shows_the_error(server, browser_context, tmp_path):
     notes = tmp_path / "notes.png"
     notes.write_text("not an image at all")

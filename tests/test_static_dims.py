@@ -46,6 +46,7 @@ def _run(model: onnx.ModelProto, x: np.ndarray, level: str = "ORT_DISABLE_ALL") 
     return session.run(None, {"x": x})[0]
 
 
+@pytest.mark.slow
 def test_tf_same_padding_becomes_constant_and_outputs_do_not_change(tmp_path):
     original = _export(tmp_path)
     before = Counter(n.op_type for n in original.graph.node)
@@ -68,6 +69,7 @@ def test_tf_same_padding_becomes_constant_and_outputs_do_not_change(tmp_path):
         assert np.allclose(_run(folded, x, "ORT_ENABLE_ALL"), expected, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_dynamic_dimensions_stay_run_time_reads(tmp_path):
     original = _export(tmp_path, {0: "batch", 2: "height", 3: "width"})  # the padding depends on the input now
     folded = onnx.ModelProto()

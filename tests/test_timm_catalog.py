@@ -131,6 +131,7 @@ def check_card(name: str, threads: int | None = None) -> None:
     np.testing.assert_allclose(image_array(photo(), card.input), reference(photo()).numpy(), atol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", SAMPLE)
 def test_sample_builds_cuts_and_preprocesses_like_timm(name):
     check_card(name, threads=1)
@@ -143,5 +144,6 @@ def test_sample_spans_families_and_crop_modes():
 
 @pytest.mark.parametrize("name", sorted(TABLES) if EVERY else [
     pytest.param("all", marks=pytest.mark.skip(reason="set ZOO_TEST_ALL_CATALOGUE=1 to check every card"))])
+@pytest.mark.slow
 def test_every_card_builds_cuts_and_preprocesses_like_timm(name):
     check_card(name)

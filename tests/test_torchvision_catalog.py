@@ -137,6 +137,7 @@ def builder_gap(built, reference, kwargs) -> str:
     return ""
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("card", SAMPLE, ids=[c.name for c in SAMPLE])
 def test_the_smallest_card_of_each_family_builds_as_it_says(card, photo):
     check_card(card, photo)
@@ -144,6 +145,7 @@ def test_the_smallest_card_of_each_family_builds_as_it_says(card, photo):
 
 @pytest.mark.skipif(not os.environ.get("ZOO_TEST_ALL_CATALOGUE"),
                     reason="set ZOO_TEST_ALL_CATALOGUE=1 to build every card")
+@pytest.mark.slow
 @pytest.mark.parametrize("card", ALL, ids=[c.name for c in ALL])
 def test_every_card_builds_as_it_says(card, photo):
     check_card(card, photo)

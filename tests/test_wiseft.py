@@ -265,6 +265,7 @@ def test_above_25_per_class_the_mixing_weight_is_chosen_on_the_validation_split(
 # --------------------------------------------------------------------------- the frozen head's prior
 
 
+@pytest.mark.slow
 def test_the_frozen_head_of_an_image_text_run_is_mixed_with_the_zero_shot_classifier(hf, pictures, tmp_path):
     described = {"cat": "a small cat", "dog": "dog", "car": "a red car at night"}  # --labels: what to embed
     labels = tmp_path / "labels.txt"
@@ -287,6 +288,7 @@ def _one_line_error(result, message: str) -> None:
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_bad_wise_ft_requests_are_one_line_each(hf, pictures, tmp_path):
     data = ["--data", str(pictures["train"])]
     cases = [
