@@ -172,6 +172,7 @@ def test_each_bad_mask_is_one_line_naming_the_file(tmp_path, fault, message):
     folder = _bad_folder(tmp_path, fault)
     with pytest.raises(InputError, match=message) as caught:
         make_splits(str(folder), modality="image", seed=0, by_class=False)
+    assert str(caught.value).startswith("1 problem in the data:\n") and "Traceback" not in str(caught.value)
     splits = make_splits(str(folder), modality="image", seed=0, by_class=False, skip_bad=True, val=None)
     kept = len(splits.train) + (len(splits.val) if splits.val is not None else 0)
     assert kept == 3 - (fault != "orphan")
