@@ -22,6 +22,7 @@ CARDS = [c for c in load_registry(host=PluginHost(), user_files=False).values()
                                             or c.source.type == "package")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("card", CARDS, ids=[c.name for c in CARDS])
 def test_architecture_matches_its_card(card):
     adapter = adapter_of(card)

@@ -335,6 +335,7 @@ def test_disabling_the_plugin(sounds, tmp_path):
 
 # --------------------------------------------------------------------------- spoken digits
 
+@pytest.mark.slow
 @pytest.mark.skipif(ESPEAK is None, reason="espeak-ng is not installed (./install.sh installs it)")
 def test_spoken_digits_is_generated_once_with_unseen_test_voices():
     from zoo.data import make_splits

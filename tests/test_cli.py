@@ -125,6 +125,7 @@ def test_listing_never_imports_heavy_libraries(args):
     assert out.stdout.strip().splitlines()[-1] == "HEAVY []"
 
 
+@pytest.mark.slow
 def test_every_command_s_output_ends_with_a_newline(tmp_path):
     """stdout and stderr of each command end with a newline, whatever the card holds (the last line
     of `zoo show` is a card's free text), so a shell prompt never lands after the output."""

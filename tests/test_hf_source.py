@@ -228,6 +228,7 @@ def test_unreachable_hub_names_the_endpoint(tmp_path, hub):
 
 # -- the whole path: `zoo pull` in a subprocess -----------------------------------------------------
 
+@pytest.mark.slow
 def test_zoo_pull_then_cached_then_offline(tmp_path, hub):
     sha = hub.add_repo(REPO, FILES)
     registry = registry_file(tmp_path)
@@ -273,6 +274,7 @@ def test_zoo_pull_offline_uncached_fails_cleanly(tmp_path, hub, switch):
     assert hub.count == 0
 
 
+@pytest.mark.slow
 def test_zoo_pull_errors_are_one_clean_line(tmp_path, hub):
     hub.add_repo(REPO, FILES, token="hf_test_secret")
     registry = registry_file(tmp_path)

@@ -26,6 +26,7 @@ def lite0():
     return load("efficientnet_lite0")
 
 
+@pytest.mark.slow
 def test_efficientnet_lite0_gives_sensible_imagenet_predictions(photos):
     classifier = load("efficientnet_lite0", head="pretrained")
     probabilities = classifier.embed(photos).softmax(-1)
@@ -35,6 +36,7 @@ def test_efficientnet_lite0_gives_sensible_imagenet_predictions(photos):
     assert probabilities.max(-1).values.min() > 0.2  # confident, not a near-uniform guess
 
 
+@pytest.mark.slow
 def test_the_embedding_is_the_heads_input(lite0, photos):
     embedding = lite0.embed(photos)
     assert embedding.shape == (2, lite0.feature_dim) == (2, 1280)
@@ -42,6 +44,7 @@ def test_the_embedding_is_the_heads_input(lite0, photos):
     torch.testing.assert_close(classifier.head(embedding), classifier.embed(photos))
 
 
+@pytest.mark.slow
 def test_named_intermediate_features(photos):
     backbone = load("efficientnet_lite0", features=["blocks.2", "blocks.6"])
     out = backbone.embed(photos[:1])

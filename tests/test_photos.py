@@ -46,6 +46,7 @@ def test_without_the_package_it_is_one_line_saying_how_to_install(tmp_path):
     assert not (tmp_path / "datasets").exists()
 
 
+@pytest.mark.slow
 @needs_stamps
 def test_photos_are_made_once_split_and_checked_when_read(tmp_path):
     folder, manifest = ensure_photos(root=tmp_path)

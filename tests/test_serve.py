@@ -78,6 +78,7 @@ def _same(served: dict, printed: dict) -> None:
 # --------------------------------------------------------------------------- answers
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", KINDS)
 def test_each_kind_answers_what_zoo_predict_prints(kind, client, models, inputs):
     printed = predict(models[kind], [str(i) for i in inputs[kind]]).to_dict()

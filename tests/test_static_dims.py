@@ -127,6 +127,7 @@ def test_an_initializer_that_is_also_an_input_is_not_a_constant():
     assert session.run(None, {"x": x, "k": np.array(2, np.int64)})[0] == 10
 
 
+@pytest.mark.slow
 def test_weights_over_2_gib_are_neither_serialised_nor_copied():
     """onnx.load gives a model exported with external data its weights in memory; shape inference
     on the whole model would have to serialise it, which protobuf refuses beyond 2 GiB."""
