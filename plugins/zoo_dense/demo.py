@@ -220,7 +220,9 @@ def ensure_pasted(root: Path | None = None) -> Path:
 
 class PastedPhotosFormat:
     """``pasted-photos``: 240 training pictures and a test set of 120 (new stamps on unseen
-    backgrounds), read as COCO JSON. A real file or folder named ``pasted-photos`` wins."""
+    backgrounds), read as COCO JSON: boxes for ``--task detect`` (the task it is claimed by), the
+    objects' RLE masks painted into class masks for ``--task segment``. A real file or folder
+    named ``pasted-photos`` wins."""
 
     name = NAME
 
