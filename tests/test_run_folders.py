@@ -172,7 +172,8 @@ def test_the_stop_line_says_where_a_run_stands(tmp_path):
     handler turns a real signal into that line with the shell's exit code, restoring the handlers."""
     import os
 
-    from zoo.stopping import Interrupted, reporting_stops, stopped_run
+    from zoo.stopping import Interrupted, reporting_stops
+    from zoo.train.folders import stopped_run
 
     folder = tmp_path / "my run"
     assert stopped_run("SIGINT", folder).endswith("before the run began; nothing was kept: run the same command again")

@@ -7,23 +7,21 @@ for SIGINT and SIGTERM around a run that raises :class:`Stop`, a ``BaseException
 KeyboardInterrupt, so no ``except Exception`` in the pipeline swallows it and every ``finally``
 (locks, temp files, a half-written checkpoint's temp) runs as the stack unwinds. The run's
 files are all written atomically, so what the run folder holds is what a resume starts from:
-:func:`stopped_run` reads it (``checkpoints/epoch-NNNN.pt``) to say where that is. The stop
+:func:`zoo.train.folders.stopped_run` reads it (``checkpoints/epoch-NNNN.pt``) to say where that is. The stop
 leaves as :class:`Interrupted`, whose exit code is the shell's for the signal (130 for SIGINT,
 143 for SIGTERM). The trainer itself knows nothing of signals.
 """
 
 from __future__ import annotations
 
-import shlex
 import signal
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 from zoo.errors import ZooError
 
-__all__ = ["Stop", "Interrupted", "reporting_stops", "stopped_run", "SIGNALS"]
+__all__ = ["Stop", "Interrupted", "reporting_stops", "SIGNALS"]
 
 #: The signals that stop a run politely: Ctrl-C, and what schedulers and ``kill`` send.
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -77,19 +75,3 @@ def reporting_stops(describe: Callable[[str], str]) -> Iterator[None]:
     finally:
         for s in ours:
             signal.signal(s, previous[s])
-
-
-def stopped_run(signal_name: str, run_dir: Path) -> str:
-    """The line for a ``zoo finetune`` stopped by ``signal_name``: its last complete checkpoint
-    in ``run_dir`` and the exact command that resumes it (or that nothing was kept)."""
-    from zoo.train.checkpoints import Checkpoints
-
-    head = f"zoo finetune stopped by {signal_name}"
-    if not (run_dir / "config.json").is_file():  # stopped before it began: the folder is removed
-        return f"{head} before the run began; nothing was kept: run the same command again"
-    resume = f"resume with `zoo finetune --resume {shlex.quote(str(run_dir))}`"
-    checkpoints = Checkpoints(run_dir / "checkpoints")
-    epochs = checkpoints.epochs()
-    if not epochs:
-        return f"{head} before its first checkpoint; {resume} (its epochs start from the beginning)"
-    return f"{head}; the last complete checkpoint is epoch {epochs[-1]} ({checkpoints.path(epochs[-1])}); {resume}"

@@ -1,8 +1,10 @@
 """The run folder's life: its default name, one writer at a time, nothing left by a run that failed
-before it began, and the private copies the other ranks of a distributed run write into."""
+before it began, the private copies the other ranks of a distributed run write into, and the line
+that says where a stopped run can resume (what :mod:`zoo.stopping` prints)."""
 
 from __future__ import annotations
 
+import shlex
 import shutil
 from collections.abc import Callable
 from datetime import datetime
@@ -11,7 +13,7 @@ from typing import Any
 
 from zoo.errors import ZooError
 
-__all__ = ["default_dir", "in_run_folder", "as_rank"]
+__all__ = ["default_dir", "in_run_folder", "as_rank", "stopped_run"]
 
 
 def default_dir(model: str) -> Path:
@@ -88,3 +90,19 @@ def as_rank(run_dir: Path, resuming: bool, body: Callable[[Path], Any], reopen: 
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def stopped_run(signal_name: str, run_dir: Path) -> str:
+    """The line for a ``zoo finetune`` stopped by ``signal_name``: its last complete checkpoint
+    in ``run_dir`` and the exact command that resumes it (or that nothing was kept)."""
+    from zoo.train.checkpoints import Checkpoints
+
+    head = f"zoo finetune stopped by {signal_name}"
+    if not (run_dir / "config.json").is_file():  # stopped before it began: the folder is removed
+        return f"{head} before the run began; nothing was kept: run the same command again"
+    resume = f"resume with `zoo finetune --resume {shlex.quote(str(run_dir))}`"
+    checkpoints = Checkpoints(run_dir / "checkpoints")
+    epochs = checkpoints.epochs()
+    if not epochs:
+        return f"{head} before its first checkpoint; {resume} (its epochs start from the beginning)"
+    return f"{head}; the last complete checkpoint is epoch {epochs[-1]} ({checkpoints.path(epochs[-1])}); {resume}"

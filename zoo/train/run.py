@@ -43,8 +43,8 @@ def finetune(
     run from its last complete checkpoint with its saved options.
     """
     from zoo.distributed import world
-    from zoo.stopping import reporting_stops, stopped_run
-    from zoo.train.folders import as_rank, default_dir, in_run_folder
+    from zoo.stopping import reporting_stops
+    from zoo.train.folders import as_rank, default_dir, in_run_folder, stopped_run
     from zoo.runs.options import FinetuneOptions
 
     here = world()
