@@ -85,7 +85,7 @@ def main() -> None:
 
     import zoo
     from finetune_text import load_bbc_news, write_csv
-    from zoo.probing.linear import cross_validate, fit_probe
+    from zoo.fitting.linear import cross_validate, fit_probe
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])

@@ -45,7 +45,7 @@ def test_small_data_is_cross_validated_trained_on_all_and_reports_the_baseline(d
     assert "baseline (" in metrics["baseline_line"] and any(line == metrics["baseline_line"] for line in lines)
     assert [row["stage"] for row in run.history] == ["head (cv)"]
     # the head is the fitted logistic regression: the torch module gives scikit-learn's probabilities
-    from zoo.probing.linear import fit_probe
+    from zoo.fitting.linear import fit_probe
     from zoo.train.selection import joined
 
     model = run.load_model()
@@ -209,7 +209,7 @@ def test_learning_rate_schedule_and_augmentation_policies():
 
 @pytest.mark.slow
 def test_two_class_probe_becomes_a_two_output_head():
-    from zoo.probing.linear import fit_probe
+    from zoo.fitting.linear import fit_probe
     from zoo.tasks.heads import NormalisedLinear
 
     rng = np.random.default_rng(0)

@@ -9,7 +9,7 @@ import pytest
 
 import zoo
 from zoo.errors import InputError
-from zoo.probing.linear import _normalise, _row_space, cross_validate, fit_probe
+from zoo.fitting.linear import _normalise, _row_space, cross_validate, fit_probe
 
 from conftest import run_zoo, write_digit_folder
 
@@ -134,7 +134,7 @@ def test_an_imbalanced_set_is_probed_with_balanced_class_weights(tmp_path):
 
 
 def test_two_examples_per_class_are_cross_validated_with_a_fixed_strength():
-    from zoo.probing.linear import UNTUNED_C
+    from zoo.fitting.linear import UNTUNED_C
 
     rng = np.random.default_rng(0)
     y = np.repeat(np.arange(5), 2)

@@ -70,9 +70,9 @@ def cut_features(card: Any, labelled: Any, held_out: Any, cut: Sequence[str], *,
                  say: Callable[[str], None], device: Any = None, workers: int | None = None,
                  ) -> tuple[Any, Any, dict[str, Any]]:
     """The embedding of a backbone cut at ``cut`` (one layer, or several joined:
-    :func:`zoo.probing.cuts.joined`) for ``labelled`` and ``held_out`` (None without one), from
+    :func:`zoo.fitting.cuts.joined`) for ``labelled`` and ``held_out`` (None without one), from
     :func:`layer_features`' per-layer cache, and its record."""
-    from zoo.probing.cuts import joined
+    from zoo.fitting.cuts import joined
 
     features, record = layer_features(card, labelled, held_out, engine=engine, say=say, layers=list(cut),
                                       device=device, workers=workers)

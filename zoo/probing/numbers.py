@@ -1,7 +1,7 @@
 """``zoo probe --target COLUMN``: which backbone and layer predict numbers best, by a ridge probe.
 
 The regression twin of the class probe: each (backbone, layer) gets the nested cross-validated
-ridge of :mod:`zoo.probing.ridge` on every labelled example (targets standardised, penalty chosen
+ridge of :mod:`zoo.fitting.ridge` on every labelled example (targets standardised, penalty chosen
 inside each fold) and the rows are ranked by their cross-validated R² (best first); with a test
 set, each probe is also fitted on all labelled examples and scored there (not used to rank).
 """
@@ -67,8 +67,8 @@ def probe_numbers(cards: Sequence[Any], data: Any, modality: str, target: str, *
 
     from zoo.data import make_splits
     from zoo.frontend import bridge
-    from zoo.probing.ridge import cross_validate_ridge, fit_ridge, folds_for_regression, regression_scores
-    from zoo.probing.linear import _normalise
+    from zoo.fitting.ridge import cross_validate_ridge, fit_ridge, folds_for_regression, regression_scores
+    from zoo.fitting.linear import _normalise
     from zoo.probing.report import ProbeReport
     from zoo.runs.options import FinetuneOptions
     from zoo.tasks import get_task

@@ -3,7 +3,7 @@
 The recipe's answer to "nobody knows how many layers to keep": detach the output layers one by
 one and measure. For each backbone, one frozen pass (:mod:`zoo.frozen`) gives the embedding and
 every intermediate feature the card names, pooled, through the feature cache; each (backbone,
-layer) gets a nested cross-validated linear probe (:mod:`zoo.probing.linear`) on all labelled
+layer) gets a nested cross-validated linear probe (:mod:`zoo.fitting.linear`) on all labelled
 examples. When a test set is held out (``per_class=N``, or ``test=``), each probe is also fitted
 on all labelled examples and scored there, so the ranking's choice can be checked, but the
 ranking itself uses only the cross-validated estimate.
@@ -119,7 +119,7 @@ def probe(
     cards = [bridge(card, labelled.modality, front_end) for card in cards]  # sounds: through the front end
     if test is None and not score_held_out:
         held_out = None
-    from zoo.probing.linear import folds_for
+    from zoo.fitting.linear import folds_for
 
     k, repeats = folds_for(labelled.labels, str(data))
     y = np.asarray(labelled.labels)
@@ -160,7 +160,7 @@ def candidate_features(card: Any, labelled: Any, held_out: Any, engine: str, say
     """Each cut candidate's features of ``labelled`` and ``held_out``: every layer from one frozen
     pass, and (where the card has several) all of them joined, named ``all``."""
     from zoo.frozen.layers import layer_features
-    from zoo.probing.cuts import ALL, candidates, joined
+    from zoo.fitting.cuts import ALL, candidates, joined
 
     features, record = layer_features(card, labelled, held_out, engine=engine, say=say, layout=True)
     every = candidates(card)[-1]
@@ -173,7 +173,7 @@ def candidate_features(card: Any, labelled: Any, held_out: Any, engine: str, say
 
 def _probe_layer(card: Any, layer: str, x: Any, y: Any, x_test: Any, held_out: Any, *, seed: int,
                  where: str, class_weight: str | None = None) -> ProbeRow:
-    from zoo.probing.linear import cross_validate, fit_probe
+    from zoo.fitting.linear import cross_validate, fit_probe
 
     started = time.perf_counter()
     score = cross_validate(x, y, seed=seed, where=where, class_weight=class_weight)

@@ -7,7 +7,7 @@
   the held-out cross-entropy (smooth on small sets), reported with ``--metric`` (accuracy or
   macro-F1).
 - The frozen head: the probe's nested cross-validated logistic regression on L2-normalised
-  features (:mod:`zoo.probing.linear`), ranked by log-loss; for text models optionally mixed with
+  features (:mod:`zoo.fitting.linear`), ranked by log-loss; for text models optionally mixed with
   the class names' zero-shot classifier (:mod:`zoo.tasks.prior`).
 - Baseline: the same logistic regression on raw pixels, TF-IDF or a front end's features.
 - Report: accuracy, macro-F1, per-class precision / recall / F1 and the confusion matrix
@@ -101,7 +101,7 @@ class Classification:
     # ----------------------------------------------------------------- the frozen head
 
     def cross_validate(self, x: Any, targets: Targets, context: TaskContext, *, seed: int) -> Estimate:
-        from zoo.probing.linear import cross_validate
+        from zoo.fitting.linear import cross_validate
 
         score = cross_validate(x, targets.values, seed=seed, class_weight=context.class_weight,
                                metric=context.options.plan.metric, where=context.where)
@@ -112,7 +112,7 @@ class Classification:
     def fit(self, x: Any, targets: Targets, params: Mapping[str, Any], context: TaskContext) -> Any:
         import numpy as np
 
-        from zoo.probing.linear import fit_probe
+        from zoo.fitting.linear import fit_probe
         from zoo.tasks.heads import NormalisedLinear
 
         weight, bias = fit_probe(x, targets.values, params["C"], class_weight=context.class_weight).linear()
@@ -275,7 +275,7 @@ def _baseline(modality: str, labelled: Any, targets: Targets, held_out: Mapping[
 
     from sklearn.metrics import accuracy_score, f1_score
 
-    from zoo.probing.linear import UNTUNED_C, cross_validate, fit_probe
+    from zoo.fitting.linear import UNTUNED_C, cross_validate, fit_probe
     from zoo.tasks.baseline import LIMIT, raw_features, sampled
 
     started = time.perf_counter()

@@ -5,7 +5,7 @@ A text (or image) may carry several labels (``label`` cells like ``politics;busi
 
 1. embeds every labelled example once at the card's cut point (the feature cache, as always);
 2. fits one logistic regression per label on the L2-normalised embeddings (one-vs-rest), with one
-   ``C`` for all labels chosen from :data:`zoo.probing.linear.C_GRID` by the out-of-fold binary
+   ``C`` for all labels chosen from :data:`zoo.fitting.linear.C_GRID` by the out-of-fold binary
    log-loss averaged over labels (k-fold, shuffled by the seed);
 3. chooses each label's threshold on the chosen ``C``'s out-of-fold probabilities: the one with
    that label's best F1 (ties: nearest 0.5), so a rare label is not drowned by a fixed 0.5;
@@ -55,7 +55,7 @@ def _out_of_fold(x: Any, matrix: Any, C: float, k: int, seed: int) -> Any:
     import numpy as np
     from sklearn.model_selection import KFold
 
-    from zoo.probing.linear import fit_probe
+    from zoo.fitting.linear import fit_probe
 
     out = np.zeros(matrix.shape, dtype=np.float64)
     for train, held in KFold(n_splits=k, shuffle=True, random_state=seed).split(x):
@@ -106,7 +106,7 @@ def multilabel_scores(matrix: Any, predicted: Any, names: tuple[str, ...]) -> di
 @blas_threads(1)
 def cross_fit(x: Any, matrix: Any, names: tuple[str, ...], *, seed: int, where: str) -> dict[str, Any]:
     """C and thresholds chosen on folds; the out-of-fold estimate."""
-    from zoo.probing.linear import C_GRID
+    from zoo.fitting.linear import C_GRID
 
     k = _folds(matrix, where, names)
     tried = []
@@ -125,7 +125,7 @@ def fitted_head(x: Any, matrix: Any, C: float) -> tuple[Any, Any]:
     ``sigmoid(normalise(x) @ weight.T + bias)`` is each label's probability."""
     import numpy as np
 
-    from zoo.probing.linear import fit_probe
+    from zoo.fitting.linear import fit_probe
 
     rows, biases = [], []
     for label in range(matrix.shape[1]):
@@ -231,7 +231,7 @@ class MultiLabel:
         the vocabulary of their held-out texts, which can only flatter it."""
         import numpy as np
 
-        from zoo.probing.linear import normalise
+        from zoo.fitting.linear import normalise
         from zoo.tasks.baseline import raw_features
 
         raw = raw_features(modality, [e.item for e in labelled.examples], context.spec)

@@ -91,7 +91,7 @@ def label_prior(card: Any, classes: Any, x: Any, y: Any, *, C: float, seed: int,
     from sklearn.metrics import log_loss
     from sklearn.model_selection import RepeatedStratifiedKFold
 
-    from zoo.probing.linear import fit_probe, folds_for, normalise
+    from zoo.fitting.linear import fit_probe, folds_for, normalise
     from zoo.prompts import class_prompts
 
     names = list(classes)

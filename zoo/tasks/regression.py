@@ -7,7 +7,7 @@
   number a person reads is in their own units.
 - Loss: mean squared error on the standardised targets; epochs are judged by it.
 - The frozen head: ridge on L2-normalised features, its penalty chosen inside the folds
-  (:mod:`zoo.probing.ridge`), candidates (cuts) ranked by the cross-validated squared error.
+  (:mod:`zoo.fitting.ridge`), candidates (cuts) ranked by the cross-validated squared error.
 - Baseline: the mean predictor, and ridge on raw pixels, TF-IDF or a front end's features,
   cross-validated the same way.
 - Report: RMSE, MAE, R² and Spearman per target (``rmse``, ``mae``, ``r2``, ``spearman`` in
@@ -191,7 +191,7 @@ class Regression:
     # ----------------------------------------------------------------- the frozen head
 
     def cross_validate(self, x: Any, targets: Targets, context: TaskContext, *, seed: int) -> Estimate:
-        from zoo.probing.ridge import cross_validate_ridge
+        from zoo.fitting.ridge import cross_validate_ridge
 
         record = targets.record
         score = cross_validate_ridge(x, targets.values, targets.names, scale=record["std"], shift=record["mean"],
@@ -200,7 +200,7 @@ class Regression:
         return Estimate(scores=scores, rank=score.mse, params={"alpha": score.alpha})
 
     def fit(self, x: Any, targets: Targets, params: Mapping[str, Any], context: TaskContext) -> Any:
-        from zoo.probing.ridge import fit_ridge
+        from zoo.fitting.ridge import fit_ridge
         from zoo.tasks.heads import NormalisedLinear
 
         weight, bias = fit_ridge(x, targets.values, params["alpha"])
@@ -284,7 +284,7 @@ def _metric(context: TaskContext) -> str:
 
 
 def _scores(truth: Any, predicted: Any, names: Sequence[str]) -> dict[str, Any]:
-    from zoo.probing.ridge import regression_scores
+    from zoo.fitting.ridge import regression_scores
 
     return regression_scores(truth, predicted, names)
 
@@ -313,7 +313,7 @@ def _baseline(modality: str, labelled: Any, targets: Targets, held_out: Mapping[
 
     import numpy as np
 
-    from zoo.probing.ridge import cross_validate_ridge, fit_ridge, folds_for_regression, regression_scores
+    from zoo.fitting.ridge import cross_validate_ridge, fit_ridge, folds_for_regression, regression_scores
     from zoo.tasks.baseline import LIMIT, raw_features, sampled
 
     started = time.perf_counter()
@@ -346,7 +346,7 @@ def _baseline(modality: str, labelled: Any, targets: Targets, held_out: Mapping[
         if dataset is None or not len(dataset):
             continue
         x, x_test = raw.fitted([e.item for e in dataset.examples])
-        from zoo.probing.linear import _normalise
+        from zoo.fitting.linear import _normalise
 
         weight, bias = fit_ridge(x, y, score.alpha)
         predicted = _normalise(x_test) @ weight.T + bias

@@ -171,7 +171,7 @@ class Rounds:
             return None
         from sklearn.metrics import log_loss
 
-        from zoo.probing.linear import cross_validate, fit_probe
+        from zoo.fitting.linear import cross_validate, fit_probe
 
         learner = self.learner
         x = learner.encode(learner.sets["train"]).numpy()

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from zoo.errors import InputError
-from zoo.probing.cuts import ALL, candidates, joined
+from zoo.fitting.cuts import ALL, candidates, joined
 
 __all__ = ["Selection", "select_cut", "choose", "candidates", "joined", "parse_cut", "ALL"]
 

@@ -1,6 +1,6 @@
 """A cross-validated ridge probe: how well a linear map predicts numbers from features.
 
-The regression twin of :mod:`zoo.probing.linear`: features L2-normalised (one penalty grid fits
+The regression twin of :mod:`zoo.fitting.linear`: features L2-normalised (one penalty grid fits
 every layer's scale), then an outer K-fold (repeated with other shuffles when the set is small)
 whose every training part chooses the penalty ``alpha`` by scikit-learn's ``RidgeCV`` (efficient
 leave-one-out over :data:`ALPHAS`) on its own examples only, and scores its held-out part: the
@@ -9,7 +9,7 @@ mean, unit variance on the training data) so one penalty serves several targets;
 back in the user's units with ``scale`` and ``shift``.
 
 When there are fewer examples than features, fits run in the coordinates of the training rows'
-span (exact for any L2-penalised linear model, see :func:`zoo.probing.linear._row_basis`).
+span (exact for any L2-penalised linear model, see :func:`zoo.fitting.linear._row_basis`).
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def cross_validate_ridge(features: Any, values: Any, names: Sequence[str], *, sc
     import numpy as np
     from sklearn.model_selection import RepeatedKFold
 
-    from zoo.probing.linear import _dense, _normalise, _row_space
+    from zoo.fitting.linear import _dense, _normalise, _row_space
 
     y = np.asarray(values, dtype=np.float64).reshape(len(values), -1)
     scale, shift = np.asarray(scale, dtype=np.float64), np.asarray(shift, dtype=np.float64)
@@ -132,7 +132,7 @@ def fit_ridge(features: Any, values: Any, alpha: float) -> tuple[Any, Any]:
     import numpy as np
     from sklearn.linear_model import Ridge
 
-    from zoo.probing.linear import _normalise, _row_basis
+    from zoo.fitting.linear import _normalise, _row_basis
 
     x = _normalise(features)
     y = np.asarray(values, dtype=np.float64).reshape(len(values), -1)
