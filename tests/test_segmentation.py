@@ -178,6 +178,7 @@ def test_each_bad_mask_is_one_line_naming_the_file(tmp_path, fault, message):
     assert kept == 3 - (fault != "orphan")
 
 
+@pytest.mark.slow
 def test_an_empty_polygon_is_one_line_and_skip_bad_leaves_its_picture_out(tmp_path):
     path = write_coco(tmp_path / "coco", "train", pictures(4, seed=4))
     data = json.loads(path.read_text())
@@ -375,6 +376,7 @@ def test_torchvisions_segmentation_weights_have_cards_with_their_miou_and_stride
     assert get_task("segment").feature_maps(card) == ("backbone.layer1", "backbone.layer4")
 
 
+@pytest.mark.slow
 def test_a_segmentation_card_through_zoo_segments_as_torchvisions_own_model():
     """zoo's adapter builds a segmentation card's network as torchvision's builder does for its
     weights (random weights offline, loaded into both): the same scores; and zoo's cut inside its
