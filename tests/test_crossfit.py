@@ -53,7 +53,7 @@ def test_small_data_is_cross_validated_trained_on_all_and_reports_the_baseline(d
     with torch.no_grad():
         mine = torch.softmax(model(model.backbone.preprocess(images)), 1).numpy()
     from zoo.data import open_dataset
-    from zoo.frozen.layers import layer_features
+    from zoo.layer_features import layer_features
 
     labelled = open_dataset(str(digit_folder), modality="image")
     features, _ = layer_features(card, labelled, None, engine="auto", say=lambda _: None, layers=selection["cut"])

@@ -159,7 +159,7 @@ def candidate_features(card: Any, labelled: Any, held_out: Any, engine: str, say
                        ) -> tuple[dict[str, tuple[Any, Any]], dict[str, Any]]:
     """Each cut candidate's features of ``labelled`` and ``held_out``: every layer from one frozen
     pass, and (where the card has several) all of them joined, named ``all``."""
-    from zoo.frozen.layers import layer_features
+    from zoo.layer_features import layer_features
     from zoo.fitting.cuts import ALL, candidates, joined
 
     features, record = layer_features(card, labelled, held_out, engine=engine, say=say, layout=True)

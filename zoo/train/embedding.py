@@ -47,7 +47,7 @@ class SetEmbeddings:
         dataset = self.sets[name]
         engine = self.options.engine
         if self.backbone.cut:
-            from zoo.frozen.layers import cut_features, layer_record
+            from zoo.layer_features import cut_features, layer_record
 
             x, _, record = cut_features(self.backbone.card, dataset, None, self.backbone.cut, engine=engine.engine,
                                         say=self.log, device=self.device, workers=engine.workers)

@@ -117,7 +117,7 @@ def select_cut(task: Any, context: Any, card: Any, labelled: Any, targets: Any, 
     ``labelled`` and ``held_out`` (None without one)."""
     import time
 
-    from zoo.frozen.layers import layer_features
+    from zoo.layer_features import layer_features
 
     started = time.perf_counter()
     choosing = cut is None and task.chooses_cut

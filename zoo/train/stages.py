@@ -106,7 +106,7 @@ def _head_by_folds(setup: Any, adapted: Any) -> Trained:
         learner.features["train"] = torch.from_numpy(np.asarray(x)).float()
     if x_test is not None:
         learner.features["test"] = torch.from_numpy(np.asarray(x_test)).float()
-    from zoo.frozen.layers import layer_record
+    from zoo.layer_features import layer_record
 
     if adapted is None and selection.features:  # an adapted encoder's features came from PyTorch, recorded already
         learner.feature_records["labelled"] = layer_record(selection.features, selection.cut)
@@ -139,7 +139,7 @@ def _selection(setup: Any, adapted: Any) -> tuple[Any, Any, Any]:
                            seed=setup.options.seed, requested=None, started=time.perf_counter(),
                            record={"encoder": "adapted (contrastive)"})
     elif setup.resuming and path.is_file():  # the choice is made: only its features are needed (a cache hit)
-        from zoo.frozen.layers import cut_features
+        from zoo.layer_features import cut_features
 
         saved = Selection.from_dict(json.loads(path.read_text(encoding="utf-8")))
         x, x_test, _ = cut_features(setup.card, setup.labelled, setup.sets["test"], saved.cut, engine=engine.engine,

@@ -3,7 +3,9 @@
 Shared by ``zoo probe`` (every layer of every backbone), ``zoo finetune``'s choice of cut and a
 run whose backbone is cut elsewhere than its card says. One frozen pass per set computes the
 embedding and every requested feature (:func:`zoo.frozen.graph.frozen_graph`), through the
-feature cache (:mod:`zoo.frozen.features`), keyed per layer.
+feature cache (:mod:`zoo.frozen.features`), keyed per layer. It loads and pulls the backbone
+itself, so it sits above :mod:`zoo.loading` and :mod:`zoo.frozen` (inside ``zoo.frozen`` it made
+``zoo.loading``, which attaches a frozen pass, import back up).
 """
 
 from __future__ import annotations
