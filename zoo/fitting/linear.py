@@ -81,6 +81,19 @@ def _row_basis(train: Any) -> Any:
     return rows[singular > singular.max() * 1e-10]
 
 
+def fold_features(x: Any, train: Any, test: Any, featurizer: Any = None) -> tuple[Any, Any]:
+    """One fold's training and held-out features, ready to fit: raw inputs featurized inside the
+    fold (the featurizer fitted on the training part only, then L2-normalised), projected on the
+    training rows' space (:func:`_row_space`)."""
+    if featurizer is not None:
+        made = featurizer()
+        x_train, x_test = made.fit_transform(list(x[train])), made.transform(list(x[test]))
+        x_train, x_test = _normalise(_dense(x_train)), _normalise(_dense(x_test))
+    else:
+        x_train, x_test = x[train], x[test]
+    return _row_space(x_train, x_test)
+
+
 def _row_space(train: Any, *others: Any) -> tuple[Any, ...]:
     """``train`` (and ``others``) in the coordinates of :func:`_row_basis` (unchanged without one)."""
     basis = _row_basis(train)
@@ -147,13 +160,7 @@ def cross_validate(features: Any, labels: Sequence[int], *, seed: int = 0, class
         # cannot stratify: expected on tiny sets, and C is still chosen on the others
         warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
         for fold, (train, test) in enumerate(splitter.split(x, y)):
-            if featurizer is not None:
-                made = featurizer()
-                x_train, x_test = made.fit_transform(list(x[train])), made.transform(list(x[test]))
-                x_train, x_test = _normalise(_dense(x_train)), _normalise(_dense(x_test))
-            else:
-                x_train, x_test = x[train], x[test]
-            x_train, x_test = _row_space(x_train, x_test)
+            x_train, x_test = fold_features(x, train, test, featurizer)
             model = _inner_model(y[train], seed + fold, class_weight, metric).fit(x_train, y[train])
             probabilities = model.predict_proba(x_test)
             predicted = model.classes_[probabilities.argmax(1)]

@@ -95,7 +95,7 @@ def cross_validate_ridge(features: Any, values: Any, names: Sequence[str], *, sc
     import numpy as np
     from sklearn.model_selection import RepeatedKFold
 
-    from zoo.fitting.linear import _dense, _normalise, _row_space
+    from zoo.fitting.linear import _normalise, fold_features
 
     y = np.asarray(values, dtype=np.float64).reshape(len(values), -1)
     scale, shift = np.asarray(scale, dtype=np.float64), np.asarray(shift, dtype=np.float64)
@@ -103,13 +103,7 @@ def cross_validate_ridge(features: Any, values: Any, names: Sequence[str], *, sc
     k, repeats = folds_for_regression(len(y), where)
     truths, predictions, errors, chosen = [], [], [], Counter()
     for fold, (train, test) in enumerate(RepeatedKFold(n_splits=k, n_repeats=repeats, random_state=seed).split(y)):
-        if featurizer is not None:
-            made = featurizer()
-            x_train, x_test = made.fit_transform(list(x[train])), made.transform(list(x[test]))
-            x_train, x_test = _normalise(_dense(x_train)), _normalise(_dense(x_test))
-        else:
-            x_train, x_test = x[train], x[test]
-        x_train, x_test = _row_space(x_train, x_test)
+        x_train, x_test = fold_features(x, train, test, featurizer)
         model = _inner().fit(x_train, y[train])
         predicted = model.predict(x_test).reshape(len(test), -1)
         errors.append(float(((predicted - y[test]) ** 2).mean()))
