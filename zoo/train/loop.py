@@ -145,6 +145,11 @@ class EpochLoop:
             if self.log_path is not None:
                 _truncate_jsonl(self.log_path, epoch)
             self.say(f"resuming after epoch {epoch} (phase {done.phase}, epoch {done.phase_epoch})")
+            if position < len(steps) and steps[position].phase != done.phase:
+                # the checkpoint was its phase's last step: the phase ends here as in a straight run,
+                # and the next begins with a new optimizer (the last one's state fits only its phase)
+                self._end_phase(done.phase)
+                optimizer_state = None
         elif self.log_path is not None:
             if not resume and self.first_epoch == 0:
                 self.log_path.unlink(missing_ok=True)
