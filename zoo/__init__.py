@@ -125,6 +125,12 @@ _LAZY = {
     "atomic_write_folder": "zoo.atomic",
     "json_bytes": "zoo.atomic",
     "ensure_photos": "zoo.data.photos",
+    # a dense task's pictures: a mask back at a picture's size, each class's share, the palette,
+    # balanced class weights (what the runtime and the report use too)
+    "mask_in_picture": "zoo.postprocess",
+    "class_shares": "zoo.postprocess",
+    "mask_colours": "zoo.drawing",
+    "class_weights": "zoo.classweights",
 }
 
 __all__ = [

@@ -19,7 +19,7 @@ __all__ = ["confusion", "scores", "pairs", "write_masks", "draw_masks", "plot_co
 
 def pairs(answers: Sequence[Mapping[str, Any]], values: Sequence[Mapping[str, Any]], count: int) -> Any:
     """Each picture's (true mask, predicted mask), both in the picture's pixels."""
-    from zoo.postprocess import mask_in_picture
+    from zoo import mask_in_picture
     from zoo_dense.masks import decode
 
     for answer, value in zip(answers, values):
@@ -73,7 +73,7 @@ def write_masks(folder: Path, name: str, dataset: Any, outputs: Sequence[Mapping
 
 def _shares(mask: Any, names: Sequence[str]) -> str:
     """'cat 12%, dog 3%': the classes a mask shows (background-like index 0 left out), largest first."""
-    from zoo.postprocess import class_shares
+    from zoo import class_shares
 
     shares = class_shares(mask, len(names))
     shown = sorted(((s, names[c]) for c, s in enumerate(shares) if c > 0 and s > 0), reverse=True)
@@ -84,7 +84,7 @@ def _coloured(mask: Any) -> Any:
     """A class-index mask in the palette zoo draws masks with (ignore: white)."""
     import numpy as np
 
-    from zoo.drawing import mask_colours
+    from zoo import mask_colours
 
     return mask_colours(np.asarray(mask))
 

@@ -122,7 +122,7 @@ class MaskSampler:
         import torch
 
         from zoo import image_array, open_image
-        from zoo.postprocess import mask_in_picture
+        from zoo import mask_in_picture
         from zoo_dense.masks import IGNORE, decode
 
         image = open_image(item)

@@ -201,7 +201,7 @@ def _weights(targets: Any, context: Any) -> list[float] | None:
     balances beyond :data:`IMBALANCE`, as zoo.classweights balances classes), said in the log."""
     import numpy as np
 
-    from zoo.classweights import class_weights
+    from zoo import class_weights
     from zoo_dense.masks import decode
 
     rule = context.options.head.class_weight

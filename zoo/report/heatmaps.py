@@ -77,7 +77,6 @@ def heatmaps(run_dir: str | Path, lines: Sequence[dict[str, Any]], classes: Sequ
     from pytorch_grad_cam.utils.image import show_cam_on_image
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    import zoo
     from zoo.report.charts import png_uri
     from zoo.report.gallery import item_source
 
@@ -86,7 +85,9 @@ def heatmaps(run_dir: str | Path, lines: Sequence[dict[str, Any]], classes: Sequ
     found = [(line, source) for line, source in found if isinstance(source, Path)]
     if not found:
         return []
-    model = zoo.open_run(folder).load_model().eval()
+    from zoo.runs.record import open_run
+
+    model = open_run(folder).load_model().eval()
     backbone = model.backbone
     spec = backbone.card.input
     inputs = backbone.preprocess([str(source) for _, source in found])

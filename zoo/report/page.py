@@ -264,9 +264,9 @@ def _card(files: RunFiles) -> Any:
     """The run's card with its front end (for clips' spectrograms), None for images and texts."""
     if files.front_end is None:
         return None
-    import zoo
+    from zoo.runs.record import open_run
 
-    return zoo.open_run(files.dir).card()
+    return open_run(files.dir).card()
 
 
 def _cards(files: RunFiles, lines: list[dict[str, Any]], card: Any, css: str) -> Markup:

@@ -21,24 +21,16 @@ registry in this module, and a task without sections gets one line saying so.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from markupsafe import Markup
+
+from zoo.report.html import Section, html_table, number
 
 if TYPE_CHECKING:  # pragma: no cover
     from zoo.report.folder import RunFiles
 
 __all__ = ["Section", "SectionHook", "register_task_sections", "task_sections", "number", "html_table"]
-
-
-@dataclass(frozen=True)
-class Section:
-    """One part of the page: ``<section id=ID><h2>TITLE</h2>BODY</section>``."""
-
-    id: str
-    title: str
-    body: Markup
 
 
 #: Builds a task's sections from the run's files.
@@ -60,23 +52,6 @@ def task_sections(files: RunFiles) -> list[Section]:
                         Markup("<p>No plots for the task <b>{}</b> yet: its plugin adds them through "
                                "<code>zoo.report.sections.register_task_sections</code>.</p>").format(files.task))]
     return [section for hook in hooks for section in hook(files)]
-
-
-def number(value: Any, key: str, digits: int = 3) -> Markup:
-    """A number as the page shows it, with its exact value and its key in metrics.json as data
-    attributes (the browser test reads them back)."""
-    if value is None:
-        return Markup('<span class="num missing">-</span>')
-    shown = f"{value:.{digits}f}" if isinstance(value, float) else str(value)
-    return Markup('<span class="num" data-key="{}" data-value="{}">{}</span>').format(key, repr(value), shown)
-
-
-def html_table(headers: list[str], rows: list[list[Any]], css: str = "") -> Markup:
-    """An HTML table; cells are escaped unless they already are Markup."""
-    head = Markup("").join(Markup("<th>{}</th>").format(h) for h in headers)
-    body = Markup("").join(Markup("<tr>{}</tr>").format(Markup("").join(Markup("<td>{}</td>").format(c) for c in row))
-                           for row in rows)
-    return Markup('<table class="{}"><thead><tr>{}</tr></thead><tbody>{}</tbody></table>').format(css, head, body)
 
 
 # --------------------------------------------------------------------------- classification

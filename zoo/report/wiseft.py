@@ -1,5 +1,5 @@
 """The page's section for a run fine-tuned from an image-text model's zero-shot classifier and mixed
-with it (``--recipe wise-ft``, :mod:`zoo.train.wiseft`): zero-shot, fine-tuned and mixed side by
+with it (``--recipe wise-ft``): zero-shot, fine-tuned and mixed side by
 side (their held-out estimates and their metrics on each held-out set), the frozen head they
 were judged against, and every mixing weight's estimate. Read from ``wise_ft`` in
 report/metrics.json alone."""
@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from markupsafe import Markup
 
-from zoo.report.sections import Section, html_table, number
+from zoo.report.html import Section, html_table, number
 
 if TYPE_CHECKING:  # pragma: no cover
     from zoo.report.folder import RunFiles
