@@ -96,6 +96,7 @@ def prepare_dense(run: Any, folder: Path, card: Any, network: Any, weights: dict
         truth = Targets(tuple(run.classes), judged[1], None, record)
         prepared.evaluation = (judged[0], list(range(len(judged[0]))))
         prepared.judge = lambda model: _metric(task, model, judged[0], truth, run.choices, metric)
+        prepared.judge_metric = {"map": "mAP", "miou": "mIoU"}.get(metric, metric)
     return prepared
 
 

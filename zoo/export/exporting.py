@@ -61,7 +61,8 @@ class ExportResult:
         if q:
             e = q["evaluation"]
             if "fp32_metric" in e:
-                lines.append(f"int8 on {e['samples']} samples ({e['set']}): mAP {e['fp32_metric']:.3f} (fp32) -> "
+                lines.append(f"int8 on {e['samples']} samples ({e['set']}): {e.get('metric', 'mAP')} "
+                             f"{e['fp32_metric']:.3f} (fp32) -> "
                              f"{e['int8_metric']:.3f} (int8), drop {e['drop_points']:.1f} points (max {q['max_drop']:g})")
             elif "growth_percent_of_std" in e:
                 lines.append(f"int8 on {e['samples']} samples ({e['set']}): RMSE {e['fp32_rmse']} (fp32) -> "
@@ -244,18 +245,19 @@ def build_int8(prepared: Any, fp32: Built, folder: Path, *, max_drop: float | No
 
 def _judged_int8(prepared: Any, fp32: Built, path: Path, kept: Any, settings: QuantSettings, where: str, count: int,
                  max_drop: float | None) -> Built:
-    """A dense task's int8 graph kept only when its metric on the held-out data (mAP) falls by at
-    most ``max_drop`` points (default 1)."""
+    """A dense task's int8 graph kept only when its metric on the held-out data (a detector's mAP,
+    a segmenter's mIoU) falls by at most ``max_drop`` points (default 1)."""
     from zoo.onnxgraph.onnxfile import write_metadata
     from zoo.runtime import open_model
 
     limit = 1.0 if max_drop is None else max_drop
     before, after = prepared.judge(open_model(fp32.path, provider="cpu")), prepared.judge(open_model(path, provider="cpu"))
     drop = 100 * (before - after)
-    evaluation = {"set": where, "samples": count, "fp32_metric": round(before, 6), "int8_metric": round(after, 6),
-                  "drop_points": round(drop, 4)}
+    evaluation = {"set": where, "samples": count, "metric": prepared.judge_metric, "fp32_metric": round(before, 6),
+                  "int8_metric": round(after, 6), "drop_points": round(drop, 4)}
     if drop > limit + 1e-9:
-        raise ZooError(f"int8 loses {drop:.1f} points of mAP on {where} ({before:.3f} fp32 -> {after:.3f} int8, "
+        raise ZooError(f"int8 loses {drop:.1f} points of {prepared.judge_metric} on {where} "
+                       f"({before:.3f} fp32 -> {after:.3f} int8, "
                        f"{count} pictures), more than --max-drop {limit:g}; nothing was written. Export fp32 (without "
                        f"--quantize), or accept the loss with a larger --max-drop")
     record = {**settings.to_dict(), "kept_fp32": kept, "calibration": {"samples": len(prepared.calibration),

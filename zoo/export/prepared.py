@@ -50,6 +50,7 @@ class Prepared:
     # ``judge`` the task's metric on the held-out data (int8 is judged by its drop, in points)
     check: Callable[[Any], dict[str, Any]] | None = None
     judge: Callable[[Any], float] | None = None
+    judge_metric: str = "mAP"  # what ``judge`` measures, as messages name it (a segmenter's mIoU)
 
     @property
     def modality(self) -> str:
