@@ -147,9 +147,11 @@ def test_a_signal_stops_a_run_in_one_line_and_resume_finishes_it(digit_folder, t
 
     folder = tmp_path / "run"
     errors = tmp_path / "stderr.txt"
-    # epoch 3 is the first unfrozen one (2 head epochs): the signal comes while epoch 4 trains
+    # epoch 2 is the head's last (2 head epochs): the signal comes while the first unfrozen epoch
+    # trains, so a resume starts a new phase (and the rest of the run leaves the signal time to land
+    # on a busy machine)
     returncode = kill_when_written(["finetune", IMAGE_MODEL, "--data", str(digit_folder), *STOPPABLE, "--out",
-                                    str(folder)], folder / "checkpoints" / "epoch-0003.pt", signum=signum, stderr=errors)
+                                    str(folder)], folder / "checkpoints" / "epoch-0002.pt", signum=signum, stderr=errors)
     assert not (folder / "checkpoints" / "final.pt").exists(), "the run finished before the signal"
     text = errors.read_text()
     assert returncode == code and "Traceback" not in text, text[-3000:]
