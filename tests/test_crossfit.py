@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import kill_when_written, run_zoo
+from conftest import full_only, kill_when_written, run_zoo
 
 import zoo
 from zoo.errors import InputError, ZooError
@@ -166,6 +166,7 @@ def test_a_killed_cross_validated_run_resumes_to_the_same_weights(digit_folder, 
             json.loads((tmp_path / "straight" / "cv" / name).read_text())["mean_loss"], abs=1e-5)
 
 
+@full_only
 @pytest.mark.slow
 def test_json_output_carries_the_baseline(digit_folder, tmp_path):
     result = run_zoo("finetune", IMAGE_MODEL, "--data", str(digit_folder), "--out", str(tmp_path / "run"), "--json",

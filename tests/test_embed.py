@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import kill_when_written, run_zoo, write_text_csv
+from conftest import full_only, kill_when_written, run_zoo, write_text_csv
 
 import zoo
 from zoo.embed import TableInfo, VectorStore, delete_items, embed_dataset, search
@@ -224,6 +224,7 @@ def test_model_mismatch_is_refused(tmp_path, image_folder):
     assert store.tables() == ["drifted", "shared", "stale"]  # the deletion registers stay internal
 
 
+@full_only
 @pytest.mark.slow
 def test_cli_embed_search_delete(tmp_path, image_folder):
     db = tmp_path / "db"

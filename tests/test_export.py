@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import isolated_zoo, run_zoo, write_digit_folder, write_text_csv, write_topics_csv
+from conftest import full_only, isolated_zoo, run_zoo, write_digit_folder, write_text_csv, write_topics_csv
 
 import zoo
 from zoo.errors import UnknownModelError, ZooError
@@ -170,6 +170,7 @@ def test_int8_of_an_image_run_cut_at_joined_layers(module_home, digit_folder, tm
     assert zoo.predict(result.path, images).predictions[0].label in run.classes
 
 
+@full_only
 @pytest.mark.slow
 def test_int8_is_checked_on_all_held_out_data_and_keeps_the_head_fp32(text_run, tmp_path):
     import onnx

@@ -18,7 +18,7 @@ from zoo.frozen.choice import LazyPass
 from zoo.frozen.features import cached_features
 from zoo.pulling import pull, resolve_card
 
-from conftest import run_zoo, write_digit_folder
+from conftest import full_only, run_zoo, write_digit_folder
 
 IMAGE = "efficientnet_lite0"
 
@@ -114,6 +114,7 @@ def _read_only_mounts() -> bool:
     return done.returncode == 0
 
 
+@full_only
 @pytest.mark.slow
 @pytest.mark.skipif(not _read_only_mounts(), reason="needs unshare and mount namespaces to make a read-only folder")
 def test_a_read_only_zoo_home_finishes_the_run_and_the_embedding(zoo_env, digits, tmp_path):

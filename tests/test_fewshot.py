@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import run_zoo, write_text_csv
+from conftest import full_only, run_zoo, write_text_csv
 
 from zoo.data import make_splits
 from zoo.embed import FewShot, fewshot, load_fewshot
@@ -116,6 +116,7 @@ def test_one_class_is_refused(tmp_path):
                                 modality="image", input={})
 
 
+@full_only
 @pytest.mark.slow
 def test_cli_build_save_and_predict(digits, tmp_path):
     support, images, labels = digits

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import kill_when_written, run_zoo, write_digit_folder
+from conftest import full_only, kill_when_written, run_zoo, write_digit_folder
 
 import zoo
 from zoo.errors import ZooError
@@ -42,6 +42,7 @@ def test_head_only_run_writes_a_readable_run_folder(digit_folder, tmp_path):
     assert predictions == [0, 1, 2]
 
 
+@full_only
 @pytest.mark.slow
 def test_embeddings_are_cached_and_reused(digit_folder, tmp_path):
     first = zoo.finetune(IMAGE_MODEL, str(digit_folder), out=tmp_path / "a", **quick())
@@ -114,6 +115,7 @@ def _final_weights(folder: Path) -> dict[str, torch.Tensor]:
     return {**{f"head.{k}": v for k, v in final["head"].items()}, **{f"body.{k}": v for k, v in final["body"].items()}}
 
 
+@full_only
 @pytest.mark.slow
 def test_resume_after_kill_matches_a_straight_run(digit_folder, tmp_path):
     args = [IMAGE_MODEL, "--data", str(digit_folder), "--val-split", "0.25", "--epochs", "8", "--unfreeze", "1",

@@ -11,7 +11,7 @@ import zoo
 from zoo.errors import InputError
 from zoo.fitting.linear import _normalise, _row_space, cross_validate, fit_probe
 
-from conftest import run_zoo, write_digit_folder
+from conftest import full_only, run_zoo, write_digit_folder
 
 
 def test_the_row_space_projection_changes_nothing_but_the_speed():
@@ -66,6 +66,7 @@ def test_probe_ranks_every_cut_point_of_a_real_backbone(tmp_path):
     assert [(r.layer, r.accuracy) for r in again.rows] == [(r.layer, r.accuracy) for r in report.rows]
 
 
+@full_only
 @pytest.mark.slow
 def test_an_interrupted_probe_starts_again_from_what_was_stored(tmp_path, zoo_env):
     data = write_digit_folder(tmp_path / "digits", dark_ink=True)
@@ -101,6 +102,7 @@ def test_wrong_modality_and_unavailable_models(tmp_path, monkeypatch):
     assert {r.model for r in report.rows} == {"efficientnet_lite0"}
 
 
+@full_only
 @pytest.mark.slow
 def test_cli_probe(tmp_path):
     data = write_digit_folder(tmp_path / "digits", dark_ink=True)

@@ -15,7 +15,7 @@ import torch
 import zoo
 from zoo.errors import InputError, ZooError
 
-from conftest import run_zoo
+from conftest import full_only, run_zoo
 
 IMAGE = "efficientnet_lite0"
 
@@ -181,6 +181,7 @@ def test_whole_data_problems_are_one_line_each(numbers, tmp_path, digit_folder):
         assert "\n" not in str(caught.value) and not (tmp_path / "never").exists()
 
 
+@full_only
 @pytest.mark.slow
 def test_regression_trains_by_epochs_on_a_split_and_resumes_exactly(numbers, tmp_path):
     from conftest import kill_when_written

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import run_zoo, write_digit_folder
+from conftest import full_only, run_zoo, write_digit_folder
 
 import zoo
 from zoo.errors import ZooError
@@ -141,7 +141,7 @@ STOPPABLE = ["--val-split", "0.25", "--epochs", "2", "--unfreeze", "1", "--unfre
 
 
 @pytest.mark.slow  # a run into its unfrozen epochs, stopped, then resumed: ~30 s
-@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), pytest.param(signal.SIGINT, 130, marks=full_only)])
 def test_a_signal_stops_a_run_in_one_line_and_resume_finishes_it(digit_folder, tmp_path, signum, code):
     from conftest import kill_when_written
 

@@ -21,7 +21,7 @@ import torch
 import hubserver
 from click.testing import CliRunner
 from clipkit import CLIP, SIGLIP, VIT, clip_repo, shared_home, siglip_repo, vit_repo  # noqa: F401
-from conftest import kill_when_written, run_zoo
+from conftest import full_only, kill_when_written, run_zoo
 
 import zoo
 from zoo.cli import cli
@@ -217,6 +217,7 @@ def test_the_mixture_is_theta_of_a_and_exports_to_what_zoo_predict_answers(hf, p
 # --------------------------------------------------------------------------- resume
 
 
+@full_only
 @pytest.mark.slow
 def test_a_killed_wise_ft_run_resumes_to_the_same_weights(hf, pictures, tmp_path):
     args = ["finetune", f"hf:{CLIP}", "--data", str(pictures["train"]), *QUICK, "--mix", "0.5", "--seed", "1"]
