@@ -191,7 +191,7 @@ def _check_tokenizer(prepared: Any, encode: Any) -> None:
 def build_int8(prepared: Any, fp32: Built, folder: Path, *, max_drop: float | None = None,
                settings: QuantSettings = QuantSettings(), say: Callable[[str], None] = lambda _: None) -> Built:
     """Quantize a validated fp32 model, compare it with fp32, refuse it beyond ``max_drop`` points."""
-    from zoo.onnxgraph.onnxfile import check, data_files, write_metadata
+    from zoo.onnxgraph.onnxfile import check, data_files
     from zoo.export.quantization import calibration_batches, compare_int8, head_nodes, quantize_int8
     from zoo.runtime import open_model
 
@@ -224,9 +224,6 @@ def build_int8(prepared: Any, fp32: Built, folder: Path, *, max_drop: float | No
         return _regression_int8(prepared, fp32, path, kept, settings, where, fp32_out, int8_out, labels, max_drop)
     evaluation = {"set": where, **compare_int8(fp32_out, int8_out, labels)}
     max_drop = 1.0 if max_drop is None else max_drop
-    record = {**settings.to_dict(), "kept_fp32": kept, "calibration": {"samples": len(prepared.calibration),
-                                                    "from": prepared.calibration_from},
-              "evaluation": evaluation, "max_drop": max_drop}
     drop = evaluation.get("drop_points")
     if drop is not None and max_drop is not None and drop > max_drop + 1e-9:
         count = evaluation["samples"]
@@ -238,6 +235,18 @@ def build_int8(prepared: Any, fp32: Built, folder: Path, *, max_drop: float | No
                        f"-> {evaluation['int8_accuracy']:.3f} int8, {count} samples), more than "
                        f"--max-drop {max_drop:g}{coarse}; nothing was written. Export fp32 (without --quantize), or "
                        f"accept the loss with a larger --max-drop")
+    return _kept_int8(prepared, fp32, path, kept, settings, evaluation, max_drop)
+
+
+def _kept_int8(prepared: Any, fp32: Built, path: Path, kept: Any, settings: QuantSettings,
+               evaluation: dict[str, Any], max_drop: float, **more: Any) -> Built:
+    """The int8 graph that passed its task's judgement: its metadata records the quantizer's
+    settings, the nodes kept fp32, the calibration, the judgement and the limit it met."""
+    from zoo.onnxgraph.onnxfile import write_metadata
+
+    record = {**settings.to_dict(), "kept_fp32": kept, "calibration": {"samples": len(prepared.calibration),
+                                                                       "from": prepared.calibration_from},
+              "evaluation": evaluation, "max_drop": max_drop, **more}
     info = replace(fp32.info, quantization=record)
     write_metadata(path, info)
     return Built(path, info)
@@ -247,7 +256,6 @@ def _judged_int8(prepared: Any, fp32: Built, path: Path, kept: Any, settings: Qu
                  max_drop: float | None) -> Built:
     """A dense task's int8 graph kept only when its metric on the held-out data (a detector's mAP,
     a segmenter's mIoU) falls by at most ``max_drop`` points (default 1)."""
-    from zoo.onnxgraph.onnxfile import write_metadata
     from zoo.runtime import open_model
 
     limit = 1.0 if max_drop is None else max_drop
@@ -260,12 +268,7 @@ def _judged_int8(prepared: Any, fp32: Built, path: Path, kept: Any, settings: Qu
                        f"({before:.3f} fp32 -> {after:.3f} int8, "
                        f"{count} pictures), more than --max-drop {limit:g}; nothing was written. Export fp32 (without "
                        f"--quantize), or accept the loss with a larger --max-drop")
-    record = {**settings.to_dict(), "kept_fp32": kept, "calibration": {"samples": len(prepared.calibration),
-                                                                       "from": prepared.calibration_from},
-              "evaluation": evaluation, "max_drop": limit}
-    info = replace(fp32.info, quantization=record)
-    write_metadata(path, info)
-    return Built(path, info)
+    return _kept_int8(prepared, fp32, path, kept, settings, evaluation, limit)
 
 
 def _regression_int8(prepared: Any, fp32: Built, path: Path, kept: Any, settings: QuantSettings, where: str,
@@ -273,7 +276,6 @@ def _regression_int8(prepared: Any, fp32: Built, path: Path, kept: Any, settings
     """A regression's int8 graph kept only when its held-out RMSE grows by at most ``max_growth``
     percent of each target's standard deviation (default :data:`REGRESSION_MAX_GROWTH`)."""
     from zoo.export.quantization import REGRESSION_MAX_GROWTH, compare_regression
-    from zoo.onnxgraph.onnxfile import write_metadata
 
     limit = REGRESSION_MAX_GROWTH if max_growth is None else max_growth
     evaluation = {"set": where, **compare_regression(fp32_out, int8_out, truth, prepared.source["scale"],
@@ -284,12 +286,8 @@ def _regression_int8(prepared: Any, fp32: Built, path: Path, kept: Any, settings
                        f"(fp32 {evaluation['fp32_rmse']}, int8 {evaluation['int8_rmse']}), more than --max-drop "
                        f"{limit:g}%; nothing was written. Export fp32 (without --quantize), or accept the loss with a "
                        f"larger --max-drop")
-    record = {**settings.to_dict(), "kept_fp32": kept, "calibration": {"samples": len(prepared.calibration),
-                                                                       "from": prepared.calibration_from},
-              "evaluation": evaluation, "max_drop": limit, "max_drop_unit": "percent of the target's std"}
-    info = replace(fp32.info, quantization=record)
-    write_metadata(path, info)
-    return Built(path, info)
+    return _kept_int8(prepared, fp32, path, kept, settings, evaluation, limit,
+                      max_drop_unit="percent of the target's std")
 
 
 def _place(built: Built, out: Path) -> tuple[Path, ...]:
