@@ -104,6 +104,17 @@ def make_distribution(site: Path, dist: str, module: str, source: str, *,
     return site
 
 
+#: A script's first lines that make every import of torch (and of the libraries built on it) fail:
+#: what a test runs before a code path that must never import them (the runtime, zoo predict).
+NO_TORCH = """import sys
+class NoTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "torchvision", "transformers", "timm"):
+            raise ImportError("torch is not installed here")
+sys.meta_path.insert(0, NoTorch())
+"""
+
+
 #: The longest checks whose ground other tests also cover (a second kill-and-resume of the same
 #: loop, a second probe of the same backbones...): left out unless ZOO_TEST_FULL=1, which keeps
 #: the suite under 15 minutes on 2 cores.

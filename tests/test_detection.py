@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import full_only, REPO, kill_when_written, run_zoo
+from conftest import NO_TORCH, full_only, REPO, kill_when_written, run_zoo
 
 import zoo
 from zoo.data import make_splits, open_dataset
@@ -438,13 +438,7 @@ def test_predict_equals_pytorchs_kept_detections_on_every_test_picture_without_t
     info = zoo.open_model(trained["model"]).info
     assert info.kind == "detection" and info.validation["answers"]["pictures"] >= 8
     pictures = sorted((data["folder"] / "images").glob("test-*.png"))
-    script = f"""
-import sys
-class NoTorch:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("torch", "torchvision", "transformers", "timm"):
-            raise ImportError("torch is not installed here")
-sys.meta_path.insert(0, NoTorch())
+    script = NO_TORCH + f"""
 from zoo.cli import main
 try:
     main(["predict", {str(trained['model'])!r}, *{[str(p) for p in pictures]!r}, "--json", "--min-score", "0"])

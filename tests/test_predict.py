@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_zoo
+from conftest import NO_TORCH, run_zoo
 
 import zoo
 from zoo import catalog, plugins
@@ -58,13 +58,7 @@ def pictures(tmp_path_factory) -> Path:
 @pytest.mark.slow
 def test_predict_never_imports_torch(models, pictures):
     """The runtime and the CLI's predict command work in a process that has no torch at all."""
-    script = f"""
-import sys
-class NoTorch:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("torch", "torchvision", "transformers", "timm"):
-            raise ImportError("torch is not installed here")
-sys.meta_path.insert(0, NoTorch())
+    script = NO_TORCH + f"""
 from zoo.cli import main
 for args in (["predict", {str(models['image'])!r}, {str(pictures / 'a')!r}, "--json"],
              ["predict", {str(models['text'])!r}, "hello world", "--json"]):

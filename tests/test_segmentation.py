@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_zoo
+from conftest import NO_TORCH, run_zoo
 from test_detection import MODEL, small_card, write_png
 
 import zoo
@@ -301,13 +301,7 @@ def test_predict_without_torch_agrees_with_pytorch_on_every_test_picture(trained
     assert info.kind == "segmentation" and info.validation["answers"]["worst_agreement"] >= 0.999
     images = sorted((data["test"] / "images").glob("*.png"))
     out = trained["folder"] / "masks"
-    script = f"""
-import sys
-class NoTorch:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("torch", "torchvision", "transformers", "timm"):
-            raise ImportError("torch is not installed here")
-sys.meta_path.insert(0, NoTorch())
+    script = NO_TORCH + f"""
 from zoo.cli import main
 try:
     main(["predict", {str(trained['model'])!r}, *{[str(p) for p in images]!r}, "--json", "--out", {str(out)!r}])
