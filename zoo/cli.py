@@ -703,8 +703,10 @@ def export_cmd(ctx: click.Context, source: str, out: str | None, quantize: str |
 @click.option("--provider", help="cpu, cuda, tensorrt or an onnxruntime provider name (default: best available).")
 @click.option("--out", type=click.Path(), help="Embedding models: save the embeddings as .npy; detectors: a folder "
                                            "of the pictures with their boxes drawn (PNG); segmenters: a folder of "
-                                           "masks, one PNG per picture (pixel values: class indices).")
-@click.option("--overlay", is_flag=True, help="Segmenters: with --out, write each picture with its mask laid over it.")
+                                           "masks, one PNG per picture (pixel values: class indices; instance segmenters: "
+                                           "object numbers, 1 for the first box listed).")
+@click.option("--overlay", is_flag=True, help="Segmenters: with --out, write each picture with its mask laid over it "
+                                             "(instance segmenters: and their boxes).")
 @click.option("--min-score", type=click.FloatRange(0, 1), default=0.3, show_default=True,
               help="Detectors: show boxes scoring at least this (0: every box the model kept).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
@@ -741,7 +743,9 @@ def predict_cmd(model: str, inputs: tuple[str, ...], texts_file: str | None, top
                 for p in result.predictions for i, b in enumerate(p.boxes or ())]
         click.echo(table(["input", "label", "score", "box (x0 y0 x1 y1)"], rows))
         if out is not None:
-            click.echo(f"drew {len(written)} pictures with their boxes in {out}")
+            instances = any(p.mask is not None for p in result.predictions)
+            click.echo(f"wrote {len(written)} {'object masks' if instances and not overlay else 'pictures'} "
+                       f"{'with their boxes ' if overlay or not instances else ''}in {out}")
     elif masks:  # a segmenter: each picture's classes by their share of its pixels
         rows = [[p.input if i == 0 else "", label, f"{share:.2%}"] for p in result.predictions
                 for i, (label, share) in enumerate(sorted(p.shares or (), key=lambda pair: -pair[1])) if share > 0]

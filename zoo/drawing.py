@@ -81,6 +81,8 @@ def overlaid(item: Any, mask: Any, alpha: float = 0.5) -> Any:
 
 def _picture(item: Any, prediction: Any, labels: Sequence[str], overlay: bool) -> Any:
     """What ``zoo predict --out`` writes for one input: its mask (or overlay) or its boxes drawn."""
+    if prediction.mask is not None and prediction.boxes is not None:  # an instance segmenter: object numbers
+        return annotated(overlaid(item, prediction.mask), prediction, labels) if overlay else mask_image(prediction.mask)
     if prediction.mask is not None:
         return overlaid(item, prediction.mask) if overlay else mask_image(prediction.mask)
     return annotated(item, prediction, labels)

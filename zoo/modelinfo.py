@@ -139,7 +139,7 @@ class ModelInfo:
 _TYPES: dict[str, Any] = {"inputs": list[str], "labels": list[str], "preprocessing": dict[str, Any],
                           "source": dict[str, Any], "weights": dict[str, Any], "validation": dict[str, Any],
                           "quantization": dict[str, Any]}
-KINDS = ("classifier", "regression", "detection", "segmentation", "embedding")
+KINDS = ("classifier", "regression", "detection", "segmentation", "instances", "embedding")
 #: Bounds that no real model reaches and that keep a damaged file from asking for absurd buffers.
 _MAX_SIDE = 16384
 _MAX_TOKENS = 1 << 20
@@ -178,7 +178,9 @@ def check(info: ModelInfo, where: str = "the model") -> None:
         raise bad("labels", f"a regression names each of its outputs once, got {_show(list(info.labels))}")
     if info.kind == "detection":
         _check_detection(info, bad)
-    if info.kind in ("classifier", "detection", "segmentation"):
+    if info.kind == "instances":
+        _check_instances(info, bad)
+    if info.kind in ("classifier", "detection", "segmentation", "instances"):
         if not info.labels:
             raise bad("labels", "a classifier without labels")
         repeated = sorted({label for label in info.labels if info.labels.count(label) > 1})
@@ -242,6 +244,15 @@ def _check_detection(info: ModelInfo, bad: Any) -> None:
         value = source.get(key)
         if not check_type(value, int) or not 0 < value <= _MAX_TOKENS:
             raise bad("source", f"a detector's {key!r} must be a positive integer, got {_show(value)}")
+
+
+def _check_instances(info: ModelInfo, bad: Any) -> None:
+    """An instance segmenter's record (what ``zoo.postprocess.kept_instances`` reads), within range."""
+    source = info.source
+    for key, top in (("detections", _MAX_TOKENS), ("mask_size", 1024)):
+        value = source.get(key)
+        if not check_type(value, int) or not 0 < value <= top:
+            raise bad("source", f"an instance segmenter's {key!r} must be a positive integer, got {_show(value)}")
 
 
 def _plain(value: Any) -> Any:

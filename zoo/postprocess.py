@@ -13,6 +13,14 @@ at most ``detections`` kept; then the boxes scaled from the network's square to 
 (torchvision's ``resize_boxes``). Hand-written because the runtime imports no torch: numpy has no
 ``batched_nms``; the export checks that these boxes are PyTorch's (zoo.export).
 
+An instance segmentation graph (``--task instance``: Mask R-CNN) takes one picture and ends in
+``detections`` rows ``[x0, y0, x1, y1, score, class, mask probabilities (m x m)]``, the boxes in
+the network's pixels, rows past the kept detections all zero. :func:`kept_instances` scales each
+box to the picture and pastes its mask as torchvision's ``paste_masks_in_image`` does (the
+square mask padded by one pixel and its box widened to match, resized bilinearly into the box,
+over 0.5); a run's mask mAP is scored on the same pasted masks, so the report's numbers are the
+runtime's.
+
 Stdlib and numpy only (the torch-free runtime and ``zoo serve`` use it).
 """
 
@@ -22,7 +30,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["kept_detections", "nms", "picture_size", "mask_in_picture", "class_shares"]
+__all__ = ["kept_detections", "nms", "picture_size", "mask_in_picture", "class_shares", "kept_instances",
+           "paste_masks", "instance_mask", "MASK_THRESHOLD"]
+
+#: A pasted mask probability over this is the object's pixel (torchvision's, and Mask R-CNN's paper).
+MASK_THRESHOLD = 0.5
 
 
 def nms(boxes: Any, scores: Any, threshold: float) -> Any:
@@ -113,3 +125,74 @@ def class_shares(mask: Any, count: int) -> Any:
 
     counts = np.bincount(np.asarray(mask, np.int64).reshape(-1), minlength=count)[:count]
     return counts / max(1, int(np.asarray(mask).size))
+
+
+def _bilinear(count: int, size: int) -> Any:
+    """The (size, count) matrix that resizes ``count`` samples to ``size`` bilinearly, as
+    ``torch.nn.functional.interpolate(mode="bilinear", align_corners=False)`` does (no antialias)."""
+    import numpy as np
+
+    source = np.maximum((np.arange(size) + 0.5) * (count / size) - 0.5, 0.0)
+    low = np.minimum(np.floor(source).astype(np.int64), count - 1)
+    high = np.minimum(low + 1, count - 1)
+    weight = source - low
+    matrix = np.zeros((size, count))
+    matrix[np.arange(size), low] += 1 - weight
+    matrix[np.arange(size), high] += weight
+    return matrix
+
+
+def paste_masks(probabilities: Any, boxes: Any, size: Sequence[int], threshold: float = MASK_THRESHOLD) -> Any:
+    """Each box's square mask of probabilities ``(n, m, m)`` pasted into a picture of ``size``
+    (width, height) at its box ``(n, 4)`` (the picture's pixels): ``(n, height, width)`` booleans
+    (see the module)."""
+    import numpy as np
+
+    probabilities = np.asarray(probabilities, np.float64)
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    width, height = int(size[0]), int(size[1])
+    out = np.zeros((len(boxes), height, width), bool)
+    if not len(boxes):
+        return out
+    m = probabilities.shape[-1]
+    padded = np.pad(probabilities.reshape(-1, m, m), ((0, 0), (1, 1), (1, 1)))
+    scale = (m + 2) / m
+    centre_x, centre_y = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
+    half_w, half_h = (boxes[:, 2] - boxes[:, 0]) / 2 * scale, (boxes[:, 3] - boxes[:, 1]) / 2 * scale
+    widened = np.stack([centre_x - half_w, centre_y - half_h, centre_x + half_w, centre_y + half_h], 1)
+    for k, (x0, y0, x1, y1) in enumerate(np.trunc(widened).astype(np.int64)):
+        w, h = max(int(x1 - x0 + 1), 1), max(int(y1 - y0 + 1), 1)
+        resized = _bilinear(m + 2, h) @ padded[k] @ _bilinear(m + 2, w).T > threshold
+        top, left = max(int(y0), 0), max(int(x0), 0)
+        bottom, right = min(int(y1) + 1, height), min(int(x1) + 1, width)
+        if bottom > top and right > left:
+            out[k, top:bottom, left:right] = resized[top - y0:bottom - y0, left - x0:right - x0]
+    return out
+
+
+def kept_instances(rows: Any, side: Sequence[int], size: Sequence[int]) -> dict[str, Any]:
+    """One picture's instances from its graph rows ``(detections, 6 + m*m)`` (see the module):
+    ``boxes`` (k, 4) in the picture of ``size`` (width, height), ``scores``, ``labels``, ``masks``
+    (k, height, width) booleans; ``side``: the network's square (height, width)."""
+    import numpy as np
+
+    rows = np.asarray(rows, np.float64)
+    rows = rows[rows[:, 4] > 0]
+    width, height = size
+    scale = np.asarray([width / side[1], height / side[0]] * 2)
+    boxes = rows[:, :4] * scale
+    m = int(round((rows.shape[1] - 6) ** 0.5))
+    return {"boxes": boxes, "scores": rows[:, 4], "labels": rows[:, 5].round().astype(np.int64),
+            "masks": paste_masks(rows[:, 6:].reshape(-1, m, m), boxes, size)}
+
+
+def instance_mask(masks: Any, scores: Any) -> Any:
+    """The instances' masks ``(k, h, w)`` as one index mask (uint8): 0 where no object is, else the
+    number (from 1, in the order given) of the best-scoring instance covering the pixel."""
+    import numpy as np
+
+    masks = np.asarray(masks, bool)
+    out = np.zeros(masks.shape[1:], np.uint8)
+    for k in np.argsort(-np.asarray(scores), kind="stable")[:255][::-1]:  # the best last: it covers the others
+        out[masks[k]] = k + 1
+    return out

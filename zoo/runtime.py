@@ -24,6 +24,9 @@ from zoo.errors import InputError, ZooError
 from zoo.modelinfo import ModelInfo
 from zoo.postprocess import picture_size
 
+#: The kinds whose answers are about a picture's pixels (they are given its size).
+DENSE = ("detection", "segmentation", "instances")
+
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
@@ -106,14 +109,20 @@ def choose_providers(requested: str | None = None) -> list[str]:
 
 @dataclass(frozen=True)
 class Box:
-    """One detected object: its class, score, and ``[x0, y0, x1, y1]`` in the picture's pixels."""
+    """One detected object: its class, score, and ``[x0, y0, x1, y1]`` in the picture's pixels; an
+    instance segmenter's also ``pixels``: its mask's area (the mask is the prediction's ``mask``,
+    where this object's number is)."""
 
     label: str
     score: float
     box: tuple[float, float, float, float]
+    pixels: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"label": self.label, "score": round(self.score, 6), "box": [round(v, 2) for v in self.box]}
+        out = {"label": self.label, "score": round(self.score, 6), "box": [round(v, 2) for v in self.box]}
+        if self.pixels is not None:
+            out["pixels"] = self.pixels
+        return out
 
 
 @dataclass(frozen=True)
@@ -123,7 +132,8 @@ class Prediction:
     each target's number, in the units it was trained in (and no ``top``); for a detector
     ``boxes``: the kept detections, best first (and no ``top``); for a segmenter ``mask``: each
     pixel's class index in the picture's own size (HxW uint8) and ``shares``: each class's share
-    of the pixels (and no ``top``)."""
+    of the pixels (and no ``top``); for an instance segmenter ``boxes`` and ``mask``: each pixel's
+    object, numbered from 1 in the boxes' order (0: none)."""
 
     input: str
     top: tuple[tuple[str, float], ...]
@@ -280,6 +290,9 @@ class OnnxModel:
                              f"{list(outputs)}; export it again with `zoo export`")
         shape = outputs[info.output]
         width = (shape[1] if info.kind == "segmentation" else shape[-1]) if shape else None
+        batch = session.get_inputs()[0].shape
+        #: a graph traced for one input at a time (its batch axis fixed at 1: Mask R-CNN's loops)
+        self.one_at_a_time = bool(batch) and batch[0] == 1
         if isinstance(width, int):  # else a dynamic size: checked on the first answer (read())
             self._check_labels(width)
 
@@ -288,6 +301,13 @@ class OnnxModel:
         would fail on an index, more would answer with names the graph never scored; a detector's
         rows are a box's four numbers, then a score per label; a segmenter scores each label at
         every pixel."""
+        if self.info.kind == "instances":
+            side = int(self.info.source["mask_size"])
+            if width != 6 + side * side:
+                raise InputError(f"{self.path}: its metadata says masks of {side}x{side} but the graph's rows hold "
+                                 f"{width - 6} mask numbers after each box, score and class; export the model again "
+                                 f"with `zoo export`")
+            return
         if self.info.kind == "detection" and width != 4 + len(self.info.labels):
             raise InputError(f"{self.path}: its metadata lists {len(self.info.labels)} labels but the graph's rows hold "
                              f"{width - 4} scores after each box; the labels do not belong to this graph: export the "
@@ -313,6 +333,7 @@ class OnnxModel:
         """Preprocess and run ``items`` in batches."""
         import numpy as np
 
+        batch_size = 1 if self.one_at_a_time else batch_size
         parts = [self.run(self.encode(items[i:i + batch_size])) for i in range(0, len(items), batch_size)]
         if not parts:
             raise InputError(f"{self.path.name}: no inputs given")
@@ -324,7 +345,7 @@ class OnnxModel:
         if self.info.kind == "embedding":
             raise InputError(f"{self.path.name} is an embedding model (no labels): use embed()")
         names = list(names) if names is not None else [_describe(item) for item in items]
-        sizes = [picture_size(item) for item in items] if self.info.kind in ("detection", "segmentation") else None
+        sizes = [picture_size(item) for item in items] if self.info.kind in DENSE else None
         return self.read(self.outputs(items), names, top_k, sizes=sizes)
 
     def read(self, probabilities: np.ndarray, names: Sequence[str], top_k: int = 5,
@@ -338,6 +359,8 @@ class OnnxModel:
         self._check_labels(probabilities.shape[1] if self.info.kind == "segmentation" else probabilities.shape[-1])
         if self.info.kind == "segmentation":
             return [self._mask(name, scores, size) for name, scores, size in zip(names, probabilities, sizes or ())]
+        if self.info.kind == "instances":
+            return [self._instances(name, rows, size) for name, rows, size in zip(names, probabilities, sizes or ())]
         if self.info.kind == "detection":
             return [self._boxes(name, rows, size) for name, rows, size in zip(names, probabilities, sizes or ())]
         if self.info.kind == "regression":  # the graph ends in the targets' own units
@@ -363,6 +386,17 @@ class OnnxModel:
         return Prediction(name, (), boxes=tuple(Box(self.info.labels[int(c)], float(s), tuple(float(v) for v in b))
                                                 for b, s, c in zip(found["boxes"], found["scores"], found["labels"])))
 
+    def _instances(self, name: str, rows: np.ndarray, size: tuple[int, int]) -> Prediction:
+        """One picture's objects: boxes, classes, scores, and their masks pasted into the picture
+        as one mask of object numbers (``zoo.postprocess``)."""
+        from zoo.postprocess import instance_mask, kept_instances
+
+        found = kept_instances(rows, self.info.preprocessing["size"], size)
+        mask = instance_mask(found["masks"], found["scores"])
+        boxes = tuple(Box(self.info.labels[int(c)], float(s), tuple(float(v) for v in b), int((mask == k + 1).sum()))
+                      for k, (b, s, c) in enumerate(zip(found["boxes"], found["scores"], found["labels"])))
+        return Prediction(name, (), boxes=boxes, mask=mask)
+
     def _mask(self, name: str, scores: np.ndarray, size: tuple[int, int]) -> Prediction:
         """One picture's mask: the best class of each pixel, scaled to the picture (``zoo.postprocess``)."""
         import numpy as np
@@ -376,6 +410,19 @@ class OnnxModel:
     def embed(self, items: Sequence[Any]) -> np.ndarray:
         """One row per input: embeddings (or, for a classifier, its probabilities)."""
         return self.outputs(items)
+
+
+def _over(prediction: Prediction, min_score: float) -> Prediction:
+    """``prediction`` with only the boxes scoring at least ``min_score`` (an instance segmenter's
+    mask losing the others: its objects are numbered best first, so those kept keep their numbers)."""
+    if prediction.boxes is None:
+        return prediction
+    boxes = tuple(b for b in prediction.boxes if b.score >= min_score)
+    if prediction.mask is None or prediction.shares is not None:
+        return replace(prediction, boxes=boxes)
+    mask = prediction.mask.copy()
+    mask[mask > len(boxes)] = 0
+    return replace(prediction, boxes=boxes, mask=mask)
 
 
 def open_model(path: str | Path, *, provider: str | None = None, threads: int | None = None,
@@ -508,7 +555,6 @@ def predict(model: str | Path | OnnxModel, inputs: Sequence[Any], *, top_k: int 
     if onnx_model.info.kind != "embedding":
         found = onnx_model.predict(items, top_k=top_k, names=names)
         if min_score > 0:
-            found = [replace(p, boxes=tuple(b for b in p.boxes if b.score >= min_score)) if p.boxes is not None else p
-                     for p in found]
+            found = [_over(p, min_score) for p in found]
         return Predictions(**base, predictions=tuple(found))
     return Predictions(**base, embeddings=onnx_model.embed(items))

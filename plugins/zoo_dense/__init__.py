@@ -1,7 +1,8 @@
 """zoo plugin: dense tasks. Object detection (``--task detect``) and segmentation on any backbone
 whose card has feature maps, with torchvision's detection and segmentation models on top; the
 COCO JSON, YOLO and Pascal VOC formats, segmentation masks (a masks folder, VOC's
-SegmentationClass); semantic segmentation (``--task segment``); the offline ``pasted-photos``
+SegmentationClass); semantic segmentation (``--task segment``); instance
+segmentation (``--task instance``: Mask R-CNN); the offline ``pasted-photos``
 demo (both tasks).
 
 Written exactly as a third-party plugin: it touches zoo only through its public API and hooks
@@ -31,7 +32,9 @@ def register_dataset_formats(register):
 @hookimpl
 def register_tasks(register):
     from zoo_dense.detection import Detection
+    from zoo_dense.instances import InstanceSegmentation
     from zoo_dense.segmentation import Segmentation
 
     register(Detection())
     register(Segmentation())
+    register(InstanceSegmentation())

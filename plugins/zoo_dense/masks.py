@@ -30,7 +30,7 @@ from typing import Any
 from zoo import Dataset, InputError, Problem
 
 __all__ = ["MaskFolderFormat", "VocMasksFormat", "IGNORE", "VOC_CLASSES", "decode", "mask_problem",
-           "objects_problem", "read_classes"]
+           "objects_problem", "painted", "read_classes"]
 
 #: The index of pixels that are neither trained on nor scored.
 IGNORE = 255
@@ -81,13 +81,13 @@ def decode(value: Mapping[str, Any], count: int) -> Any:
         width, height = value["size"]
         mask = np.zeros((height, width), np.uint8)
         for record in value["objects"]:
-            painted = _painted(record["segmentation"], height, width)
-            mask[painted] = IGNORE if record.get("crowd") else int(record["index"])
+            covered = painted(record["segmentation"], height, width)
+            mask[covered] = IGNORE if record.get("crowd") else int(record["index"])
     mask[(mask >= count) & (mask != IGNORE)] = IGNORE
     return mask
 
 
-def _painted(segmentation: Any, height: int, width: int) -> Any:
+def painted(segmentation: Any, height: int, width: int) -> Any:
     """Where a COCO segmentation (polygons, uncompressed or compressed RLE) covers the picture."""
     from pycocotools import mask as coco
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["BoxSampler", "MaskSampler", "box_transform", "mask_transform", "trainable"]
+__all__ = ["BoxSampler", "MaskSampler", "InstanceSampler", "box_transform", "mask_transform", "trainable"]
 
 
 def _steps(policy: str, size: tuple[int, int]) -> list[Any] | None:
@@ -139,6 +139,54 @@ class MaskSampler:
         height, width = self.spec.size
         resized = np.ascontiguousarray(mask_in_picture(mask, (width, height)))
         return torch.from_numpy(image_array(image, self.spec)), {"mask": torch.from_numpy(resized)}
+
+    @staticmethod
+    def collate(batch: list[tuple[Any, dict[str, Any]]]) -> tuple[Any, list[dict[str, Any]]]:
+        return BoxSampler.collate(batch)
+
+
+class InstanceSampler:
+    """``(item, value, seed, policy) -> (CHW tensor, {"boxes", "labels", "masks"})`` for images
+    read at ``spec`` (a square, squashed): each object's mask decoded from its COCO polygons or
+    RLE (:func:`zoo_dense.masks.painted`; crowds are not trained on), moved with the picture and its
+    box (``tv_tensors.Mask``; an object a crop leaves degenerate is dropped with its mask), then
+    boxes scaled and masks resized nearest-neighbour to the network's square. Picklable."""
+
+    def __init__(self, spec: Any) -> None:
+        self.spec = spec
+
+    def __call__(self, item: Any, value: Any, seed: int, policy: str) -> tuple[Any, dict[str, Any]]:
+        import numpy as np
+        import torch
+
+        from zoo import image_array, mask_in_picture, open_image
+        from zoo_dense.masks import painted
+
+        image = open_image(item)
+        width, height = image.size
+        boxes, labels = trainable(value)
+        shapes = [s for s, crowd in zip(value["segmentations"], value["crowd"]) if not crowd] if value else []
+        masks = (np.stack([painted(s, height, width) for s in shapes]).astype(np.uint8) if shapes
+                 else np.zeros((0, height, width), np.uint8))
+        transform = box_transform(policy, image.size) if seed >= 0 else None
+        if transform is not None:
+            from torchvision import tv_tensors
+
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                image, target = transform(image, {
+                    "boxes": tv_tensors.BoundingBoxes(torch.from_numpy(boxes), format="XYXY", canvas_size=(height, width)),
+                    "masks": tv_tensors.Mask(torch.from_numpy(masks)), "labels": torch.from_numpy(labels)})
+            boxes, labels = target["boxes"].numpy().astype(np.float32), target["labels"].numpy()
+            masks = target["masks"].numpy().astype(np.uint8)
+            width, height = image.size
+        side_h, side_w = self.spec.size
+        scale = np.asarray([side_w / width, side_h / height] * 2, dtype=np.float32)
+        resized = (np.stack([mask_in_picture(m, (side_w, side_h)) for m in masks]) if len(masks)
+                   else np.zeros((0, side_h, side_w), np.uint8))
+        return torch.from_numpy(image_array(image, self.spec)), {
+            "boxes": torch.from_numpy(boxes * scale).reshape(-1, 4), "labels": torch.from_numpy(np.asarray(labels, np.int64)),
+            "masks": torch.from_numpy(np.ascontiguousarray(resized))}
 
     @staticmethod
     def collate(batch: list[tuple[Any, dict[str, Any]]]) -> tuple[Any, list[dict[str, Any]]]:

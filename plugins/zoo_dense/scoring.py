@@ -6,6 +6,11 @@ reference implementation), under the names torchmetrics gives them: ``map`` (mAP
 Predictions come in the network's pixels (the squashed square) and are scaled back to each
 picture's own before scoring: IoU is not kept by a change of aspect ratio, and COCO's small /
 medium / large areas are the picture's.
+
+An instance segmenter's answers also hold each detection's mask (m x m probabilities): they are
+pasted into the picture as the runtime pastes them (:func:`zoo.postprocess.paste_masks`) and
+scored against the objects' own masks (COCO's ``segm`` IoU); the mask metrics take the names
+above, the boxes' get ``box_`` before theirs.
 """
 
 from __future__ import annotations
@@ -30,26 +35,40 @@ def in_picture(answer: dict[str, Any], value: dict[str, Any], side: Sequence[int
 
 
 def average_precision(answers: Sequence[dict[str, Any]], values: Sequence[dict[str, Any]], names: Sequence[str],
-                      side: Sequence[int], *, curves: bool = False) -> dict[str, Any]:
+                      side: Sequence[int], *, curves: bool = False, masks: bool = False) -> dict[str, Any]:
     """The metrics of ``answers`` (per picture, network pixels) against ``values`` (the task's
-    targets: boxes in the picture's pixels, labels, crowd flags, size); ``curves``: also each
-    class's precision-recall curve at IoU 0.5 (all areas, 100 detections)."""
+    targets: boxes in the picture's pixels, labels, crowd flags, size; ``segmentations`` with
+    ``masks``); ``curves``: also each class's precision-recall curve at IoU 0.5 (all areas, 100
+    detections); ``masks``: scored on the masks (see the module)."""
     import numpy as np
     import torch
     from torchmetrics.detection import MeanAveragePrecision
 
-    metric = MeanAveragePrecision(box_format="xyxy", iou_type="bbox", class_metrics=True, extended_summary=curves,
-                                  backend="pycocotools")
-    predictions, truths = [], []
-    for answer, value in zip(answers, values):
-        scaled = in_picture(answer, value, side)
-        predictions.append({k: torch.as_tensor(v) for k, v in scaled.items()})
-        truths.append({"boxes": torch.as_tensor(np.asarray(value["boxes"], np.float64).reshape(-1, 4)),
-                       "labels": torch.as_tensor(np.asarray(value["labels"], np.int64)),
-                       "iscrowd": torch.as_tensor(np.asarray(value["crowd"], np.int64))})
-    metric.update(predictions, truths)
+    metric = MeanAveragePrecision(box_format="xyxy", iou_type=("bbox", "segm") if masks else "bbox",
+                                  class_metrics=True, extended_summary=curves, backend="pycocotools")
+    for answer, value in zip(answers, values):  # one picture at a time: its masks are RLE once given
+        scaled = {k: torch.as_tensor(v) for k, v in in_picture(answer, value, side).items()}
+        truth = {"boxes": torch.as_tensor(np.asarray(value["boxes"], np.float64).reshape(-1, 4)),
+                 "labels": torch.as_tensor(np.asarray(value["labels"], np.int64)),
+                 "iscrowd": torch.as_tensor(np.asarray(value["crowd"], np.int64))}
+        if masks:
+            from zoo.postprocess import paste_masks
+            from zoo_dense.masks import painted
+
+            width, height = value["size"]
+            probabilities = np.asarray(answer["masks"]).reshape(len(scaled["boxes"]), *np.shape(answer["masks"])[-2:])
+            scaled["masks"] = torch.from_numpy(paste_masks(probabilities, scaled["boxes"].numpy(), (width, height)))
+            shapes = [painted(s, height, width) for s in value["segmentations"]]
+            truth["masks"] = torch.from_numpy(np.stack(shapes) if shapes else np.zeros((0, height, width), bool))
+        metric.update([scaled], [truth])
     result = metric.compute()
+    if masks:  # the masks' metrics under the usual names, the boxes' as box_*
+        boxes = {f"box_{k[5:]}": v for k, v in result.items() if k.startswith("bbox_")}
+        result = {**{k[5:]: v for k, v in result.items() if k.startswith("segm_")}, "classes": result["classes"],
+                  **boxes}
     report: dict[str, Any] = {key: float(result[key]) for key in SCALARS}
+    if masks:
+        report.update({f"box_{key}": float(result[f"box_{key}"]) for key in SCALARS})
     present = [int(c) for c in torch.atleast_1d(result["classes"]).tolist()]
     per_ap = torch.atleast_1d(result["map_per_class"]).tolist()
     per_ar = torch.atleast_1d(result["mar_100_per_class"]).tolist()

@@ -14,6 +14,10 @@ that the exported file answers as the PyTorch network does.
 - A segmenter's masks (:func:`mask_agreement`): the runtime's mask of each sample, scaled to
   the picture, against the PyTorch network's scaled the same way: the same class on at least
   :data:`MASK_AGREEMENT` of every picture's pixels.
+- An instance segmenter's objects (:func:`instance_agreement`): as a detector's kept boxes, and
+  their masks pasted into the picture as one mask of object numbers, the same as PyTorch's pasted
+  alike on at least :data:`MASK_AGREEMENT` of every picture's pixels (a mask probability within
+  float error of 0.5 may go either way: an IoU per object would fail small objects on one pixel).
 - int8 is judged by the task's metric on the run's held-out pictures (mAP or mIoU points).
 """
 
@@ -25,7 +29,7 @@ from typing import Any
 
 from zoo.errors import InputError, ValidationError
 
-__all__ = ["prepare_dense", "kept_agreement", "mask_agreement", "BOX_TOLERANCE", "SCORE_TOLERANCE", "MASK_AGREEMENT"]
+__all__ = ["prepare_dense", "kept_agreement", "mask_agreement", "instance_agreement", "BOX_TOLERANCE", "SCORE_TOLERANCE", "MASK_AGREEMENT"]
 
 BOX_TOLERANCE = 0.5
 SCORE_TOLERANCE = 1e-3
@@ -33,7 +37,7 @@ SCORE_TOLERANCE = 1e-3
 #: (a pixel whose two best classes tie within float error may go either way).
 MASK_AGREEMENT = 0.999
 #: What the graph's one output is called, per kind of answer.
-_OUTPUT_NAMES = {"detection": "detections", "segmentation": "scores"}
+_OUTPUT_NAMES = {"detection": "detections", "segmentation": "scores", "instances": "instances"}
 
 
 def prepare_dense(run: Any, folder: Path, card: Any, network: Any, weights: dict[str, Any], *, samples: int,
@@ -96,7 +100,8 @@ def prepare_dense(run: Any, folder: Path, card: Any, network: Any, weights: dict
         truth = Targets(tuple(run.classes), judged[1], None, record)
         prepared.evaluation = (judged[0], list(range(len(judged[0]))))
         prepared.judge = lambda model: _metric(task, model, judged[0], truth, run.choices, metric)
-        prepared.judge_metric = {"map": "mAP", "miou": "mIoU"}.get(metric, metric)
+        prepared.judge_metric = {"map": "mask mAP" if output.kind == "instances" else "mAP",
+                                 "miou": "mIoU"}.get(metric, metric)
     return prepared
 
 
@@ -114,6 +119,15 @@ def _kept(rows: Any, info: Any) -> dict[str, Any]:
 
     side = info.preprocessing["size"]
     return kept_detections(rows, info.source["levels"], info.source, side, (side[1], side[0]))
+
+
+def _rows(rows: Any, info: Any) -> dict[str, Any]:
+    """An instance segmenter's answer as its network gives it: the kept rows, masks unpasted."""
+    rows = rows.reshape(-1, rows.shape[-1])  # one picture's (detections, 6 + m*m)
+    kept = rows[rows[:, 4] > 0]
+    side = int(info.source["mask_size"])
+    return {"boxes": kept[:, :4], "scores": kept[:, 4], "labels": kept[:, 5].round().astype("int64"),
+            "masks": kept[:, 6:].reshape(-1, 1, side, side)}
 
 
 def _best(scores: Any, info: Any) -> dict[str, Any]:
@@ -195,6 +209,55 @@ def mask_agreement(network: Any, model: Any, items: Sequence[Any]) -> dict[str, 
             "mean_agreement": round(float(np.mean(shares)) if shares else 1.0, 6), "required": MASK_AGREEMENT}
 
 
+def instance_agreement(network: Any, model: Any, items: Sequence[Any]) -> dict[str, Any]:
+    """The runtime's objects against the PyTorch network's on ``items``, masks pasted alike into
+    each picture (see the module); a ValidationError when they differ."""
+    import numpy as np
+    import torch
+
+    from zoo.postprocess import instance_mask, kept_instances, picture_size
+
+    side = model.info.preprocessing["size"]
+    threshold = float(model.info.source["score"])
+    worst_box = worst_score = 0.0
+    worst_mask = 1.0
+    compared = 0
+    network.eval()
+    for item, predicted in zip(items, model.predict(list(items))):
+        pixels = torch.from_numpy(model.encode([item])[model.info.inputs[0]])
+        with torch.no_grad():
+            answer = {k: v.numpy() for k, v in network(pixels)[0].items()}
+        size = picture_size(item)
+        rows = np.concatenate([answer["boxes"], answer["scores"][:, None], answer["labels"][:, None],
+                               answer["masks"].reshape(len(answer["boxes"]), answer["masks"].shape[-1] ** 2)], axis=1)
+        theirs = kept_instances(rows, side, size)
+        keep = theirs["scores"] > threshold + SCORE_TOLERANCE
+        ours = [b for b in predicted.boxes or () if b.score > threshold + SCORE_TOLERANCE]
+        if len(ours) != int(keep.sum()):
+            raise _differ(predicted.input, f"{len(ours)} kept objects in onnxruntime, {int(keep.sum())} in PyTorch")
+        numbers = np.flatnonzero(keep)
+        mine = instance_mask(theirs["masks"], theirs["scores"])
+        shown = len(ours)  # the objects over the threshold are the first (best first): compare those numbers
+        same = np.where(predicted.mask > shown, 0, predicted.mask) == np.where(mine > shown, 0, mine)
+        worst_mask = min(worst_mask, float(same.mean()))
+        for box, k in zip(ours, numbers):
+            if box.label != model.info.labels[int(theirs["labels"][k])]:
+                raise _differ(predicted.input, f"a {box.label} in onnxruntime where PyTorch has a "
+                                               f"{model.info.labels[int(theirs['labels'][k])]}")
+            worst_box = max(worst_box, float(np.abs(np.asarray(box.box) - theirs["boxes"][k]).max()))
+            worst_score = max(worst_score, abs(box.score - float(theirs["scores"][k])))
+            compared += 1
+    if worst_box > BOX_TOLERANCE or worst_score > SCORE_TOLERANCE or worst_mask < MASK_AGREEMENT:
+        raise _differ(f"{len(items)} samples", f"boxes differ by up to {worst_box:.3g} pixels (tolerance "
+                                               f"{BOX_TOLERANCE}), scores by {worst_score:.3g} ({SCORE_TOLERANCE}), "
+                                               f"object masks agree on {worst_mask:.2%} of a picture's pixels "
+                                               f"({MASK_AGREEMENT:.1%})")
+    return {"pictures": len(items), "objects": compared, "max_box_diff": round(worst_box, 6),
+            "max_score_diff": round(worst_score, 8), "worst_agreement": round(worst_mask, 6),
+            "box_tolerance": BOX_TOLERANCE, "score_tolerance": SCORE_TOLERANCE, "mask_required": MASK_AGREEMENT}
+
+
 #: Per kind of answer: the check of the exported file against PyTorch, and its raw output as the
 #: network's own answer (what the task's metrics score).
-_KINDS = {"detection": (kept_agreement, _kept), "segmentation": (mask_agreement, _best)}
+_KINDS = {"detection": (kept_agreement, _kept), "segmentation": (mask_agreement, _best),
+          "instances": (instance_agreement, _rows)}

@@ -76,7 +76,12 @@ class ExportResult:
                 lines.append(f"int8 on {e['samples']} samples ({e['set']}): cosine similarity to fp32 mean "
                              f"{e['cosine_mean']:.4f}, min {e['cosine_min']:.4f} (no labels: no accuracy check)")
         answers = v.get("answers")
-        if answers and "worst_agreement" in answers:  # a segmenter's masks
+        if answers and "objects" in answers:  # an instance segmenter's objects
+            lines.append(f"objects equal PyTorch's on {answers['pictures']} pictures ({answers['objects']} objects): "
+                         f"boxes within {answers['max_box_diff']:.2g} px, scores within "
+                         f"{answers['max_score_diff']:.2g}, the same object on at least "
+                         f"{answers['worst_agreement']:.2%} of each picture's pixels")
+        elif answers and "worst_agreement" in answers:  # a segmenter's masks
             lines.append(f"masks equal PyTorch's on {answers['pictures']} pictures: the same class on at least "
                          f"{answers['worst_agreement']:.2%} of each picture's pixels (mean {answers['mean_agreement']:.2%})")
         elif answers:

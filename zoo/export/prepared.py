@@ -85,6 +85,8 @@ def _graph_class() -> type:
             super().__init__()
             self.network = network
             self.modality = modality
+            # a network traced for one input at a time (its batch axis then stays 1)
+            self.one_at_a_time = bool(getattr(network, "one_at_a_time", False))
             self.affine = isinstance(probabilities, tuple)
             if self.affine:  # buffers: traced as constants of the graph
                 self.register_buffer("scale", torch.as_tensor(probabilities[0], dtype=torch.float32))

@@ -28,7 +28,9 @@ EXTERNAL_DATA_THRESHOLD = 1_800_000_000
 
 def trace(module: Any, feeds: dict[str, Any], input_names: Sequence[str], output_name: str | Sequence[str],
           path: Path, *, modality: str, opset: int = OPSET) -> Path:
-    """Export ``module`` to ``path`` with a dynamic batch axis (and sequence axis for text).
+    """Export ``module`` to ``path`` with a dynamic batch axis (and sequence axis for text), or for
+    one input at a time when the module says ``one_at_a_time`` (a loop over its batch would trace
+    for the batch it was traced with).
 
     ``output_name`` names the module's output, or each of the tensors in the tuple it returns.
 
@@ -37,10 +39,13 @@ def trace(module: Any, feeds: dict[str, Any], input_names: Sequence[str], output
     """
     import torch
 
-    args = tuple(torch.from_numpy(feeds[name]) for name in input_names)
+    one = bool(getattr(module, "one_at_a_time", False))  # traced for one input: no batch axis
+    args = tuple(torch.from_numpy(feeds[name][:1] if one else feeds[name]) for name in input_names)
     axes = {name: ({0: "batch", 1: "sequence"} if modality == "text" else {0: "batch"}) for name in input_names}
     outputs = [output_name] if isinstance(output_name, str) else list(output_name)
     axes.update({name: {0: "batch"} for name in outputs})
+    if one:
+        axes = {}
     module.eval()
     # With gradients on, even when called under no_grad: inference fast paths that ONNX lacks
     # (nn.MultiheadAttention's fused _native_multi_head_attention) switch on when they are off.
