@@ -2,8 +2,9 @@
 SegmentationClass and COCO polygons/RLE read into the same masks, each bad input one line, the
 task claimed and named, the runtime's resizing and shares, and (slow) a real run: metrics and
 report, export checked against PyTorch's masks, `zoo predict` without torch (mask PNGs, overlays,
-shares), `zoo serve`. Killing and resuming a dense run is test_detection's (the same loop and
-checkpoints; a segmentation run's took 30 s more than the CI budget allows).
+shares), `zoo serve`, int8 judged by mIoU; with ZOO_TEST_FULL=1 a killed run resumed equal to a
+straight one and two processes training as one (the detector's twins cover the same loop in the
+default suite's time budget only in part: see conftest.full_only).
 
 The data are generated pictures (squares and discs on noise, masks exact) in the formats' own
 layouts; the network is test_detection's efficientnet_lite0 card read at 96 pixels.
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import NO_TORCH, run_zoo
+from conftest import NO_TORCH, full_only, kill_when_written, run_zoo
 from test_detection import MODEL, small_card, write_png
 
 import zoo
@@ -353,6 +354,66 @@ def test_predict_overlays_and_serve_answers_as_predict_json(trained, data, tmp_p
     assert answer.status_code == 200, answer.text
     assert answer.json()["predictions"][0]["shares"] == expected
 
+
+
+@pytest.mark.slow
+def test_int8_is_judged_by_miou_on_the_held_out_pictures(trained, tmp_path):
+    done = run_zoo("export", str(trained["run"]), "--quantize", "int8", "--max-drop", "100", "--out",
+                   str(tmp_path / "int8.onnx"), env=trained["env"], timeout=600)
+    assert done.returncode == 0, done.stderr
+    info = zoo.open_model(tmp_path / "int8.onnx").info
+    evaluation = info.quantization["evaluation"]
+    assert evaluation["metric"] == "mIoU" and 0 <= evaluation["int8_metric"] <= 1
+    assert evaluation["drop_points"] == pytest.approx(100 * (evaluation["fp32_metric"] - evaluation["int8_metric"]),
+                                                      abs=0.01)
+    assert "mIoU" in done.stdout
+
+
+@full_only
+@pytest.mark.slow
+def test_a_killed_segmentation_run_resumes_to_the_same_weights(data, tmp_path):
+    import torch
+
+    args = _finetune(tmp_path, data)
+    straight = run_zoo(*args, "--out", str(tmp_path / "straight"), timeout=900)
+    assert straight.returncode == 0, straight.stderr
+    killed = tmp_path / "killed"
+    kill_when_written([*args, "--out", str(killed)], killed / "checkpoints" / "epoch-0003.pt")
+    assert not (killed / "checkpoints" / "final.pt").exists(), "the run finished before it could be killed"
+    resumed = run_zoo("finetune", "--resume", str(killed), "--quiet", timeout=900)
+    assert resumed.returncode == 0, resumed.stderr
+    a = torch.load(tmp_path / "straight" / "checkpoints" / "final.pt", weights_only=True)
+    b = torch.load(killed / "checkpoints" / "final.pt", weights_only=True)
+    assert a["head"] and a["best"] == b["best"]
+    for part in ("head", "body"):
+        assert a[part].keys() == b[part].keys()
+        for key in a[part]:
+            torch.testing.assert_close(a[part][key], b[part][key], atol=1e-5, rtol=1e-4)
+    metrics = [json.loads((f / "report" / "metrics.json").read_text())["test"]["miou"] for f in (tmp_path / "straight",
+                                                                                                  killed)]
+    assert metrics[0] == pytest.approx(metrics[1], abs=1e-6)
+
+
+@full_only
+@pytest.mark.slow
+def test_two_processes_train_the_segmenter_one_process_trains(data, tmp_path):
+    """Cross-entropy is a mean over each process's pixels, summed over its pictures by zoo's loss:
+    two processes' averaged gradient is one process's (to float rounding)."""
+    import torch
+
+    args = _finetune(tmp_path, data, "--workers", "0")
+    one = run_zoo(*args, "--out", str(tmp_path / "one"), timeout=900)
+    assert one.returncode == 0, one.stderr
+    two = run_zoo(*args, "--out", str(tmp_path / "two"), "--nproc", "2", timeout=900)
+    assert two.returncode == 0, two.stderr
+    a = torch.load(tmp_path / "one" / "checkpoints" / "final.pt", weights_only=True)
+    b = torch.load(tmp_path / "two" / "checkpoints" / "final.pt", weights_only=True)
+    assert a.keys() == b.keys() and all(a[p].keys() == b[p].keys() for p in ("head", "body"))
+    floats = [(a[p][k], b[p][k]) for p in ("head", "body") for k in a[p] if a[p][k].is_floating_point()]
+    ours, theirs = torch.cat([x.flatten() for x, _ in floats]), torch.cat([y.flatten() for _, y in floats])
+    assert torch.linalg.vector_norm(ours - theirs) <= 0.02 * torch.linalg.vector_norm(ours)
+    metrics = [json.loads((tmp_path / n / "report" / "metrics.json").read_text())["val"]["miou"] for n in ("one", "two")]
+    assert metrics[0] == pytest.approx(metrics[1], abs=0.02)
 
 
 # --------------------------------------------------------------------------- torchvision's segmentation cards

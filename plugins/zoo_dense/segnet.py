@@ -28,8 +28,12 @@ from typing import Any
 
 __all__ = ["build_segmenter", "segmenter_graph", "SETTINGS", "STRIDES", "MEASURED"]
 
-#: The segmenter's shape: its head (``fpn`` or ``deeplab``), the pyramid's width.
-SETTINGS: Mapping[str, Any] = {"segmenter": "fpn", "width": 64}
+#: The segmenter's shape: its head (``fpn`` or ``deeplab``), the pyramid's width, and the fpn
+#: decoder's normalisation: GroupNorm (32 groups, as torchvision's FCOS head), not BatchNorm, whose
+#: statistics over each process's part of a batch made two processes train another network than
+#: one (21% of the weights' norm apart after 4 epochs, test_segmentation's DDP test) and which a
+#: batch of a few pictures estimates poorly.
+SETTINGS: Mapping[str, Any] = {"segmenter": "fpn", "width": 64, "norm": "group"}
 #: The pyramid's levels from the backbone: these strides (the deepest feature of each).
 STRIDES = (4, 8, 16, 32)
 #: Each head on pasted-photos (efficientnet_lite0, the frozen phase alone, 6 epochs, seed 0, no
@@ -58,10 +62,12 @@ def _classes() -> tuple[type, ...]:
             super().__init__()
             self.backbone, self.maps, self.kind = backbone, tuple(maps), settings["segmenter"]
             width = int(settings["width"])
+            norm = (functools.partial(nn.GroupNorm, 32) if settings.get("norm") == "group" else nn.BatchNorm2d)
             if self.kind == "fpn":
                 self.head = nn.ModuleDict({
                     "fpn": FeaturePyramidNetwork(list(channels), width),
-                    "decoder": nn.Sequential(Conv2dNormActivation(width, width, 3), nn.Conv2d(width, classes, 1))})
+                    "decoder": nn.Sequential(Conv2dNormActivation(width, width, 3, norm_layer=norm),
+                                             nn.Conv2d(width, classes, 1))})
             else:
                 self.head = nn.ModuleDict({"deeplab": DeepLabHead(channels[-1], classes)})
             # the loss's class weights: not part of the checkpoint (rebuilt from the training targets)
