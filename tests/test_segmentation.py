@@ -198,6 +198,22 @@ def test_an_empty_polygon_is_one_line_and_skip_bad_leaves_its_picture_out(tmp_pa
     assert len(splits.train) + len(splits.val or ()) == 3 and "an empty polygon" in splits.skipped[0].reason
 
 
+def test_an_edited_mask_is_other_data_to_a_resumed_run(tmp_path):
+    """The targets' digest (half of the fingerprint a resumed run checks) holds each mask's bytes,
+    not only its path."""
+    from zoo.runs.options import FinetuneOptions
+    from zoo.tasks import get_task
+
+    folder = write_folder(tmp_path / "masks", pictures(3, seed=5))
+    segment = get_task("segment")
+    options = FinetuneOptions.from_flat(MODEL, str(folder), task="segment")
+    before = segment.targets(open_dataset(folder, modality="image"), options).digest()
+    mask = np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(folder / "masks" / "000.png")).copy()
+    mask[0, 0] = 2 if mask[0, 0] != 2 else 1
+    write_png(folder / "masks" / "000.png", mask)
+    assert segment.targets(open_dataset(folder, modality="image"), options).digest() != before
+
+
 def test_masks_are_claimed_by_segmentation_and_segment_names_it(tmp_path):
     from zoo.runs.options import FinetuneOptions
     from zoo.tasks import choose_task

@@ -80,6 +80,8 @@ class Segmentation(DenseBase):
         return objects_problem(fields["objects"])
 
     def targets(self, dataset: Any, options: Any, like: Any = None) -> Any:
+        import hashlib
+
         import numpy as np
 
         from zoo import Targets
@@ -95,8 +97,9 @@ class Segmentation(DenseBase):
         for row, example in enumerate(examples):
             fields = example.fields
             size = [int(v) for v in fields["size"]]
-            if "mask" in fields:
-                values[row] = {"mask": str(fields["mask"]), "size": size}
+            if "mask" in fields:  # its bytes' digest: an edited mask is other data to a resumed run
+                digest = hashlib.sha256(Path(fields["mask"]).read_bytes()).hexdigest()
+                values[row] = {"mask": str(fields["mask"]), "size": size, "sha256": digest}
                 continue
             unknown = next((o["class"] for o in fields["objects"] if o["class"] not in index), None)
             if unknown is not None:
