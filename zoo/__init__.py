@@ -129,6 +129,7 @@ _LAZY = {
     # balanced class weights (what the runtime and the report use too)
     "mask_in_picture": "zoo.postprocess",
     "class_shares": "zoo.postprocess",
+    "paste_masks": "zoo.postprocess",  # an instance's mask pasted into its picture, as the runtime does
     "mask_colours": "zoo.drawing",
     "class_weights": "zoo.classweights",
 }

@@ -328,7 +328,8 @@ _front_end_option = click.option(
 @click.option("--unfreeze-epochs", type=int, help="Max epochs per unfrozen stage (default: 6; 10 for sounds).")
 @click.option("--lr", "head_lr", type=float, default=_default("head_lr"), show_default=True, help="Head learning rate.")
 @click.option("--backbone-lr", type=float, help="Top stage's learning rate (default: 1e-4; 1e-3 for sounds).")
-@click.option("--batch-size", type=int, default=_default("batch_size"), show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1),
+              help="Examples per training step (default: 32; 4 for detection and segmentation, as measured).")
 @click.option("--seed", type=int, default=_default("seed"), show_default=True)
 @click.option("--device", help="cpu, cuda, cuda:1... (default: CUDA when present).")
 @click.option("--workers", type=int, help="Data-loading processes (default: one per 4 cores, none below 4).")

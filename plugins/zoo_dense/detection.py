@@ -33,8 +33,10 @@ __all__ = ["Detection", "LEARNING", "strides_of"]
 #: The recipe's defaults for a detector (measured on pasted-photos with efficientnet_lite0, 2 CPU
 #: cores: bench/detect_pasted.py): the pyramid and head train through the frozen backbone, then
 #: the top 2 stages are unfrozen, each phase up to 8 epochs; the new network learns at 10x the
-#: backbone's rate.
-LEARNING: Mapping[str, Any] = {"unfreeze": 2, "unfreeze_epochs": 8, "backbone_lr": 2e-4}
+#: backbone's rate; batches of 4 pictures. On seed 1's validation split, batches of 32 / 8 / 4
+#: reached mAP 0.304 / 0.356 / 0.388 in 95 / 101 / 67 s: a detector learns from the number of
+#: steps more than from their size, and phase 0's cached maps make small steps cheap.
+LEARNING: Mapping[str, Any] = {"unfreeze": 2, "unfreeze_epochs": 8, "backbone_lr": 2e-4, "batch_size": 4}
 
 
 class Detection(DenseBase):

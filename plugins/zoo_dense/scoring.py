@@ -52,7 +52,7 @@ def average_precision(answers: Sequence[dict[str, Any]], values: Sequence[dict[s
                  "labels": torch.as_tensor(np.asarray(value["labels"], np.int64)),
                  "iscrowd": torch.as_tensor(np.asarray(value["crowd"], np.int64))}
         if masks:
-            from zoo.postprocess import paste_masks
+            from zoo import paste_masks
             from zoo_dense.masks import painted
 
             width, height = value["size"]

@@ -23,7 +23,7 @@ from typing import Any
 from zoo.errors import ZooError
 
 __all__ = ["FinetuneOptions", "DataOptions", "PlanOptions", "HeadOptions", "UnfreezeOptions", "EngineOptions",
-           "AUGMENTATIONS", "RECIPES", "LEARNING", "TASKS", "flat_defaults"]
+           "AUGMENTATIONS", "RECIPES", "LEARNING", "BATCH_SIZE", "TASKS", "flat_defaults"]
 
 #: ``gradual``: a head on the frozen embeddings, then the top stages unfrozen one by one;
 #: ``contrastive``: the whole text encoder trained on pairs of the labelled texts first, then the
@@ -54,6 +54,10 @@ TASKS = ("auto", "classification", "multi-label", "regression")
 #: against the MFCC baseline's 0.960; the top 2 stages (at 1e-4 or 1e-3) or every stage at 3e-4 gained
 #: nothing on the folds (not kept), every stage at 1e-3 for 10 epochs each reached 0.970 (seed 0).
 LEARNING: dict[str, Any] = {"unfreeze_epochs": 6, "backbone_lr": 1e-4}
+#: Pictures or texts per training step unless ``--batch-size`` or the task's ``learning`` says
+#: otherwise (a dense task's: bench/detect_pasted.py measured detectors learning most per second
+#: of 2 CPU cores from batches of 4).
+BATCH_SIZE = 32
 
 
 def _positive(name: str, value: Any) -> None:
@@ -242,7 +246,7 @@ class UnfreezeOptions:
 
 @dataclass(frozen=True)
 class EngineOptions:
-    batch_size: int = 32
+    batch_size: int | None = None  # None: BATCH_SIZE, or the task's own (resolved before training)
     device: str | None = None
     workers: int | None = None
     # the frozen pass (stage-1 features): "auto" is onnxruntime on CPU, validated against PyTorch

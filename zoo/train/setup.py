@@ -47,6 +47,7 @@ def prepare(options: Any, folder: Path, resuming: bool, say: Callable[[str], Non
     from zoo.devices import torch_device
     from zoo.distributed import world
     from zoo.pulling import pull, resolve_card
+    from zoo.runs.options import BATCH_SIZE
     from zoo.runs.record import RunWriter, input_record
     from zoo.tasks.contract import TaskContext, is_dense
     from zoo.train.plan import make_plan
@@ -57,13 +58,15 @@ def prepare(options: Any, folder: Path, resuming: bool, say: Callable[[str], Non
     if here.distributed:
         if device.type == "cuda" and device.index is None:
             device = torch.device("cuda", here.local_rank)  # one GPU per rank of this node
-        if options.engine.batch_size < here.size:
-            raise ZooError(f"--batch-size {options.engine.batch_size} is smaller than the {here.size} processes: each "
-                           f"rank takes a part of every batch; use a batch of at least {here.size}")
     card = resolve_card(options.model, options.registry)
     task, why_task = _task(options, card)
     task.check(options)
-    options = options.with_(task=task.name)  # decided: a resumed run, an export, the report read it
+    batch = options.engine.batch_size or int((getattr(task, "learning", None) or {}).get("batch_size", BATCH_SIZE))
+    # decided: a resumed run, an export, the report read them
+    options = options.with_(task=task.name, batch_size=batch)
+    if here.distributed and batch < here.size:
+        raise ZooError(f"--batch-size {batch} is smaller than the {here.size} processes: each rank takes a part of "
+                       f"every batch; use a batch of at least {here.size}")
     splits = _splits(options, card, task)
     card, options = _front_end(card, options, splits.train.modality)
     dense = is_dense(task)
