@@ -33,9 +33,12 @@ from zoo_dense.common import DenseBase
 __all__ = ["Segmentation", "LEARNING", "IMBALANCE"]
 
 #: The recipe's defaults (as a detector's: bench/segment_pasted.py): the pyramid and decoder
-#: train through the frozen backbone, then the top 2 stages are unfrozen, each phase up to 8
-#: epochs; the new network learns at 10x the backbone's rate.
-LEARNING: Mapping[str, Any] = {"unfreeze": 2, "unfreeze_epochs": 8, "backbone_lr": 2e-4}
+#: train through the frozen backbone, then the top 2 stages are unfrozen, each phase up to 16
+#: epochs (stopping when validation stops improving); the new network learns at 10x the
+#: backbone's rate; batches of 4 pictures. On seed 1's validation split (never the test
+#: pictures), batches of 32 reached mIoU 0.611 in 104 s, batches of 4 0.682 in 90 s, both
+#: phases still improving at their 8th epoch.
+LEARNING: Mapping[str, Any] = {"unfreeze": 2, "unfreeze_epochs": 16, "backbone_lr": 2e-4, "batch_size": 4}
 #: ``--class-weight auto`` weights the loss only when the most frequent class has this many times
 #: the training pixels of the rarest: a background that covers most of every picture is the rule
 #: in segmentation, and balancing it away costs more than it gives. On pasted-photos (background
