@@ -29,10 +29,6 @@ from zoo_dense.detection import LEARNING, Detection, _side
 
 __all__ = ["InstanceSegmentation", "LEARNING"]
 
-#: A detector's recipe (:data:`zoo_dense.detection.LEARNING`, measured there): the same
-#: backbones, the same data, the same reasons for small batches and a long phase 0.
-LEARNING = LEARNING
-
 
 class InstanceSegmentation(Detection):
     """The instance segmentation task (see the module)."""
@@ -44,7 +40,7 @@ class InstanceSegmentation(Detection):
     making = "object masks"
     metric_names = {"map": "mask mAP@[.5:.95]", "map_50": "mask mAP@.5"}
     rank_name = "1 - mask mAP"
-    learning = LEARNING
+    learning = LEARNING  # a detector's (measured there): the same data, the same reasons
 
     def claims(self, dataset: Any, options: Any) -> bool:
         return False  # boxes with polygons are a detection's data too: asked for by name
