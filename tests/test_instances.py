@@ -2,7 +2,7 @@
 card's feature maps): COCO polygons and RLE read as each object's mask, an object without one
 is one line, the task never inferred, the runtime's mask pasting equal to torchvision's, and
 (slow) a real run: mask and box metrics, export checked against PyTorch's objects, `zoo predict`
-without torch (object masks, overlays, boxes with their pixels).
+without torch (object masks, overlays, boxes with their pixels), zoo serve.
 
 The data are test_segmentation's generated pictures (squares as polygons, discs as RLE); the
 network is test_detection's efficientnet_lite0 card read at 96 pixels.
@@ -144,6 +144,27 @@ print("HEAVY", heavy, file=sys.stderr)
                    "--overlay", env=trained["env"])
     assert over.returncode == 0, over.stderr
     assert Image.open(trained["folder"] / "over" / images[0].name).mode == "RGB"
+
+
+@pytest.mark.slow
+def test_serve_answers_what_predict_prints(trained):
+    """zoo serve batches pictures; the graph takes one at a time, so the runtime runs them one by one."""
+    from starlette.testclient import TestClient
+
+    from zoo.runtime import predict
+    from zoo.serve import ServeSettings, prepare
+
+    images = sorted((trained["test"].parent / "images").glob("test-*.png"))[:2]
+    expected = [p["boxes"] for p in predict(trained["model"], [str(p) for p in images]).to_dict()["predictions"]]
+    running = prepare([f"objects={trained['model']}"], ServeSettings(port=0))
+    try:
+        with TestClient(running.app) as client:
+            answers = [client.post("/v1/models/objects:predict", content=p.read_bytes(),
+                                   headers={"content-type": "image/png"}) for p in images]
+    finally:
+        running.sock.close()
+    assert [a.status_code for a in answers] == [200, 200], answers[0].text
+    assert [a.json()["predictions"][0]["boxes"] for a in answers] == expected
 
 
 @pytest.mark.slow

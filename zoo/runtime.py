@@ -326,14 +326,20 @@ class OnnxModel:
     # ----------------------------------------------------------------- running
 
     def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        """One batch of encoded inputs through the graph: probabilities or embeddings."""
+        """One batch of encoded inputs through the graph: probabilities or embeddings (a graph
+        that takes one input at a time runs each alone, its rows stacked)."""
+        count = len(next(iter(feeds.values())))
+        if self.one_at_a_time and count > 1:
+            import numpy as np
+
+            return np.concatenate([self.session.run([self.info.output], {k: v[i:i + 1] for k, v in feeds.items()})[0]
+                                   for i in range(count)])
         return self.session.run([self.info.output], feeds)[0]
 
     def outputs(self, items: Sequence[Any], batch_size: int = 32) -> np.ndarray:
         """Preprocess and run ``items`` in batches."""
         import numpy as np
 
-        batch_size = 1 if self.one_at_a_time else batch_size
         parts = [self.run(self.encode(items[i:i + batch_size])) for i in range(0, len(items), batch_size)]
         if not parts:
             raise InputError(f"{self.path.name}: no inputs given")

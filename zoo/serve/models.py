@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.errors import InputError
-from zoo.modelinfo import ModelInfo
+from zoo.modelinfo import KINDS, ModelInfo
 from zoo.modelname import DEFAULT_FILES, NAME_PATTERN, served_name
 from zoo.runtime import OnnxModel, open_model
 from zoo.serve.errors import not_found
@@ -128,9 +128,9 @@ def open_served(spec: ModelSpec, *, provider: str | None = None, threads: int | 
     if signature(spec.path) != guard.stat:  # replaced while it was being opened
         raise InputError(f"{spec.path}: the file changed while it was being loaded; wait for whatever writes it "
                          f"to finish and start again")
-    if model.info.kind not in ("classifier", "regression", "detection", "segmentation", "embedding"):
+    if model.info.kind not in KINDS:
         raise InputError(f"{spec.path}: a {model.info.kind!r} model, and zoo serve runs classifiers, regressions, "
-                         f"detectors, segmenters and embedding models; upgrade zoo")
+                         f"detectors, segmenters, instance segmenters and embedding models; upgrade zoo")
     if model.info.modality == "text":
         model.encode.tokenizer  # noqa: B018 - read and checked against its sha256 now
     elif model.info.preprocessing.get("front_end"):

@@ -110,10 +110,12 @@ def answers(served: ServedModel, items: Sequence[Item], top_k: int) -> Callable[
     prints it: labels and probabilities (and ``labels`` over their thresholds for a multi-label
     model), a regression's numbers by target, a detector's boxes in each picture's pixels (its
     size read from the file's header), a segmenter's class shares of the picture's pixels, or the
-    embedding."""
+    embedding; an instance segmenter's boxes with their pixels."""
+    from zoo.runtime import DENSE
+
     model = served.model
     names = [item.name for item in items]
-    if model.info.kind in ("detection", "segmentation"):
+    if model.info.kind in DENSE:
         sizes = [_picture_size(item) for item in items]
         return lambda rows: [p.to_dict() for p in model.read(rows, names, top_k, sizes=sizes)]
     if model.info.kind in ("classifier", "regression"):
