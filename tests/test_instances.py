@@ -104,8 +104,10 @@ def test_a_run_scores_masks_and_boxes_and_draws_its_report(trained):
     assert run.task_name == "instance-segmentation" and run.choices["head"]["detector"] == "maskrcnn"
     assert [r["phase"] for r in run.history][-1] == 1
     assert "mask mAP" in run.metrics["baseline_line"]
-    for name in ("pr_test.png", "boxes_test.png", "index.html"):
+    for name in ("pr_test.png", "boxes_test.png", "objects_test.png", "objects_val.png", "index.html"):
         assert (trained["run"] / "report" / name).is_file(), name
+    page = (trained["run"] / "report" / "index.html").read_text()
+    assert "COCO mask metrics" in page and 'id="objects"' in page and "true and predicted objects" in page
 
 
 @pytest.mark.slow

@@ -13,7 +13,8 @@ backbone whose card has feature maps.
 - Metrics: torchmetrics' COCO ``segm`` metrics on the masks pasted into each picture as the
   runtime pastes them (``map``, ``map_50``, ... per class too), and the boxes' (``box_map``, ...).
 - Report: precision-recall curves per class (masks), held-out pictures with their true and
-  predicted boxes, each picture's boxes in ``report/predictions.jsonl``.
+  predicted boxes, and beside their true and predicted objects' masks; each picture's boxes in
+  ``report/predictions.jsonl``.
 - Export: one picture in, each kept detection's box, score, class and mask probabilities out;
   the runtime pastes the masks into the picture (``zoo.postprocess.kept_instances``).
 """
@@ -21,6 +22,7 @@ backbone whose card has feature maps.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from zoo import InputError
@@ -101,6 +103,15 @@ class InstanceSegmentation(Detection):
         from zoo_dense.scoring import average_precision
 
         return average_precision(outputs, targets.values, targets.names, _side(choices), curves=True, masks=True)
+
+    def predictions(self, folder: Path, name: str, dataset: Any, outputs: Any, targets: Any,
+                    choices: Mapping[str, Any]) -> None:
+        """A detector's lines and pictures, and the held-out pictures' true and predicted objects
+        side by side (``report/objects_SET.png``)."""
+        from zoo_dense.pictures import draw_objects
+
+        super().predictions(folder, name, dataset, outputs, targets, choices)
+        draw_objects(folder / "report" / f"objects_{name}.png", dataset, outputs, targets, _side(choices))
 
     def lines(self, metrics: Mapping[str, Any]) -> tuple[str, list[str]]:
         summary = ", ".join(f"{name} mask mAP {m['map']:.3f} mAP@.5 {m['map_50']:.3f}, box mAP {m['box_map']:.3f} "

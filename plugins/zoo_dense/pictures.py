@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["write_boxes", "draw_pictures", "plot_curves", "CONFIDENT", "errors"]
+__all__ = ["write_boxes", "draw_pictures", "draw_objects", "plot_curves", "CONFIDENT", "errors"]
 
 #: A detection at this score or over counts as the network saying "an object is here" (in the
 #: gallery's error count and the drawn pictures); mAP itself ranks every kept detection.
@@ -113,6 +113,55 @@ def draw_pictures(path: Path, dataset: Any, outputs: Sequence[Mapping[str, Any]]
                           bbox={"facecolor": "#ff7f0e", "alpha": 0.8, "pad": 1, "lw": 0})
         axis.set_title(Path(str(dataset.examples[i].item)).name, fontsize=8)
     figure.suptitle("true boxes (green), predicted at score >= 0.5 (orange)", fontsize=9)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    return path
+
+
+def draw_objects(path: Path, dataset: Any, outputs: Sequence[Mapping[str, Any]], targets: Any, side: Sequence[int],
+                 count: int = 6) -> Path | None:
+    """Up to ``count`` held-out pictures of an instance segmenter (the worst first), each twice side
+    by side: its true objects' masks, and the confident predicted ones pasted as the runtime pastes
+    them, each object in its own colour."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from zoo import mask_colours, open_image, paste_masks
+    from zoo_dense.masks import painted
+    from zoo_dense.scoring import in_picture
+
+    if not len(dataset):
+        return None
+    scored = sorted((-sum(errors(in_picture(answer, value, side), value)), i)
+                    for i, (answer, value) in enumerate(zip(outputs, targets.values)))[:count]
+
+    def tinted(pixels: Any, masks: Any) -> Any:
+        numbers = np.zeros(pixels.shape[:2], np.uint8)
+        for k, mask in enumerate(masks):
+            numbers[mask] = k + 1
+        shown = (numbers > 0)[..., None]
+        return np.where(shown, 0.45 * pixels + 0.55 * mask_colours(numbers), pixels).astype(np.uint8)
+
+    figure, axes = plt.subplots(len(scored), 2, figsize=(6.4, 3.2 * len(scored)), squeeze=False)
+    for row, (_, i) in enumerate(scored):
+        value, answer = targets.values[i], outputs[i]
+        width, height = value["size"]
+        pixels = np.asarray(open_image(dataset.examples[i].item).convert("RGB"), dtype=np.float64)
+        truth = [painted(s, height, width) for s in value["segmentations"]]
+        predicted = in_picture(answer, value, side)
+        confident = np.asarray(predicted["scores"]) >= CONFIDENT
+        probabilities = np.asarray(answer["masks"]).reshape(len(confident), *np.shape(answer["masks"])[-2:])
+        found = paste_masks(probabilities[confident], predicted["boxes"][confident], (width, height))
+        for axis, masks, title in ((axes[row, 0], truth, "true"), (axes[row, 1], found, "predicted")):
+            axis.imshow(tinted(pixels, masks))
+            axis.axis("off")
+            axis.set_title(f"{Path(str(dataset.examples[i].item)).name}: {title} ({len(masks)})", fontsize=8)
+    figure.suptitle(f"objects: true (left), predicted at score >= {CONFIDENT} (right)", fontsize=9)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=90)

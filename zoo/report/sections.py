@@ -186,6 +186,24 @@ def _detection(files: RunFiles) -> list[Section]:
 register_task_sections("detection", _detection)
 
 
+def _instances(files: RunFiles) -> list[Section]:
+    """An instance segmenter's COCO mask numbers (a detector's table and curves, on masks), its box
+    numbers, and the held-out pictures it got most wrong with their true and predicted objects."""
+    sections = [Section(s.id, "COCO mask metrics", s.body) if s.id == "coco" else s for s in _detection(files)]
+    rows = [[word, *(number(m.get(f"box_{k}"), f"{name}.box_{k}") for k, _ in _COCO[:3])]
+            for name, word in (("val", "validation"), ("test", "test")) if isinstance(m := files.metrics.get(name), dict)]
+    name = files.held_out
+    if rows:
+        body = html_table(["set", *(f"box {w}" for _, w in _COCO[:3])], rows, "box-metrics")
+        if name:
+            body += _pictures(files, [(f"objects_{name}.png", "true and predicted objects, side by side")])
+        sections.append(Section("objects", "Boxes and objects", body))
+    return sections
+
+
+register_task_sections("instance-segmentation", _instances)
+
+
 # --------------------------------------------------------------------------- segmentation
 
 
