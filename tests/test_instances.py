@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import NO_TORCH, run_zoo
+from conftest import NO_TORCH, full_only, kill_when_written, run_zoo
 from test_detection import MODEL, small_card
 from test_segmentation import SIDE, pictures, write_coco
 
@@ -78,6 +78,13 @@ def test_the_runtimes_pasted_masks_are_torchvisions():
 # --------------------------------------------------------------------------- a real run (slow)
 
 
+def _finetune(folder: Path, data: dict[str, Path], *more: str) -> list[str]:
+    """`zoo finetune --task instance` of the small card: a frozen phase, one unfrozen stage."""
+    return ["--registry", str(small_card(folder)), "finetune", MODEL, "--data", str(data["train"]), "--test",
+            str(data["test"]), "--task", "instance", "--unfreeze", "1", "--unfreeze-epochs", "1", "--batch-size", "8",
+            "--seed", "0", "--quiet", *more]
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> dict[str, Path]:
     """One run by the CLI (a frozen phase, one unfrozen stage), exported: the slow tests share it."""
@@ -85,9 +92,7 @@ def trained(tmp_path_factory) -> dict[str, Path]:
     data = {"train": write_coco(folder / "data", "train", pictures(16, seed=20)),
             "test": write_coco(folder / "data", "test", pictures(4, seed=21))}
     env = {"ZOO_HOME": str(folder / "home")}
-    done = run_zoo("--registry", str(small_card(folder)), "finetune", MODEL, "--data", str(data["train"]), "--test",
-                   str(data["test"]), "--task", "instance", "--unfreeze", "1", "--unfreeze-epochs", "1",
-                   "--batch-size", "8", "--seed", "0", "--quiet", "--out", str(folder / "run"), env=env, timeout=900)
+    done = run_zoo(*_finetune(folder, data), "--out", str(folder / "run"), env=env, timeout=900)
     assert done.returncode == 0, done.stderr
     exported = run_zoo("export", str(folder / "run"), env=env, timeout=600)
     assert exported.returncode == 0, exported.stderr
@@ -198,3 +203,35 @@ def test_a_mask_rcnn_card_through_zoo_segments_as_torchvisions_own_model():
     assert len(found[0]["boxes"]) == len(reference[0]["boxes"]) > 0
     for key in ("boxes", "scores", "labels", "masks"):
         torch.testing.assert_close(found[0][key], reference[0][key])
+
+
+@full_only
+@pytest.mark.slow
+def test_a_killed_instance_run_resumes_to_the_same_weights_and_two_processes_train_as_one(tmp_path):
+    """The one loop's exact resume, and DDP, with Mask R-CNN's losses (each process's means over
+    its own sampled proposals: two processes are one within a few percent, as for FCOS)."""
+    import torch
+
+    data = {"train": write_coco(tmp_path / "data", "train", pictures(16, seed=30)),
+            "test": write_coco(tmp_path / "data", "test", pictures(4, seed=31))}
+    args = [*_finetune(tmp_path, data, "--workers", "0"), "--unfreeze-epochs", "2"]
+    straight = run_zoo(*args, "--out", str(tmp_path / "straight"), timeout=900)
+    assert straight.returncode == 0, straight.stderr
+    killed = tmp_path / "killed"
+    kill_when_written([*args, "--out", str(killed)], killed / "checkpoints" / "epoch-0003.pt")
+    assert not (killed / "checkpoints" / "final.pt").exists(), "the run finished before it could be killed"
+    resumed = run_zoo("finetune", "--resume", str(killed), "--quiet", timeout=900)
+    assert resumed.returncode == 0, resumed.stderr
+    a = torch.load(tmp_path / "straight" / "checkpoints" / "final.pt", weights_only=True)
+    b = torch.load(killed / "checkpoints" / "final.pt", weights_only=True)
+    assert a["best"] == b["best"]
+    for part in ("head", "body"):
+        assert a[part].keys() == b[part].keys()
+        for key in a[part]:
+            torch.testing.assert_close(a[part][key], b[part][key], atol=1e-5, rtol=1e-4)
+    two = run_zoo(*args, "--out", str(tmp_path / "two"), "--nproc", "2", timeout=900)
+    assert two.returncode == 0, two.stderr
+    c = torch.load(tmp_path / "two" / "checkpoints" / "final.pt", weights_only=True)
+    floats = [(a[p][k], c[p][k]) for p in ("head", "body") for k in a[p] if a[p][k].is_floating_point()]
+    ours, theirs = torch.cat([x.flatten() for x, _ in floats]), torch.cat([y.flatten() for _, y in floats])
+    assert torch.linalg.vector_norm(ours - theirs) <= 0.05 * torch.linalg.vector_norm(ours)
