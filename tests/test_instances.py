@@ -154,6 +154,15 @@ print("HEAVY", heavy, file=sys.stderr)
 
 
 @pytest.mark.slow
+def test_int8_is_calibrated_one_picture_at_a_time_and_judged_by_mask_map(trained, tmp_path):
+    done = run_zoo("export", str(trained["run"]), "--quantize", "int8", "--max-drop", "100", "--out",
+                   str(tmp_path / "int8.onnx"), env=trained["env"], timeout=600)
+    assert done.returncode == 0, done.stderr
+    evaluation = zoo.open_model(tmp_path / "int8.onnx").info.quantization["evaluation"]
+    assert evaluation["metric"] == "mask mAP" and 0 <= evaluation["int8_metric"] <= 1
+
+
+@pytest.mark.slow
 def test_serve_answers_what_predict_prints(trained):
     """zoo serve batches pictures; the graph takes one at a time, so the runtime runs them one by one."""
     from starlette.testclient import TestClient

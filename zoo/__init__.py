@@ -130,6 +130,7 @@ _LAZY = {
     "mask_in_picture": "zoo.postprocess",
     "class_shares": "zoo.postprocess",
     "paste_masks": "zoo.postprocess",  # an instance's mask pasted into its picture, as the runtime does
+    "instance_mask": "zoo.postprocess",  # instances' masks as one mask of object numbers, as the runtime's
     "mask_colours": "zoo.drawing",
     "class_weights": "zoo.classweights",
 }

@@ -274,8 +274,9 @@ _front_end_option = click.option(
                                 "'price,rating'), or of class names (instead of 'label').")
 @click.option("--task", default=_default("task"), show_default=True, metavar="TASK",
               help="What the run learns: classification, multi-label, regression, or a plugin's task (detection, "
-                   "segmentation; `zoo plugins` lists them); auto: numbers in --target make a regression, ';' in "
-                   "labels a multi-label run, boxes a detection, else classification.")
+                   "segmentation, instance-segmentation; `zoo plugins` lists them); auto: numbers in --target make a "
+                   "regression, ';' in labels a multi-label run, boxes a detection, masks a segmentation, else "
+                   "classification.")
 @click.option("--out", type=click.Path(file_okay=False), help="Run folder (default: runs/MODEL-TIME).")
 @click.option("--resume", type=click.Path(exists=True, file_okay=False),
               help="Continue a killed run from its last complete checkpoint.")
@@ -740,9 +741,10 @@ def predict_cmd(model: str, inputs: tuple[str, ...], texts_file: str | None, top
         if out is not None:
             click.echo(f"saved {result.embeddings.shape[0]}x{result.embeddings.shape[1]} embeddings to {out}")
     elif boxes:  # a detector: each picture's kept boxes, best first
+        areas = any(b.pixels is not None for p in result.predictions for b in p.boxes or ())
         rows = [[p.input if i == 0 else "", b.label, f"{b.score:.3f}", " ".join(f"{v:.1f}" for v in b.box)]
-                for p in result.predictions for i, b in enumerate(p.boxes or ())]
-        click.echo(table(["input", "label", "score", "box (x0 y0 x1 y1)"], rows))
+                + ([str(b.pixels)] if areas else []) for p in result.predictions for i, b in enumerate(p.boxes or ())]
+        click.echo(table(["input", "label", "score", "box (x0 y0 x1 y1)"] + (["pixels"] if areas else []), rows))
         if out is not None:
             instances = any(p.mask is not None for p in result.predictions)
             click.echo(f"wrote {len(written)} {'object masks' if instances and not overlay else 'pictures'} "

@@ -249,7 +249,7 @@ def _check_detection(info: ModelInfo, bad: Any) -> None:
 def _check_instances(info: ModelInfo, bad: Any) -> None:
     """An instance segmenter's record (what ``zoo.postprocess.kept_instances`` reads), within range."""
     source = info.source
-    for key, top in (("detections", _MAX_TOKENS), ("mask_size", 1024)):
+    for key, top in (("detections", 255), ("mask_size", 1024)):  # objects are numbered in a uint8 mask
         value = source.get(key)
         if not check_type(value, int) or not 0 < value <= top:
             raise bad("source", f"an instance segmenter's {key!r} must be a positive integer, got {_show(value)}")

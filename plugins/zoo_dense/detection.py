@@ -57,7 +57,10 @@ class Detection(DenseBase):
     # ----------------------------------------------------------------- options and data
 
     def _refused(self, options: Any) -> list[tuple[str, bool]]:
-        return [("--class-weight balanced", options.head.class_weight == "balanced")]
+        # torchvision's automatic policies move no boxes (TrivialAugmentWide, RandAugment refuse them)
+        policy = options.unfreezing.augment
+        return [("--class-weight balanced", options.head.class_weight == "balanced"),
+                (f"--augment {policy}", policy in ("trivialaugment", "randaugment"))]
 
     def claims(self, dataset: Any, options: Any) -> bool:
         return not options.data.target and any(e.fields is not None and "objects" in e.fields

@@ -54,14 +54,14 @@ class InstanceSegmentation(Detection):
         fields = example.fields or {}
         if "objects" not in fields:
             return None  # the targets say it, once, for the whole set
-        return objects_problem(fields["objects"])
+        return objects_problem(fields["objects"], fields.get("size"))
 
     def targets(self, dataset: Any, options: Any, like: Any = None) -> Any:
-        targets = super().targets(dataset, options, like)
-        if any(not e.fields.get("objects") and e.fields.get("mask") for e in dataset.examples):
+        if any(e.fields is not None and "mask" in e.fields and "objects" not in e.fields for e in dataset.examples):
             raise InputError(f"{dataset.name}: class masks (a masks folder, VOC's SegmentationClass) do not say which "
                              f"object each pixel is; instance segmentation reads COCO JSON with polygons or RLE "
                              f"(--task segment learns class masks)")
+        targets = super().targets(dataset, options, like)
         for value, example in zip(targets.values, dataset.examples):
             value["segmentations"] = [o.get("segmentation") for o in example.fields["objects"]]
         return targets

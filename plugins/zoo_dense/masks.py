@@ -123,12 +123,17 @@ def mask_problem(path: Path, size: Sequence[int] | None, count: int) -> str | No
     return None
 
 
-def objects_problem(objects: Sequence[Mapping[str, Any]]) -> str | None:
+def objects_problem(objects: Sequence[Mapping[str, Any]], size: Sequence[int] | None = None) -> str | None:
     """Why a COCO picture's objects cannot paint its mask (an object without a polygon or RLE, a
-    polygon of fewer than 3 points), or None."""
+    polygon of fewer than 3 points, an RLE of another size than the picture's ``size`` (width,
+    height)), or None."""
     for number, record in enumerate(objects, start=1):
         segmentation = record.get("segmentation")
         if isinstance(segmentation, dict) and "counts" in segmentation and "size" in segmentation:
+            if size is not None and list(segmentation["size"]) != [int(size[1]), int(size[0])]:
+                return (f"object {number} ({record.get('class')}): its RLE is {segmentation['size'][1]}x"
+                        f"{segmentation['size'][0]}, the picture {size[0]}x{size[1]}; an RLE has its picture's size "
+                        f"(fix the annotation or remove it)")
             continue
         polygons = segmentation if isinstance(segmentation, list) else []
         if not polygons or any(not isinstance(p, list) or len(p) < 6 or len(p) % 2 for p in polygons):

@@ -131,7 +131,7 @@ def draw_objects(path: Path, dataset: Any, outputs: Sequence[Mapping[str, Any]],
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from zoo import mask_colours, open_image, paste_masks
+    from zoo import instance_mask, mask_colours, open_image, paste_masks
     from zoo_dense.masks import painted
     from zoo_dense.scoring import in_picture
 
@@ -140,10 +140,8 @@ def draw_objects(path: Path, dataset: Any, outputs: Sequence[Mapping[str, Any]],
     scored = sorted((-sum(errors(in_picture(answer, value, side), value)), i)
                     for i, (answer, value) in enumerate(zip(outputs, targets.values)))[:count]
 
-    def tinted(pixels: Any, masks: Any) -> Any:
-        numbers = np.zeros(pixels.shape[:2], np.uint8)
-        for k, mask in enumerate(masks):
-            numbers[mask] = k + 1
+    def tinted(pixels: Any, masks: Any, scores: Any) -> Any:
+        numbers = instance_mask(np.asarray(masks, bool).reshape(-1, *pixels.shape[:2]), scores)
         shown = (numbers > 0)[..., None]
         return np.where(shown, 0.45 * pixels + 0.55 * mask_colours(numbers), pixels).astype(np.uint8)
 
@@ -157,8 +155,9 @@ def draw_objects(path: Path, dataset: Any, outputs: Sequence[Mapping[str, Any]],
         confident = np.asarray(predicted["scores"]) >= CONFIDENT
         probabilities = np.asarray(answer["masks"]).reshape(len(confident), *np.shape(answer["masks"])[-2:])
         found = paste_masks(probabilities[confident], predicted["boxes"][confident], (width, height))
-        for axis, masks, title in ((axes[row, 0], truth, "true"), (axes[row, 1], found, "predicted")):
-            axis.imshow(tinted(pixels, masks))
+        for axis, masks, scores, title in ((axes[row, 0], truth, np.ones(len(truth)), "true"),
+                                           (axes[row, 1], found, predicted["scores"][confident], "predicted")):
+            axis.imshow(tinted(pixels, masks, scores))
             axis.axis("off")
             axis.set_title(f"{Path(str(dataset.examples[i].item)).name}: {title} ({len(masks)})", fontsize=8)
     figure.suptitle(f"objects: true (left), predicted at score >= {CONFIDENT} (right)", fontsize=9)

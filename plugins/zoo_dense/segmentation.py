@@ -80,7 +80,7 @@ class Segmentation(DenseBase):
             return None
         if "objects" not in fields:
             return "no mask (a segmentation needs a mask per picture, or COCO objects with polygons or RLE)"
-        return objects_problem(fields["objects"])
+        return objects_problem(fields["objects"], fields.get("size"))
 
     def targets(self, dataset: Any, options: Any, like: Any = None) -> Any:
         import hashlib

@@ -103,7 +103,11 @@ def _dense_network(run: Any, task: Any, options: Any, final: dict[str, Any], dev
     backbone = load(card, features=task.feature_maps(card))
     context = TaskContext(options=options, card=card, targets_record=run.task)
     network = task.network(backbone, Targets(tuple(run.classes), []), context)
-    backbone.body.load_state_dict(final["body"], strict=False)
-    network.head.load_state_dict(final["head"])
+    try:
+        backbone.body.load_state_dict(final["body"], strict=False)
+        network.head.load_state_dict(final["head"])
+    except RuntimeError:  # missing or unexpected keys, other shapes
+        raise ZooError(f"{run.dir}: its checkpoint does not fit this zoo's {task.name} network (an earlier zoo built "
+                       f"another one, e.g. a segmenter decoder with BatchNorm); fine-tune it again") from None
     network.eval()
     return network.to(device) if device is not None else network

@@ -230,7 +230,7 @@ class DenseTask(Protocol):
     """
 
     name: str
-    learning: Mapping[str, Any]  # its own unfreezing defaults (unfreeze, unfreeze_epochs, backbone_lr)
+    learning: Mapping[str, Any]  # its own defaults (unfreeze, unfreeze_epochs, backbone_lr, batch_size)
 
     def feature_maps(self, card: Any) -> tuple[str, ...]:
         """The card's features the network reads, input side first."""

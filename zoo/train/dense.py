@@ -53,8 +53,11 @@ class DenseSteps:
         with torch_threads(self.budget.threads):
             for inputs, batch in self._loader(items, self._values(name, len(items)), None, "none", shuffle=False):
                 maps = self.backbone(self._on_device(inputs))
-                if not parts and sum(v[0].numel() * v.element_size() for v in maps.values()) * len(items) > MAPS_LIMIT:
-                    self.log(f"  {name}: the feature maps of {len(items)} pictures would take over "
+                # a picture's maps, and its targets (an instance segmenter's are a mask per object)
+                each = (sum(v[0].numel() * v.element_size() for v in maps.values())
+                        + sum(t.numel() * t.element_size() for target in batch for t in target.values()) / len(batch))
+                if not parts and each * len(items) > MAPS_LIMIT:
+                    self.log(f"  {name}: the feature maps and targets of {len(items)} pictures would take over "
                              f"{MAPS_LIMIT >> 30} GiB; phase 0 runs through the frozen backbone")
                     return None
                 parts.append({k: v.cpu() for k, v in maps.items()})

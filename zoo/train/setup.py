@@ -61,12 +61,14 @@ def prepare(options: Any, folder: Path, resuming: bool, say: Callable[[str], Non
     card = resolve_card(options.model, options.registry)
     task, why_task = _task(options, card)
     task.check(options)
-    batch = options.engine.batch_size or int((getattr(task, "learning", None) or {}).get("batch_size", BATCH_SIZE))
+    batch = options.engine.batch_size
+    if batch is None:  # the task's own default, at least one picture per process
+        batch = max(int((getattr(task, "learning", None) or {}).get("batch_size", BATCH_SIZE)), here.size)
+    elif here.distributed and batch < here.size:
+        raise ZooError(f"--batch-size {batch} is smaller than the {here.size} processes: each rank takes a part of "
+                       f"every batch; use a batch of at least {here.size}, or fewer processes")
     # decided: a resumed run, an export, the report read them
     options = options.with_(task=task.name, batch_size=batch)
-    if here.distributed and batch < here.size:
-        raise ZooError(f"--batch-size {batch} is smaller than the {here.size} processes: each rank takes a part of "
-                       f"every batch; use a batch of at least {here.size}")
     splits = _splits(options, card, task)
     card, options = _front_end(card, options, splits.train.modality)
     dense = is_dense(task)
