@@ -144,6 +144,7 @@ def test_text_unfreezing_gets_its_schedule_from_folds_and_never_ends_below_the_h
     assert run.metrics["baseline"]["name"].startswith("TF-IDF")
 
 
+@full_only  # the one loop's resume from any step is test_loop's; this is the folds strategy's end to end
 @pytest.mark.slow
 def test_a_killed_cross_validated_run_resumes_to_the_same_weights(digit_folder, tmp_path):
     args = [IMAGE_MODEL, "--data", str(digit_folder), "--unfreeze", "1", "--unfreeze-epochs", "1", "--no-augment",

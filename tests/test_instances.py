@@ -153,6 +153,7 @@ print("HEAVY", heavy, file=sys.stderr)
     assert Image.open(trained["folder"] / "over" / images[0].name).mode == "RGB"
 
 
+@full_only
 @pytest.mark.slow
 def test_int8_is_calibrated_one_picture_at_a_time_and_judged_by_mask_map(trained, tmp_path):
     done = run_zoo("export", str(trained["run"]), "--quantize", "int8", "--max-drop", "100", "--out",
