@@ -18,7 +18,7 @@ the mean predictor and ridge on raw features (16x16 pixels; the front end's MFCC
 sounds), all cross-validated and fitted the same way, test RMSE. Mean and worst over seeds; and,
 on seed 0, how far ``zoo predict`` on the exported model is from PyTorch.
 
-    python bench/regression.py [--seeds 5] [--tasks blur,pitch,rotation]
+    python bench/regression.py [--seeds 5] [--first-seed 0] [--tasks blur,pitch,rotation]
 """
 
 from __future__ import annotations
@@ -130,6 +130,7 @@ def export_gap(run_dir: Path, test: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds FIRST..FIRST+SEEDS-1 (to finish a series)")
     parser.add_argument("--tasks", default="blur,pitch,rotation")
     args = parser.parse_args()
     import zoo
@@ -137,7 +138,7 @@ def main() -> None:
     results: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory() as work:
         for name in args.tasks.split(","):
-            for seed in range(args.seeds):
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
                 folder = Path(work) / f"{name}-{seed}"
                 folder.mkdir()
                 train, test, column = TASKS[name](folder, seed)

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import kill_when_written, run_zoo
+from conftest import full_only, kill_when_written, run_zoo
 
 import zoo
 from zoo.errors import ZooError
@@ -96,6 +96,7 @@ def test_a_validation_split_judges_each_round_and_keeps_the_best(text_csv, tmp_p
     assert unchanged == (record["best"] == 0)
 
 
+@full_only  # the one loop's resume from any step is test_loop's; this is the contrastive rounds' end to end
 @pytest.mark.slow
 def test_a_killed_contrastive_run_resumes_to_the_same_weights(straight, text_csv, tmp_path):
     folder = tmp_path / "killed"
