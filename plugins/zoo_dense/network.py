@@ -5,9 +5,12 @@ its own head, anchor points, losses and post-processing.
 
 Why FCOS: it is single-stage and anchor-free, so everything after its head is decoding and
 non-maximum suppression, which the torch-free runtime repeats in numpy from the exported raw
-outputs (a two-stage Faster R-CNN crops proposals inside the network: it cannot be cut there);
-and on 2 CPU cores its narrow head is what a detector can afford (bench/detect_pasted.py measures
-it against Faster R-CNN on the same backbone).
+outputs, and its graph takes batches (a two-stage detector crops proposals inside the network:
+zoo's Mask R-CNN graph, :mod:`zoo_dense.maskrcnn`, holds them and takes one picture at a time);
+and on 2 CPU cores its narrow head is what a detector can afford: on pasted-photos with
+efficientnet_lite0 it reached test box mAP 0.327 (mean of 3 seeds) in 87 s a run, where the Mask
+R-CNN instance segmenter on the same maps reached box mAP 0.345 in a 17-minute run (seed 0, the
+machine shared with tests).
 
 The images are whole pictures squashed to one size (``Detection.input_spec``) and normalised by
 zoo's preprocessing, so torchvision's ``GeneralizedRCNNTransform`` is replaced by
