@@ -28,12 +28,12 @@ def agreement(run_dir: Path, out: Path) -> dict:
 
     import zoo
     from zoo.data import make_splits
-    from zoo.train.config import FinetuneConfig
+    from zoo.runs.options import FinetuneOptions
 
     zoo.export(run_dir, out=out, log=lambda text: None)
     run = zoo.open_run(run_dir)
-    config = FinetuneConfig.from_dict(run.config)
-    splits = make_splits(config.data, modality="image", per_class=config.per_class, seed=config.seed)
+    options = FinetuneOptions.from_dict(run.config)
+    splits = make_splits(options.data.data, modality="image", per_class=options.data.per_class, seed=options.seed)
     clips = [str(e.item) for e in splits.test.examples]
     script = ("import sys, json, zoo.runtime as r\n"
               f"p = r.predict({str(out)!r}, json.load(sys.stdin), top_k=1)\n"
