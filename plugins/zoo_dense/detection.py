@@ -100,15 +100,19 @@ class Detection(DenseBase):
     # ----------------------------------------------------------------- the network
 
     def network(self, backbone: Any, targets: Any, context: Any) -> Any:
-        from zoo_dense.network import build_detector
-
         card = backbone.card
         maps = self.feature_maps(card)
         strides = strides_of(card)
-        detector = build_detector(backbone, maps, [card.features[m] for m in maps], [strides[m] for m in maps],
+        detector = self.builder()(backbone, maps, [card.features[m] for m in maps], [strides[m] for m in maps],
                                   len(targets.names))
         detector.record["size"] = list(card.input.size)
         return detector
+
+    def builder(self) -> Any:
+        """What builds the network on the maps: ``(backbone, maps, channels, strides, classes)``."""
+        from zoo_dense.network import build_detector
+
+        return build_detector
 
     def sampler(self, spec: Any, context: Any) -> Any:
         from zoo_dense.samples import BoxSampler

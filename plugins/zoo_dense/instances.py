@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 from zoo import InputError
-from zoo_dense.common import strides_of
 from zoo_dense.detection import LEARNING, Detection, _side
 
 __all__ = ["InstanceSegmentation", "LEARNING"]
@@ -68,16 +67,10 @@ class InstanceSegmentation(Detection):
 
     # ----------------------------------------------------------------- the network
 
-    def network(self, backbone: Any, targets: Any, context: Any) -> Any:
+    def builder(self) -> Any:
         from zoo_dense.maskrcnn import build_instances
 
-        card = backbone.card
-        maps = self.feature_maps(card)
-        strides = strides_of(card)
-        network = build_instances(backbone, maps, [card.features[m] for m in maps], [strides[m] for m in maps],
-                                  len(targets.names))
-        network.record["size"] = list(card.input.size)
-        return network
+        return build_instances
 
     def sampler(self, spec: Any, context: Any) -> Any:
         from zoo_dense.samples import InstanceSampler

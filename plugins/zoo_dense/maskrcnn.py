@@ -24,7 +24,6 @@ per-image loops trace for one picture, so the graph takes one at a time.
 from __future__ import annotations
 
 import functools
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -46,30 +45,9 @@ def _classes() -> tuple[type, ...]:
     from torch import nn
     from torchvision.models.detection.image_list import ImageList
 
-    class Pyramid(nn.Module):
-        """The backbone's maps through the FPN, named as torchvision's heads expect ("0", "1", ...,
-        "pool")."""
+    from zoo_dense.network import _classes as detector_classes
 
-        def __init__(self, backbone: nn.Module, fpn: nn.Module, maps: Sequence[str], width: int) -> None:
-            super().__init__()
-            self.body, self.fpn, self.maps, self.out_channels = backbone, fpn, tuple(maps), width
-            self.given: dict[str, torch.Tensor] | None = None  # the backbone's maps, computed already
-
-        def forward(self, x: torch.Tensor) -> Any:
-            features = self.given if self.given is not None else self.body(x)
-            out = self.fpn(OrderedDict((name, features[name]) for name in self.maps))
-            return OrderedDict((key if key == "pool" else str(i), value) for i, (key, value) in enumerate(out.items()))
-
-    class AsGiven(nn.Module):
-        """torchvision's transform for images at one size, normalised: batch them; answers as the
-        heads give them (masks unpasted)."""
-
-        def forward(self, images: Any, targets: Any = None) -> Any:
-            batch = images if isinstance(images, torch.Tensor) else torch.stack(list(images))
-            return ImageList(batch, [tuple(batch.shape[-2:])] * len(batch)), targets
-
-        def postprocess(self, result: Any, image_shapes: Any, original_sizes: Any) -> Any:
-            return result
+    _, _, Pyramid, AsGiven = detector_classes()  # the detector's, levels numbered; answers as the heads give them
 
     class Instances(nn.Module):
         """The run's network: ``backbone`` (zoo's, at its feature maps), ``head`` (the pyramid, the
@@ -105,7 +83,7 @@ def _classes() -> tuple[type, ...]:
             train_pre, train_post = settings["proposals_train"]
             test_pre, test_post = settings["proposals_test"]
             self.detector = MaskRCNN(
-                Pyramid(backbone, fpn, maps, width), num_classes=None, rpn_anchor_generator=anchors, rpn_head=rpn,
+                Pyramid(backbone, fpn, maps, width, numbered=True), num_classes=None, rpn_anchor_generator=anchors, rpn_head=rpn,
                 rpn_pre_nms_top_n_train=train_pre, rpn_post_nms_top_n_train=train_post,
                 rpn_pre_nms_top_n_test=test_pre, rpn_post_nms_top_n_test=test_post,
                 box_roi_pool=MultiScaleRoIAlign(levels, 7, 2), box_head=box_head, box_predictor=box_predictor,

@@ -54,16 +54,23 @@ def _classes() -> tuple[type, ...]:
     from torchvision.models.detection.image_list import ImageList
 
     class Pyramid(nn.Module):
-        """The backbone's feature maps through the FPN: what FCOS calls its backbone."""
+        """The backbone's feature maps through the FPN: what FCOS (and Mask R-CNN) calls its
+        backbone; ``numbered``: its levels named as torchvision's RoI heads expect ("0", "1", ...,
+        "pool"), not after the backbone's maps."""
 
-        def __init__(self, backbone: nn.Module, fpn: nn.Module, maps: Sequence[str], width: int) -> None:
+        def __init__(self, backbone: nn.Module, fpn: nn.Module, maps: Sequence[str], width: int,
+                     numbered: bool = False) -> None:
             super().__init__()
             self.body, self.fpn, self.maps, self.out_channels = backbone, fpn, tuple(maps), width
+            self.numbered = numbered
             self.given: dict[str, torch.Tensor] | None = None  # the backbone's maps, computed already
 
         def forward(self, x: torch.Tensor) -> Any:
             features = self.given if self.given is not None else self.body(x)
-            return self.fpn(OrderedDict((name, features[name]) for name in self.maps))
+            out = self.fpn(OrderedDict((name, features[name]) for name in self.maps))
+            if not self.numbered:
+                return out
+            return OrderedDict((key if key == "pool" else str(i), value) for i, (key, value) in enumerate(out.items()))
 
     class AsGiven(nn.Module):
         """torchvision's transform for images already at one size and normalised: batch them."""
@@ -138,7 +145,7 @@ def _classes() -> tuple[type, ...]:
             scores = torch.sqrt(torch.sigmoid(out["cls_logits"]) * torch.sigmoid(out["bbox_ctrness"]))
             return torch.cat([boxes, scores], dim=-1)
 
-    return Detector, Raw
+    return Detector, Raw, Pyramid, AsGiven
 
 
 def build_detector(backbone: Any, maps: Sequence[str], channels: Sequence[int], strides: Sequence[int], classes: int,
