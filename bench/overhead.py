@@ -18,13 +18,12 @@ from pathlib import Path
 
 import torch
 
-import zoo
-from zoo.data import make_splits
-from zoo.preprocess import image_array
-from zoo.pulling import pull
 from zoo.batches import default_workers
-from zoo.train.config import FinetuneConfig
-from zoo.train.recipe import Trainer, _freeze_batchnorm
+from zoo.preprocess import image_array
+from zoo.runs.options import FinetuneOptions
+from zoo.train.setup import prepare
+from zoo.train.stages import make_learner
+from zoo.train.stepping import freeze_batchnorm
 
 MODEL = "efficientnet_lite0"
 PHASE = 2
@@ -45,23 +44,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=4)
     epochs = parser.parse_args().epochs
-    splits = make_splits("digits", modality="image", per_class=10, seed=0)
-    config = FinetuneConfig(model=MODEL, data="digits", per_class=10, unfreeze=PHASE, augment=False).resolved("image")
+    # the run's own setup (data, plan, task, device) and learner, as zoo.finetune builds them
+    options = FinetuneOptions.from_flat(MODEL, "digits", per_class=10, unfreeze=PHASE, augment="none",
+                                        validation="split", device="cpu")
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(config, Path(tmp), splits, zoo.load(MODEL), pull(MODEL), device=torch.device("cpu"),
-                          log=lambda _: None, progress=False)
+        setup = prepare(options, Path(tmp), False, lambda _: None, False)
+        trainer = make_learner(setup, None, normalised=False)
         optimizer = trainer.optimizer(PHASE)
         model = trainer.model
-        items = [e.item for e in splits.train.examples]
-        labels = [e.label for e in splits.train.examples]
-        loader = torch.utils.data.DataLoader(Plain(items, labels, trainer.backbone.card.input), batch_size=32,
+        items = [e.item for e in setup.sets["train"].examples]
+        labels = [int(v) for v in setup.targets["train"].values]
+        loader = torch.utils.data.DataLoader(Plain(items, labels, setup.card.input), batch_size=setup.options.engine.batch_size,
                                              shuffle=True, num_workers=default_workers())
-        loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+        loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=setup.options.head.label_smoothing)
 
         def hand_written() -> float:
             t = time.perf_counter()
             model.train()
-            _freeze_batchnorm(model.backbone)
+            freeze_batchnorm(model.backbone)
             for x, y in loader:
                 loss = loss_fn(model(x), y)
                 optimizer.zero_grad()
