@@ -187,3 +187,49 @@ def kill_when_written(args: Sequence[str], target: Path | Callable[[], bool], ti
         if process.poll() is None:
             os.kill(process.pid, signal.SIGKILL if signum is None else signum)
         return process.wait(timeout=timeout)
+
+
+def killed_and_resumed(args: Sequence[str], folder: Path, written: str, timeout: float = 900) -> tuple[Path, Path]:
+    """The exact-resume check's two runs of ``zoo *args``: one straight to its end in
+    ``folder/straight``, one in ``folder/killed`` killed with SIGKILL as soon as ``written`` (a path
+    inside its run folder) exists, then ``zoo finetune --resume``; returns both run folders."""
+    straight, killed = folder / "straight", folder / "killed"
+    done = run_zoo(*args, "--out", str(straight), timeout=timeout)
+    assert done.returncode == 0, done.stderr
+    kill_when_written([*args, "--out", str(killed)], killed / written, timeout=timeout)
+    assert not (killed / "checkpoints" / "final.pt").exists(), "the run finished before it could be killed"
+    resumed = run_zoo("finetune", "--resume", str(killed), "--quiet", timeout=timeout)
+    assert resumed.returncode == 0, resumed.stderr
+    return straight, killed
+
+
+def _final(run: Path) -> dict:
+    import torch
+
+    return torch.load(run / "checkpoints" / "final.pt", weights_only=True)
+
+
+def assert_same_final_weights(a: Path, b: Path) -> None:
+    """Two run folders' final.pt: the same best epoch, the same head and body (the body holds the
+    unfrozen stages when the best epoch is an unfrozen one) to float rounding."""
+    import torch
+
+    first, second = _final(a), _final(b)
+    assert first["head"] and first.get("best") == second.get("best")
+    for part in ("head", "body"):
+        assert first[part].keys() == second[part].keys()
+        for key in first[part]:
+            torch.testing.assert_close(first[part][key], second[part][key], atol=1e-5, rtol=1e-4)
+
+
+def assert_weights_within(a: Path, b: Path, fraction: float) -> None:
+    """Two run folders' final.pt, their floating weights taken as one vector: apart by at most
+    ``fraction`` of its length. For runs that are the same training but not to the last bit (DDP
+    with losses normalised per process); a tiny bias alone is too small to judge."""
+    import torch
+
+    first, second = _final(a), _final(b)
+    assert first.keys() == second.keys() and all(first[p].keys() == second[p].keys() for p in ("head", "body"))
+    pairs = [(first[p][k], second[p][k]) for p in ("head", "body") for k in first[p] if first[p][k].is_floating_point()]
+    ours, theirs = torch.cat([x.flatten() for x, _ in pairs]), torch.cat([y.flatten() for _, y in pairs])
+    assert torch.linalg.vector_norm(ours - theirs) <= fraction * torch.linalg.vector_norm(ours)

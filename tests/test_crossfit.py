@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import full_only, kill_when_written, run_zoo
+from conftest import assert_same_final_weights, full_only, killed_and_resumed, run_zoo
 
 import zoo
 from zoo.errors import InputError, ZooError
@@ -149,19 +149,8 @@ def test_text_unfreezing_gets_its_schedule_from_folds_and_never_ends_below_the_h
 def test_a_killed_cross_validated_run_resumes_to_the_same_weights(digit_folder, tmp_path):
     args = [IMAGE_MODEL, "--data", str(digit_folder), "--unfreeze", "1", "--unfreeze-epochs", "1", "--no-augment",
             "--workers", "0", "--quiet", "--seed", "1"]
-    straight = run_zoo("finetune", *args, "--out", str(tmp_path / "straight"), timeout=600)
-    assert straight.returncode == 0, straight.stderr
-    killed = tmp_path / "killed"
-    kill_when_written(["finetune", *args, "--out", str(killed)], killed / "cv" / "fold-0.json")
-    assert not (killed / "checkpoints" / "final.pt").exists(), "the run finished before it could be killed"
-    resumed = run_zoo("finetune", "--resume", str(killed), "--quiet", timeout=600)
-    assert resumed.returncode == 0, resumed.stderr
-    a = torch.load(tmp_path / "straight" / "checkpoints" / "final.pt", weights_only=True)
-    b = torch.load(killed / "checkpoints" / "final.pt", weights_only=True)
-    for part in ("head", "body"):
-        assert a[part].keys() == b[part].keys()
-        for key in a[part]:
-            torch.testing.assert_close(a[part][key], b[part][key], atol=1e-5, rtol=1e-4)
+    straight, killed = killed_and_resumed(["finetune", *args], tmp_path, "cv/fold-0.json", timeout=600)
+    assert_same_final_weights(straight, killed)
     for name in ("schedule.json",):
         assert json.loads((killed / "cv" / name).read_text())["mean_loss"] == pytest.approx(
             json.loads((tmp_path / "straight" / "cv" / name).read_text())["mean_loss"], abs=1e-5)

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import NO_TORCH, full_only, REPO, kill_when_written, run_zoo
+from conftest import (NO_TORCH, REPO, assert_same_final_weights, assert_weights_within, full_only, killed_and_resumed,
+                      run_zoo)
 
 import zoo
 from zoo.data import make_splits, open_dataset
@@ -498,47 +499,26 @@ def test_predict_draws_the_boxes_and_serve_answers_them(trained, data, tmp_path)
 @full_only
 @pytest.mark.slow
 def test_a_killed_detection_run_resumes_to_the_same_weights(data, tmp_path):
-    import torch
-
     args = _finetune(tmp_path, data["train"], "--test", str(data["test"]))
-    straight = run_zoo(*args, "--out", str(tmp_path / "straight"), timeout=900)
-    assert straight.returncode == 0, straight.stderr
-    killed = tmp_path / "killed"
-    kill_when_written([*args, "--out", str(killed)], killed / "checkpoints" / "epoch-0003.pt")
-    assert not (killed / "checkpoints" / "final.pt").exists(), "the run finished before it could be killed"
-    resumed = run_zoo("finetune", "--resume", str(killed), "--quiet", timeout=900)
-    assert resumed.returncode == 0, resumed.stderr
-    a = torch.load(tmp_path / "straight" / "checkpoints" / "final.pt", weights_only=True)
-    b = torch.load(killed / "checkpoints" / "final.pt", weights_only=True)
-    assert a["head"] and a["best"] == b["best"]
-    for part in ("head", "body"):  # the body holds the unfrozen stage when the best epoch is an unfrozen one
-        assert a[part].keys() == b[part].keys()
-        for key in a[part]:
-            torch.testing.assert_close(a[part][key], b[part][key], atol=1e-5, rtol=1e-4)
-    assert json.loads((tmp_path / "straight" / "report" / "metrics.json").read_text())["test"]["map"] == pytest.approx(
+    straight, killed = killed_and_resumed(args, tmp_path, "checkpoints/epoch-0003.pt")
+    assert_same_final_weights(straight, killed)
+    assert json.loads((straight / "report" / "metrics.json").read_text())["test"]["map"] == pytest.approx(
         json.loads((killed / "report" / "metrics.json").read_text())["test"]["map"], abs=1e-6)
 
 
 @full_only
 @pytest.mark.slow
 def test_two_processes_train_the_detector_one_process_trains(data, tmp_path):
-    import torch
-
     args = _finetune(tmp_path, data["train"], "--workers", "0")
     one = run_zoo(*args, "--out", str(tmp_path / "one"), timeout=900)
     assert one.returncode == 0, one.stderr
     two = run_zoo(*args, "--out", str(tmp_path / "two"), "--nproc", "2", timeout=900)
     assert two.returncode == 0, two.stderr
-    a = torch.load(tmp_path / "one" / "checkpoints" / "final.pt", weights_only=True)
-    b = torch.load(tmp_path / "two" / "checkpoints" / "final.pt", weights_only=True)
     # The same training, but not to the last bit: torchvision's FCOS divides its losses by the number
     # of foreground points in what each process sees (its part of the batch), as its own reference
     # training under DDP does, so the averaged gradient differs slightly from one process's; Adam
     # then turns small differences of near-zero gradients into full steps. The weights are judged
-    # as one vector (a tiny bias alone is too small to judge), and the runs by their validation mAP.
-    assert a.keys() == b.keys() and all(a[p].keys() == b[p].keys() for p in ("head", "body"))
-    floats = [(a[p][k], b[p][k]) for p in ("head", "body") for k in a[p] if a[p][k].is_floating_point()]
-    ours, theirs = torch.cat([x.flatten() for x, _ in floats]), torch.cat([y.flatten() for _, y in floats])
-    assert torch.linalg.vector_norm(ours - theirs) <= 0.02 * torch.linalg.vector_norm(ours)
+    # as one vector, and the runs by their validation mAP.
+    assert_weights_within(tmp_path / "one", tmp_path / "two", 0.02)
     metrics = [json.loads((tmp_path / n / "report" / "metrics.json").read_text())["val"]["map"] for n in ("one", "two")]
     assert metrics[0] == pytest.approx(metrics[1], abs=0.03)

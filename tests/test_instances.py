@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import NO_TORCH, full_only, kill_when_written, run_zoo
+from conftest import NO_TORCH, assert_same_final_weights, assert_weights_within, full_only, killed_and_resumed, run_zoo
 from test_detection import MODEL, small_card
 from test_segmentation import SIDE, pictures, write_coco
 
@@ -220,28 +220,11 @@ def test_a_mask_rcnn_card_through_zoo_segments_as_torchvisions_own_model():
 def test_a_killed_instance_run_resumes_to_the_same_weights_and_two_processes_train_as_one(tmp_path):
     """The one loop's exact resume, and DDP, with Mask R-CNN's losses (each process's means over
     its own sampled proposals: two processes are one within a few percent, as for FCOS)."""
-    import torch
-
     data = {"train": write_coco(tmp_path / "data", "train", pictures(16, seed=30)),
             "test": write_coco(tmp_path / "data", "test", pictures(4, seed=31))}
     args = [*_finetune(tmp_path, data, "--workers", "0"), "--unfreeze-epochs", "2"]
-    straight = run_zoo(*args, "--out", str(tmp_path / "straight"), timeout=900)
-    assert straight.returncode == 0, straight.stderr
-    killed = tmp_path / "killed"
-    kill_when_written([*args, "--out", str(killed)], killed / "checkpoints" / "epoch-0003.pt")
-    assert not (killed / "checkpoints" / "final.pt").exists(), "the run finished before it could be killed"
-    resumed = run_zoo("finetune", "--resume", str(killed), "--quiet", timeout=900)
-    assert resumed.returncode == 0, resumed.stderr
-    a = torch.load(tmp_path / "straight" / "checkpoints" / "final.pt", weights_only=True)
-    b = torch.load(killed / "checkpoints" / "final.pt", weights_only=True)
-    assert a["best"] == b["best"]
-    for part in ("head", "body"):
-        assert a[part].keys() == b[part].keys()
-        for key in a[part]:
-            torch.testing.assert_close(a[part][key], b[part][key], atol=1e-5, rtol=1e-4)
+    straight, killed = killed_and_resumed(args, tmp_path, "checkpoints/epoch-0003.pt")
+    assert_same_final_weights(straight, killed)
     two = run_zoo(*args, "--out", str(tmp_path / "two"), "--nproc", "2", timeout=900)
     assert two.returncode == 0, two.stderr
-    c = torch.load(tmp_path / "two" / "checkpoints" / "final.pt", weights_only=True)
-    floats = [(a[p][k], c[p][k]) for p in ("head", "body") for k in a[p] if a[p][k].is_floating_point()]
-    ours, theirs = torch.cat([x.flatten() for x, _ in floats]), torch.cat([y.flatten() for _, y in floats])
-    assert torch.linalg.vector_norm(ours - theirs) <= 0.05 * torch.linalg.vector_norm(ours)
+    assert_weights_within(straight, tmp_path / "two", 0.05)

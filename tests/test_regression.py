@@ -184,22 +184,13 @@ def test_whole_data_problems_are_one_line_each(numbers, tmp_path, digit_folder):
 @full_only
 @pytest.mark.slow
 def test_regression_trains_by_epochs_on_a_split_and_resumes_exactly(numbers, tmp_path):
-    from conftest import kill_when_written
+    from conftest import assert_same_final_weights, killed_and_resumed
 
     train, test = numbers
-    args = [IMAGE, "--data", str(train), "--target", "angle", "--validation", "split", "--head", "mlp", "--epochs",
-            "6", "--unfreeze", "1", "--unfreeze-epochs", "2", "--no-augment", "--workers", "0", "-q"]
-    straight = run_zoo("finetune", *args, "--out", str(tmp_path / "straight"), timeout=600)
-    assert straight.returncode == 0, straight.stderr
-    kill_when_written(["finetune", *args, "--out", str(tmp_path / "killed")],
-                      tmp_path / "killed" / "checkpoints" / "epoch-0007.pt")
-    resumed = run_zoo("finetune", "--resume", str(tmp_path / "killed"), "-q", timeout=600)
-    assert resumed.returncode == 0, resumed.stderr
-    a = torch.load(tmp_path / "straight" / "checkpoints" / "final.pt", weights_only=True)
-    b = torch.load(tmp_path / "killed" / "checkpoints" / "final.pt", weights_only=True)
-    for part in ("head", "body"):
-        for key in a[part]:
-            torch.testing.assert_close(a[part][key], b[part][key], atol=1e-5, rtol=1e-4)
+    args = ["finetune", IMAGE, "--data", str(train), "--target", "angle", "--validation", "split", "--head", "mlp",
+            "--epochs", "6", "--unfreeze", "1", "--unfreeze-epochs", "2", "--no-augment", "--workers", "0", "-q"]
+    straight, killed = killed_and_resumed(args, tmp_path, "checkpoints/epoch-0007.pt", timeout=600)
+    assert_same_final_weights(straight, killed)
     history = [json.loads(x) for x in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()]
     assert history[0]["metric"] == "rmse" and history[0]["val_metric"] > 0
     run = zoo.open_run(tmp_path / "straight")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import NO_TORCH, full_only, kill_when_written, run_zoo
+from conftest import NO_TORCH, assert_same_final_weights, assert_weights_within, full_only, killed_and_resumed, run_zoo
 from test_detection import MODEL, small_card, write_png
 
 import zoo
@@ -388,25 +388,9 @@ def test_int8_is_judged_by_miou_on_the_held_out_pictures(trained, tmp_path):
 @full_only
 @pytest.mark.slow
 def test_a_killed_segmentation_run_resumes_to_the_same_weights(data, tmp_path):
-    import torch
-
-    args = _finetune(tmp_path, data)
-    straight = run_zoo(*args, "--out", str(tmp_path / "straight"), timeout=900)
-    assert straight.returncode == 0, straight.stderr
-    killed = tmp_path / "killed"
-    kill_when_written([*args, "--out", str(killed)], killed / "checkpoints" / "epoch-0003.pt")
-    assert not (killed / "checkpoints" / "final.pt").exists(), "the run finished before it could be killed"
-    resumed = run_zoo("finetune", "--resume", str(killed), "--quiet", timeout=900)
-    assert resumed.returncode == 0, resumed.stderr
-    a = torch.load(tmp_path / "straight" / "checkpoints" / "final.pt", weights_only=True)
-    b = torch.load(killed / "checkpoints" / "final.pt", weights_only=True)
-    assert a["head"] and a["best"] == b["best"]
-    for part in ("head", "body"):
-        assert a[part].keys() == b[part].keys()
-        for key in a[part]:
-            torch.testing.assert_close(a[part][key], b[part][key], atol=1e-5, rtol=1e-4)
-    metrics = [json.loads((f / "report" / "metrics.json").read_text())["test"]["miou"] for f in (tmp_path / "straight",
-                                                                                                  killed)]
+    straight, killed = killed_and_resumed(_finetune(tmp_path, data), tmp_path, "checkpoints/epoch-0003.pt")
+    assert_same_final_weights(straight, killed)
+    metrics = [json.loads((f / "report" / "metrics.json").read_text())["test"]["miou"] for f in (straight, killed)]
     assert metrics[0] == pytest.approx(metrics[1], abs=1e-6)
 
 
@@ -415,19 +399,12 @@ def test_a_killed_segmentation_run_resumes_to_the_same_weights(data, tmp_path):
 def test_two_processes_train_the_segmenter_one_process_trains(data, tmp_path):
     """Cross-entropy is a mean over each process's pixels, summed over its pictures by zoo's loss:
     two processes' averaged gradient is one process's (to float rounding)."""
-    import torch
-
     args = _finetune(tmp_path, data, "--workers", "0")
     one = run_zoo(*args, "--out", str(tmp_path / "one"), timeout=900)
     assert one.returncode == 0, one.stderr
     two = run_zoo(*args, "--out", str(tmp_path / "two"), "--nproc", "2", timeout=900)
     assert two.returncode == 0, two.stderr
-    a = torch.load(tmp_path / "one" / "checkpoints" / "final.pt", weights_only=True)
-    b = torch.load(tmp_path / "two" / "checkpoints" / "final.pt", weights_only=True)
-    assert a.keys() == b.keys() and all(a[p].keys() == b[p].keys() for p in ("head", "body"))
-    floats = [(a[p][k], b[p][k]) for p in ("head", "body") for k in a[p] if a[p][k].is_floating_point()]
-    ours, theirs = torch.cat([x.flatten() for x, _ in floats]), torch.cat([y.flatten() for _, y in floats])
-    assert torch.linalg.vector_norm(ours - theirs) <= 0.02 * torch.linalg.vector_norm(ours)
+    assert_weights_within(tmp_path / "one", tmp_path / "two", 0.02)
     metrics = [json.loads((tmp_path / n / "report" / "metrics.json").read_text())["val"]["miou"] for n in ("one", "two")]
     assert metrics[0] == pytest.approx(metrics[1], abs=0.02)
 

@@ -20,7 +20,8 @@ def _steps(policy: str, size: tuple[int, int]) -> list[Any] | None:
     """The v2 steps of ``policy`` for a PIL picture of ``size`` (width, height), moving whatever
     tv_tensors go with it (boxes, masks); None for ``none``. ``light``: a horizontal flip, a
     random crop of 60-100% of the area, a mild colour jitter; ``trivialaugment`` and
-    ``randaugment``: torchvision's policies, which move boxes and masks too."""
+    ``randaugment``: torchvision's policies, which move masks but refuse boxes (the box tasks
+    refuse them in their options check)."""
     from torchvision.transforms import v2
 
     if policy == "none":
@@ -66,6 +67,39 @@ def trainable(value: Any) -> tuple[Any, Any]:
             np.asarray(value["labels"], np.int64)[keep])
 
 
+def moved(image: Any, boxes: Any, labels: Any, masks: Any, seed: int, policy: str) -> tuple[Any, Any, Any, Any]:
+    """The picture with its boxes, labels and (when not None) each object's mask through
+    ``policy``'s transform (:func:`box_transform`) under the example's ``seed``, an object a crop
+    left degenerate dropped with its mask; all unchanged for ``none`` or a seed below 0 (no
+    augmentation)."""
+    transform = box_transform(policy, image.size) if seed >= 0 else None
+    if transform is None:
+        return image, boxes, labels, masks
+    import numpy as np
+    import torch
+    from torchvision import tv_tensors
+
+    target = {"boxes": tv_tensors.BoundingBoxes(torch.from_numpy(boxes), format="XYXY",
+                                                canvas_size=(image.size[1], image.size[0])),
+              "labels": torch.from_numpy(labels)}
+    if masks is not None:
+        target["masks"] = tv_tensors.Mask(torch.from_numpy(masks))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        image, target = transform(image, target)
+    return (image, target["boxes"].numpy().astype(np.float32), target["labels"].numpy(),
+            None if masks is None else target["masks"].numpy().astype(np.uint8))
+
+
+def box_scale(size: tuple[int, int], spec: Any) -> Any:
+    """The factors (x, y, x, y) taking boxes on a picture of ``size`` (width, height) to the
+    network's squashed picture of ``spec``."""
+    import numpy as np
+
+    side_h, side_w = spec.size
+    return np.asarray([side_w / size[0], side_h / size[1]] * 2, dtype=np.float32)
+
+
 class BoxSampler:
     """``(item, value, seed, policy) -> (CHW tensor, {"boxes", "labels"})`` for images read at
     ``spec`` (a square, squashed): see the module. Picklable, for loader processes."""
@@ -79,25 +113,11 @@ class BoxSampler:
 
         from zoo import image_array, open_image
 
-        image = open_image(item)
         boxes, labels = trainable(value)
-        transform = box_transform(policy, image.size) if seed >= 0 else None
-        if transform is not None:
-            from torchvision import tv_tensors
-
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                image, target = transform(image, {
-                    "boxes": tv_tensors.BoundingBoxes(torch.from_numpy(boxes), format="XYXY",
-                                                      canvas_size=(image.size[1], image.size[0])),
-                    "labels": torch.from_numpy(labels)})
-            boxes, labels = target["boxes"].numpy().astype(np.float32), target["labels"].numpy()
-        width, height = image.size
-        side_h, side_w = self.spec.size
-        scale = np.asarray([side_w / width, side_h / height] * 2, dtype=np.float32)
-        pixels = torch.from_numpy(image_array(image, self.spec))
-        return pixels, {"boxes": torch.from_numpy(boxes * scale).reshape(-1, 4),
-                        "labels": torch.from_numpy(np.asarray(labels, np.int64))}
+        image, boxes, labels, _ = moved(open_image(item), boxes, labels, None, seed, policy)
+        return torch.from_numpy(image_array(image, self.spec)), {
+            "boxes": torch.from_numpy(boxes * box_scale(image.size, self.spec)).reshape(-1, 4),
+            "labels": torch.from_numpy(np.asarray(labels, np.int64))}
 
     @staticmethod
     def collate(batch: list[tuple[Any, dict[str, Any]]]) -> tuple[Any, list[dict[str, Any]]]:
@@ -168,24 +188,13 @@ class InstanceSampler:
         shapes = [s for s, crowd in zip(value["segmentations"], value["crowd"]) if not crowd] if value else []
         masks = (np.stack([painted(s, height, width) for s in shapes]).astype(np.uint8) if shapes
                  else np.zeros((0, height, width), np.uint8))
-        transform = box_transform(policy, image.size) if seed >= 0 else None
-        if transform is not None:
-            from torchvision import tv_tensors
-
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                image, target = transform(image, {
-                    "boxes": tv_tensors.BoundingBoxes(torch.from_numpy(boxes), format="XYXY", canvas_size=(height, width)),
-                    "masks": tv_tensors.Mask(torch.from_numpy(masks)), "labels": torch.from_numpy(labels)})
-            boxes, labels = target["boxes"].numpy().astype(np.float32), target["labels"].numpy()
-            masks = target["masks"].numpy().astype(np.uint8)
-            width, height = image.size
+        image, boxes, labels, masks = moved(image, boxes, labels, masks, seed, policy)
         side_h, side_w = self.spec.size
-        scale = np.asarray([side_w / width, side_h / height] * 2, dtype=np.float32)
         resized = (np.stack([mask_in_picture(m, (side_w, side_h)) for m in masks]) if len(masks)
                    else np.zeros((0, side_h, side_w), np.uint8))
         return torch.from_numpy(image_array(image, self.spec)), {
-            "boxes": torch.from_numpy(boxes * scale).reshape(-1, 4), "labels": torch.from_numpy(np.asarray(labels, np.int64)),
+            "boxes": torch.from_numpy(boxes * box_scale(image.size, self.spec)).reshape(-1, 4),
+            "labels": torch.from_numpy(np.asarray(labels, np.int64)),
             "masks": torch.from_numpy(np.ascontiguousarray(resized))}
 
     @staticmethod
