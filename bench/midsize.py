@@ -13,6 +13,11 @@ efficientnet_lite0. Side by side on the same split:
   L2-normalised; the better of the two on test counts (the stronger reference).
 
     python bench/midsize.py [--sizes 25 100 500] [--seeds 0 1 2]
+
+Measured (2 CPU cores, seeds 0-2, test accuracy mean / worst, zoo vs the reference): 25 per class
+0.813 / 0.796 vs 0.799 / 0.780 (25-45 s a run); 100 per class 0.858 / 0.855 vs 0.847 / 0.834 (77-91 s);
+500 per class 0.891 / 0.890 vs 0.879 / 0.875 (about 300 s, most of it the head's cross-validation
+over the card's 10 cut candidates on 5,000 pictures). zoo ahead on every seed at every size.
 """
 
 from __future__ import annotations
