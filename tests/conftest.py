@@ -192,11 +192,12 @@ def kill_when_written(args: Sequence[str], target: Path | Callable[[], bool], ti
 def killed_and_resumed(args: Sequence[str], folder: Path, written: str, timeout: float = 900) -> tuple[Path, Path]:
     """The exact-resume check's two runs of ``zoo *args``: one straight to its end in
     ``folder/straight``, one in ``folder/killed`` killed with SIGKILL as soon as ``written`` (a path
-    inside its run folder) exists, then ``zoo finetune --resume``; returns both run folders."""
+    inside its run folder) exists, then ``zoo finetune --resume``; returns both run folders.
+    ``timeout``: the straight and the resumed run's limit each."""
     straight, killed = folder / "straight", folder / "killed"
     done = run_zoo(*args, "--out", str(straight), timeout=timeout)
     assert done.returncode == 0, done.stderr
-    kill_when_written([*args, "--out", str(killed)], killed / written, timeout=timeout)
+    kill_when_written([*args, "--out", str(killed)], killed / written)  # its own wait for the file, as before
     assert not (killed / "checkpoints" / "final.pt").exists(), "the run finished before it could be killed"
     resumed = run_zoo("finetune", "--resume", str(killed), "--quiet", timeout=timeout)
     assert resumed.returncode == 0, resumed.stderr
