@@ -16,6 +16,25 @@ from zoo import catalog, plugins
 
 REPO = Path(__file__).resolve().parent.parent
 
+def pytest_configure(config):
+    """Under pytest-xdist, each worker process keeps to its own share of the cores.
+
+    zoo sizes its threads by the cores its process may run on (zoo.threads.available_cores, the
+    affinity mask); two workers that each see both cores put four busy compute threads on two,
+    and OpenMP's spin-waiting then costs more than it computes. Pinning each worker (and the
+    zoo subprocesses it starts, which inherit the mask) to its share keeps one thread per core.
+    ZOO_TEST_PIN=0 leaves the mask alone."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = os.environ.get("PYTEST_XDIST_WORKER_COUNT", "")
+    if (os.environ.get("ZOO_TEST_PIN", "1") == "0" or not worker.startswith("gw") or not count.isdigit()
+            or not hasattr(os, "sched_setaffinity")):
+        return
+    cores, workers, index = sorted(os.sched_getaffinity(0)), int(count), int(worker[2:])
+    if workers < 2 or len(cores) < workers:
+        return
+    os.sched_setaffinity(0, set(cores[index::workers]))
+
+
 _ZOO_ENV = ("ZOO_HOME", "ZOO_REGISTRY", "ZOO_DISABLE_PLUGINS", "ZOO_TRACE_PLUGINS", "ZOO_OFFLINE")
 
 

@@ -151,10 +151,16 @@ def test_a_killed_rank_ends_the_run_and_resume_under_the_launcher_completes_it(s
 
 @pytest.mark.slow
 def test_embed_on_two_processes_writes_the_table_one_process_writes(digit_folder, tmp_path):
-    """The frozen pass sharded: each rank embeds half of the new items, rank 0 writes them."""
+    """The frozen pass sharded: each rank embeds half of the new items, rank 0 writes them. And
+    the user sees none of torch's launcher warning (four lines saying it set OMP_NUM_THREADS=1
+    when nothing had): zoo gives each rank its share of the cores before the launch."""
     forget_features()
-    result = two_processes("embed", MODEL, str(digit_folder), "--db", str(tmp_path / "two"), "--json")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    result = subprocess.run([sys.executable, "-m", "zoo", "embed", MODEL, str(digit_folder), "--db",
+                             str(tmp_path / "two"), "--json", "--nproc", "2"],
+                            capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr
+    assert "OMP_NUM_THREADS" not in result.stderr and "*****" not in result.stderr, result.stderr
     assert json.loads(result.stdout)["embedded"] == 24  # one report, rank 0's
     with one_core():
         embed_dataset(MODEL, digit_folder, db=tmp_path / "one", workers=0)
@@ -164,22 +170,6 @@ def test_embed_on_two_processes_writes_the_table_one_process_writes(digit_folder
     first, second = one.vectors_for(keys_one["content"]), two.vectors_for(keys_two["content"])
     difference = max(float(np.abs(first[c] - second[c]).max()) for c in first)
     assert difference < 1e-6, difference
-
-
-@pytest.mark.slow  # ~20 s: the launcher and two ranks each import torch and load the model
-def test_the_launcher_shows_no_thread_warning_when_zoo_sets_the_threads(tmp_path):
-    """torch's launcher warns in four lines that it set OMP_NUM_THREADS=1 when nothing set it;
-    zoo gives each rank its share of the cores, so the user sees no such warning (a tiny launch:
-    three texts embedded by two processes)."""
-    texts = tmp_path / "texts.txt"
-    texts.write_text("a late goal\nbake the bread\nrates went up\n", encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
-    result = subprocess.run([sys.executable, "-m", "zoo", "embed", "all-minilm-l6-v2-offline", str(texts), "--db",
-                             str(tmp_path / "db"), "--nproc", "2", "--engine", "torch", "-q"],
-                            capture_output=True, text=True, env=env, timeout=300)
-    assert result.returncode == 0, result.stderr
-    assert "OMP_NUM_THREADS" not in result.stderr and "*****" not in result.stderr, result.stderr
-    assert "3 embedded" in result.stdout
 
 
 @pytest.mark.slow  # ~20 s: two ranks into their unfrozen epochs
