@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import run_zoo
+from conftest import full_only, run_zoo
 
 import zoo
 from zoo.embed import VectorStore, embed_dataset
@@ -85,6 +85,7 @@ def straight(digit_folder, tmp_path_factory) -> Path:
     return out
 
 
+@full_only  # the ranks' equality is checked by the killed-rank run below, the sharded pass by the embed test
 @pytest.mark.slow
 def test_the_cross_validated_head_on_two_processes_equals_one(digit_folder, tmp_path):
     """Head only, the small-data recipe: the head's regularisation chosen on folds, on every rank."""

@@ -156,8 +156,8 @@ def test_a_bad_target_is_one_line_naming_the_row_and_skip_bad_leaves_it_out(numb
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert f"{data}:5" in result.stderr and says in result.stderr and "angle" in result.stderr
     assert not (tmp_path / "r").exists()
-    skipped = zoo.finetune(IMAGE, str(data), target="angle", skip_bad=True, out=tmp_path / "s", progress=False,
-                           log=lambda _: None)
+    skipped = zoo.finetune(IMAGE, str(data), target="angle", skip_bad=True, out=tmp_path / "s",
+                           cut="global_pool.flatten", progress=False, log=lambda _: None)
     listed = json.loads((skipped.dir / "skipped.json").read_text())
     assert [entry["where"] for entry in listed] == [f"{data}:5"]
 

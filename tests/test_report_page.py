@@ -45,7 +45,9 @@ def runs(tmp_path_factory):
         "contrastive": (TEXT, topics, {"test": str(topics), "recipe": "contrastive", "pairs": 48,
                                        "contrastive_lr": 2e-4}),
         "multi-label": (TEXT, tagged, {"test": str(tagged_test)}),
-        "sounds": (IMAGE, sounds, {"test": str(sounds_test), "front_end": {"clip_seconds": 0.8}, "unfreeze": 0}),
+        # at the card's cut: the cv-head run is the one that compares cuts (and draws their chart)
+        "sounds": (IMAGE, sounds, {"test": str(sounds_test), "front_end": {"clip_seconds": 0.8}, "unfreeze": 0,
+                                   "cut": "global_pool.flatten"}),
     }
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("ZOO_HOME", str(root / "home"))
