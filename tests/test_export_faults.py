@@ -137,13 +137,16 @@ def test_a_disk_that_fills_during_the_int8_export_is_one_line_and_leaves_nothing
     out = folder / "m.onnx"
     command = shlex.join([*_zoo_command(), "export", MODEL, "--random-weights", "-o", str(out), "--quantize", "int8"])
     steps = []
-    for size in ("2m", "8m", "12m", "16m"):
+    # each size fills the disk at a later step of the export; the smallest and the third always, all
+    # four with ZOO_TEST_FULL=1 (each is a whole export: about 6 s)
+    sizes = ("2m", "8m", "12m", "16m") if os.environ.get("ZOO_TEST_FULL") == "1" else ("2m", "12m")
+    for size in sizes:
         steps.append(f"mount -t tmpfs -o size={size} tmpfs {folder} && printf '{OLD.decode()}' > {out} && "
                      f"echo '== {size}' && {command}; echo \"rc=$?\"; ls -A {folder}; cat {out}; echo; umount {folder}")
     done = _in_namespace(" ; ".join(steps))
     reports = done.stdout.split("== ")[1:]
     errors = [line for line in done.stderr.splitlines() if line.startswith("Error:")]
-    assert len(reports) == 4 and len(errors) == 4, (done.stdout, done.stderr)
+    assert len(reports) == len(sizes) and len(errors) == len(sizes), (done.stdout, done.stderr)
     assert "Traceback" not in done.stderr
     for report, error in zip(reports, errors):
         assert f"cannot write {out}: the disk is full" in error and "free some space" in error, error
