@@ -161,7 +161,8 @@ sys.meta_path.insert(0, NoTorch())
 #: The longest checks whose ground other tests also cover (a second kill-and-resume of the same
 #: loop, a second probe of the same backbones...): left out unless ZOO_TEST_FULL=1, which keeps
 #: the suite under 15 minutes on 2 cores.
-full_only = pytest.mark.skipif(os.environ.get("ZOO_TEST_FULL") != "1",
+FULL = os.environ.get("ZOO_TEST_FULL") == "1"
+full_only = pytest.mark.skipif(not FULL,
                                reason="set ZOO_TEST_FULL=1 for the longest checks")
 
 

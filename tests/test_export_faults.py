@@ -11,7 +11,6 @@ site-packages stands in for a broken onnxruntime.
 
 from __future__ import annotations
 
-import os
 import resource
 import shlex
 import shutil
@@ -21,7 +20,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import run_zoo
+from conftest import FULL, run_zoo
 
 from zoo.runtime import INSTALL_HINT
 
@@ -139,7 +138,7 @@ def test_a_disk_that_fills_during_the_int8_export_is_one_line_and_leaves_nothing
     steps = []
     # each size fills the disk at a later step of the export; the smallest and the third always, all
     # four with ZOO_TEST_FULL=1 (each is a whole export: about 6 s)
-    sizes = ("2m", "8m", "12m", "16m") if os.environ.get("ZOO_TEST_FULL") == "1" else ("2m", "12m")
+    sizes = ("2m", "8m", "12m", "16m") if FULL else ("2m", "12m")
     for size in sizes:
         steps.append(f"mount -t tmpfs -o size={size} tmpfs {folder} && printf '{OLD.decode()}' > {out} && "
                      f"echo '== {size}' && {command}; echo \"rc=$?\"; ls -A {folder}; cat {out}; echo; umount {folder}")

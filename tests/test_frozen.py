@@ -475,6 +475,7 @@ def test_the_budget_follows_the_process_affinity_mask():
             "os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})\n"
             "print(*wide, available_cores(), thread_budget().workers + thread_budget().threads)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
     mask, wide, narrow, budget = (int(n) for n in result.stdout.split())
     assert wide == mask and (narrow, budget) == (1, 1), result.stderr
 

@@ -132,7 +132,7 @@ def test_the_task_rule_and_its_override(numbers, tmp_path):
         assert task.name == expected and "--task overrides" in why
     forced, why = choose_task("regression", raw, FinetuneOptions.from_flat(IMAGE, str(train), target="rating"))
     assert forced.name == "regression" and "--task regression" in why
-    # the card's cut: choosing one probes every layer (test_crossfit's ground), three times longer
+    # the card's cut: choosing one probes every layer (test_crossfit's ground), twice as long
     ratings = zoo.finetune(IMAGE, str(train), target="rating", out=tmp_path / "ratings", cut="global_pool.flatten",
                            progress=False, log=lambda _: None)
     assert ratings.task_name == "classification" and ratings.classes == tuple(str(i) for i in range(1, 6)
